@@ -1,0 +1,1 @@
+//! The jamisim reference Jami node (identity, DHT, connections, swarm, calls).
