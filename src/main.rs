@@ -1,1 +1,227 @@
-fn main() {}
+//! `jamisim`: run scenario suites in the simulator, replay a failing seed, merge shard
+//! reports.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use scenarios::{runner, RunOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Parser)]
+#[command(name = "jamisim", version, about = "Jami reference node, deterministic network simulator and scenario suites")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run scenario suites in simulation and write a report (all suites by default).
+    Run {
+        /// Suites (`netsim`), scenarios (`netsim/tor`, `netsim/hole-punch[a=none,b=eim-eif]`) or scenario files.
+        targets: Vec<String>,
+        /// Run every case with this seed.
+        #[arg(long, conflicts_with = "seeds")]
+        seed: Option<u64>,
+        /// Run every case with seeds 1..=N.
+        #[arg(long)]
+        seeds: Option<u64>,
+        /// Run only shard I of N (1-based), e.g. `--shard 2/4`.
+        #[arg(long, value_parser = parse_shard)]
+        shard: Option<(u32, u32)>,
+        /// Report directory (default: reports/runs/<run-id>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Parallel simulations (default: number of CPUs).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Write a pcap per host for every case (scenarios may ask for it themselves).
+        #[arg(long)]
+        pcap: bool,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Run one case with one seed again, keeping its full trace and pcaps.
+    Replay {
+        /// Scenario id as printed by `run`, e.g. `netsim/hole-punch[a=none,b=eim-eif]`.
+        id: String,
+        #[arg(long)]
+        seed: u64,
+        /// The scenario file, when it is not a built-in suite.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// List the scenarios (and matrix cases) the targets select.
+    List { targets: Vec<String> },
+    /// Reports: merge the results of sharded runs.
+    Report {
+        #[command(subcommand)]
+        cmd: ReportCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCmd {
+    /// Merge shard report directories (each with results.json) into one report.
+    Merge {
+        #[arg(long)]
+        out: PathBuf,
+        dirs: Vec<PathBuf>,
+    },
+}
+
+fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let (i, n) = s.split_once('/').ok_or("expected I/N, e.g. 2/4")?;
+    let i: u32 = i.parse().map_err(|_| "I must be a number")?;
+    let n: u32 = n.parse().map_err(|_| "N must be a number")?;
+    if n == 0 || i == 0 || i > n {
+        return Err(format!("shard {i}/{n}: I must be in 1..={n}"));
+    }
+    Ok((i, n))
+}
+
+/// UTC date-time from the system clock (reports only; never used inside a simulation).
+fn utc_now() -> (String, String) {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86400, secs % 86400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (h, mi, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    (format!("{y:04}{m:02}{d:02}-{h:02}{mi:02}{s:02}"), format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"))
+}
+
+fn print_summary(report: &reports::RunReport, out: &std::path::Path) -> bool {
+    let failed: Vec<_> = report.scenarios.iter().filter(|s| !s.passed).collect();
+    let events: u64 = report.scenarios.iter().map(|s| s.events).sum();
+    let sim: f64 = report.scenarios.iter().map(|s| s.sim_seconds).sum();
+    println!(
+        "{} cases, {} passed, {} failed in {:.1}s ({} events, {:.0} simulated s)",
+        report.scenarios.len(),
+        report.scenarios.len() - failed.len(),
+        failed.len(),
+        report.wall_seconds,
+        events,
+        sim
+    );
+    for f in &failed {
+        println!("FAIL {} (seed {})", f.name, f.seed);
+        if let Some(e) = &f.error {
+            println!("     error: {e}");
+        }
+        for c in f.checks.iter().filter(|c| !c.passed) {
+            println!("     {}: {}", c.description, c.detail);
+        }
+        println!("     replay: {}", f.replay);
+    }
+    println!("report: {}", out.join("index.html").display());
+    failed.is_empty()
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn real_main() -> Result<bool> {
+    let cli = Cli::parse();
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let commit = env!("JAMISIM_COMMIT").to_string();
+    let (run_id, started) = utc_now();
+    match cli.cmd {
+        Cmd::Run { targets, seed, seeds, shard, out, jobs, pcap, quiet } => {
+            let seeds = match (seed, seeds) {
+                (Some(s), _) => vec![s],
+                (None, Some(0)) => bail!("--seeds must be at least 1"),
+                (None, Some(n)) => (1..=n).collect(),
+                (None, None) => Vec::new(),
+            };
+            let out = out.unwrap_or_else(|| PathBuf::from("reports/runs").join(&run_id));
+            let mut opts = RunOptions {
+                targets,
+                seeds,
+                shard,
+                out: out.clone(),
+                progress: !quiet,
+                capture: pcap,
+                commit,
+                command,
+                run_id,
+                started_utc: started,
+                ..RunOptions::default()
+            };
+            if let Some(j) = jobs {
+                opts.jobs = j.max(1);
+            }
+            let report = runner::run(&opts)?;
+            Ok(print_summary(&report, &out))
+        }
+        Cmd::Replay { id, seed, file, out } => {
+            let target = match &file {
+                Some(f) => f.display().to_string(),
+                None => id.clone(),
+            };
+            let cases: Vec<_> = runner::select(&[target])?.into_iter().filter(|c| c.id == id).collect();
+            let Some(case) = cases.first() else { bail!("no scenario case `{id}` (see `jamisim list`)") };
+            let out = out.unwrap_or_else(|| PathBuf::from("reports/runs").join(format!("replay-{run_id}")));
+            let opts = RunOptions {
+                targets: vec![file.map(|f| f.display().to_string()).unwrap_or(case.id.clone())],
+                seeds: vec![seed],
+                only_id: Some(id.clone()),
+                out: out.clone(),
+                progress: false,
+                capture: true,
+                commit,
+                command,
+                run_id,
+                started_utc: started,
+                ..RunOptions::default()
+            };
+            let report = runner::run(&opts)?;
+            for s in &report.scenarios {
+                for c in &s.checks {
+                    println!("{} {}: {}", if c.passed { "ok  " } else { "FAIL" }, c.description, c.detail);
+                }
+                if let Some(t) = &s.trace_path {
+                    println!("trace: {}", out.join(t).display());
+                }
+            }
+            Ok(print_summary(&report, &out))
+        }
+        Cmd::List { targets } => {
+            for c in runner::select(&targets)? {
+                println!("{:<60} {}", c.id, c.spec.scenario.about);
+            }
+            Ok(true)
+        }
+        Cmd::Report { cmd: ReportCmd::Merge { out, dirs } } => {
+            if dirs.is_empty() {
+                bail!("give at least one report directory to merge");
+            }
+            let mut parts = Vec::new();
+            for d in &dirs {
+                parts.push(reports::read_results(&d.join("results.json")).with_context(|| format!("reading {}", d.display()))?);
+            }
+            let merged = reports::merge(parts);
+            reports::write_report(&out, &merged)?;
+            Ok(print_summary(&merged, &out))
+        }
+    }
+}

@@ -12,12 +12,12 @@
 //! through a [`Ctx`].
 
 pub mod app;
-// pub mod apps;
+pub mod apps;
 pub mod host;
 pub mod link;
 pub mod nat;
 pub mod node;
-// pub mod oracle;
+pub mod oracle;
 pub mod packet;
 pub mod pcap;
 pub mod sim;

@@ -188,9 +188,11 @@ pub struct NatTable {
     pinholes: BTreeMap<(Proto, SocketAddr), Mapping>,
     /// Mappings created so far (for reports).
     pub created: u64,
-    /// Behaviour to *claim* in reports while actually running `config` (tests that
-    /// prove a check fails when a model is broken set this via [`crate::Sabotage`]).
+    /// Deliberately broken model (tests only): the box runs this type while its
+    /// `config`, which the oracle and reports read, still says otherwise.
     pub actual_override: Option<NatType>,
+    /// Likewise for hairpinning.
+    pub actual_hairpin: Option<bool>,
 }
 
 /// A new mapping, for the trace.
@@ -205,6 +207,11 @@ impl NatTable {
 
     fn kind(&self) -> NatType {
         self.actual_override.unwrap_or(self.config.kind)
+    }
+
+    /// Whether the box hairpins (REQ-9), as it actually behaves.
+    pub fn hairpin(&self) -> bool {
+        self.actual_hairpin.unwrap_or(self.config.hairpin)
     }
 
     fn lifetime(&self, proto: Proto) -> Duration {

@@ -325,7 +325,7 @@ impl Core {
         }
         let internal = pkt.src;
         let remote = pkt.dst;
-        let hairpin = nat.table.config.hairpin;
+        let hairpin = nat.table.hairpin();
         let (port, created) = match self.table_outbound(node, proto, internal, remote) {
             Ok(x) => x,
             Err(e) => {

@@ -111,7 +111,11 @@ fn write_all(o: &mut String, r: &RunReport) -> std::fmt::Result {
     }
 
     for (gi, g) in summary::group(r).iter().enumerate() {
-        writeln!(o, "<h2 id=\"suite-{gi}\">Suite <code>{}</code></h2>", esc(g.suite))?;
+        writeln!(
+            o,
+            "<h2 id=\"suite-{gi}\">Suite <code>{}</code></h2>",
+            esc(g.suite)
+        )?;
         let cases: Vec<&NameGroup<'_>> = g.cases().collect();
         let failed = cases.iter().filter(|c| !c.all_ok()).count();
         let folded = cases.len() > ROWS_OPEN;
@@ -163,7 +167,11 @@ fn write_all(o: &mut String, r: &RunReport) -> std::fmt::Result {
 
 fn write_header(o: &mut String, r: &RunReport) -> std::fmt::Result {
     writeln!(o, "<header><h1>jamisim run {}</h1>", esc(&r.run_id))?;
-    write!(o, "<div class=\"meta\">commit <code>{}</code>", esc(&r.commit))?;
+    write!(
+        o,
+        "<div class=\"meta\">commit <code>{}</code>",
+        esc(&r.commit)
+    )?;
     if !r.started_utc.is_empty() {
         write!(o, " · started {}", esc(&r.started_utc))?;
     }
@@ -211,7 +219,12 @@ fn write_failure(o: &mut String, s: &ScenarioResult) -> std::fmt::Result {
     if !failed.is_empty() {
         writeln!(o, "<ul>")?;
         for c in failed {
-            write!(o, "<li><code>{}</code> {}", esc(&c.what), esc(&c.description))?;
+            write!(
+                o,
+                "<li><code>{}</code> {}",
+                esc(&c.what),
+                esc(&c.description)
+            )?;
             if !c.detail.is_empty() {
                 write!(o, " — <span class=\"err\">{}</span>", esc(&c.detail))?;
             }
@@ -358,11 +371,23 @@ fn write_table(o: &mut String, t: &Table, from: &ScenarioResult) -> std::fmt::Re
 
 fn write_perf(o: &mut String, r: &RunReport) -> std::fmt::Result {
     let p = summary::perf(r);
-    writeln!(o, "<h2 id=\"performance\">Performance</h2><div class=\"stats\">")?;
+    writeln!(
+        o,
+        "<h2 id=\"performance\">Performance</h2><div class=\"stats\">"
+    )?;
     let stat = |o: &mut String, v: String, what: &str| {
-        writeln!(o, "<div class=\"stat\"><b>{}</b><span>{}</span></div>", esc(&v), what)
+        writeln!(
+            o,
+            "<div class=\"stat\"><b>{}</b><span>{}</span></div>",
+            esc(&v),
+            what
+        )
     };
-    stat(o, fmt_rate(p.events_per_sec(), ""), "events per wall second")?;
+    stat(
+        o,
+        fmt_rate(p.events_per_sec(), ""),
+        "events per wall second",
+    )?;
     stat(o, fmt_rate(p.sim_per_wall(), "×"), "simulated s per wall s")?;
     stat(o, fmt_si(p.events as f64), "events in total")?;
     stat(o, fmt_secs(p.wall_seconds), "scenario wall time (sum)")?;

@@ -39,8 +39,7 @@ pub fn write_report(dir: &Path, report: &RunReport) -> Result<()> {
 
 /// Reads a `results.json` written by [`write_report`].
 pub fn read_results(path: &Path) -> Result<RunReport> {
-    let text =
-        fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 

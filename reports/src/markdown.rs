@@ -116,7 +116,12 @@ fn write_failure(o: &mut String, s: &ScenarioResult) -> std::fmt::Result {
         writeln!(o, "- Error: {}", inline(e))?;
     }
     for c in summary::failed_checks(s) {
-        write!(o, "- Check {} failed: {}", code(&c.what), inline(&c.description))?;
+        write!(
+            o,
+            "- Check {} failed: {}",
+            code(&c.what),
+            inline(&c.description)
+        )?;
         if !c.detail.is_empty() {
             write!(o, " — {}", inline(&c.detail))?;
         }
@@ -196,7 +201,11 @@ fn write_table(o: &mut String, t: &Table, from: &ScenarioResult) -> std::fmt::Re
     }
     write!(o, "|")?;
     for i in 0..width {
-        write!(o, " {} |", cell(t.columns.get(i).map_or("", String::as_str)))?;
+        write!(
+            o,
+            " {} |",
+            cell(t.columns.get(i).map_or("", String::as_str))
+        )?;
     }
     writeln!(o, "\n|{}", "---|".repeat(width))?;
     for row in &t.rows {
@@ -221,7 +230,11 @@ fn write_perf(o: &mut String, r: &RunReport) -> std::fmt::Result {
     let p = summary::perf(r);
     writeln!(o, "## Performance\n")?;
     writeln!(o, "- Events: {} total", p.events)?;
-    writeln!(o, "- Events per wall second: {}", fmt_rate(p.events_per_sec(), "/s"))?;
+    writeln!(
+        o,
+        "- Events per wall second: {}",
+        fmt_rate(p.events_per_sec(), "/s")
+    )?;
     writeln!(
         o,
         "- Simulated seconds per wall second: {}",
@@ -273,7 +286,12 @@ fn group_cell(g: &NameGroup<'_>) -> String {
 fn series_stats(s: &crate::model::Series) -> (&'static str, String) {
     match s.kind {
         SeriesKind::Cdf => {
-            let mut v: Vec<f64> = s.points.iter().map(|p| p.1).filter(|v| v.is_finite()).collect();
+            let mut v: Vec<f64> = s
+                .points
+                .iter()
+                .map(|p| p.1)
+                .filter(|v| v.is_finite())
+                .collect();
             v.sort_by(f64::total_cmp);
             let q = |f: f64| v[((v.len() - 1) as f64 * f).round() as usize];
             let stats = if v.is_empty() {
@@ -329,6 +347,10 @@ fn code(s: &str) -> String {
         longest = longest.max(run);
     }
     let fence = "`".repeat(longest + 1);
-    let pad = if s.starts_with('`') || s.ends_with('`') { " " } else { "" };
+    let pad = if s.starts_with('`') || s.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
     format!("{fence}{pad}{s}{pad}{fence}")
 }

@@ -20,7 +20,7 @@ pub const HEIGHT: u32 = 360;
 /// Strong, distinct line colours; the first one is what the browser test
 /// looks for in the screenshot.
 pub const PALETTE: [RGBColor; 10] = [
-    RGBColor(0x1f, 0x77, 0xc4),
+    RGBColor(0x1f, 0x77, 0xb4),
     RGBColor(0xd6, 0x27, 0x28),
     RGBColor(0x2c, 0xa0, 0x2c),
     RGBColor(0xff, 0x7f, 0x0e),
@@ -112,7 +112,10 @@ pub fn chart_svg(title: &str, series: &[&Series]) -> Result<Option<String>> {
         for (i, p) in prepared.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
             let drawn = chart
-                .draw_series(LineSeries::new(p.points.iter().copied(), color.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    p.points.iter().copied(),
+                    color.stroke_width(2),
+                ))
                 .map_err(plot_err)?;
             if legend {
                 drawn.label(p.label).legend(move |(x, y)| {
@@ -170,7 +173,10 @@ fn legend_corner(
         }
     }
     let best = (0..4).min_by_key(|i| hits[*i]).unwrap_or(0);
-    corners.into_iter().nth(best).map_or(SeriesLabelPosition::UpperRight, |c| c.0)
+    corners
+        .into_iter()
+        .nth(best)
+        .map_or(SeriesLabelPosition::UpperRight, |c| c.0)
 }
 
 fn plot_err(e: impl std::fmt::Display) -> anyhow::Error {
@@ -285,7 +291,10 @@ mod tests {
 
     #[test]
     fn cdf_is_monotone_and_ends_at_one() {
-        let s: Vec<(f64, f64)> = [3.0, 1.0, f64::NAN, 2.0].iter().map(|v| (0.0, *v)).collect();
+        let s: Vec<(f64, f64)> = [3.0, 1.0, f64::NAN, 2.0]
+            .iter()
+            .map(|v| (0.0, *v))
+            .collect();
         let p = cdf_points(&s);
         assert_eq!(p.first(), Some(&(1.0, 0.0)));
         assert_eq!(p.last(), Some(&(3.0, 1.0)));

@@ -84,12 +84,7 @@ impl NameGroup<'_> {
             }
         }
         let more = seen.len().saturating_sub(3);
-        let mut out = seen
-            .iter()
-            .take(3)
-            .copied()
-            .collect::<Vec<_>>()
-            .join(" / ");
+        let mut out = seen.iter().take(3).copied().collect::<Vec<_>>().join(" / ");
         if more > 0 {
             out.push_str(&format!(" / +{more} more"));
         }

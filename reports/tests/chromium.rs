@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,11 +37,14 @@ fn fresh_dir(tag: &str) -> PathBuf {
     d
 }
 
-/// Runs the command, killing it if it takes longer than `limit`.
-fn run_with_timeout(cmd: &mut Command, limit: Duration) -> std::process::ExitStatus {
+/// Runs the command with stderr into `log` (a pipe nobody reads could fill
+/// up and stall it), killing it if it takes longer than `limit`.
+fn run_with_timeout(cmd: &mut Command, log: &Path, limit: Duration) -> std::process::ExitStatus {
+    let log_file = std::fs::File::create(log).expect("create chromium log");
     let mut child = cmd
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(log_file)
         .spawn()
         .expect("spawn chromium");
     let start = Instant::now();
@@ -86,7 +90,9 @@ fn plots_are_visible_in_chromium() {
         if std::env::var("JAMISIM_REQUIRE_PEERS").as_deref() == Ok("1") {
             panic!("{SKIP}");
         }
-        eprintln!("{SKIP}");
+        // Straight to stderr: the test harness captures eprintln! output of
+        // passing tests, and a silent skip would look like a pass.
+        let _ = writeln!(std::io::stderr(), "{SKIP}");
         return;
     };
 
@@ -95,6 +101,7 @@ fn plots_are_visible_in_chromium() {
     let shots = fresh_dir("shot");
     reports::write_report(&report_dir, &common::sample_report()).expect("write report");
     let shot = shots.join("shot.png");
+    let log = shots.join("chromium.log");
     let url = format!("file://{}", report_dir.join("index.html").display());
 
     let status = run_with_timeout(
@@ -114,16 +121,24 @@ fn plots_are_visible_in_chromium() {
             .arg("--window-size=1280,4000")
             .arg(format!("--screenshot={}", shot.display()))
             .arg(&url),
+        &log,
         Duration::from_secs(60),
     );
-    assert!(status.success(), "chromium failed: {status}");
-    assert!(shot.is_file(), "chromium wrote no screenshot");
+    if !shot.is_file() {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+        panic!("chromium ({status}) wrote no screenshot; end of its stderr:\n{tail}");
+    }
 
     // Keep a copy for people to look at; failing to copy is not a test failure.
     let _ = std::fs::copy(&shot, "/tmp/report-shot.png");
 
     let (blue, w, h) = count_blue(&shot);
-    eprintln!("screenshot {w}x{h}: {blue} pixels of #1f77b4");
+    let _ = writeln!(
+        std::io::stderr(),
+        "chromium screenshot {w}x{h}: {blue} pixels of #1f77b4 (copy in /tmp/report-shot.png)"
+    );
     assert!(
         blue >= MIN_BLUE_PIXELS,
         "only {blue} pixels of the first series colour; plots not visible?"

@@ -37,7 +37,11 @@ fn html_is_self_contained_escaped_and_has_charts() {
     let html = render_html(&r);
 
     assert!(html.starts_with("<!DOCTYPE html>"));
-    assert_eq!(html.matches("<svg").count(), SAMPLE_CHARTS, "one <svg> per chart");
+    assert_eq!(
+        html.matches("<svg").count(),
+        SAMPLE_CHARTS,
+        "one <svg> per chart"
+    );
     assert_eq!(html.matches("</svg>").count(), SAMPLE_CHARTS);
 
     // No external references; the SVG namespace is an identifier, not a fetch.
@@ -51,10 +55,19 @@ fn html_is_self_contained_escaped_and_has_charts() {
     assert!(html.contains("capsules/netsim-reconnect-7"));
     // Plot labels survive as SVG text; the first series uses the first colour.
     let texts = svg_texts(&html);
-    assert!(texts.iter().any(|t| t == "time (s)"), "axis label: {texts:?}");
+    assert!(
+        texts.iter().any(|t| t == "time (s)"),
+        "axis label: {texts:?}"
+    );
     assert!(texts.iter().any(|t| t == "Throughput"), "chart caption");
-    assert!(texts.iter().any(|t| t == "a → b"), "legend of a multi-series chart");
-    assert!(!texts.iter().any(|t| t == "ICE"), "no legend for a single series");
+    assert!(
+        texts.iter().any(|t| t == "a → b"),
+        "legend of a multi-series chart"
+    );
+    assert!(
+        !texts.iter().any(|t| t == "ICE"),
+        "no legend for a single series"
+    );
     assert!(html.to_ascii_lowercase().contains("stroke=\"#1f77b4\""));
     // Matrix grid cells are coloured.
     assert!(html.contains("<td class=\"pass\">relay ✓</td>"));
@@ -68,7 +81,10 @@ fn html_handles_large_runs_and_odd_data() {
     for i in 0..3000u64 {
         let mut s = template.clone();
         s.name = format!("netsim/hole-punch[a=x{},b=y{}]", i % 60, i / 60);
-        s.matrix = vec![("a".into(), format!("x{}", i % 60)), ("b".into(), format!("y{}", i / 60))];
+        s.matrix = vec![
+            ("a".into(), format!("x{}", i % 60)),
+            ("b".into(), format!("y{}", i / 60)),
+        ];
         s.seed = i;
         s.passed = i % 97 != 0;
         s.sim_seconds = f64::NAN;
@@ -78,7 +94,11 @@ fn html_handles_large_runs_and_odd_data() {
     let html = render_html(&r);
     // Charts are per base scenario, not per result.
     assert_eq!(html.matches("<svg").count(), SAMPLE_CHARTS);
-    assert!(html.len() < 4_000_000, "html too large: {} bytes", html.len());
+    assert!(
+        html.len() < 4_000_000,
+        "html too large: {} bytes",
+        html.len()
+    );
     assert!(html.contains("<details>"), "long lists are folded");
     assert!(!html.contains("NaN"));
 }
@@ -92,7 +112,9 @@ fn junit_counts() {
     assert!(root.contains("failures=\"1\""), "{root}");
     let suites: Vec<&str> = xml.lines().filter(|l| l.contains("<testsuite ")).collect();
     assert_eq!(suites.len(), 2, "one testsuite per suite");
-    assert!(suites.iter().any(|l| l.contains("name=\"netsim\"") && l.contains("tests=\"7\"")));
+    assert!(suites
+        .iter()
+        .any(|l| l.contains("name=\"netsim\"") && l.contains("tests=\"7\"")));
     assert!(xml.contains("name=\"netsim/reconnect [seed=7]\""));
     assert!(xml.contains("replay: jamisim replay netsim/reconnect --seed 7"));
     assert!(xml.contains("no connection within 30 s"));

@@ -55,7 +55,10 @@ fn results_json_round_trips_and_other_files_survive() {
     for f in ["report.md", "index.html", "junit.xml", "results.json"] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
-    assert!(dir.join("traces/t.jsonl").is_file(), "runner files must be kept");
+    assert!(
+        dir.join("traces/t.jsonl").is_file(),
+        "runner files must be kept"
+    );
     assert_eq!(read_results(&dir.join("results.json")).unwrap(), r);
 
     // Non-finite numbers become null in JSON and must still read back.
@@ -67,7 +70,9 @@ fn results_json_round_trips_and_other_files_survive() {
     write_report(&dir, &r).unwrap();
     let back = read_results(&dir.join("results.json")).unwrap();
     assert!(back.wall_seconds.is_nan());
-    assert!(back.scenarios[0].series.last().unwrap().points[0].0.is_nan());
+    assert!(back.scenarios[0].series.last().unwrap().points[0]
+        .0
+        .is_nan());
 
     assert!(read_results(&dir.join("missing.json")).is_err());
     let _ = std::fs::remove_dir_all(&dir);

@@ -27,7 +27,10 @@ fn base_result(suite: &str, base: &str, matrix: &[(&str, &str)], seed: u64) -> S
         name,
         base: base.into(),
         about: String::new(),
-        file: format!("scenarios/{}.toml", base.trim_start_matches(&format!("{suite}/"))),
+        file: format!(
+            "scenarios/{}.toml",
+            base.trim_start_matches(&format!("{suite}/"))
+        ),
         matrix: matrix
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -66,7 +69,10 @@ pub fn sample_report() -> RunReport {
         scenarios.push(s);
     }
 
-    let nats = [("eim", "eim", "direct (host)"), ("eim", "apdf", "direct (srflx)")];
+    let nats = [
+        ("eim", "eim", "direct (host)"),
+        ("eim", "apdf", "direct (srflx)"),
+    ];
     let nats2 = [("apdm", "eim", "direct (srflx)"), ("apdm", "apdf", "relay")];
     for (i, (a, b, summary)) in nats.iter().chain(nats2.iter()).enumerate() {
         let mut s = base_result("netsim", "netsim/hole-punch", &[("a", a), ("b", b)], 7);
@@ -82,7 +88,9 @@ pub fn sample_report() -> RunReport {
                 kind: SeriesKind::Cdf,
                 x_label: "latency (ms)".into(),
                 y_label: String::new(),
-                points: (0..40).map(|k| (0.0, 50.0 + ((k * 37) % 40) as f64 * 5.0)).collect(),
+                points: (0..40)
+                    .map(|k| (0.0, 50.0 + ((k * 37) % 40) as f64 * 5.0))
+                    .collect(),
             },
             line("Throughput", "b → a", 25.0),
         ];
@@ -91,8 +99,22 @@ pub fn sample_report() -> RunReport {
                 title: "Candidates".into(),
                 columns: vec!["type".into(), "address".into(), "selected".into()],
                 rows: vec![
-                    vec![Cell::text("host"), Cell::text("10.0.0.2:4000"), Cell { text: "no".into(), status: Some(false) }],
-                    vec![Cell::text("srflx"), Cell::text("198.51.100.7:61000"), Cell { text: "yes".into(), status: Some(true) }],
+                    vec![
+                        Cell::text("host"),
+                        Cell::text("10.0.0.2:4000"),
+                        Cell {
+                            text: "no".into(),
+                            status: Some(false),
+                        },
+                    ],
+                    vec![
+                        Cell::text("srflx"),
+                        Cell::text("198.51.100.7:61000"),
+                        Cell {
+                            text: "yes".into(),
+                            status: Some(true),
+                        },
+                    ],
                 ],
             }];
         }
@@ -104,7 +126,11 @@ pub fn sample_report() -> RunReport {
     f.passed = false;
     f.summary = "timeout".into();
     f.checks = vec![
-        check("reconnected", false, "no connection within 30 s (last state: checking)"),
+        check(
+            "reconnected",
+            false,
+            "no connection within 30 s (last state: checking)",
+        ),
         check("no-crash", true, ""),
     ];
     f.capsule = Some("capsules/netsim-reconnect-7".into());

@@ -1,0 +1,220 @@
+//! The path oracle: from the topology alone (NAT types, hairpinning, tunnels, LANs) it
+//! predicts whether two hosts can reach each other directly, so scenarios assert the
+//! path (host, server-reflexive, relay) and not merely "connected". It reasons from
+//! RFC 4787 semantics, independently of the NAT implementation it judges.
+
+use crate::nat::{Behaviour, NatType};
+use crate::node::{GatewayKind, NodeKind};
+use crate::sim::{NodeId, Sim};
+use std::fmt;
+
+/// The best path two hosts can use.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PathKind {
+    /// Directly between host addresses (same LAN, public hosts, or one side's LAN
+    /// address reachable from the other).
+    Host,
+    /// Through NAT bindings learnt from STUN (hole punching).
+    Srflx,
+    /// Only through a TURN relay.
+    Relay,
+    /// Not at all.
+    None,
+}
+
+impl fmt::Display for PathKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PathKind::Host => "host",
+            PathKind::Srflx => "srflx",
+            PathKind::Relay => "relay",
+            PathKind::None => "none",
+        })
+    }
+}
+
+impl PathKind {
+    pub fn is_direct(self) -> bool {
+        matches!(self, PathKind::Host | PathKind::Srflx)
+    }
+}
+
+/// One NAT on a host's way out, as the oracle sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hop {
+    pub node: NodeId,
+    pub kind: NatType,
+    pub hairpin: bool,
+}
+
+/// Where a host sits: its parent (LAN), the translating boxes above it (innermost first)
+/// and its tunnel, if any.
+#[derive(Clone, Debug)]
+pub struct Placement {
+    pub parent: NodeId,
+    pub chain: Vec<Hop>,
+    pub tunnel: Option<(NodeId, GatewayKind)>,
+    /// Isolated LAN segment with no way out.
+    pub isolated: bool,
+}
+
+/// Where `host` sits in the topology.
+pub fn placement(sim: &Sim, host: NodeId) -> Placement {
+    let core = &sim.core;
+    let parent = core.nodes[host].parent.unwrap_or(0);
+    let tunnel = sim.host(host).and_then(|h| h.tunnel).map(|t| {
+        let kind = sim.gateway(t.gateway).map(|g| g.kind).unwrap_or(GatewayKind::Vpn);
+        (t.gateway, kind)
+    });
+    let mut chain = Vec::new();
+    let mut isolated = false;
+    let mut cur = Some(parent);
+    while let Some(n) = cur {
+        match &core.nodes[n].kind {
+            NodeKind::Nat(b) => chain.push(Hop { node: n, kind: b.table.config.kind, hairpin: b.table.config.hairpin }),
+            NodeKind::Lan { .. } if core.nodes[n].uplink.is_none() => isolated = true,
+            _ => {}
+        }
+        cur = core.nodes[n].parent;
+    }
+    if let Some((gw, _)) = tunnel {
+        // Inner traffic leaves from the gateway: its table is the only NAT that counts.
+        let g = sim.gateway(gw).expect("tunnel gateways exist");
+        chain = vec![Hop { node: gw, kind: g.table.config.kind, hairpin: false }];
+    }
+    Placement { parent, chain, tunnel, isolated }
+}
+
+const OPEN: NatType = NatType { mapping: Behaviour::EndpointIndependent, filtering: Behaviour::EndpointIndependent };
+
+fn composed(hops: &[Hop]) -> NatType {
+    hops.iter().fold(OPEN, |acc, h| acc.compose(h.kind))
+}
+
+/// Can simultaneous UDP hole punching through NATs of effective types `a` and `b`
+/// succeed, when each side learnt its server-reflexive address from the same STUN
+/// server and answers whatever reaches it? A probe from A leaves through binding A1
+/// (A's STUN binding if A maps endpoint-independently, else a new one) toward B's STUN
+/// binding, which admits it if B filters endpoint-independently, or if B's probes toward
+/// A went out through that same binding (B maps endpoint-independently) and B's filter
+/// accepts A1 (address-dependent, or A1 is A's STUN binding). B's answer must then pass
+/// A1's filter: it does unless A filters by port and B answered from a new binding.
+pub fn hole_punch(a: NatType, b: NatType) -> bool {
+    use Behaviour::*;
+    let reaches = |from: NatType, to: NatType| {
+        to.filtering == EndpointIndependent
+            || (to.mapping == EndpointIndependent
+                && (to.filtering == AddressDependent || from.mapping == EndpointIndependent))
+    };
+    let answer_back = |asker: NatType, answerer: NatType| {
+        asker.filtering != AddressAndPortDependent || answerer.mapping == EndpointIndependent
+    };
+    (reaches(a, b) && answer_back(a, b)) || (reaches(b, a) && answer_back(b, a))
+}
+
+/// The best UDP path between hosts `a` and `b`, with a TURN relay on the internet.
+pub fn udp_path(sim: &Sim, a: NodeId, b: NodeId) -> PathKind {
+    let pa = placement(sim, a);
+    let pb = placement(sim, b);
+    let tor = |p: &Placement| matches!(p.tunnel, Some((_, GatewayKind::Tor)));
+    if tor(&pa) || tor(&pb) {
+        return PathKind::None; // Tor carries no UDP at all
+    }
+    if pa.parent == pb.parent && pa.tunnel.is_none() && pb.tunnel.is_none() {
+        return PathKind::Host; // same LAN (or both on the open internet)
+    }
+    if pa.isolated || pb.isolated {
+        return PathKind::None;
+    }
+    let relay = PathKind::Relay;
+    // Both behind a shared NAT: their bindings meet inside it only by hairpinning.
+    let shared = pa.chain.iter().position(|h| pb.chain.iter().any(|g| g.node == h.node));
+    if let Some(ia) = shared {
+        let common = pa.chain[ia];
+        let ib = pb.chain.iter().position(|g| g.node == common.node).expect("shared");
+        if ia == 0 || ib == 0 {
+            // One side sits on the LAN where the other's chain ends: its LAN address is
+            // reachable from the other side.
+            return PathKind::Host;
+        }
+        if !common.hairpin {
+            return relay;
+        }
+        let ea = composed(&pa.chain[..=ia]);
+        let eb = composed(&pb.chain[..=ib]);
+        return if hole_punch(ea, eb) { PathKind::Srflx } else { relay };
+    }
+    let (ea, eb) = (composed(&pa.chain), composed(&pb.chain));
+    if pa.chain.is_empty() && pb.chain.is_empty() {
+        return PathKind::Host;
+    }
+    if hole_punch(ea, eb) {
+        if pa.chain.is_empty() || pb.chain.is_empty() {
+            PathKind::Host // the public side's host address is directly reachable
+        } else {
+            PathKind::Srflx
+        }
+    } else {
+        relay
+    }
+}
+
+/// Can `a` open a TCP connection to a listener on `b` (no simultaneous open)?
+pub fn tcp_reachable(sim: &Sim, a: NodeId, b: NodeId) -> bool {
+    let pa = placement(sim, a);
+    let pb = placement(sim, b);
+    if pa.isolated != pb.isolated || (pa.isolated && pa.parent != pb.parent) {
+        return false;
+    }
+    if pb.tunnel.is_some() {
+        return false; // nothing reaches inside a tunnel unsolicited
+    }
+    if pb.chain.is_empty() {
+        return true; // public listener (or on the same isolated LAN)
+    }
+    if pa.tunnel.is_some() {
+        return false;
+    }
+    // A reaches B's LAN address only if B's parent LAN is on A's way out.
+    pa.parent == pb.parent || pa.chain.iter().any(|h| h.node == pb.parent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> NatType {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn classic_hole_punching_table() {
+        let fc = t("full-cone");
+        let rc = t("restricted-cone");
+        let prc = t("port-restricted-cone");
+        let sym = t("symmetric");
+        assert!(hole_punch(prc, prc));
+        assert!(hole_punch(rc, sym));
+        assert!(hole_punch(fc, sym));
+        assert!(!hole_punch(prc, sym));
+        assert!(!hole_punch(sym, sym));
+        // symmetric in both arguments
+        for x in NatType::all() {
+            for y in NatType::all() {
+                assert_eq!(hole_punch(x, y), hole_punch(y, x), "{x} {y}");
+            }
+        }
+    }
+}
+
+/// What an RFC 5780 discovery client on `host` should measure: the composed type of its
+/// NAT chain and whether hairpinning works (None when the host is not behind a NAT).
+/// Hairpinning needs the outermost NAT to hairpin, and every NAT inside it to let in
+/// a packet from the outer NAT's address although it only sent to the STUN server:
+/// that is, endpoint-independent filtering.
+pub fn expected_discovery(sim: &Sim, host: NodeId) -> Option<(NatType, bool)> {
+    let p = placement(sim, host);
+    let (outer, inner) = p.chain.split_last()?;
+    let hairpin = outer.hairpin && inner.iter().all(|h| h.kind.filtering == Behaviour::EndpointIndependent);
+    Some((composed(&p.chain), hairpin))
+}

@@ -1,0 +1,375 @@
+//! Checks: what a scenario asserts once its timeline has run. Each produces a pass/fail
+//! with a detail line a person can act on, and may add a summary word, plots and tables
+//! to the report.
+
+use crate::model::{CheckSpec, Params};
+use crate::world::World;
+use anyhow::{anyhow, bail, Result};
+use netsim::apps::discovery::NatDiscovery;
+use netsim::apps::probe::{Multicast, TcpProbe, UdpProbe};
+use netsim::apps::punch::PunchPeer;
+use netsim::apps::traffic::Sink;
+use netsim::link::parse_rate;
+use netsim::oracle::{self, PathKind};
+use netsim::{NodeKind, SimTime};
+use reports::{Cell, CheckResult, Series, SeriesKind, Table};
+
+pub const CHECK_KINDS: &[&str] = &[
+    "nat_type",
+    "path",
+    "udp_echo",
+    "udp_blocked",
+    "udp_delivery",
+    "tcp_echo",
+    "tcp_refused",
+    "peer_address",
+    "never_sees",
+    "multicast",
+    "goodput",
+    "queue_drops",
+    "deterministic",
+];
+
+/// What the checks of one run produced.
+#[derive(Default, Debug)]
+pub struct Outcome {
+    pub checks: Vec<CheckResult>,
+    pub summary: Vec<String>,
+    pub series: Vec<Series>,
+    pub tables: Vec<Table>,
+}
+
+impl Outcome {
+    fn push(&mut self, what: &str, description: String, passed: bool, detail: String) {
+        self.checks.push(CheckResult { what: what.to_string(), description, passed, detail });
+    }
+}
+
+/// Evaluate one check; a malformed check is a failed check that says why.
+pub fn evaluate(w: &World, c: &CheckSpec, out: &mut Outcome) {
+    if let Err(e) = eval(w, c, out) {
+        out.push(&c.what, format!("{} (invalid check)", c.what), false, format!("{e:#}"));
+    }
+}
+
+fn eval(w: &World, c: &CheckSpec, out: &mut Outcome) -> Result<()> {
+    let p = Params::new(format!("check `{}`", c.what), &c.params);
+    match c.what.as_str() {
+        "nat_type" => nat_type(w, &p, out),
+        "path" => path(w, &p, out),
+        "udp_echo" | "udp_blocked" => {
+            p.only(&["host"])?;
+            let host = p.str("host")?;
+            let a = w.actor(host, "udp-probe")?;
+            let probe = w.sim.app::<UdpProbe>(a.node, a.app).ok_or_else(|| anyhow!("probe state missing"))?;
+            let want_echo = c.what == "udp_echo";
+            let passed = probe.sent > 0 && if want_echo { probe.echoed > 0 } else { probe.echoed == 0 };
+            let desc = if want_echo {
+                format!("UDP from {host} to {} is echoed", probe.to)
+            } else {
+                format!("UDP from {host} to {} never arrives", probe.to)
+            };
+            out.push(&c.what, desc, passed, format!("sent {} datagrams, {} echoed", probe.sent, probe.echoed));
+            out.summary.push(format!("udp {}/{}", probe.echoed, probe.sent));
+            Ok(())
+        }
+        "udp_delivery" => {
+            p.only(&["min_ratio"])?;
+            let min = p.float("min_ratio", 0.99)?;
+            let (mut sent, mut echoed, mut probes) = (0u64, 0u64, 0u64);
+            for a in w.actors.iter().filter(|a| a.run == "udp-probe") {
+                if let Some(pr) = w.sim.app::<UdpProbe>(a.node, a.app) {
+                    sent += pr.sent as u64;
+                    echoed += pr.echoed as u64;
+                    probes += 1;
+                }
+            }
+            let ratio = if sent == 0 { 0.0 } else { echoed as f64 / sent as f64 };
+            out.push(
+                "udp_delivery",
+                format!("at least {:.1}% of UDP probes come back", min * 100.0),
+                ratio >= min,
+                format!("{echoed} of {sent} datagrams echoed ({:.2}%) across {probes} probes", ratio * 100.0),
+            );
+            out.summary.push(format!("{:.2}% echoed", ratio * 100.0));
+            Ok(())
+        }
+        "tcp_echo" | "tcp_refused" => {
+            p.only(&["host"])?;
+            let host = p.str("host")?;
+            let a = w.actor(host, "tcp-probe")?;
+            let probe = w.sim.app::<TcpProbe>(a.node, a.app).ok_or_else(|| anyhow!("probe state missing"))?;
+            let detail = format!(
+                "connected: {}, echoed {}/{} bytes, reset: {}",
+                probe.connected,
+                probe.echoed,
+                probe.bytes,
+                probe.reset.as_deref().unwrap_or("no")
+            );
+            if c.what == "tcp_echo" {
+                let passed = probe.connected && probe.echoed == probe.bytes;
+                out.push(&c.what, format!("TCP from {host} to {} carries every byte", probe.to), passed, detail);
+                out.summary.push(format!("tcp {}", if passed { "ok" } else { "failed" }));
+            } else {
+                let passed = !probe.connected && probe.reset.is_some();
+                out.push(&c.what, format!("TCP from {host} to {} is refused", probe.to), passed, detail);
+            }
+            Ok(())
+        }
+        "peer_address" => {
+            p.only(&["host", "equals"])?;
+            let host = p.str("host")?;
+            let expect = p.str("equals")?;
+            let want = w.addr_of(expect)?;
+            let h = w.sim.host(w.host_node(host)?).ok_or_else(|| anyhow!("not a host"))?;
+            let seen: Vec<String> = h.seen_sources.iter().map(|a| a.to_string()).collect();
+            let passed = !h.seen_sources.is_empty() && h.seen_sources.iter().all(|a| *a == want);
+            out.push(
+                "peer_address",
+                format!("{host} sees only {expect}'s address {want}"),
+                passed,
+                format!("source addresses seen by {host}: [{}]", seen.join(", ")),
+            );
+            Ok(())
+        }
+        "never_sees" => never_sees(w, &p, out),
+        "multicast" => multicast(w, &p, out),
+        "goodput" => goodput(w, &p, out),
+        "queue_drops" => {
+            p.only(&["host", "min"])?;
+            let host = p.str("host")?;
+            let id = w.node(host)?;
+            let link = w.sim.uplink(id).ok_or_else(|| anyhow!("`{host}` has no link"))?;
+            let l = &w.sim.core.links[link];
+            let dir = if l.ends[0] == id { 0 } else { 1 };
+            let stats = &l.dirs[dir].stats;
+            let min = p.int("min", 1)?.max(0) as u64;
+            out.push(
+                "queue_drops",
+                format!("{host}'s uplink queue drops at least {min} packets"),
+                stats.queue_drops >= min,
+                format!("{} queue drops of {} packets offered", stats.queue_drops, stats.sent_packets),
+            );
+            Ok(())
+        }
+        "deterministic" => Ok(()), // evaluated by the runner, which reruns the case
+        other => bail!("unknown check `{other}` (known: {})", CHECK_KINDS.join(", ")),
+    }
+}
+
+fn nat_type(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
+    p.only(&["host", "expect", "hairpin"])?;
+    let host = p.str("host")?;
+    let a = w.actor(host, "nat-discovery")?;
+    let d = w.sim.app::<NatDiscovery>(a.node, a.app).ok_or_else(|| anyhow!("discovery state missing"))?;
+    let expect = p.opt_str("expect")?.unwrap_or("oracle");
+    let predicted = oracle::expected_discovery(&w.sim, a.node);
+    let (want_type, want_hairpin) = match expect {
+        "oracle" => match predicted {
+            Some((t, h)) => (Some(t), Some(h)),
+            None => (None, None),
+        },
+        "none" => (None, None),
+        s => (Some(s.parse().map_err(|e: String| anyhow!(e))?), None),
+    };
+    let want_hairpin = match p.opt_str("hairpin")? {
+        Some("oracle") | None => want_hairpin,
+        Some("yes") => Some(true),
+        Some("no") => Some(false),
+        Some(x) => bail!("`hairpin` must be oracle, yes or no, not `{x}`"),
+    };
+    let Some(r) = &d.result else {
+        out.push("nat_type", format!("{host} classifies its NAT"), false, "discovery did not finish".into());
+        return Ok(());
+    };
+    let got = r.nat.then(|| d.nat_type()).flatten();
+    let type_ok = got == want_type;
+    let hairpin_ok = match want_hairpin {
+        Some(h) if r.nat => r.hairpin == h,
+        _ => true,
+    };
+    let show = |t: Option<netsim::NatType>| t.map(|t| t.to_string()).unwrap_or_else(|| "no NAT".into());
+    out.push(
+        "nat_type",
+        format!("{host} classifies its NAT as {}{}", show(want_type), match want_hairpin {
+            Some(true) => " with hairpinning",
+            Some(false) => " without hairpinning",
+            None => "",
+        }),
+        type_ok && hairpin_ok,
+        format!(
+            "measured {} hairpin={} port_preserved={} mapped={}",
+            show(got),
+            r.hairpin,
+            r.port_preserved,
+            r.mapped
+        ),
+    );
+    out.summary.push(format!("{}{}", show(got), if r.hairpin { " +hairpin" } else { "" }));
+    out.tables.push(Table {
+        title: "NAT discovery (RFC 5780)".into(),
+        columns: vec!["host".into(), "configured".into(), "measured".into(), "hairpin".into(), "port preserved".into()],
+        rows: vec![vec![
+            Cell::text(host),
+            Cell::text(show(want_type)),
+            Cell { text: show(got), status: Some(type_ok) },
+            Cell { text: r.hairpin.to_string(), status: Some(hairpin_ok) },
+            Cell::text(r.port_preserved.to_string()),
+        ]],
+    });
+    Ok(())
+}
+
+fn path(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
+    p.only(&["between", "expect", "relay"])?;
+    let between = p.strs("between")?;
+    let [a, b] = between[..] else { bail!("`between` must name two hosts") };
+    let pa = w.actor(a, "punch")?;
+    let pb = w.actor(b, "punch")?;
+    let ra = w.sim.app::<PunchPeer>(pa.node, pa.app).ok_or_else(|| anyhow!("punch state missing"))?;
+    let rb = w.sim.app::<PunchPeer>(pb.node, pb.app).ok_or_else(|| anyhow!("punch state missing"))?;
+    let predicted = oracle::udp_path(&w.sim, pa.node, pb.node);
+    let expect = match p.opt_str("expect")?.unwrap_or("oracle") {
+        "oracle" => predicted,
+        "host" => PathKind::Host,
+        "srflx" => PathKind::Srflx,
+        "relay" => PathKind::Relay,
+        "none" => PathKind::None,
+        x => bail!("`expect` must be oracle, host, srflx, relay or none, not `{x}`"),
+    };
+    let direct = ra.achieved().min(rb.achieved());
+    let direct = if direct.is_direct() { direct } else { PathKind::None };
+    let relay_ok = ra.relay_ok && rb.relay_ok;
+    let achieved = if direct.is_direct() {
+        direct
+    } else if relay_ok {
+        PathKind::Relay
+    } else {
+        PathKind::None
+    };
+    let detail = format!(
+        "{a}: {} (checks {}/{} answered, srflx {:?}, relay {:?}); {b}: {} (checks {}/{}); oracle: {predicted}",
+        ra.achieved(),
+        ra.checks_answered,
+        ra.checks_sent,
+        ra.local.srflx,
+        ra.local.relay,
+        rb.achieved(),
+        rb.checks_answered,
+        rb.checks_sent
+    );
+    out.push("path", format!("best path {a} <-> {b} is {expect}"), achieved == expect, detail.clone());
+    if p.bool("relay", false)? {
+        out.push("relay", format!("TURN relaying works between {a} and {b}"), relay_ok, detail);
+    }
+    out.summary.push(achieved.to_string());
+    Ok(())
+}
+
+fn never_sees(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
+    p.only(&["hosts", "address_of"])?;
+    let owners = p.strs("address_of")?;
+    let mut secret = Vec::new();
+    for o in &owners {
+        secret.extend(w.addrs_of(o)?);
+    }
+    let wanted = p.strs("hosts")?;
+    // "*" means every host that does not own one of the secret addresses.
+    let hosts: Vec<String> = if wanted.contains(&"*") {
+        w.nodes
+            .iter()
+            .filter(|(n, &id)| matches!(w.sim.node(id).kind, NodeKind::Host(_)) && !owners.contains(&n.as_str()))
+            .map(|(n, _)| n.clone())
+            .collect()
+    } else {
+        wanted.iter().map(|s| s.to_string()).collect()
+    };
+    let mut leaks = Vec::new();
+    for h in &hosts {
+        let host = w.sim.host(w.host_node(h)?).ok_or_else(|| anyhow!("not a host"))?;
+        for a in &secret {
+            if host.seen_sources.contains(a) {
+                leaks.push(format!("{h} saw {a}"));
+            }
+        }
+    }
+    let shown: Vec<String> = secret.iter().map(|a| a.to_string()).collect();
+    out.push(
+        "never_sees",
+        format!("no packet to {} carries the address of {}", hosts.join(", "), owners.join(", ")),
+        leaks.is_empty(),
+        if leaks.is_empty() {
+            format!("checked {} hosts for [{}]", hosts.len(), shown.join(", "))
+        } else {
+            leaks.join("; ")
+        },
+    );
+    Ok(())
+}
+
+fn multicast(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
+    p.only(&["sender", "reaches", "not_reaches"])?;
+    let sender = p.str("sender")?;
+    let from = w.addr_of(sender)?;
+    let heard = |h: &str| -> Result<bool> {
+        let a = w.actor(h, "multicast")?;
+        let m = w.sim.app::<Multicast>(a.node, a.app).ok_or_else(|| anyhow!("multicast state missing"))?;
+        Ok(m.heard_from.contains(&from))
+    };
+    let (mut missing, mut leaked) = (Vec::new(), Vec::new());
+    for h in p.strs("reaches")? {
+        if !heard(h)? {
+            missing.push(h);
+        }
+    }
+    for h in p.strs("not_reaches")? {
+        if heard(h)? {
+            leaked.push(h);
+        }
+    }
+    out.push(
+        "multicast",
+        format!("{sender}'s multicast reaches its segment and nothing else"),
+        missing.is_empty() && leaked.is_empty(),
+        format!("missed by: [{}]; heard outside the segment by: [{}]", missing.join(", "), leaked.join(", ")),
+    );
+    Ok(())
+}
+
+fn goodput(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
+    p.only(&["host", "rate", "tolerance", "from", "to"])?;
+    let host = p.str("host")?;
+    let a = w.actor(host, "sink")?;
+    let sink = w.sim.app::<Sink>(a.node, a.app).ok_or_else(|| anyhow!("sink state missing"))?;
+    let want = parse_rate(p.str("rate")?).map_err(|e| anyhow!(e))? as f64;
+    let tol = p.float("tolerance", 0.02)?;
+    let from = SimTime::ZERO + p.duration("from", "2s")?;
+    let to = SimTime::ZERO + p.duration("to", "10s")?;
+    let got = sink.rate_bps(from, to);
+    let err = (got - want).abs() / want;
+    out.push(
+        "goodput",
+        format!("{host} receives {:.3} Mbit/s ± {:.1}% between {} and {}", want / 1e6, tol * 100.0, from, to),
+        err <= tol,
+        format!("measured {:.4} Mbit/s ({:+.2}%)", got / 1e6, (got - want) / want * 100.0),
+    );
+    out.summary.push(format!("{:.3} Mbit/s", got / 1e6));
+    out.series.push(Series {
+        chart: format!("Goodput at {host}"),
+        label: "received (IP layer)".into(),
+        kind: SeriesKind::Line,
+        x_label: "time (s)".into(),
+        y_label: "Mbit/s".into(),
+        points: sink.series().into_iter().map(|(t, r)| (t, r / 1e6)).collect(),
+    });
+    let horizon = w.duration.as_secs_f64();
+    out.series.push(Series {
+        chart: format!("Goodput at {host}"),
+        label: "link capacity".into(),
+        kind: SeriesKind::Line,
+        x_label: "time (s)".into(),
+        y_label: "Mbit/s".into(),
+        points: vec![(0.0, want / 1e6), (horizon, want / 1e6)],
+    });
+    Ok(())
+}

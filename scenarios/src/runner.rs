@@ -1,0 +1,297 @@
+//! The runner: select cases, expand seeds, shard, run in parallel with a progress bar,
+//! and write traces, pcaps, failure capsules and the report.
+
+use crate::checks::{self, Outcome};
+use crate::expand::{self, Case};
+use crate::steps;
+use crate::world::{BuildOpts, World};
+use crate::SUITE_FILES;
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use netsim::Sabotage;
+use reports::{CheckResult, RunReport, ScenarioResult};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// What `jamisim run` was asked to do.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Suite names, scenario ids (`suite/name`, `suite/name[a=x]`) or scenario files.
+    pub targets: Vec<String>,
+    /// Seeds to run each case with; empty means each scenario's own seed.
+    pub seeds: Vec<u64>,
+    /// (index, count), 1-based: run only every count-th job starting at index.
+    pub shard: Option<(u32, u32)>,
+    pub out: PathBuf,
+    pub jobs: usize,
+    pub progress: bool,
+    /// Write a pcap per host for every case.
+    pub capture: bool,
+    pub commit: String,
+    pub command: String,
+    pub run_id: String,
+    pub started_utc: String,
+    /// Run only the case with exactly this id (replay of one case from a file).
+    pub only_id: Option<String>,
+    /// Deliberately broken models (tests only).
+    pub sabotage: Sabotage,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            targets: Vec::new(),
+            seeds: Vec::new(),
+            shard: None,
+            out: PathBuf::from("reports/runs/latest"),
+            jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            progress: false,
+            capture: false,
+            commit: "unknown".into(),
+            command: String::new(),
+            run_id: "run".into(),
+            started_utc: String::new(),
+            only_id: None,
+            sabotage: Sabotage::default(),
+        }
+    }
+}
+
+/// Resolve targets to cases, in a stable order.
+pub fn select(targets: &[String]) -> Result<Vec<Case>> {
+    let mut builtin = Vec::new();
+    for (suite, path, text) in SUITE_FILES {
+        builtin.extend(expand::cases(suite, path, text)?);
+    }
+    if targets.is_empty() {
+        return Ok(builtin);
+    }
+    let mut out: Vec<Case> = Vec::new();
+    for t in targets {
+        let before = out.len();
+        let p = Path::new(t);
+        if t.ends_with(".toml") && p.exists() {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {t}"))?;
+            let suite = p.parent().and_then(|d| d.file_name()).and_then(|n| n.to_str()).unwrap_or("file");
+            out.extend(expand::cases(suite, t, &text)?);
+        } else {
+            out.extend(builtin.iter().filter(|c| c.suite == *t || c.base == *t || c.id == *t).cloned());
+        }
+        if out.len() == before {
+            let suites = crate::suites().join(", ");
+            bail!("`{t}` matches no suite, scenario or file (suites: {suites}; `jamisim list` shows scenarios)");
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    out.retain(|c| seen.insert((c.file.clone(), c.id.clone())));
+    Ok(out)
+}
+
+/// What one run of one case leaves behind.
+pub struct CaseRun {
+    pub result: ScenarioResult,
+    pub trace: Option<String>,
+    pub pcaps: Vec<(String, Vec<u8>)>,
+}
+
+fn replay_command(case: &Case, seed: u64) -> String {
+    let builtin = SUITE_FILES.iter().any(|(_, p, _)| *p == case.file);
+    if builtin {
+        format!("jamisim replay '{}' --seed {seed}", case.id)
+    } else {
+        format!("jamisim replay --file '{}' '{}' --seed {seed}", case.file, case.id)
+    }
+}
+
+/// Build, run and check one case with one seed.
+pub fn run_case(case: &Case, seed: u64, opts: &BuildOpts) -> CaseRun {
+    let wall = Instant::now();
+    let mut result = ScenarioResult {
+        suite: case.suite.clone(),
+        name: case.id.clone(),
+        base: case.base.clone(),
+        about: case.spec.scenario.about.clone(),
+        file: case.file.clone(),
+        matrix: case.matrix.clone(),
+        seed,
+        replay: replay_command(case, seed),
+        ..Default::default()
+    };
+    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| simulate(case, seed, opts)));
+    let mut trace = None;
+    let mut pcaps = Vec::new();
+    match attempt {
+        Ok(Ok((w, outcome))) => {
+            let mut outcome = outcome;
+            if case.spec.check.iter().any(|c| c.what == "deterministic") {
+                determinism(case, seed, opts, &w, &mut outcome);
+            }
+            result.checks = outcome.checks;
+            result.summary = outcome.summary.join(", ");
+            result.series = outcome.series;
+            result.tables = outcome.tables;
+            result.sim_seconds = w.sim.now().as_secs_f64();
+            result.events = w.sim.core.events;
+            result.trace_hash = w.sim.trace_hash();
+            trace = w.sim.trace_text().map(str::to_string);
+            pcaps = w.sim.pcaps().into_iter().map(|(h, p)| (h.to_string(), p.bytes().to_vec())).collect();
+        }
+        Ok(Err(e)) => result.error = Some(format!("{e:#}")),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            result.error = Some(format!("the simulation panicked: {msg}"));
+        }
+    }
+    result.passed = result.error.is_none() && !result.checks.is_empty() && result.checks.iter().all(|c| c.passed);
+    if result.error.is_none() && result.checks.is_empty() {
+        result.error = Some("the scenario has no checks".into());
+    }
+    result.wall_seconds = wall.elapsed().as_secs_f64();
+    CaseRun { result, trace, pcaps }
+}
+
+fn simulate(case: &Case, seed: u64, opts: &BuildOpts) -> Result<(World, Outcome)> {
+    let mut w = World::build(case, seed, opts)?;
+    steps::run(&mut w, &case.spec.step)?;
+    let mut outcome = Outcome::default();
+    for c in &case.spec.check {
+        checks::evaluate(&w, c, &mut outcome);
+    }
+    Ok((w, outcome))
+}
+
+/// Run the case again with the same seed: the trace must be byte-identical.
+fn determinism(case: &Case, seed: u64, opts: &BuildOpts, first: &World, out: &mut Outcome) {
+    let again = simulate(case, seed, &BuildOpts { keep_trace: false, capture: false, ..opts.clone() });
+    let (passed, detail) = match again {
+        Ok((w2, _)) => {
+            let (a, b) = (first.sim.trace_hash(), w2.sim.trace_hash());
+            let lines = first.sim.core.trace.as_ref().map(|t| t.lines).unwrap_or(0);
+            (a == b, format!("trace sha256 {} vs {} over {lines} lines", &a[..16.min(a.len())], &b[..16.min(b.len())]))
+        }
+        Err(e) => (false, format!("second run failed: {e:#}")),
+    };
+    out.checks.push(CheckResult {
+        what: "deterministic".into(),
+        description: format!("seed {seed} run twice gives a byte-identical trace"),
+        passed,
+        detail,
+    });
+}
+
+fn slug(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
+}
+
+/// Run everything the options select and write the report. Returns the report.
+pub fn run(opts: &RunOptions) -> Result<RunReport> {
+    let wall = Instant::now();
+    let mut cases = select(&opts.targets)?;
+    if let Some(id) = &opts.only_id {
+        cases.retain(|c| &c.id == id);
+        if cases.is_empty() {
+            bail!("no scenario case `{id}` (see `jamisim list`)");
+        }
+    }
+    let mut jobs: Vec<(usize, u64)> = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        if opts.seeds.is_empty() {
+            jobs.push((i, c.spec.scenario.seed));
+        } else {
+            jobs.extend(opts.seeds.iter().map(|&s| (i, s)));
+        }
+    }
+    if let Some((idx, n)) = opts.shard {
+        if n == 0 || idx == 0 || idx > n {
+            bail!("--shard {idx}/{n}: the index must be in 1..={n}");
+        }
+        jobs = jobs.into_iter().enumerate().filter(|(k, _)| (*k as u32) % n == idx - 1).map(|(_, j)| j).collect();
+    }
+    std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
+    let pb = if opts.progress { ProgressBar::new(jobs.len() as u64) } else { ProgressBar::hidden() };
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40.cyan/blue} {pos}/{len} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let build = BuildOpts { capture: opts.capture, keep_trace: true, sabotage: opts.sabotage.clone() };
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<ScenarioResult>>> = Mutex::new(vec![None; jobs.len()]);
+    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..opts.jobs.max(1).min(jobs.len().max(1)) {
+            scope.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::SeqCst);
+                let Some(&(ci, seed)) = jobs.get(k) else { break };
+                let case = &cases[ci];
+                let mut run = run_case(case, seed, &build);
+                if let Err(e) = write_artifacts(&opts.out, case, seed, &mut run, &opts.commit) {
+                    first_error.lock().expect("no poisoning").get_or_insert(e);
+                }
+                let mark = if run.result.passed { "ok  " } else { "FAIL" };
+                pb.set_message(format!("{mark} {} seed={seed}", case.id));
+                if !run.result.passed && opts.progress {
+                    pb.println(format!("FAIL {} seed={seed}\n     replay: {}", case.id, run.result.replay));
+                }
+                pb.inc(1);
+                results.lock().expect("no poisoning")[k] = Some(run.result);
+            });
+        }
+    });
+    pb.finish_and_clear();
+    if let Some(e) = first_error.into_inner().expect("no poisoning") {
+        return Err(e);
+    }
+    let scenarios: Vec<ScenarioResult> = results.into_inner().expect("no poisoning").into_iter().flatten().collect();
+    let report = RunReport {
+        run_id: opts.run_id.clone(),
+        commit: opts.commit.clone(),
+        command: opts.command.clone(),
+        started_utc: opts.started_utc.clone(),
+        wall_seconds: wall.elapsed().as_secs_f64(),
+        shard: opts.shard,
+        scenarios,
+        notes: Vec::new(),
+    };
+    reports::write_report(&opts.out, &report)?;
+    Ok(report)
+}
+
+/// Write a case's trace and pcaps, and a capsule when it failed; record their paths.
+fn write_artifacts(out: &Path, case: &Case, seed: u64, run: &mut CaseRun, commit: &str) -> Result<()> {
+    let rel = PathBuf::from("scenarios").join(slug(&case.id)).join(format!("seed-{seed}"));
+    let dir = out.join(&rel);
+    if run.trace.is_some() || !run.pcaps.is_empty() || !run.result.passed {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if let Some(t) = &run.trace {
+        std::fs::write(dir.join("trace.txt"), t)?;
+        run.result.trace_path = Some(rel.join("trace.txt").display().to_string());
+    }
+    for (host, bytes) in &run.pcaps {
+        let name = format!("{}.pcap", slug(host));
+        std::fs::write(dir.join(&name), bytes)?;
+        run.result.pcaps.push(rel.join(name).display().to_string());
+    }
+    if !run.result.passed {
+        let capsule = serde_json::json!({
+            "scenario": case.id,
+            "file": case.file,
+            "seed": seed,
+            "commit": commit,
+            "replay": run.result.replay,
+            "error": run.result.error,
+            "failed_checks": run.result.checks.iter().filter(|c| !c.passed).collect::<Vec<_>>(),
+            "trace": run.result.trace_path,
+            "trace_sha256": run.result.trace_hash,
+        });
+        std::fs::write(dir.join("capsule.json"), serde_json::to_string_pretty(&capsule)?)?;
+        run.result.capsule = Some(rel.display().to_string());
+    }
+    Ok(())
+}

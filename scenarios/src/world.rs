@@ -1,0 +1,332 @@
+//! Building a simulation from a scenario case: topology first (NATs, LANs, gateways,
+//! hosts), then the actors (programs on hosts), then the timeline.
+
+use crate::expand::{instantiate, Case};
+use crate::model::{LinkSel, Params};
+use anyhow::{anyhow, bail, Context, Result};
+use netsim::apps::discovery::NatDiscovery;
+use netsim::apps::echo::Echo;
+use netsim::apps::probe::{Multicast, TcpProbe, UdpProbe};
+use netsim::apps::punch::{PunchConfig, PunchPeer, Rendezvous};
+use netsim::apps::stun_server::StunServer;
+use netsim::apps::traffic::{RateSender, Sink};
+use netsim::apps::turn::{TurnConfig, TurnServer};
+use netsim::link::parse_rate;
+use netsim::{AppId, GatewayKind, HostOpts, LinkParams, NatConfig, NatType, NodeId, NodeKind, Sabotage, Sim, SimConfig};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// How to build the world besides the scenario itself.
+#[derive(Clone, Debug, Default)]
+pub struct BuildOpts {
+    pub capture: bool,
+    pub keep_trace: bool,
+    pub sabotage: Sabotage,
+}
+
+/// A program started on a host.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub host: String,
+    pub node: NodeId,
+    pub app: AppId,
+    pub run: String,
+}
+
+/// A built simulation and the names the scenario uses for its parts.
+pub struct World {
+    pub sim: Sim,
+    pub nodes: BTreeMap<String, NodeId>,
+    pub actors: Vec<Actor>,
+    pub duration: Duration,
+}
+
+/// The actor kinds a scenario may `run`.
+pub const ACTOR_KINDS: &[&str] = &[
+    "stun-server",
+    "turn-server",
+    "rendezvous",
+    "echo",
+    "sink",
+    "nat-discovery",
+    "punch",
+    "udp-sender",
+    "udp-probe",
+    "tcp-probe",
+    "multicast",
+];
+
+fn link_params(sel: &Option<LinkSel>, default: &str) -> Result<(LinkParams, LinkParams)> {
+    let spec = sel.as_ref().map(|s| s.spec()).unwrap_or_default();
+    spec.resolve(default).map_err(|e| anyhow!(e))
+}
+
+impl World {
+    pub fn build(case: &Case, seed: u64, opts: &BuildOpts) -> Result<World> {
+        let spec = &case.spec;
+        let duration = netsim::parse_duration(&spec.scenario.duration).map_err(|e| anyhow!("[scenario] duration: {e}"))?;
+        let sim = Sim::new(SimConfig {
+            seed,
+            keep_trace: opts.keep_trace,
+            trace: true,
+            capture: opts.capture || spec.scenario.capture,
+            sabotage: opts.sabotage.clone(),
+        });
+        let mut w = World { sim, nodes: BTreeMap::new(), actors: Vec::new(), duration };
+        // A NAT of type "none" is a placeholder: what sits behind it sits where it sits.
+        let mut aliases: BTreeMap<String, Option<NodeId>> = BTreeMap::new();
+        for lan in &spec.lan {
+            let id = w.sim.add_lan(&lan.name);
+            w.insert(&lan.name, id)?;
+        }
+        for n in &spec.nat {
+            for i in 0..n.count.unwrap_or(1) {
+                let name = instantiate(&n.name, i);
+                let behind = match &n.behind {
+                    None => None,
+                    Some(b) => w.parent(&instantiate(b, i), &aliases).with_context(|| format!("nat `{name}`"))?,
+                };
+                if n.kind == "none" {
+                    aliases.insert(name, behind);
+                    continue;
+                }
+                let kind: NatType = n.kind.parse().map_err(|e: String| anyhow!("nat `{name}`: {e}"))?;
+                let mut cfg = NatConfig { kind, hairpin: n.hairpin, port_preservation: n.port_preservation, ..NatConfig::default() };
+                if let Some(l) = &n.udp_lifetime {
+                    cfg.udp_lifetime = netsim::parse_duration(l).map_err(|e| anyhow!("nat `{name}` udp_lifetime: {e}"))?;
+                }
+                let (up, down) = link_params(&n.link, "internet").with_context(|| format!("nat `{name}` link"))?;
+                let id = w.sim.add_nat(&name, cfg, behind, up, down);
+                w.insert(&name, id)?;
+            }
+        }
+        for g in &spec.gateway {
+            let kind = match g.kind.as_str() {
+                "vpn" => GatewayKind::Vpn,
+                "tor" => GatewayKind::Tor,
+                k => bail!("gateway `{}`: kind must be `vpn` or `tor`, not `{k}`", g.name),
+            };
+            let default = match kind {
+                GatewayKind::Vpn => ["10ms", "10ms"],
+                GatewayKind::Tor => ["60ms", "250ms"],
+            };
+            let d = |s: &str| netsim::parse_duration(s).map_err(|e| anyhow!("gateway `{}` delay: {e}", g.name));
+            let (lo, hi) = match &g.delay {
+                Some([a, b]) => (d(a)?, d(b)?),
+                None => (d(default[0])?, d(default[1])?),
+            };
+            // Tor exits and VPN servers keep a binding per flow and let nothing in unasked.
+            let nat = NatConfig { kind: "apdm-apdf".parse().map_err(|e: String| anyhow!(e))?, ..NatConfig::default() };
+            let id = w.sim.add_gateway(&g.name, kind, (lo, hi), nat);
+            w.insert(&g.name, id)?;
+        }
+        for h in &spec.host {
+            for i in 0..h.count.unwrap_or(1) {
+                let name = instantiate(&h.name, i);
+                let behind = match &h.behind {
+                    None => None,
+                    Some(b) => w.parent(&instantiate(b, i), &aliases).with_context(|| format!("host `{name}`"))?,
+                };
+                let via = match &h.via {
+                    None => None,
+                    Some(v) => {
+                        let id = w.node(v)?;
+                        if !matches!(w.sim.node(id).kind, NodeKind::Gateway(_)) {
+                            bail!("host `{name}`: via `{v}` is not a gateway");
+                        }
+                        Some(id)
+                    }
+                };
+                let (up, down) = link_params(&h.link, "internet").with_context(|| format!("host `{name}` link"))?;
+                if h.addrs == 0 {
+                    bail!("host `{name}`: addrs must be at least 1");
+                }
+                let opts = HostOpts { behind, up, down, extra_addrs: h.addrs - 1, ipv6: h.ipv6, via, capture: false };
+                let id = w.sim.add_host(&name, opts);
+                w.insert(&name, id)?;
+            }
+        }
+        for (n, a) in spec.actor.iter().enumerate() {
+            for i in 0..a.count.unwrap_or(1) {
+                let params: toml::Table = a
+                    .params
+                    .iter()
+                    .map(|(k, v)| match v {
+                        toml::Value::String(s) => (k.clone(), toml::Value::String(instantiate(s, i))),
+                        other => (k.clone(), other.clone()),
+                    })
+                    .collect();
+                let host = instantiate(&a.host, i);
+                w.add_actor(&host, &a.run, &params).with_context(|| format!("actor #{} (`{}` on `{host}`)", n + 1, a.run))?;
+            }
+        }
+        Ok(w)
+    }
+
+    fn insert(&mut self, name: &str, id: NodeId) -> Result<()> {
+        if self.nodes.insert(name.to_string(), id).is_some() {
+            bail!("the name `{name}` is used twice");
+        }
+        Ok(())
+    }
+
+    fn parent(&self, name: &str, aliases: &BTreeMap<String, Option<NodeId>>) -> Result<Option<NodeId>> {
+        if let Some(a) = aliases.get(name) {
+            return Ok(*a);
+        }
+        let id = self.node(name).with_context(|| "`behind` must name a NAT or LAN defined earlier")?;
+        match self.sim.node(id).kind {
+            NodeKind::Nat(_) | NodeKind::Lan { .. } => Ok(Some(id)),
+            _ => bail!("`{name}` is not a NAT or LAN"),
+        }
+    }
+
+    pub fn node(&self, name: &str) -> Result<NodeId> {
+        self.nodes.get(name).copied().ok_or_else(|| anyhow!("no host, NAT, LAN or gateway named `{name}`"))
+    }
+
+    pub fn host_node(&self, name: &str) -> Result<NodeId> {
+        let id = self.node(name)?;
+        if self.sim.host(id).is_none() {
+            bail!("`{name}` is not a host");
+        }
+        Ok(id)
+    }
+
+    /// The address others reach a node at: a host's first address, a NAT's WAN
+    /// address, a gateway's exit.
+    pub fn addr_of(&self, name: &str) -> Result<IpAddr> {
+        let id = self.node(name)?;
+        Ok(match &self.sim.node(id).kind {
+            NodeKind::Host(h) => *h.addrs.first().ok_or_else(|| anyhow!("`{name}` has no address"))?,
+            NodeKind::Nat(n) => IpAddr::V4(n.wan),
+            NodeKind::Gateway(g) => g.exit,
+            _ => bail!("`{name}` has no address"),
+        })
+    }
+
+    /// Every address that identifies a node (all of a host's, a NAT's WAN, a gateway's
+    /// entry and exit).
+    pub fn addrs_of(&self, name: &str) -> Result<Vec<IpAddr>> {
+        let id = self.node(name)?;
+        Ok(match &self.sim.node(id).kind {
+            NodeKind::Host(h) => h.addrs.clone(),
+            NodeKind::Nat(n) => vec![IpAddr::V4(n.wan)],
+            NodeKind::Gateway(g) => vec![g.entry, g.exit],
+            _ => Vec::new(),
+        })
+    }
+
+    pub fn actor(&self, host: &str, run: &str) -> Result<&Actor> {
+        self.actors
+            .iter()
+            .find(|a| a.host == host && a.run == run)
+            .ok_or_else(|| anyhow!("no `{run}` actor on `{host}`"))
+    }
+
+    fn sock(&self, host: &str, port: u16) -> Result<SocketAddr> {
+        Ok(SocketAddr::new(self.addr_of(host)?, port))
+    }
+
+    fn add_actor(&mut self, host: &str, run: &str, t: &toml::Table) -> Result<()> {
+        let p = Params::new(format!("`{run}` on `{host}`"), t);
+        let node = self.host_node(host)?;
+        let port = |k: &str, d: i64| -> Result<u16> {
+            u16::try_from(p.int(k, d)?).map_err(|_| anyhow!("`{k}` is not a port number"))
+        };
+        let app = match run {
+            "stun-server" => {
+                p.only(&["port", "alt_port"])?;
+                let (a, b) = (port("port", 3478)?, port("alt_port", 3479)?);
+                self.sim.add_app(node, move || Box::new(StunServer::new(a, b)))
+            }
+            "turn-server" => {
+                p.only(&["port", "user", "password", "realm", "lifetime"])?;
+                let cfg = TurnConfig {
+                    port: port("port", 3478)?,
+                    realm: p.opt_str("realm")?.unwrap_or("netsim").to_string(),
+                    users: vec![(
+                        p.opt_str("user")?.unwrap_or("user").to_string(),
+                        p.opt_str("password")?.unwrap_or("pass").to_string(),
+                    )],
+                    lifetime: p.duration("lifetime", "600s")?,
+                    ..TurnConfig::default()
+                };
+                self.sim.add_app(node, move || Box::new(TurnServer::new(cfg.clone())))
+            }
+            "rendezvous" => {
+                p.only(&["port"])?;
+                let port = port("port", 7000)?;
+                self.sim.add_app(node, move || Box::new(Rendezvous::new(port)))
+            }
+            "echo" => {
+                p.only(&["port"])?;
+                let port = port("port", 7)?;
+                self.sim.add_app(node, move || Box::new(Echo::new(port)))
+            }
+            "sink" => {
+                p.only(&["port"])?;
+                let port = port("port", 9000)?;
+                self.sim.add_app(node, move || Box::new(Sink::new(port)))
+            }
+            "nat-discovery" => {
+                p.only(&["server", "port"])?;
+                let server = self.sock(p.str("server")?, port("port", 3478)?)?;
+                self.sim.add_app(node, move || Box::new(NatDiscovery::new(server)))
+            }
+            "punch" => {
+                p.only(&["pair", "rendezvous", "stun", "turn", "check_for", "interval", "user", "password"])?;
+                let turn = match p.opt_str("turn")? {
+                    Some(t) => Some((
+                        self.sock(t, 3478)?,
+                        p.opt_str("user")?.unwrap_or("user").to_string(),
+                        p.opt_str("password")?.unwrap_or("pass").to_string(),
+                    )),
+                    None => None,
+                };
+                let cfg = PunchConfig {
+                    pair: p.str("pair")?.to_string(),
+                    rendezvous: self.sock(p.str("rendezvous")?, 7000)?,
+                    stun: self.sock(p.str("stun")?, 3478)?,
+                    turn,
+                    check_interval: p.duration("interval", "50ms")?,
+                    check_for: p.duration("check_for", "8s")?,
+                };
+                self.sim.add_app(node, move || Box::new(PunchPeer::new(cfg.clone())))
+            }
+            "udp-sender" => {
+                p.only(&["to", "port", "rate", "size", "start", "duration"])?;
+                let to = self.sock(p.str("to")?, port("port", 9000)?)?;
+                let rate = parse_rate(p.str("rate")?).map_err(|e| anyhow!(e))?;
+                let size = usize::try_from(p.int("size", 1172)?).map_err(|_| anyhow!("bad `size`"))?;
+                let (start, dur) = (p.duration("start", "1s")?, p.duration("duration", "10s")?);
+                self.sim.add_app(node, move || Box::new(RateSender::new(to, rate, size, start, dur)))
+            }
+            "udp-probe" => {
+                p.only(&["to", "port", "datagrams"])?;
+                let to = self.sock(p.str("to")?, port("port", 7)?)?;
+                let count = u32::try_from(p.int("datagrams", 20)?).map_err(|_| anyhow!("bad `datagrams`"))?;
+                self.sim.add_app(node, move || Box::new(UdpProbe::new(to, count)))
+            }
+            "tcp-probe" => {
+                p.only(&["to", "port", "bytes"])?;
+                let to = self.sock(p.str("to")?, port("port", 7)?)?;
+                let bytes = usize::try_from(p.int("bytes", 100_000)?).map_err(|_| anyhow!("bad `bytes`"))?;
+                self.sim.add_app(node, move || Box::new(TcpProbe::new(to, bytes)))
+            }
+            "multicast" => {
+                p.only(&["group", "port", "announce"])?;
+                let group: IpAddr = p.opt_str("group")?.unwrap_or("239.255.42.99").parse().context("`group`")?;
+                if !group.is_multicast() {
+                    bail!("`group` {group} is not a multicast address");
+                }
+                let (port, announce) = (port("port", 4242)?, p.bool("announce", false)?);
+                self.sim.add_app(node, move || Box::new(Multicast::new(group, port, announce)))
+            }
+            other => bail!("unknown actor `{other}` (known: {})", ACTOR_KINDS.join(", ")),
+        };
+        self.actors.push(Actor { host: host.to_string(), node, app, run: run.to_string() });
+        Ok(())
+    }
+}
