@@ -11,13 +11,24 @@ use std::time::Duration;
 
 /// A two-address STUN server on the internet; returns its primary address.
 fn stun_server(sim: &mut Sim) -> SocketAddr {
-    let server = sim.add_host("stun", HostOpts { extra_addrs: 1, ..Default::default() });
+    let server = sim.add_host(
+        "stun",
+        HostOpts {
+            extra_addrs: 1,
+            ..Default::default()
+        },
+    );
     sim.add_app(server, || Box::new(StunServer::new(3478, 3479)));
     SocketAddr::new(sim.host(server).unwrap().addrs[0], 3478)
 }
 
 fn nat_cfg(kind: NatType, hairpin: bool, port_preservation: bool) -> NatConfig {
-    NatConfig { kind, hairpin, port_preservation, ..NatConfig::default() }
+    NatConfig {
+        kind,
+        hairpin,
+        port_preservation,
+        ..NatConfig::default()
+    }
 }
 
 fn add_nat(sim: &mut Sim, name: &str, cfg: NatConfig, behind: Option<NodeId>) -> NodeId {
@@ -41,10 +52,16 @@ fn discover(sim: &mut Sim, host: NodeId, server: SocketAddr) -> NatDiscovery {
 
 /// Discovery from a host behind one NAT with `cfg`, over the host's access link `link`.
 fn behind_one(seed: u64, cfg: NatConfig, link: Option<LinkParams>) -> (DiscoveryResult, IpAddr) {
-    let mut sim = Sim::new(SimConfig { seed, ..Default::default() });
+    let mut sim = Sim::new(SimConfig {
+        seed,
+        ..Default::default()
+    });
     let server = stun_server(&mut sim);
     let nat = add_nat(&mut sim, "home", cfg, None);
-    let mut opts = HostOpts { behind: Some(nat), ..Default::default() };
+    let mut opts = HostOpts {
+        behind: Some(nat),
+        ..Default::default()
+    };
     if let Some(l) = link {
         opts.up = l.clone();
         opts.down = l;
@@ -57,7 +74,11 @@ fn behind_one(seed: u64, cfg: NatConfig, link: Option<LinkParams>) -> (Discovery
 fn check(r: &DiscoveryResult, kind: NatType, hairpin: bool, wan: IpAddr, what: &str) {
     assert!(!r.udp_blocked, "{what}");
     assert!(r.nat, "{what}");
-    assert_eq!((r.mapping, r.filtering), (kind.mapping, kind.filtering), "{what}: mapping, filtering");
+    assert_eq!(
+        (r.mapping, r.filtering),
+        (kind.mapping, kind.filtering),
+        "{what}: mapping, filtering"
+    );
     assert_eq!(r.hairpin, hairpin, "{what}: hairpin");
     assert_eq!(r.mapped.ip(), wan, "{what}: mapped address");
 }
@@ -93,14 +114,18 @@ fn hairpin_without_port_preservation_is_seen_when_a_filter_can_be_opened() {
     // mapping the server saw never sent to the NAT's own address.
     for (i, kind) in NatType::all().enumerate() {
         let (r, _) = behind_one(300 + i as u64, nat_cfg(kind, true, false), None);
-        let visible = kind.mapping == Behaviour::EndpointIndependent || kind.filtering == Behaviour::EndpointIndependent;
+        let visible = kind.mapping == Behaviour::EndpointIndependent
+            || kind.filtering == Behaviour::EndpointIndependent;
         assert_eq!(r.hairpin, visible, "{kind}");
     }
 }
 
 #[test]
 fn public_host_has_no_nat() {
-    let mut sim = Sim::new(SimConfig { seed: 5, ..Default::default() });
+    let mut sim = Sim::new(SimConfig {
+        seed: 5,
+        ..Default::default()
+    });
     let server = stun_server(&mut sim);
     let host = sim.add_host("public", HostOpts::default());
     let d = discover(&mut sim, host, server);
@@ -109,7 +134,10 @@ fn public_host_has_no_nat() {
     assert!(!r.udp_blocked);
     assert_eq!(r.mapped.ip(), sim.host(host).unwrap().addrs[0]);
     assert!(r.port_preserved);
-    let open = NatType { mapping: Behaviour::EndpointIndependent, filtering: Behaviour::EndpointIndependent };
+    let open = NatType {
+        mapping: Behaviour::EndpointIndependent,
+        filtering: Behaviour::EndpointIndependent,
+    };
     assert_eq!(d.nat_type(), Some(open));
 }
 
@@ -123,15 +151,40 @@ fn nested_nats_compose() {
     for (i, &inner_kind) in kinds.iter().enumerate() {
         for (j, &outer_kind) in kinds.iter().enumerate() {
             let outer_hairpin = (i + j) % 2 == 0;
-            let mut sim = Sim::new(SimConfig { seed: 400 + (i * 9 + j) as u64, ..Default::default() });
+            let mut sim = Sim::new(SimConfig {
+                seed: 400 + (i * 9 + j) as u64,
+                ..Default::default()
+            });
             let server = stun_server(&mut sim);
-            let outer = add_nat(&mut sim, "cgnat", nat_cfg(outer_kind, outer_hairpin, true), None);
-            let inner = add_nat(&mut sim, "home", nat_cfg(inner_kind, !outer_hairpin, true), Some(outer));
-            let host = sim.add_host("client", HostOpts { behind: Some(inner), ..Default::default() });
+            let outer = add_nat(
+                &mut sim,
+                "cgnat",
+                nat_cfg(outer_kind, outer_hairpin, true),
+                None,
+            );
+            let inner = add_nat(
+                &mut sim,
+                "home",
+                nat_cfg(inner_kind, !outer_hairpin, true),
+                Some(outer),
+            );
+            let host = sim.add_host(
+                "client",
+                HostOpts {
+                    behind: Some(inner),
+                    ..Default::default()
+                },
+            );
             let d = discover(&mut sim, host, server);
             let what = format!("{inner_kind} behind {outer_kind}, outer hairpin={outer_hairpin}");
             let outer_wan = wan(&mut sim, outer);
-            check(d.result.as_ref().unwrap(), inner_kind.compose(outer_kind), outer_hairpin, outer_wan, &what);
+            check(
+                d.result.as_ref().unwrap(),
+                inner_kind.compose(outer_kind),
+                outer_hairpin,
+                outer_wan,
+                &what,
+            );
             assert_eq!(d.nat_type(), Some(inner_kind.compose(outer_kind)), "{what}");
         }
     }
@@ -139,11 +192,18 @@ fn nested_nats_compose() {
 
 #[test]
 fn lossy_access_link_still_classifies() {
-    let lossy = LinkParams { loss: Loss::Random { p: 0.1 }, ..LinkParams::preset("wifi").unwrap().0 };
+    let lossy = LinkParams {
+        loss: Loss::Random { p: 0.1 },
+        ..LinkParams::preset("wifi").unwrap().0
+    };
     for seed in 1..=4u64 {
         for (i, kind) in NatType::all().enumerate() {
             let hairpin = i % 2 == 0;
-            let (r, wan) = behind_one(seed * 1000 + i as u64, nat_cfg(kind, hairpin, true), Some(lossy.clone()));
+            let (r, wan) = behind_one(
+                seed * 1000 + i as u64,
+                nat_cfg(kind, hairpin, true),
+                Some(lossy.clone()),
+            );
             check(&r, kind, hairpin, wan, &format!("seed {seed}: {kind}"));
         }
     }
@@ -156,21 +216,37 @@ fn classifier_reads_the_real_behaviour_not_the_configuration() {
     let config: NatType = "eim-eif".parse().unwrap();
     for actual in ["eim-apdf", "apdm-adf", "adm-eif"] {
         let actual: NatType = actual.parse().unwrap();
-        let mut sim = Sim::new(SimConfig { seed: 77, ..Default::default() });
+        let mut sim = Sim::new(SimConfig {
+            seed: 77,
+            ..Default::default()
+        });
         let server = stun_server(&mut sim);
         let nat = add_nat(&mut sim, "liar", nat_cfg(config, false, true), None);
         sim.nat_mut(nat).unwrap().table.actual_override = Some(actual);
-        let host = sim.add_host("client", HostOpts { behind: Some(nat), ..Default::default() });
+        let host = sim.add_host(
+            "client",
+            HostOpts {
+                behind: Some(nat),
+                ..Default::default()
+            },
+        );
         let d = discover(&mut sim, host, server);
         assert_eq!(d.nat_type(), Some(actual));
-        assert_ne!(d.nat_type(), Some(config), "a check comparing with the config would fail");
+        assert_ne!(
+            d.nat_type(),
+            Some(config),
+            "a check comparing with the config would fail"
+        );
     }
 }
 
 #[test]
 fn blocked_udp_and_servers_without_rfc5780() {
     // No STUN server at all: test I times out.
-    let mut sim = Sim::new(SimConfig { seed: 3, ..Default::default() });
+    let mut sim = Sim::new(SimConfig {
+        seed: 3,
+        ..Default::default()
+    });
     let nowhere = sim.add_host("nowhere", HostOpts::default());
     let to = SocketAddr::new(sim.host(nowhere).unwrap().addrs[0], 3478);
     let host = sim.add_host("client", HostOpts::default());
@@ -179,7 +255,10 @@ fn blocked_udp_and_servers_without_rfc5780() {
     assert_eq!(d.nat_type(), None);
 
     // A single-address server gives no OTHER-ADDRESS: discovery stops with an error.
-    let mut sim = Sim::new(SimConfig { seed: 4, ..Default::default() });
+    let mut sim = Sim::new(SimConfig {
+        seed: 4,
+        ..Default::default()
+    });
     let server = sim.add_host("stun", HostOpts::default());
     sim.add_app(server, || Box::new(StunServer::new(3478, 3479)));
     let to = SocketAddr::new(sim.host(server).unwrap().addrs[0], 3478);
@@ -195,12 +274,29 @@ fn blocked_udp_and_servers_without_rfc5780() {
 #[test]
 fn discovery_is_deterministic_and_traced() {
     let run = || {
-        let mut sim = Sim::new(SimConfig { seed: 9, ..Default::default() });
+        let mut sim = Sim::new(SimConfig {
+            seed: 9,
+            ..Default::default()
+        });
         let server = stun_server(&mut sim);
-        let nat = add_nat(&mut sim, "home", nat_cfg("adm-apdf".parse().unwrap(), true, true), None);
-        let host = sim.add_host("client", HostOpts { behind: Some(nat), ..Default::default() });
+        let nat = add_nat(
+            &mut sim,
+            "home",
+            nat_cfg("adm-apdf".parse().unwrap(), true, true),
+            None,
+        );
+        let host = sim.add_host(
+            "client",
+            HostOpts {
+                behind: Some(nat),
+                ..Default::default()
+            },
+        );
         discover(&mut sim, host, server);
-        assert!(sim.trace_text().unwrap().contains("nat-discovery nat=true type=adm-apdf hairpin=true"));
+        assert!(sim
+            .trace_text()
+            .unwrap()
+            .contains("nat-discovery nat=true type=adm-apdf hairpin=true"));
         sim.trace_hash()
     };
     assert_eq!(run(), run());

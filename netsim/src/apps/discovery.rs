@@ -134,44 +134,75 @@ impl NatDiscovery {
     /// The measured NAT type; None until done, or when UDP is blocked.
     pub fn nat_type(&self) -> Option<NatType> {
         let r = self.result.as_ref().filter(|r| !r.udp_blocked)?;
-        Some(NatType { mapping: r.mapping, filtering: r.filtering })
+        Some(NatType {
+            mapping: r.mapping,
+            filtering: r.filtering,
+        })
     }
 
     fn bind(&mut self, cx: &mut Ctx<'_>) -> Option<(SockId, SocketAddr)> {
-        let sock = cx.udp_bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))).ok()?;
+        let sock = cx
+            .udp_bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
+            .ok()?;
         self.socks.push(sock);
         Some((sock, cx.local_addr(sock).ok()?))
     }
 
     /// Start a test: a Binding request with a fresh transaction id to every target.
-    fn launch(&mut self, cx: &mut Ctx<'_>, test: Test, targets: Vec<(SockId, SocketAddr)>, change: Option<(bool, bool)>) {
+    fn launch(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        test: Test,
+        targets: Vec<(SockId, SocketAddr)>,
+        change: Option<(bool, bool)>,
+    ) {
         let txid: [u8; 12] = cx.rng().random();
         let mut msg = Message::new(Class::Request, Method::Binding, txid);
         if let Some((change_ip, change_port)) = change {
-            msg.add(Attribute::ChangeRequest { change_ip, change_port });
+            msg.add(Attribute::ChangeRequest {
+                change_ip,
+                change_port,
+            });
         }
         self.serial += 1;
-        let probe = Probe { test, txid, bytes: msg.encode(), targets, serial: self.serial };
+        let probe = Probe {
+            test,
+            txid,
+            bytes: msg.encode(),
+            targets,
+            serial: self.serial,
+        };
         send_all(cx, &probe);
         cx.set_timer(INTERVAL, self.serial << 8 | 1);
         self.probe = Some(probe);
     }
 
     fn start_mapping(&mut self, cx: &mut Ctx<'_>) {
-        let Some(main) = self.bind(cx) else { return self.fail(cx, "cannot bind a socket") };
+        let Some(main) = self.bind(cx) else {
+            return self.fail(cx, "cannot bind a socket");
+        };
         self.main = Some(main);
         self.launch(cx, Test::MappingI, vec![(main.0, self.server)], None);
     }
 
     /// Filtering tests on a fresh socket: its NAT filter admits only the primary address.
     fn start_filtering(&mut self, cx: &mut Ctx<'_>) {
-        let Some((sock, _)) = self.bind(cx) else { return self.fail(cx, "cannot bind a socket") };
+        let Some((sock, _)) = self.bind(cx) else {
+            return self.fail(cx, "cannot bind a socket");
+        };
         self.filter_sock = Some(sock);
-        self.launch(cx, Test::FilteringII, vec![(sock, self.server)], Some((true, true)));
+        self.launch(
+            cx,
+            Test::FilteringII,
+            vec![(sock, self.server)],
+            Some((true, true)),
+        );
     }
 
     fn start_hairpin(&mut self, cx: &mut Ctx<'_>) {
-        let Some((sock, _)) = self.bind(cx) else { return self.fail(cx, "cannot bind a socket") };
+        let Some((sock, _)) = self.bind(cx) else {
+            return self.fail(cx, "cannot bind a socket");
+        };
         self.launch(cx, Test::HairpinBinding, vec![(sock, self.server)], None);
     }
 
@@ -186,7 +217,9 @@ impl NatDiscovery {
     ///
     /// A marked packet arriving on any of our sockets proves hairpinning.
     fn hairpin_probe(&mut self, cx: &mut Ctx<'_>, second: SockId, second_mapped: SocketAddr) {
-        let Some((main, _)) = self.main else { return self.finish(cx) };
+        let Some((main, _)) = self.main else {
+            return self.finish(cx);
+        };
         let mut targets = vec![(main, second_mapped), (second, self.partial.mapped)];
         if self.partial.nat && self.partial.port_preserved {
             if let (Some(a), Some(b)) = (self.bind(cx), self.bind(cx)) {
@@ -198,7 +231,14 @@ impl NatDiscovery {
         self.launch(cx, Test::Hairpin, targets, None);
     }
 
-    fn on_answer(&mut self, cx: &mut Ctx<'_>, test: Test, sock: SockId, from: SocketAddr, msg: &Message) {
+    fn on_answer(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        test: Test,
+        sock: SockId,
+        from: SocketAddr,
+        msg: &Message,
+    ) {
         if msg.class == Class::ErrorResponse {
             let code = msg.error_code().map_or(0, |e| e.code);
             return self.fail(cx, &format!("{test:?}: server answered error {code}"));
@@ -212,8 +252,12 @@ impl NatDiscovery {
                     self.partial.mapping = Behaviour::EndpointIndependent;
                     return self.start_filtering(cx);
                 }
-                let Some(other) = self.other else { return self.fail(cx, "no alternate address") };
-                let Some((main, _)) = self.main else { return self.fail(cx, "no socket") };
+                let Some(other) = self.other else {
+                    return self.fail(cx, "no alternate address");
+                };
+                let Some((main, _)) = self.main else {
+                    return self.fail(cx, "no socket");
+                };
                 self.launch(cx, Test::MappingIII, vec![(main, other)], None);
             }
             Test::MappingIII => {
@@ -242,7 +286,12 @@ impl NatDiscovery {
         }
     }
 
-    fn after_mapping_i(&mut self, cx: &mut Ctx<'_>, mapped: Option<SocketAddr>, other: Option<SocketAddr>) {
+    fn after_mapping_i(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        mapped: Option<SocketAddr>,
+        other: Option<SocketAddr>,
+    ) {
         let (Some(mapped), Some((_, local))) = (mapped, self.main) else {
             return self.fail(cx, "test I answer lacks a mapped address");
         };
@@ -258,7 +307,12 @@ impl NatDiscovery {
             return self.start_filtering(cx);
         }
         let Some((main, _)) = self.main else { return };
-        self.launch(cx, Test::MappingII, vec![(main, SocketAddr::new(other.ip(), self.server.port()))], None);
+        self.launch(
+            cx,
+            Test::MappingII,
+            vec![(main, SocketAddr::new(other.ip(), self.server.port()))],
+            None,
+        );
     }
 
     fn on_timeout(&mut self, cx: &mut Ctx<'_>, test: Test) {
@@ -272,7 +326,12 @@ impl NatDiscovery {
             }
             Test::MappingII | Test::MappingIII => self.fail(cx, &format!("{test:?} timed out")),
             Test::FilteringII => match self.filter_sock {
-                Some(s) => self.launch(cx, Test::FilteringIII, vec![(s, self.server)], Some((false, true))),
+                Some(s) => self.launch(
+                    cx,
+                    Test::FilteringIII,
+                    vec![(s, self.server)],
+                    Some((false, true)),
+                ),
                 None => self.fail(cx, "no socket"),
             },
             Test::FilteringIII => {
@@ -291,7 +350,10 @@ impl NatDiscovery {
         let line = if r.udp_blocked {
             "nat-discovery udp blocked".to_string()
         } else {
-            let kind = NatType { mapping: r.mapping, filtering: r.filtering };
+            let kind = NatType {
+                mapping: r.mapping,
+                filtering: r.filtering,
+            };
             format!(
                 "nat-discovery nat={} type={kind} hairpin={} port_preserved={} mapped={}",
                 r.nat, r.hairpin, r.port_preserved, r.mapped
@@ -328,9 +390,18 @@ impl App for NatDiscovery {
         self.start_mapping(cx);
     }
 
-    fn on_udp(&mut self, cx: &mut Ctx<'_>, sock: SockId, from: SocketAddr, _to: SocketAddr, data: &[u8]) {
+    fn on_udp(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        sock: SockId,
+        from: SocketAddr,
+        _to: SocketAddr,
+        data: &[u8],
+    ) {
         let Some(probe) = &self.probe else { return };
-        let Ok(msg) = Message::decode(data) else { return };
+        let Ok(msg) = Message::decode(data) else {
+            return;
+        };
         if msg.txid != probe.txid || msg.method != Method::Binding {
             return;
         }
@@ -349,7 +420,9 @@ impl App for NatDiscovery {
     }
 
     fn on_timer(&mut self, cx: &mut Ctx<'_>, token: u64) {
-        let Some(probe) = self.probe.clone().filter(|p| p.serial == token >> 8) else { return };
+        let Some(probe) = self.probe.clone().filter(|p| p.serial == token >> 8) else {
+            return;
+        };
         let tick = token & 0xff;
         if tick >= TIMEOUT_TICKS {
             return self.on_timeout(cx, probe.test);

@@ -24,10 +24,11 @@ impl Echo {
 
 impl App for Echo {
     fn start(&mut self, cx: &mut Ctx<'_>) {
-        let any: SocketAddr = SocketAddr::from(([0, 0, 0, 0], self.port));
-        // A host without IPv4 (or a port clash) simply serves nothing on that transport.
-        let _ = cx.udp_bind(any);
-        let _ = cx.tcp_listen(any);
+        // Serve on both families; a host without one of them simply serves nothing there.
+        for any in [SocketAddr::from(([0, 0, 0, 0], self.port)), SocketAddr::from(([0u16; 8], self.port))] {
+            let _ = cx.udp_bind(any);
+            let _ = cx.tcp_listen(any);
+        }
     }
     fn on_udp(&mut self, cx: &mut Ctx<'_>, sock: SockId, from: SocketAddr, _to: SocketAddr, data: &[u8]) {
         self.udp_peers.insert(from);

@@ -34,7 +34,11 @@ pub struct StunServer {
 
 impl StunServer {
     pub fn new(port: u16, alt_port: u16) -> Self {
-        StunServer { port, alt_port, ..Default::default() }
+        StunServer {
+            port,
+            alt_port,
+            ..Default::default()
+        }
     }
 
     /// The address answers with CHANGE-REQUEST(change IP, change port) come from, if
@@ -52,7 +56,13 @@ impl StunServer {
 
     /// Builds the answer to a request received on `grid[ip][port]` from `from`: the
     /// message, the grid position to send it from and the destination.
-    fn answer(&self, req: &Message, ip: usize, port: usize, from: SocketAddr) -> (Message, (usize, usize), SocketAddr) {
+    fn answer(
+        &self,
+        req: &Message,
+        ip: usize,
+        port: usize,
+        from: SocketAddr,
+    ) -> (Message, (usize, usize), SocketAddr) {
         let error = |code: u16| error_response(req, code);
         if req.method != Method::Binding {
             return (error(ErrorCode::BAD_REQUEST), (ip, port), from);
@@ -69,7 +79,9 @@ impl StunServer {
         let changeable = self.other_address().is_some() && self.grid[out.0][out.1].is_some();
         if req.change_request().is_some() && !changeable {
             let mut e = error(ErrorCode::UNKNOWN_ATTRIBUTE);
-            e.add(Attribute::UnknownAttributes(vec![attr_type::CHANGE_REQUEST]));
+            e.add(Attribute::UnknownAttributes(vec![
+                attr_type::CHANGE_REQUEST,
+            ]));
             return (e, (ip, port), from);
         }
         let dest = match req.response_port() {
@@ -100,7 +112,12 @@ fn error_response(req: &Message, code: u16) -> Message {
 
 impl App for StunServer {
     fn start(&mut self, cx: &mut Ctx<'_>) {
-        let v4: Vec<IpAddr> = cx.addrs().into_iter().filter(|a| a.is_ipv4()).take(2).collect();
+        let v4: Vec<IpAddr> = cx
+            .addrs()
+            .into_iter()
+            .filter(|a| a.is_ipv4())
+            .take(2)
+            .collect();
         for (i, ip) in v4.iter().enumerate() {
             for (j, port) in [self.port, self.alt_port].into_iter().enumerate() {
                 // A clash (e.g. port == alt_port) leaves that slot empty: the server then
@@ -114,8 +131,17 @@ impl App for StunServer {
         }
     }
 
-    fn on_udp(&mut self, cx: &mut Ctx<'_>, sock: SockId, from: SocketAddr, _to: SocketAddr, data: &[u8]) {
-        let Some((ip, port)) = self.index_of(sock) else { return };
+    fn on_udp(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        sock: SockId,
+        from: SocketAddr,
+        _to: SocketAddr,
+        data: &[u8],
+    ) {
+        let Some((ip, port)) = self.index_of(sock) else {
+            return;
+        };
         let req = match Message::decode(data) {
             Ok(m) if is_stun(data) => m,
             _ => {

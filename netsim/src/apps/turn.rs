@@ -10,8 +10,8 @@
 use crate::app::{App, Ctx};
 use crate::sim::SockId;
 use crate::stun::{
-    is_channel_data, is_stun, long_term_key, Attribute, ChannelData, Class, ErrorCode, Message, Method,
-    CHANNEL_RANGE, TRANSPORT_UDP,
+    is_channel_data, is_stun, long_term_key, Attribute, ChannelData, Class, ErrorCode, Message,
+    Method, CHANNEL_RANGE, TRANSPORT_UDP,
 };
 use crate::time::SimTime;
 use rand::RngExt;
@@ -90,11 +90,17 @@ impl Allocation {
     }
 
     fn channel_to(&self, now: SimTime, peer: SocketAddr) -> Option<u16> {
-        self.channels.iter().find(|(_, c)| c.peer == peer && now < c.expires).map(|(&n, _)| n)
+        self.channels
+            .iter()
+            .find(|(_, c)| c.peer == peer && now < c.expires)
+            .map(|(&n, _)| n)
     }
 
     fn channel_peer(&self, now: SimTime, channel: u16) -> Option<SocketAddr> {
-        self.channels.get(&channel).filter(|c| now < c.expires).map(|c| c.peer)
+        self.channels
+            .get(&channel)
+            .filter(|c| now < c.expires)
+            .map(|c| c.peer)
     }
 }
 
@@ -130,7 +136,10 @@ pub struct TurnServer {
 
 impl TurnServer {
     pub fn new(config: TurnConfig) -> Self {
-        TurnServer { config, ..Default::default() }
+        TurnServer {
+            config,
+            ..Default::default()
+        }
     }
 
     /// The server's transport address, once started.
@@ -154,7 +163,9 @@ impl TurnServer {
         let default = self.config.lifetime;
         match requested {
             None => default,
-            Some(s) => Duration::from_secs(u64::from(s)).min(MAX_LIFETIME.max(default)).max(default),
+            Some(s) => Duration::from_secs(u64::from(s))
+                .min(MAX_LIFETIME.max(default))
+                .max(default),
         }
     }
 
@@ -176,8 +187,12 @@ impl TurnServer {
 
     fn sweep(&mut self, cx: &mut Ctx<'_>) {
         let now = cx.now();
-        let expired: Vec<SocketAddr> =
-            self.allocs.iter().filter(|(_, a)| a.expires <= now).map(|(&c, _)| c).collect();
+        let expired: Vec<SocketAddr> = self
+            .allocs
+            .iter()
+            .filter(|(_, a)| a.expires <= now)
+            .map(|(&c, _)| c)
+            .collect();
         for c in expired {
             self.remove(cx, c);
         }
@@ -208,7 +223,12 @@ impl TurnServer {
         if nonce != self.nonce {
             return Err(self.challenge(req, ErrorCode::STALE_NONCE));
         }
-        let password = self.config.users.iter().find(|(u, _)| u == user).map(|(_, p)| p.as_str());
+        let password = self
+            .config
+            .users
+            .iter()
+            .find(|(u, _)| u == user)
+            .map(|(_, p)| p.as_str());
         let key = password.map(|p| long_term_key(user, &self.config.realm, p));
         match key {
             Some(key) if req.check_integrity(raw, &key) => Ok((user.to_string(), key)),
@@ -242,13 +262,16 @@ impl TurnServer {
     fn on_request(&mut self, cx: &mut Ctx<'_>, from: SocketAddr, req: &Message, raw: &[u8]) {
         if req.method == Method::Binding {
             // Plain STUN, unauthenticated: clients learn their server-reflexive address.
-            let ok = req.reply(Class::SuccessResponse).with(Attribute::XorMappedAddress(from));
+            let ok = req
+                .reply(Class::SuccessResponse)
+                .with(Attribute::XorMappedAddress(from));
             self.send_client(cx, from, &ok.encode());
             return;
         }
         let unknown = req.unknown_comprehension_required();
         if !unknown.is_empty() {
-            let e = error_response(req, ErrorCode::UNKNOWN_ATTRIBUTE).with(Attribute::UnknownAttributes(unknown));
+            let e = error_response(req, ErrorCode::UNKNOWN_ATTRIBUTE)
+                .with(Attribute::UnknownAttributes(unknown));
             self.send_client(cx, from, &e.encode());
             return;
         }
@@ -274,16 +297,28 @@ impl TurnServer {
             _ => Err(ErrorCode::BAD_REQUEST),
         };
         let reply = handled.unwrap_or_else(|code| error_response(req, code));
-        let bytes = reply.with(Attribute::Software(SOFTWARE.into())).encode_with_integrity(&key);
+        let bytes = reply
+            .with(Attribute::Software(SOFTWARE.into()))
+            .encode_with_integrity(&key);
         if req.method == Method::Allocate {
-            if let Some(a) = self.allocs.get_mut(&from).filter(|a| a.alloc_txid == req.txid) {
+            if let Some(a) = self
+                .allocs
+                .get_mut(&from)
+                .filter(|a| a.alloc_txid == req.txid)
+            {
                 a.alloc_response = bytes.clone();
             }
         }
         self.send_client(cx, from, &bytes);
     }
 
-    fn allocate(&mut self, cx: &mut Ctx<'_>, from: SocketAddr, req: &Message, user: &str) -> Handled {
+    fn allocate(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        from: SocketAddr,
+        req: &Message,
+        user: &str,
+    ) -> Handled {
         if self.live(cx, from).is_some() {
             return Err(ErrorCode::ALLOCATION_MISMATCH);
         }
@@ -293,7 +328,9 @@ impl TurnServer {
             Some(_) => return Err(ErrorCode::UNSUPPORTED_TRANSPORT),
         }
         let ip = self.addr.ok_or(ErrorCode::SERVER_ERROR)?.ip();
-        let relay = cx.udp_bind(SocketAddr::new(ip, 0)).map_err(|_| ErrorCode::INSUFFICIENT_CAPACITY)?;
+        let relay = cx
+            .udp_bind(SocketAddr::new(ip, 0))
+            .map_err(|_| ErrorCode::INSUFFICIENT_CAPACITY)?;
         let relayed = cx.local_addr(relay).map_err(|_| ErrorCode::SERVER_ERROR)?;
         let lifetime = self.granted_lifetime(req.lifetime());
         let expires = cx.now() + lifetime;
@@ -311,7 +348,10 @@ impl TurnServer {
         self.relays.insert(relay, from);
         self.allocations += 1;
         cx.set_timer(lifetime + Duration::from_millis(1), SWEEP);
-        cx.trace(&format!("turn allocate {from} -> {relayed} for {}s", lifetime.as_secs()));
+        cx.trace(&format!(
+            "turn allocate {from} -> {relayed} for {}s",
+            lifetime.as_secs()
+        ));
         Ok(req
             .reply(Class::SuccessResponse)
             .with(Attribute::XorRelayedAddress(relayed))
@@ -320,7 +360,12 @@ impl TurnServer {
     }
 
     /// The caller's allocation, checked to belong to the authenticated user.
-    fn owned(&mut self, cx: &mut Ctx<'_>, from: SocketAddr, user: &str) -> Result<&mut Allocation, u16> {
+    fn owned(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        from: SocketAddr,
+        user: &str,
+    ) -> Result<&mut Allocation, u16> {
         let a = self.live(cx, from).ok_or(ErrorCode::ALLOCATION_MISMATCH)?;
         if a.username != user {
             return Err(ErrorCode::WRONG_CREDENTIALS);
@@ -328,7 +373,13 @@ impl TurnServer {
         Ok(a)
     }
 
-    fn refresh(&mut self, cx: &mut Ctx<'_>, from: SocketAddr, req: &Message, user: &str) -> Handled {
+    fn refresh(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        from: SocketAddr,
+        req: &Message,
+        user: &str,
+    ) -> Handled {
         let lifetime = match req.lifetime() {
             Some(0) => Duration::ZERO,
             other => self.granted_lifetime(other),
@@ -340,10 +391,18 @@ impl TurnServer {
         } else {
             cx.set_timer(lifetime + Duration::from_millis(1), SWEEP);
         }
-        Ok(req.reply(Class::SuccessResponse).with(Attribute::Lifetime(secs(lifetime))))
+        Ok(req
+            .reply(Class::SuccessResponse)
+            .with(Attribute::Lifetime(secs(lifetime))))
     }
 
-    fn create_permission(&mut self, cx: &mut Ctx<'_>, from: SocketAddr, req: &Message, user: &str) -> Handled {
+    fn create_permission(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        from: SocketAddr,
+        req: &Message,
+        user: &str,
+    ) -> Handled {
         let peers: Vec<IpAddr> = req
             .get_all(crate::stun::attr_type::XOR_PEER_ADDRESS)
             .filter_map(|a| match a {
@@ -365,7 +424,13 @@ impl TurnServer {
         Ok(req.reply(Class::SuccessResponse))
     }
 
-    fn channel_bind(&mut self, cx: &mut Ctx<'_>, from: SocketAddr, req: &Message, user: &str) -> Handled {
+    fn channel_bind(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        from: SocketAddr,
+        req: &Message,
+        user: &str,
+    ) -> Handled {
         let (Some(channel), Some(peer)) = (req.channel_number(), req.xor_peer_address()) else {
             return Err(ErrorCode::BAD_REQUEST);
         };
@@ -383,7 +448,13 @@ impl TurnServer {
         if taken || other {
             return Err(ErrorCode::BAD_REQUEST);
         }
-        a.channels.insert(channel, Channel { peer, expires: now + CHANNEL_LIFETIME });
+        a.channels.insert(
+            channel,
+            Channel {
+                peer,
+                expires: now + CHANNEL_LIFETIME,
+            },
+        );
         a.perms.insert(peer.ip(), now + PERMISSION_LIFETIME);
         Ok(req.reply(Class::SuccessResponse))
     }
@@ -414,7 +485,9 @@ impl TurnServer {
         let now = cx.now();
         let Some(a) = self.live(cx, from) else { return };
         // RFC 5766 §11.6: data on an unbound channel is silently discarded.
-        let Some(peer) = a.channel_peer(now, cd.channel) else { return };
+        let Some(peer) = a.channel_peer(now, cd.channel) else {
+            return;
+        };
         let relay = a.relay;
         if cx.udp_send(relay, peer, &cd.data).is_ok() {
             self.relayed_to_peer += 1;
@@ -424,10 +497,14 @@ impl TurnServer {
 
     /// A datagram from a peer on a relayed address: to the client if permitted.
     fn on_peer(&mut self, cx: &mut Ctx<'_>, relay: SockId, from: SocketAddr, data: &[u8]) {
-        let Some(&client) = self.relays.get(&relay) else { return };
+        let Some(&client) = self.relays.get(&relay) else {
+            return;
+        };
         let now = cx.now();
         let (ignore, drop) = (self.config.ignore_permissions, self.config.drop_data);
-        let Some(a) = self.live(cx, client) else { return };
+        let Some(a) = self.live(cx, client) else {
+            return;
+        };
         if !ignore && !a.permitted(now, from.ip()) {
             self.dropped_no_permission += 1;
             return;
@@ -438,7 +515,11 @@ impl TurnServer {
         let channel = a.channel_to(now, from);
         self.channel_data += u64::from(channel.is_some());
         let bytes = match channel {
-            Some(channel) => ChannelData { channel, data: data.to_vec() }.encode(),
+            Some(channel) => ChannelData {
+                channel,
+                data: data.to_vec(),
+            }
+            .encode(),
             None => {
                 let txid: [u8; 12] = cx.rng().random();
                 Message::new(Class::Indication, Method::Data, txid)
@@ -465,20 +546,32 @@ fn error_response(req: &Message, code: u16) -> Message {
         PEER_ADDRESS_FAMILY_MISMATCH => ErrorCode::new(code, "Peer Address Family Mismatch"),
         _ => ErrorCode::standard(code),
     };
-    req.reply(Class::ErrorResponse).with(Attribute::ErrorCode(e))
+    req.reply(Class::ErrorResponse)
+        .with(Attribute::ErrorCode(e))
 }
 
 impl App for TurnServer {
     fn start(&mut self, cx: &mut Ctx<'_>) {
-        self.nonce = (0..16).map(|_| char::from(b"0123456789abcdef"[cx.rng().random_range(0..16usize)])).collect();
-        let Some(ip) = cx.addrs().into_iter().find(|a| a.is_ipv4()) else { return };
+        self.nonce = (0..16)
+            .map(|_| char::from(b"0123456789abcdef"[cx.rng().random_range(0..16usize)]))
+            .collect();
+        let Some(ip) = cx.addrs().into_iter().find(|a| a.is_ipv4()) else {
+            return;
+        };
         if let Ok(s) = cx.udp_bind(SocketAddr::new(ip, self.config.port)) {
             self.sock = Some(s);
             self.addr = cx.local_addr(s).ok();
         }
     }
 
-    fn on_udp(&mut self, cx: &mut Ctx<'_>, sock: SockId, from: SocketAddr, _to: SocketAddr, data: &[u8]) {
+    fn on_udp(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        sock: SockId,
+        from: SocketAddr,
+        _to: SocketAddr,
+        data: &[u8],
+    ) {
         if Some(sock) == self.sock {
             self.on_control(cx, from, data);
         } else {
@@ -500,12 +593,25 @@ impl App for TurnServer {
 /// What a [`TurnClient`] reports to the app that embeds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TurnEvent {
-    Allocated { relayed: SocketAddr, mapped: SocketAddr },
-    PermissionCreated { peer: IpAddr },
-    ChannelBound { peer: SocketAddr, channel: u16 },
+    Allocated {
+        relayed: SocketAddr,
+        mapped: SocketAddr,
+    },
+    PermissionCreated {
+        peer: IpAddr,
+    },
+    ChannelBound {
+        peer: SocketAddr,
+        channel: u16,
+    },
     /// Data a peer sent to the relayed address.
-    Data { peer: SocketAddr, data: Vec<u8> },
-    Failed { reason: String },
+    Data {
+        peer: SocketAddr,
+        data: Vec<u8>,
+    },
+    Failed {
+        reason: String,
+    },
 }
 
 /// Where the client's allocation stands.
@@ -549,13 +655,15 @@ struct Tx {
     token: u64,
 }
 
+/// What a client timer is for. Periodic ones carry the allocation epoch they were set
+/// in, so a chain left over from an earlier allocation dies out.
 #[derive(Clone, Debug)]
 enum TimerKind {
     Retransmit([u8; 12]),
-    RefreshAllocation,
-    RefreshPermissions,
-    RefreshChannel(SocketAddr),
-    Keepalive,
+    RefreshAllocation(u32),
+    RefreshPermissions(u32),
+    RefreshChannel(u32, SocketAddr),
+    Keepalive(u32),
 }
 
 /// First retransmission timeout; it doubles up to [`RTO_MAX`].
@@ -572,6 +680,11 @@ const CHANNEL_REFRESH: Duration = Duration::from_secs(540);
 const KEEPALIVE: Duration = Duration::from_secs(25);
 /// 438 Stale Nonce answers tolerated in a row.
 const MAX_STALE: u32 = 3;
+/// Longest REALM and NONCE accepted from a server (RFC 5389 §15.7-8: 763 bytes); longer
+/// ones could not be echoed in a request.
+const MAX_CHALLENGE: usize = 763;
+/// Shortest delay before an allocation refresh, whatever lifetime the server grants.
+const MIN_REFRESH: Duration = Duration::from_secs(1);
 
 /// The client half of TURN, embedded in an app and sharing its UDP socket: the app
 /// passes every datagram to [`TurnClient::handle`] and every timer to
@@ -598,6 +711,8 @@ pub struct TurnClient {
     channels: BTreeMap<SocketAddr, (u16, bool)>,
     next_channel: u16,
     stale: u32,
+    /// Counts allocations, to retire periodic timers of earlier ones.
+    epoch: u32,
 }
 
 impl TurnClient {
@@ -622,6 +737,7 @@ impl TurnClient {
             channels: BTreeMap::new(),
             next_channel: *CHANNEL_RANGE.start(),
             stale: 0,
+            epoch: 0,
         }
     }
 
@@ -644,12 +760,18 @@ impl TurnClient {
 
     /// The channel bound (and confirmed) to `peer`.
     pub fn channel(&self, peer: SocketAddr) -> Option<u16> {
-        self.channels.get(&peer).filter(|(_, ok)| *ok).map(|(c, _)| *c)
+        self.channels
+            .get(&peer)
+            .filter(|(_, ok)| *ok)
+            .map(|(c, _)| *c)
     }
 
     /// Sends Allocate; the first answer is normally 401, which supplies realm and nonce.
     pub fn start(&mut self, cx: &mut Ctx<'_>, sock: SockId) {
-        if matches!(self.state, TurnState::Idle | TurnState::Failed | TurnState::Closed) {
+        if matches!(
+            self.state,
+            TurnState::Idle | TurnState::Failed | TurnState::Closed
+        ) {
             self.state = TurnState::Allocating;
             self.request(cx, sock, TxKind::Allocate);
         }
@@ -665,7 +787,13 @@ impl TurnClient {
     /// If the datagram came from the TURN server, consume it and return the resulting
     /// events; otherwise None. Plain STUN Binding traffic from the server is left to the
     /// app (it may use the server for STUN too).
-    pub fn handle(&mut self, cx: &mut Ctx<'_>, sock: SockId, from: SocketAddr, data: &[u8]) -> Option<Vec<TurnEvent>> {
+    pub fn handle(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        sock: SockId,
+        from: SocketAddr,
+        data: &[u8],
+    ) -> Option<Vec<TurnEvent>> {
         if from != self.server {
             return None;
         }
@@ -684,9 +812,11 @@ impl TurnClient {
     }
 
     /// Ask for a permission for `peer` (kept alive until the allocation ends). Queued
-    /// until the allocation exists.
+    /// until the allocation exists; nothing to do when it is already installed.
     pub fn create_permission(&mut self, cx: &mut Ctx<'_>, sock: SockId, peer: IpAddr) {
-        self.perms.entry(peer).or_insert(false);
+        if *self.perms.entry(peer).or_insert(false) {
+            return;
+        }
         if self.state == TurnState::Allocated {
             self.request(cx, sock, TxKind::Permission { peers: vec![peer] });
         }
@@ -716,7 +846,11 @@ impl TurnClient {
             return;
         }
         let bytes = match self.channel(peer) {
-            Some(channel) => ChannelData { channel, data: data.to_vec() }.encode(),
+            Some(channel) => ChannelData {
+                channel,
+                data: data.to_vec(),
+            }
+            .encode(),
             None => {
                 let txid: [u8; 12] = cx.rng().random();
                 Message::new(Class::Indication, Method::Send, txid)
@@ -730,38 +864,48 @@ impl TurnClient {
 
     /// Timer tokens >= TIMER_BASE: handle (retransmissions, refreshes) and return the
     /// events; None for the app's own tokens.
-    pub fn on_timer(&mut self, cx: &mut Ctx<'_>, sock: SockId, token: u64) -> Option<Vec<TurnEvent>> {
+    pub fn on_timer(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        sock: SockId,
+        token: u64,
+    ) -> Option<Vec<TurnEvent>> {
         if token < Self::TIMER_BASE {
             return None;
         }
-        let Some(kind) = self.timers.remove(&token) else { return Some(Vec::new()) };
-        let allocated = self.state == TurnState::Allocated;
-        let events = match kind {
-            TimerKind::Retransmit(txid) => self.retransmit(cx, sock, txid, token),
-            TimerKind::RefreshAllocation if allocated => {
-                self.request(cx, sock, TxKind::Refresh { lifetime: Some(secs(self.lifetime)) });
-                Vec::new()
+        let Some(kind) = self.timers.remove(&token) else {
+            return Some(Vec::new());
+        };
+        let live = |epoch: u32| self.state == TurnState::Allocated && epoch == self.epoch;
+        match kind {
+            TimerKind::Retransmit(txid) => return Some(self.retransmit(cx, sock, txid, token)),
+            TimerKind::RefreshAllocation(e) if live(e) => {
+                self.request(
+                    cx,
+                    sock,
+                    TxKind::Refresh {
+                        lifetime: Some(secs(self.lifetime)),
+                    },
+                );
             }
-            TimerKind::RefreshPermissions if allocated => {
+            TimerKind::RefreshPermissions(e) if live(e) => {
                 self.refresh_permissions(cx, sock);
-                self.timer(cx, PERMISSION_REFRESH, TimerKind::RefreshPermissions);
-                Vec::new()
+                self.timer(cx, PERMISSION_REFRESH, TimerKind::RefreshPermissions(e));
             }
-            TimerKind::RefreshChannel(peer) if allocated => {
+            TimerKind::RefreshChannel(e, peer) if live(e) => {
                 if let Some(&(channel, _)) = self.channels.get(&peer) {
                     self.request(cx, sock, TxKind::ChannelBind { peer, channel });
                 }
-                Vec::new()
             }
-            TimerKind::Keepalive if allocated => {
+            TimerKind::Keepalive(e) if live(e) => {
                 let txid: [u8; 12] = cx.rng().random();
-                let _ = cx.udp_send(sock, self.server, &Message::new(Class::Indication, Method::Binding, txid).encode());
-                self.timer(cx, KEEPALIVE, TimerKind::Keepalive);
-                Vec::new()
+                let ping = Message::new(Class::Indication, Method::Binding, txid).encode();
+                let _ = cx.udp_send(sock, self.server, &ping);
+                self.timer(cx, KEEPALIVE, TimerKind::Keepalive(e));
             }
-            _ => Vec::new(),
-        };
-        Some(events)
+            _ => {}
+        }
+        Some(Vec::new())
     }
 
     fn timer(&mut self, cx: &mut Ctx<'_>, after: Duration, kind: TimerKind) -> u64 {
@@ -806,11 +950,29 @@ impl TurnClient {
         };
         let _ = cx.udp_send(sock, self.server, &bytes);
         let token = self.timer(cx, RTO_INITIAL, TimerKind::Retransmit(txid));
-        self.txs.insert(txid, Tx { kind, bytes, authed, sends: 1, rto: RTO_INITIAL, token });
+        self.txs.insert(
+            txid,
+            Tx {
+                kind,
+                bytes,
+                authed,
+                sends: 1,
+                rto: RTO_INITIAL,
+                token,
+            },
+        );
     }
 
-    fn retransmit(&mut self, cx: &mut Ctx<'_>, sock: SockId, txid: [u8; 12], token: u64) -> Vec<TurnEvent> {
-        let Some(tx) = self.txs.get_mut(&txid).filter(|t| t.token == token) else { return Vec::new() };
+    fn retransmit(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        sock: SockId,
+        txid: [u8; 12],
+        token: u64,
+    ) -> Vec<TurnEvent> {
+        let Some(tx) = self.txs.get_mut(&txid).filter(|t| t.token == token) else {
+            return Vec::new();
+        };
         if tx.sends >= MAX_SENDS {
             let kind = tx.kind.clone();
             self.txs.remove(&txid);
@@ -842,8 +1004,16 @@ impl TurnClient {
         vec![TurnEvent::Failed { reason }]
     }
 
-    fn on_response(&mut self, cx: &mut Ctx<'_>, sock: SockId, msg: &Message, raw: &[u8]) -> Vec<TurnEvent> {
-        let Some(tx) = self.txs.get(&msg.txid) else { return Vec::new() };
+    fn on_response(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        sock: SockId,
+        msg: &Message,
+        raw: &[u8],
+    ) -> Vec<TurnEvent> {
+        let Some(tx) = self.txs.get(&msg.txid) else {
+            return Vec::new();
+        };
         if tx.kind.method() != msg.method {
             return Vec::new();
         }
@@ -852,7 +1022,9 @@ impl TurnClient {
         if tx.authed && msg.class == Class::SuccessResponse && !signed {
             return Vec::new();
         }
-        let Some(tx) = self.txs.remove(&msg.txid) else { return Vec::new() };
+        let Some(tx) = self.txs.remove(&msg.txid) else {
+            return Vec::new();
+        };
         self.timers.remove(&tx.token);
         if msg.class == Class::SuccessResponse {
             self.stale = 0;
@@ -861,31 +1033,49 @@ impl TurnClient {
         self.on_error(cx, sock, tx, msg)
     }
 
-    fn on_error(&mut self, cx: &mut Ctx<'_>, sock: SockId, tx: Tx, msg: &Message) -> Vec<TurnEvent> {
+    fn on_error(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        sock: SockId,
+        tx: Tx,
+        msg: &Message,
+    ) -> Vec<TurnEvent> {
         let code = msg.error_code().map_or(0, |e| e.code);
         let challenge = (msg.realm(), msg.nonce());
         match (code, challenge) {
-            (ErrorCode::UNAUTHORIZED, (Some(realm), Some(nonce))) if !tx.authed => {
+            (ErrorCode::UNAUTHORIZED, (Some(realm), Some(nonce)))
+                if !tx.authed && realm.len() <= MAX_CHALLENGE && nonce.len() <= MAX_CHALLENGE =>
+            {
                 self.key = Some(long_term_key(&self.username, realm, &self.password));
                 self.realm = Some(realm.to_string());
                 self.nonce = Some(nonce.to_string());
                 self.request(cx, sock, tx.kind);
                 Vec::new()
             }
-            (ErrorCode::STALE_NONCE, (_, Some(nonce))) if self.stale < MAX_STALE => {
+            (ErrorCode::STALE_NONCE, (_, Some(nonce)))
+                if self.stale < MAX_STALE && nonce.len() <= MAX_CHALLENGE =>
+            {
                 self.stale += 1;
                 self.nonce = Some(nonce.to_string());
                 self.request(cx, sock, tx.kind);
                 Vec::new()
             }
             _ => {
-                let reason = msg.error_code().map_or("no error code".to_string(), |e| format!("{} {}", e.code, e.reason));
+                let reason = msg.error_code().map_or("no error code".to_string(), |e| {
+                    format!("{} {}", e.code, e.reason)
+                });
                 self.fail(&tx.kind, format!("{:?} failed: {reason}", tx.kind.method()))
             }
         }
     }
 
-    fn on_success(&mut self, cx: &mut Ctx<'_>, sock: SockId, kind: TxKind, msg: &Message) -> Vec<TurnEvent> {
+    fn on_success(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        sock: SockId,
+        kind: TxKind,
+        msg: &Message,
+    ) -> Vec<TurnEvent> {
         match kind {
             TxKind::Allocate => self.on_allocated(cx, sock, msg),
             TxKind::Refresh { lifetime: Some(0) } => {
@@ -904,7 +1094,11 @@ impl TurnClient {
                 .collect(),
             TxKind::ChannelBind { peer, channel } => {
                 self.perms.entry(peer.ip()).or_insert(true);
-                self.timer(cx, CHANNEL_REFRESH, TimerKind::RefreshChannel(peer));
+                self.timer(
+                    cx,
+                    CHANNEL_REFRESH,
+                    TimerKind::RefreshChannel(self.epoch, peer),
+                );
                 match self.channels.insert(peer, (channel, true)) {
                     Some((_, true)) => Vec::new(),
                     _ => vec![TurnEvent::ChannelBound { peer, channel }],
@@ -918,18 +1112,35 @@ impl TurnClient {
             return self.fail(&TxKind::Allocate, "Allocate answer lacks addresses".into());
         };
         self.state = TurnState::Allocated;
+        self.epoch += 1;
         self.relayed = Some(relayed);
         self.mapped = Some(mapped);
         self.set_lifetime(cx, msg);
-        self.timer(cx, PERMISSION_REFRESH, TimerKind::RefreshPermissions);
-        self.timer(cx, KEEPALIVE, TimerKind::Keepalive);
-        // Work the app asked for before the allocation existed.
-        let waiting: Vec<IpAddr> = self.perms.iter().filter(|(_, ok)| !**ok).map(|(p, _)| *p).collect();
+        self.timer(
+            cx,
+            PERMISSION_REFRESH,
+            TimerKind::RefreshPermissions(self.epoch),
+        );
+        self.timer(cx, KEEPALIVE, TimerKind::Keepalive(self.epoch));
+        // A new allocation has no permissions or channels yet: (re)install all the app
+        // asked for, before or during an earlier allocation.
+        self.perms.values_mut().for_each(|ok| *ok = false);
+        self.channels.values_mut().for_each(|(_, ok)| *ok = false);
+        let waiting: Vec<IpAddr> = self
+            .perms
+            .iter()
+            .filter(|(_, ok)| !**ok)
+            .map(|(p, _)| *p)
+            .collect();
         if !waiting.is_empty() {
             self.request(cx, sock, TxKind::Permission { peers: waiting });
         }
-        let channels: Vec<(SocketAddr, u16)> =
-            self.channels.iter().filter(|(_, (_, ok))| !ok).map(|(p, (c, _))| (*p, *c)).collect();
+        let channels: Vec<(SocketAddr, u16)> = self
+            .channels
+            .iter()
+            .filter(|(_, (_, ok))| !ok)
+            .map(|(p, (c, _))| (*p, *c))
+            .collect();
         for (peer, channel) in channels {
             self.request(cx, sock, TxKind::ChannelBind { peer, channel });
         }
@@ -944,7 +1155,11 @@ impl TurnClient {
         } else {
             self.lifetime / 2
         };
-        self.timer(cx, early, TimerKind::RefreshAllocation);
+        self.timer(
+            cx,
+            early.max(MIN_REFRESH),
+            TimerKind::RefreshAllocation(self.epoch),
+        );
     }
 
     fn refresh_permissions(&mut self, cx: &mut Ctx<'_>, sock: SockId) {
@@ -955,17 +1170,29 @@ impl TurnClient {
     }
 
     fn on_channel_data(&mut self, data: &[u8]) -> Vec<TurnEvent> {
-        let Ok(cd) = ChannelData::decode(data) else { return Vec::new() };
-        let peer = self.channels.iter().find(|(_, (c, _))| *c == cd.channel).map(|(p, _)| *p);
+        let Ok(cd) = ChannelData::decode(data) else {
+            return Vec::new();
+        };
+        let peer = self
+            .channels
+            .iter()
+            .find(|(_, (c, _))| *c == cd.channel)
+            .map(|(p, _)| *p);
         match peer {
-            Some(peer) => vec![TurnEvent::Data { peer, data: cd.data }],
+            Some(peer) => vec![TurnEvent::Data {
+                peer,
+                data: cd.data,
+            }],
             None => Vec::new(),
         }
     }
 
     fn on_data_indication(&self, msg: &Message) -> Vec<TurnEvent> {
         match (msg.xor_peer_address(), msg.data()) {
-            (Some(peer), Some(data)) => vec![TurnEvent::Data { peer, data: data.to_vec() }],
+            (Some(peer), Some(data)) => vec![TurnEvent::Data {
+                peer,
+                data: data.to_vec(),
+            }],
             _ => Vec::new(),
         }
     }
