@@ -25,9 +25,19 @@ fn main() {
     files.sort();
     let mut out = String::from("/// (suite, path, contents) of every built-in scenario file.\npub static SUITE_FILES: &[(&str, &str, &str)] = &[\n");
     for p in &files {
-        let suite = p.parent().and_then(|d| d.file_name()).and_then(|n| n.to_str()).unwrap_or("");
+        let suite = p
+            .parent()
+            .and_then(|d| d.file_name())
+            .and_then(|n| n.to_str())
+            .unwrap_or("");
         let abs = std::fs::canonicalize(p).expect("suite file exists");
-        writeln!(out, "    ({suite:?}, {:?}, include_str!({:?})),", p.display().to_string(), abs.display().to_string()).unwrap();
+        writeln!(
+            out,
+            "    ({suite:?}, {:?}, include_str!({:?})),",
+            p.display().to_string(),
+            abs.display().to_string()
+        )
+        .unwrap();
     }
     out.push_str("];\n");
     let dest = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("suites.rs");

@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Parser)]
-#[command(name = "jamisim", version, about = "Jami reference node, deterministic network simulator and scenario suites")]
+#[command(
+    name = "jamisim",
+    version,
+    about = "Jami reference node, deterministic network simulator and scenario suites"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -86,7 +90,10 @@ fn parse_shard(s: &str) -> Result<(u32, u32), String> {
 
 /// UTC date-time from the system clock (reports only; never used inside a simulation).
 fn utc_now() -> (String, String) {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = (secs / 86400, secs % 86400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days as i64 + 719468;
@@ -99,7 +106,10 @@ fn utc_now() -> (String, String) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     let (h, mi, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    (format!("{y:04}{m:02}{d:02}-{h:02}{mi:02}{s:02}"), format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"))
+    (
+        format!("{y:04}{m:02}{d:02}-{h:02}{mi:02}{s:02}"),
+        format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"),
+    )
 }
 
 fn print_summary(report: &reports::RunReport, out: &std::path::Path) -> bool {
@@ -146,7 +156,16 @@ fn real_main() -> Result<bool> {
     let commit = env!("JAMISIM_COMMIT").to_string();
     let (run_id, started) = utc_now();
     match cli.cmd {
-        Cmd::Run { targets, seed, seeds, shard, out, jobs, pcap, quiet } => {
+        Cmd::Run {
+            targets,
+            seed,
+            seeds,
+            shard,
+            out,
+            jobs,
+            pcap,
+            quiet,
+        } => {
             let seeds = match (seed, seeds) {
                 (Some(s), _) => vec![s],
                 (None, Some(0)) => bail!("--seeds must be at least 1"),
@@ -173,16 +192,29 @@ fn real_main() -> Result<bool> {
             let report = runner::run(&opts)?;
             Ok(print_summary(&report, &out))
         }
-        Cmd::Replay { id, seed, file, out } => {
+        Cmd::Replay {
+            id,
+            seed,
+            file,
+            out,
+        } => {
             let target = match &file {
                 Some(f) => f.display().to_string(),
                 None => id.clone(),
             };
-            let cases: Vec<_> = runner::select(&[target])?.into_iter().filter(|c| c.id == id).collect();
-            let Some(case) = cases.first() else { bail!("no scenario case `{id}` (see `jamisim list`)") };
-            let out = out.unwrap_or_else(|| PathBuf::from("reports/runs").join(format!("replay-{run_id}")));
+            let cases: Vec<_> = runner::select(&[target])?
+                .into_iter()
+                .filter(|c| c.id == id)
+                .collect();
+            let Some(case) = cases.first() else {
+                bail!("no scenario case `{id}` (see `jamisim list`)")
+            };
+            let out = out
+                .unwrap_or_else(|| PathBuf::from("reports/runs").join(format!("replay-{run_id}")));
             let opts = RunOptions {
-                targets: vec![file.map(|f| f.display().to_string()).unwrap_or(case.id.clone())],
+                targets: vec![file
+                    .map(|f| f.display().to_string())
+                    .unwrap_or(case.id.clone())],
                 seeds: vec![seed],
                 only_id: Some(id.clone()),
                 out: out.clone(),
@@ -197,7 +229,12 @@ fn real_main() -> Result<bool> {
             let report = runner::run(&opts)?;
             for s in &report.scenarios {
                 for c in &s.checks {
-                    println!("{} {}: {}", if c.passed { "ok  " } else { "FAIL" }, c.description, c.detail);
+                    println!(
+                        "{} {}: {}",
+                        if c.passed { "ok  " } else { "FAIL" },
+                        c.description,
+                        c.detail
+                    );
                 }
                 if let Some(t) = &s.trace_path {
                     println!("trace: {}", out.join(t).display());
@@ -211,13 +248,18 @@ fn real_main() -> Result<bool> {
             }
             Ok(true)
         }
-        Cmd::Report { cmd: ReportCmd::Merge { out, dirs } } => {
+        Cmd::Report {
+            cmd: ReportCmd::Merge { out, dirs },
+        } => {
             if dirs.is_empty() {
                 bail!("give at least one report directory to merge");
             }
             let mut parts = Vec::new();
             for d in &dirs {
-                parts.push(reports::read_results(&d.join("results.json")).with_context(|| format!("reading {}", d.display()))?);
+                parts.push(
+                    reports::read_results(&d.join("results.json"))
+                        .with_context(|| format!("reading {}", d.display()))?,
+                );
             }
             let merged = reports::merge(parts);
             reports::write_report(&out, &merged)?;

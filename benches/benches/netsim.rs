@@ -38,14 +38,30 @@ impl App for PingPong {
 }
 
 fn simulated_ping_pong(trace: bool) -> u64 {
-    let mut sim = Sim::new(SimConfig { seed: 1, trace, keep_trace: false, ..Default::default() });
+    let mut sim = Sim::new(SimConfig {
+        seed: 1,
+        trace,
+        keep_trace: false,
+        ..Default::default()
+    });
     let server = sim.add_host("server", HostOpts::default());
     let (up, down) = netsim::LinkParams::preset("lan").unwrap();
     let nat = sim.add_nat("nat", NatConfig::default(), None, up, down);
-    let client = sim.add_host("client", HostOpts { behind: Some(nat), ..Default::default() });
+    let client = sim.add_host(
+        "client",
+        HostOpts {
+            behind: Some(nat),
+            ..Default::default()
+        },
+    );
     let to = SocketAddr::new(sim.host(server).unwrap().addrs[0], 7);
     sim.add_app(server, || Box::new(Echo::new(7)));
-    sim.add_app(client, move || Box::new(PingPong { to, left: DATAGRAMS / 2 }));
+    sim.add_app(client, move || {
+        Box::new(PingPong {
+            to,
+            left: DATAGRAMS / 2,
+        })
+    });
     while sim.step() {}
     sim.core.events
 }
@@ -67,25 +83,44 @@ fn loopback_ping_pong() -> u64 {
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("udp");
     g.throughput(Throughput::Elements(DATAGRAMS));
-    g.bench_function("netsim/datagrams-traced", |b| b.iter(|| black_box(simulated_ping_pong(true))));
-    g.bench_function("netsim/datagrams-untraced", |b| b.iter(|| black_box(simulated_ping_pong(false))));
-    g.bench_function("baseline/loopback-udp", |b| b.iter(|| black_box(loopback_ping_pong())));
+    g.bench_function("netsim/datagrams-traced", |b| {
+        b.iter(|| black_box(simulated_ping_pong(true)))
+    });
+    g.bench_function("netsim/datagrams-untraced", |b| {
+        b.iter(|| black_box(simulated_ping_pong(false)))
+    });
+    g.bench_function("baseline/loopback-udp", |b| {
+        b.iter(|| black_box(loopback_ping_pong()))
+    });
     g.finish();
 
     let events = simulated_ping_pong(true);
     let mut g = c.benchmark_group("events");
     g.throughput(Throughput::Elements(events));
-    g.bench_function("netsim/ping-pong-events", |b| b.iter(|| black_box(simulated_ping_pong(true))));
+    g.bench_function("netsim/ping-pong-events", |b| {
+        b.iter(|| black_box(simulated_ping_pong(true)))
+    });
     g.finish();
 
-    let case = scenarios::select(&["netsim/scale-1000".to_string()]).unwrap().remove(0);
-    let opts = BuildOpts { keep_trace: false, ..Default::default() };
+    let case = scenarios::select(&["netsim/scale-1000".to_string()])
+        .unwrap()
+        .remove(0);
+    let opts = BuildOpts {
+        keep_trace: false,
+        ..Default::default()
+    };
     let probe = scenarios::run_case(&case, 1, &opts);
-    assert!(probe.result.passed, "scale scenario must pass: {:?}", probe.result.checks);
+    assert!(
+        probe.result.passed,
+        "scale scenario must pass: {:?}",
+        probe.result.checks
+    );
     let mut g = c.benchmark_group("scale-1000");
     g.sample_size(10);
     g.throughput(Throughput::Elements(probe.result.events));
-    g.bench_function("netsim/1000-hosts-10s", |b| b.iter(|| black_box(scenarios::run_case(&case, 1, &opts).result.events)));
+    g.bench_function("netsim/1000-hosts-10s", |b| {
+        b.iter(|| black_box(scenarios::run_case(&case, 1, &opts).result.events))
+    });
     g.finish();
 
     // Simulated seconds per wall second for the 1,000-host workload (median of 5).

@@ -18,12 +18,26 @@ pub type AppId = usize;
 /// A stream event delivered to the application that owns the connection or listener.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TcpEvent {
-    Accepted { listener: ListenerId, conn: ConnId, remote: SocketAddr },
-    Connected { conn: ConnId },
-    Data { conn: ConnId, data: Bytes },
-    PeerClosed { conn: ConnId },
+    Accepted {
+        listener: ListenerId,
+        conn: ConnId,
+        remote: SocketAddr,
+    },
+    Connected {
+        conn: ConnId,
+    },
+    Data {
+        conn: ConnId,
+        data: Bytes,
+    },
+    PeerClosed {
+        conn: ConnId,
+    },
     /// Refused, reset or timed out; the connection is gone.
-    Reset { conn: ConnId, reason: &'static str },
+    Reset {
+        conn: ConnId,
+        reason: &'static str,
+    },
 }
 
 /// A program on a simulated host.
@@ -31,7 +45,15 @@ pub trait App: Any {
     /// Called when the host starts (and again after every restart, on a fresh instance).
     fn start(&mut self, _cx: &mut Ctx<'_>) {}
     /// A datagram arrived on `sock`; `to` is the address it was sent to.
-    fn on_udp(&mut self, _cx: &mut Ctx<'_>, _sock: SockId, _from: SocketAddr, _to: SocketAddr, _data: &[u8]) {}
+    fn on_udp(
+        &mut self,
+        _cx: &mut Ctx<'_>,
+        _sock: SockId,
+        _from: SocketAddr,
+        _to: SocketAddr,
+        _data: &[u8],
+    ) {
+    }
     fn on_timer(&mut self, _cx: &mut Ctx<'_>, _token: u64) {}
     fn on_tcp(&mut self, _cx: &mut Ctx<'_>, _ev: TcpEvent) {}
     fn as_any(&self) -> &dyn Any;
@@ -100,7 +122,8 @@ impl<'a> Ctx<'a> {
         self.core.udp_bind(self.node, self.app, addr)
     }
     pub fn udp_send(&mut self, sock: SockId, to: SocketAddr, data: &[u8]) -> Result<(), NetError> {
-        self.core.udp_send(self.node, sock, to, Bytes::copy_from_slice(data))
+        self.core
+            .udp_send(self.node, sock, to, Bytes::copy_from_slice(data))
     }
     pub fn udp_join_multicast(&mut self, sock: SockId, group: IpAddr) -> Result<(), NetError> {
         self.core.udp_join(self.node, sock, group)

@@ -126,7 +126,11 @@ impl Host {
     fn ephemeral(&mut self, ip: IpAddr) -> u16 {
         for _ in 0..20000 {
             let p = self.next_port;
-            self.next_port = if self.next_port >= 60999 { 49152 } else { self.next_port + 1 };
+            self.next_port = if self.next_port >= 60999 {
+                49152
+            } else {
+                self.next_port + 1
+            };
             let sa = SocketAddr::new(ip, p);
             if !self.bound.contains_key(&sa) && !self.listeners.contains_key(&sa) {
                 return p;
@@ -148,7 +152,11 @@ impl Host {
         } else {
             return Err(NetError::AddrNotAvailable(addr.ip()));
         };
-        let port = if addr.port() == 0 { self.ephemeral(ip) } else { addr.port() };
+        let port = if addr.port() == 0 {
+            self.ephemeral(ip)
+        } else {
+            addr.port()
+        };
         Ok(SocketAddr::new(ip, port))
     }
 
@@ -179,12 +187,19 @@ impl Core {
         if let Some(h) = self.host_mut(node) {
             h.clock = clock;
         }
-        let msg = format!("fault clock {} offset={:?} drift={}ppm", self.node_name(node), clock.offset, clock.drift_ppm);
+        let msg = format!(
+            "fault clock {} offset={:?} drift={}ppm",
+            self.node_name(node),
+            clock.offset,
+            clock.drift_ppm
+        );
         self.trace_line(&msg);
     }
 
     pub(crate) fn host_addrs(&self, node: NodeId) -> Vec<IpAddr> {
-        let Some(h) = self.host(node) else { return Vec::new() };
+        let Some(h) = self.host(node) else {
+            return Vec::new();
+        };
         match h.tunnel {
             Some(t) => vec![t.inner],
             None => h.addrs.clone(),
@@ -201,24 +216,52 @@ impl Core {
 
     // ---- UDP -------------------------------------------------------------------------
 
-    pub(crate) fn udp_bind(&mut self, node: NodeId, app: AppId, addr: SocketAddr) -> Result<SockId, NetError> {
+    pub(crate) fn udp_bind(
+        &mut self,
+        node: NodeId,
+        app: AppId,
+        addr: SocketAddr,
+    ) -> Result<SockId, NetError> {
         let h = self.h(node);
         let local = h.resolve_bind(addr)?;
         if h.bound.contains_key(&local) {
             return Err(NetError::AddrInUse(local));
         }
         let id = h.handle();
-        h.socks.insert(id, UdpSock { local, app, groups: Vec::new() });
+        h.socks.insert(
+            id,
+            UdpSock {
+                local,
+                app,
+                groups: Vec::new(),
+            },
+        );
         h.bound.insert(local, id);
         Ok(id)
     }
 
-    pub(crate) fn udp_local_addr(&self, node: NodeId, sock: SockId) -> Result<SocketAddr, NetError> {
-        self.host(node).and_then(|h| h.socks.get(&sock)).map(|s| s.local).ok_or(NetError::BadHandle)
+    pub(crate) fn udp_local_addr(
+        &self,
+        node: NodeId,
+        sock: SockId,
+    ) -> Result<SocketAddr, NetError> {
+        self.host(node)
+            .and_then(|h| h.socks.get(&sock))
+            .map(|s| s.local)
+            .ok_or(NetError::BadHandle)
     }
 
-    pub(crate) fn udp_join(&mut self, node: NodeId, sock: SockId, group: IpAddr) -> Result<(), NetError> {
-        let s = self.h(node).socks.get_mut(&sock).ok_or(NetError::BadHandle)?;
+    pub(crate) fn udp_join(
+        &mut self,
+        node: NodeId,
+        sock: SockId,
+        group: IpAddr,
+    ) -> Result<(), NetError> {
+        let s = self
+            .h(node)
+            .socks
+            .get_mut(&sock)
+            .ok_or(NetError::BadHandle)?;
         if !s.groups.contains(&group) {
             s.groups.push(group);
         }
@@ -232,10 +275,25 @@ impl Core {
         }
     }
 
-    pub(crate) fn udp_send(&mut self, node: NodeId, sock: SockId, to: SocketAddr, data: Bytes) -> Result<(), NetError> {
+    pub(crate) fn udp_send(
+        &mut self,
+        node: NodeId,
+        sock: SockId,
+        to: SocketAddr,
+        data: Bytes,
+    ) -> Result<(), NetError> {
         let local = self.udp_local_addr(node, sock)?;
         let id = self.packet_id();
-        self.host_output(node, Packet { id, src: local, dst: to, ttl: 64, body: Body::Udp(data) });
+        self.host_output(
+            node,
+            Packet {
+                id,
+                src: local,
+                dst: to,
+                ttl: 64,
+                body: Body::Udp(data),
+            },
+        );
         Ok(())
     }
 
@@ -257,7 +315,12 @@ impl Core {
         }
         let wire = match h.tunnel {
             Some(t) if pkt.src.ip() == t.inner => {
-                let outer_src = h.addrs.iter().copied().find(|a| a.is_ipv4()).expect("tunnel hosts have IPv4");
+                let outer_src = h
+                    .addrs
+                    .iter()
+                    .copied()
+                    .find(|a| a.is_ipv4())
+                    .expect("tunnel hosts have IPv4");
                 let id = self.packet_id();
                 Packet {
                     id,
@@ -320,7 +383,16 @@ impl Core {
                 .map(|(&id, s)| (id, s.app))
                 .collect();
             for (sock, app) in targets {
-                self.pending.push((node, app, AppCall::Udp { sock, from: pkt.src, to: pkt.dst, data: data.clone() }));
+                self.pending.push((
+                    node,
+                    app,
+                    AppCall::Udp {
+                        sock,
+                        from: pkt.src,
+                        to: pkt.dst,
+                        data: data.clone(),
+                    },
+                ));
             }
             return;
         }
@@ -329,13 +401,29 @@ impl Core {
             return;
         }
         match pkt.body {
-            Body::Udp(data) => match h.bound.get(&pkt.dst).and_then(|id| h.socks.get(id).map(|s| (*id, s.app))) {
+            Body::Udp(data) => match h
+                .bound
+                .get(&pkt.dst)
+                .and_then(|id| h.socks.get(id).map(|s| (*id, s.app)))
+            {
                 Some((sock, app)) => {
-                    self.pending.push((node, app, AppCall::Udp { sock, from: pkt.src, to: pkt.dst, data }));
+                    self.pending.push((
+                        node,
+                        app,
+                        AppCall::Udp {
+                            sock,
+                            from: pkt.src,
+                            to: pkt.dst,
+                            data,
+                        },
+                    ));
                 }
                 None => {
                     h.stats.unreachable += 1;
-                    let p = Packet { body: Body::Udp(data), ..pkt };
+                    let p = Packet {
+                        body: Body::Udp(data),
+                        ..pkt
+                    };
                     self.drop_packet(node, &p, "port unreachable");
                 }
             },
@@ -357,7 +445,9 @@ impl Core {
     /// schedule the next one.
     pub(crate) fn tunnel_keepalive(&mut self, node: NodeId) {
         let Some(h) = self.host(node) else { return };
-        let (Some(t), false) = (h.tunnel, h.down) else { return };
+        let (Some(t), false) = (h.tunnel, h.down) else {
+            return;
+        };
         let inc = h.incarnation;
         let id = self.packet_id();
         let ka = Packet {
@@ -369,12 +459,23 @@ impl Core {
         };
         self.host_output(node, ka);
         let at = self.now + TUNNEL_KEEPALIVE;
-        self.schedule(at, Event::TunnelKeepalive { node, incarnation: inc });
+        self.schedule(
+            at,
+            Event::TunnelKeepalive {
+                node,
+                incarnation: inc,
+            },
+        );
     }
 
     // ---- TCP ---------------------------------------------------------------------------
 
-    pub(crate) fn tcp_listen(&mut self, node: NodeId, app: AppId, addr: SocketAddr) -> Result<ListenerId, NetError> {
+    pub(crate) fn tcp_listen(
+        &mut self,
+        node: NodeId,
+        app: AppId,
+        addr: SocketAddr,
+    ) -> Result<ListenerId, NetError> {
         let h = self.h(node);
         let local = h.resolve_bind(addr)?;
         if h.listeners.contains_key(&local) {
@@ -385,7 +486,12 @@ impl Core {
         Ok(id)
     }
 
-    pub(crate) fn tcp_connect(&mut self, node: NodeId, app: AppId, to: SocketAddr) -> Result<ConnId, NetError> {
+    pub(crate) fn tcp_connect(
+        &mut self,
+        node: NodeId,
+        app: AppId,
+        to: SocketAddr,
+    ) -> Result<ConnId, NetError> {
         let now = self.now;
         let h = self.h(node);
         let any = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
@@ -394,14 +500,30 @@ impl Core {
         let id = h.handle();
         let tcp = TcpConn::connect(now, local, to, iss);
         h.by_tuple.insert((local, to), id);
-        h.conns.insert(id, Conn { tcp, app, timer_at: None });
+        h.conns.insert(
+            id,
+            Conn {
+                tcp,
+                app,
+                timer_at: None,
+            },
+        );
         self.tcp_flush(node, id);
         Ok(id)
     }
 
-    pub(crate) fn tcp_send(&mut self, node: NodeId, conn: ConnId, data: &[u8]) -> Result<(), NetError> {
+    pub(crate) fn tcp_send(
+        &mut self,
+        node: NodeId,
+        conn: ConnId,
+        data: &[u8],
+    ) -> Result<(), NetError> {
         let now = self.now;
-        let c = self.h(node).conns.get_mut(&conn).ok_or(NetError::BadHandle)?;
+        let c = self
+            .h(node)
+            .conns
+            .get_mut(&conn)
+            .ok_or(NetError::BadHandle)?;
         c.tcp.send(now, data);
         self.tcp_flush(node, conn);
         Ok(())
@@ -415,8 +537,15 @@ impl Core {
         }
     }
 
-    pub(crate) fn tcp_addrs(&self, node: NodeId, conn: ConnId) -> Result<(SocketAddr, SocketAddr), NetError> {
-        let c = self.host(node).and_then(|h| h.conns.get(&conn)).ok_or(NetError::BadHandle)?;
+    pub(crate) fn tcp_addrs(
+        &self,
+        node: NodeId,
+        conn: ConnId,
+    ) -> Result<(SocketAddr, SocketAddr), NetError> {
+        let c = self
+            .host(node)
+            .and_then(|h| h.conns.get(&conn))
+            .ok_or(NetError::BadHandle)?;
         Ok((c.tcp.local, c.tcp.remote))
     }
 
@@ -436,8 +565,23 @@ impl Core {
                 let id = h.handle();
                 let tcp = TcpConn::accept(now, to, from, iss, &seg);
                 h.by_tuple.insert((to, from), id);
-                h.conns.insert(id, Conn { tcp, app, timer_at: None });
-                self.pending.push((node, app, AppCall::Tcp(TcpEvent::Accepted { listener, conn: id, remote: from })));
+                h.conns.insert(
+                    id,
+                    Conn {
+                        tcp,
+                        app,
+                        timer_at: None,
+                    },
+                );
+                self.pending.push((
+                    node,
+                    app,
+                    AppCall::Tcp(TcpEvent::Accepted {
+                        listener,
+                        conn: id,
+                        remote: from,
+                    }),
+                ));
                 self.tcp_flush(node, id);
                 return;
             }
@@ -452,13 +596,24 @@ impl Core {
                 data: Bytes::new(),
             };
             let id = self.packet_id();
-            self.host_output(node, Packet { id, src: to, dst: from, ttl: 64, body: Body::Tcp(rst) });
+            self.host_output(
+                node,
+                Packet {
+                    id,
+                    src: to,
+                    dst: from,
+                    ttl: 64,
+                    body: Body::Tcp(rst),
+                },
+            );
         }
     }
 
     pub(crate) fn tcp_timeout(&mut self, node: NodeId, conn: ConnId) {
         let now = self.now;
-        let Some(c) = self.h(node).conns.get_mut(&conn) else { return };
+        let Some(c) = self.h(node).conns.get_mut(&conn) else {
+            return;
+        };
         c.timer_at = None;
         c.tcp.on_timeout(now);
         self.tcp_flush(node, conn);
@@ -466,9 +621,13 @@ impl Core {
 
     /// Move a connection's output onto the network and its events to its application.
     fn tcp_flush(&mut self, node: NodeId, conn: ConnId) {
-        let Some(inc) = self.host_incarnation(node) else { return };
+        let Some(inc) = self.host_incarnation(node) else {
+            return;
+        };
         let h = self.h(node);
-        let Some(c) = h.conns.get_mut(&conn) else { return };
+        let Some(c) = h.conns.get_mut(&conn) else {
+            return;
+        };
         let (local, remote, app) = (c.tcp.local, c.tcp.remote, c.app);
         let mut segs = Vec::new();
         while let Some(s) = c.tcp.poll_segment() {
@@ -499,13 +658,29 @@ impl Core {
         }
         for s in segs {
             let id = self.packet_id();
-            self.host_output(node, Packet { id, src: local, dst: remote, ttl: 64, body: Body::Tcp(s) });
+            self.host_output(
+                node,
+                Packet {
+                    id,
+                    src: local,
+                    dst: remote,
+                    ttl: 64,
+                    body: Body::Tcp(s),
+                },
+            );
         }
         for e in evs {
             self.pending.push((node, app, AppCall::Tcp(e)));
         }
         if let (true, Some(d)) = (schedule && !closed, deadline) {
-            self.schedule(d, Event::TcpTimer { node, conn, incarnation: inc });
+            self.schedule(
+                d,
+                Event::TcpTimer {
+                    node,
+                    conn,
+                    incarnation: inc,
+                },
+            );
         }
     }
 
@@ -540,5 +715,8 @@ impl Core {
 
 /// True when the node is a host (helper for callers holding only ids).
 pub fn is_host(core: &Core, node: NodeId) -> bool {
-    matches!(core.nodes.get(node).map(|n| &n.kind), Some(NodeKind::Host(_)))
+    matches!(
+        core.nodes.get(node).map(|n| &n.kind),
+        Some(NodeKind::Host(_))
+    )
 }

@@ -30,5 +30,7 @@ pub use app::{App, AppId, Ctx, NetError, TcpEvent};
 pub use link::{LinkParams, LinkSpec, Loss};
 pub use nat::{Behaviour, NatConfig, NatType};
 pub use node::{GatewayKind, HostOpts, NodeKind};
-pub use sim::{Clog, ConnId, LinkId, ListenerId, NodeId, Partition, Sabotage, Sim, SimConfig, SockId};
+pub use sim::{
+    Clog, ConnId, LinkId, ListenerId, NodeId, Partition, Sabotage, Sim, SimConfig, SockId,
+};
 pub use time::{parse_duration, HostClock, SimTime};

@@ -31,7 +31,12 @@ impl Loss {
         match *self {
             Loss::None => 0.0,
             Loss::Random { p } => p,
-            Loss::GilbertElliott { p_good_to_bad, p_bad_to_good, loss_good, loss_bad } => {
+            Loss::GilbertElliott {
+                p_good_to_bad,
+                p_bad_to_good,
+                loss_good,
+                loss_bad,
+            } => {
                 let denom = p_good_to_bad + p_bad_to_good;
                 if denom <= 0.0 {
                     return loss_good;
@@ -75,7 +80,14 @@ impl Default for LinkParams {
 }
 
 /// The named presets a scenario can ask for, as (uplink, downlink) from the host's side.
-pub const PRESETS: &[&str] = &["lan", "wifi", "cellular", "congested", "satellite", "internet"];
+pub const PRESETS: &[&str] = &[
+    "lan",
+    "wifi",
+    "cellular",
+    "congested",
+    "satellite",
+    "internet",
+];
 
 impl LinkParams {
     /// Named link presets. Figures are typical, not measured: they give scenarios a
@@ -115,7 +127,10 @@ impl LinkParams {
                     queue_bytes: 128 * 1024,
                     ..base
                 };
-                let down = LinkParams { bandwidth_bps: Some(20_000_000), ..up.clone() };
+                let down = LinkParams {
+                    bandwidth_bps: Some(20_000_000),
+                    ..up.clone()
+                };
                 return Some((up, down));
             }
             "congested" => LinkParams {
@@ -172,7 +187,9 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
     } else {
         return Err(format!("rate `{s}` needs a unit (bit, kbit, Mbit, Gbit)"));
     };
-    let v: f64 = num.parse().map_err(|_| format!("rate `{s}`: `{num}` is not a number"))?;
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("rate `{s}`: `{num}` is not a number"))?;
     if !(v.is_finite() && v > 0.0) {
         return Err(format!("rate `{s}` must be positive"));
     }
@@ -182,11 +199,19 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
 /// Parse "64KiB", "1MiB", "1500B", "32kB" into bytes.
 pub fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim().replace(' ', "");
-    let (num, mult) = [("KiB", 1024.0), ("MiB", 1048576.0), ("kB", 1000.0), ("MB", 1e6), ("B", 1.0)]
-        .iter()
-        .find_map(|(u, m)| t.strip_suffix(u).map(|n| (n.to_string(), *m)))
-        .ok_or_else(|| format!("size `{s}` needs a unit (B, kB, KiB, MB, MiB)"))?;
-    let v: f64 = num.parse().map_err(|_| format!("size `{s}`: `{num}` is not a number"))?;
+    let (num, mult) = [
+        ("KiB", 1024.0),
+        ("MiB", 1048576.0),
+        ("kB", 1000.0),
+        ("MB", 1e6),
+        ("B", 1.0),
+    ]
+    .iter()
+    .find_map(|(u, m)| t.strip_suffix(u).map(|n| (n.to_string(), *m)))
+    .ok_or_else(|| format!("size `{s}` needs a unit (B, kB, KiB, MB, MiB)"))?;
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("size `{s}`: `{num}` is not a number"))?;
     if !(v.is_finite() && v >= 0.0) {
         return Err(format!("size `{s}` is out of range"));
     }
@@ -198,7 +223,10 @@ impl LinkSpec {
     pub fn resolve(&self, default: &str) -> Result<(LinkParams, LinkParams), String> {
         let name = self.preset.as_deref().unwrap_or(default);
         let (mut up, mut down) = LinkParams::preset(name).ok_or_else(|| {
-            format!("unknown link preset `{name}` (known: {})", PRESETS.join(", "))
+            format!(
+                "unknown link preset `{name}` (known: {})",
+                PRESETS.join(", ")
+            )
         })?;
         for p in [&mut up, &mut down] {
             if let Some(l) = &self.latency {
@@ -316,7 +344,8 @@ impl LinkDir {
         let mut arrivals = Vec::with_capacity(1);
         let jitter = self.draw_jitter(rng);
         let mut at = depart + self.params.latency + jitter;
-        let may_reorder = self.params.reorder > 0.0 && rng.random_bool(self.params.reorder.min(1.0));
+        let may_reorder =
+            self.params.reorder > 0.0 && rng.random_bool(self.params.reorder.min(1.0));
         if !may_reorder {
             at = at.max(self.last_arrival);
             self.last_arrival = at;
@@ -345,8 +374,17 @@ impl LinkDir {
         match self.params.loss {
             Loss::None => false,
             Loss::Random { p } => p > 0.0 && rng.random_bool(p.min(1.0)),
-            Loss::GilbertElliott { p_good_to_bad, p_bad_to_good, loss_good, loss_bad } => {
-                let flip = if self.ge_bad { p_bad_to_good } else { p_good_to_bad };
+            Loss::GilbertElliott {
+                p_good_to_bad,
+                p_bad_to_good,
+                loss_good,
+                loss_bad,
+            } => {
+                let flip = if self.ge_bad {
+                    p_bad_to_good
+                } else {
+                    p_good_to_bad
+                };
                 if flip > 0.0 && rng.random_bool(flip.min(1.0)) {
                     self.ge_bad = !self.ge_bad;
                 }
@@ -397,13 +435,20 @@ mod tests {
             loss_good: 0.0,
             loss_bad: 0.5,
         };
-        let mut d = LinkDir::new(LinkParams { loss: loss.clone(), ..LinkParams::default() });
+        let mut d = LinkDir::new(LinkParams {
+            loss: loss.clone(),
+            ..LinkParams::default()
+        });
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         let n = 200_000;
         for _ in 0..n {
             let _ = d.transmit(SimTime::ZERO, 100, &mut rng);
         }
         let measured = d.stats.lost as f64 / n as f64;
-        assert!((measured - loss.mean_rate()).abs() < 0.004, "{measured} vs {}", loss.mean_rate());
+        assert!(
+            (measured - loss.mean_rate()).abs() < 0.004,
+            "{measured} vs {}",
+            loss.mean_rate()
+        );
     }
 }

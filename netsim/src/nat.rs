@@ -56,13 +56,19 @@ pub struct NatType {
 impl NatType {
     pub fn all() -> impl Iterator<Item = NatType> {
         Behaviour::ALL.into_iter().flat_map(|m| {
-            Behaviour::ALL.into_iter().map(move |f| NatType { mapping: m, filtering: f })
+            Behaviour::ALL.into_iter().map(move |f| NatType {
+                mapping: m,
+                filtering: f,
+            })
         })
     }
     /// The combined behaviour of a chain of NATs seen from the innermost host: each
     /// stage can only make mapping and filtering stricter.
     pub fn compose(self, outer: NatType) -> NatType {
-        NatType { mapping: self.mapping.max(outer.mapping), filtering: self.filtering.max(outer.filtering) }
+        NatType {
+            mapping: self.mapping.max(outer.mapping),
+            filtering: self.filtering.max(outer.filtering),
+        }
     }
 }
 
@@ -87,13 +93,19 @@ impl FromStr for NatType {
             _ => None,
         };
         if let Some((m, f)) = classic {
-            return Ok(NatType { mapping: m, filtering: f });
+            return Ok(NatType {
+                mapping: m,
+                filtering: f,
+            });
         }
         let err = || format!("NAT type `{s}`: expected e.g. `eim-apdf` or `symmetric`");
         let (m, f) = s.split_once('-').ok_or_else(err)?;
         let m = Behaviour::from_code(m.strip_suffix('m').ok_or_else(err)?).ok_or_else(err)?;
         let f = Behaviour::from_code(f.strip_suffix('f').ok_or_else(err)?).ok_or_else(err)?;
-        Ok(NatType { mapping: m, filtering: f })
+        Ok(NatType {
+            mapping: m,
+            filtering: f,
+        })
     }
 }
 
@@ -202,7 +214,10 @@ pub struct NewMapping {
 
 impl NatTable {
     pub fn new(config: NatConfig) -> Self {
-        NatTable { config, ..Default::default() }
+        NatTable {
+            config,
+            ..Default::default()
+        }
     }
 
     fn kind(&self) -> NatType {
@@ -233,14 +248,17 @@ impl NatTable {
     ) -> Result<(u16, Option<NewMapping>), NatDrop> {
         if internal.is_ipv6() {
             let life = self.lifetime(proto);
-            let m = self.pinholes.entry((proto, internal)).or_insert_with(|| Mapping {
-                proto,
-                internal,
-                external_port: internal.port(),
-                key: DstKey::Any,
-                sent_to: BTreeSet::new(),
-                last_used: now,
-            });
+            let m = self
+                .pinholes
+                .entry((proto, internal))
+                .or_insert_with(|| Mapping {
+                    proto,
+                    internal,
+                    external_port: internal.port(),
+                    key: DstKey::Any,
+                    sent_to: BTreeSet::new(),
+                    last_used: now,
+                });
             if now.since(m.last_used) > life {
                 m.sent_to.clear();
             }
@@ -251,7 +269,10 @@ impl NatTable {
         let key = (proto, internal, dst_key(self.kind().mapping, dst));
         if let Some(&port) = self.by_key.get(&key) {
             let life = self.lifetime(proto);
-            let m = self.by_port.get_mut(&(proto, port)).expect("index and table agree");
+            let m = self
+                .by_port
+                .get_mut(&(proto, port))
+                .expect("index and table agree");
             if now.since(m.last_used) <= life {
                 m.sent_to.insert(dst);
                 m.last_used = now; // REQ-6: outbound traffic refreshes
@@ -265,11 +286,23 @@ impl NatTable {
         sent_to.insert(dst);
         self.by_port.insert(
             (proto, port),
-            Mapping { proto, internal, external_port: port, key: key.2, sent_to, last_used: now },
+            Mapping {
+                proto,
+                internal,
+                external_port: port,
+                key: key.2,
+                sent_to,
+                last_used: now,
+            },
         );
         self.by_key.insert(key, port);
         self.created += 1;
-        Ok((port, Some(NewMapping { external_port: port })))
+        Ok((
+            port,
+            Some(NewMapping {
+                external_port: port,
+            }),
+        ))
     }
 
     fn port_free(&self, now: SimTime, proto: Proto, port: u16) -> bool {
@@ -322,7 +355,10 @@ impl NatTable {
     ) -> Result<SocketAddr, NatDrop> {
         let life = self.lifetime(proto);
         let filtering = self.kind().filtering;
-        let m = self.by_port.get(&(proto, external_port)).ok_or(NatDrop::NoMapping)?;
+        let m = self
+            .by_port
+            .get(&(proto, external_port))
+            .ok_or(NatDrop::NoMapping)?;
         if now.since(m.last_used) > life {
             let key = (proto, m.internal, m.key);
             self.by_port.remove(&(proto, external_port));
@@ -346,7 +382,10 @@ impl NatTable {
     ) -> Result<(), NatDrop> {
         let life = self.lifetime(proto);
         let filtering = self.kind().filtering;
-        let m = self.pinholes.get(&(proto, internal)).ok_or(NatDrop::NoMapping)?;
+        let m = self
+            .pinholes
+            .get(&(proto, internal))
+            .ok_or(NatDrop::NoMapping)?;
         if now.since(m.last_used) > life {
             return Err(NatDrop::Expired);
         }
@@ -387,7 +426,13 @@ mod tests {
     }
 
     fn table(m: Behaviour, f: Behaviour) -> NatTable {
-        NatTable::new(NatConfig { kind: NatType { mapping: m, filtering: f }, ..NatConfig::default() })
+        NatTable::new(NatConfig {
+            kind: NatType {
+                mapping: m,
+                filtering: f,
+            },
+            ..NatConfig::default()
+        })
     }
 
     #[test]
@@ -395,7 +440,10 @@ mod tests {
         for t in NatType::all() {
             assert_eq!(t.to_string().parse::<NatType>().unwrap(), t);
         }
-        assert_eq!("symmetric".parse::<NatType>().unwrap().to_string(), "apdm-apdf");
+        assert_eq!(
+            "symmetric".parse::<NatType>().unwrap().to_string(),
+            "apdm-apdf"
+        );
         assert!("eim".parse::<NatType>().is_err());
     }
 
@@ -411,9 +459,15 @@ mod tests {
             (AddressAndPortDependent, false, false),
         ] {
             let mut n = table(b, EndpointIndependent);
-            let (p1, _) = n.outbound(t0, Proto::Udp, inside, sa("1.1.1.1:1"), &mut rng).unwrap();
-            let (p2, _) = n.outbound(t0, Proto::Udp, inside, sa("1.1.1.1:2"), &mut rng).unwrap();
-            let (p3, _) = n.outbound(t0, Proto::Udp, inside, sa("2.2.2.2:1"), &mut rng).unwrap();
+            let (p1, _) = n
+                .outbound(t0, Proto::Udp, inside, sa("1.1.1.1:1"), &mut rng)
+                .unwrap();
+            let (p2, _) = n
+                .outbound(t0, Proto::Udp, inside, sa("1.1.1.1:2"), &mut rng)
+                .unwrap();
+            let (p3, _) = n
+                .outbound(t0, Proto::Udp, inside, sa("2.2.2.2:1"), &mut rng)
+                .unwrap();
             assert_eq!(p1, 5000, "port preservation for the first mapping");
             assert_eq!(p1 == p2, same_ip_other_port, "{b:?}");
             assert_eq!(p1 == p3, other_ip, "{b:?}");
@@ -431,26 +485,60 @@ mod tests {
             (AddressAndPortDependent, false, false),
         ] {
             let mut n = table(EndpointIndependent, f);
-            let (p, _) =
-                n.outbound(t0, Proto::Udp, sa("192.168.0.2:5000"), sa("1.1.1.1:1"), &mut rng).unwrap();
+            let (p, _) = n
+                .outbound(
+                    t0,
+                    Proto::Udp,
+                    sa("192.168.0.2:5000"),
+                    sa("1.1.1.1:1"),
+                    &mut rng,
+                )
+                .unwrap();
             assert!(n.inbound(t0, Proto::Udp, p, sa("1.1.1.1:1")).is_ok());
-            assert_eq!(n.inbound(t0, Proto::Udp, p, sa("1.1.1.1:2")).is_ok(), same_ip_other_port);
-            assert_eq!(n.inbound(t0, Proto::Udp, p, sa("3.3.3.3:1")).is_ok(), other_ip);
-            assert_eq!(n.inbound(t0, Proto::Udp, p + 1, sa("1.1.1.1:1")), Err(NatDrop::NoMapping));
+            assert_eq!(
+                n.inbound(t0, Proto::Udp, p, sa("1.1.1.1:2")).is_ok(),
+                same_ip_other_port
+            );
+            assert_eq!(
+                n.inbound(t0, Proto::Udp, p, sa("3.3.3.3:1")).is_ok(),
+                other_ip
+            );
+            assert_eq!(
+                n.inbound(t0, Proto::Udp, p + 1, sa("1.1.1.1:1")),
+                Err(NatDrop::NoMapping)
+            );
         }
     }
 
     #[test]
     fn idle_mappings_expire_and_outbound_refreshes() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let mut n = table(Behaviour::EndpointIndependent, Behaviour::EndpointIndependent);
+        let mut n = table(
+            Behaviour::EndpointIndependent,
+            Behaviour::EndpointIndependent,
+        );
         let inside = sa("192.168.0.2:5000");
-        let (p, _) = n.outbound(SimTime::ZERO, Proto::Udp, inside, sa("1.1.1.1:1"), &mut rng).unwrap();
+        let (p, _) = n
+            .outbound(SimTime::ZERO, Proto::Udp, inside, sa("1.1.1.1:1"), &mut rng)
+            .unwrap();
         let t100 = SimTime::from_secs_f64(100.0);
-        n.outbound(t100, Proto::Udp, inside, sa("1.1.1.1:1"), &mut rng).unwrap();
-        assert!(n.inbound(SimTime::from_secs_f64(200.0), Proto::Udp, p, sa("9.9.9.9:9")).is_ok());
+        n.outbound(t100, Proto::Udp, inside, sa("1.1.1.1:1"), &mut rng)
+            .unwrap();
+        assert!(n
+            .inbound(
+                SimTime::from_secs_f64(200.0),
+                Proto::Udp,
+                p,
+                sa("9.9.9.9:9")
+            )
+            .is_ok());
         assert_eq!(
-            n.inbound(SimTime::from_secs_f64(221.0), Proto::Udp, p, sa("9.9.9.9:9")),
+            n.inbound(
+                SimTime::from_secs_f64(221.0),
+                Proto::Udp,
+                p,
+                sa("9.9.9.9:9")
+            ),
             Err(NatDrop::Expired)
         );
     }
@@ -458,8 +546,20 @@ mod tests {
     #[test]
     fn composition_takes_the_stricter_behaviour() {
         use Behaviour::*;
-        let a = NatType { mapping: EndpointIndependent, filtering: AddressAndPortDependent };
-        let b = NatType { mapping: AddressDependent, filtering: EndpointIndependent };
-        assert_eq!(a.compose(b), NatType { mapping: AddressDependent, filtering: AddressAndPortDependent });
+        let a = NatType {
+            mapping: EndpointIndependent,
+            filtering: AddressAndPortDependent,
+        };
+        let b = NatType {
+            mapping: AddressDependent,
+            filtering: EndpointIndependent,
+        };
+        assert_eq!(
+            a.compose(b),
+            NatType {
+                mapping: AddressDependent,
+                filtering: AddressAndPortDependent
+            }
+        );
     }
 }

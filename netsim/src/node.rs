@@ -84,7 +84,10 @@ pub enum NodeKind {
     /// The public internet core: routes unicast, never multicast.
     Internet,
     /// A LAN segment (a switch): floods multicast to its ports.
-    Lan { prefix: Ipv4Addr, next_host: u32 },
+    Lan {
+        prefix: Ipv4Addr,
+        next_host: u32,
+    },
     Nat(NatBox),
     Gateway(Gateway),
     Host(Box<Host>),
@@ -122,7 +125,15 @@ pub struct HostOpts {
 impl Default for HostOpts {
     fn default() -> Self {
         let (up, down) = LinkParams::preset("internet").expect("preset exists");
-        HostOpts { behind: None, up, down, extra_addrs: 0, ipv6: false, via: None, capture: false }
+        HostOpts {
+            behind: None,
+            up,
+            down,
+            extra_addrs: 0,
+            ipv6: false,
+            via: None,
+            capture: false,
+        }
     }
 }
 
@@ -153,8 +164,17 @@ impl Core {
     }
 
     /// Connect `child` under `parent` with a link (child→parent `up`, parent→child `down`).
-    fn attach(&mut self, child: NodeId, parent: NodeId, up: LinkParams, down: LinkParams) -> LinkId {
-        self.links.push(Link { ends: [child, parent], dirs: [LinkDir::new(up), LinkDir::new(down)] });
+    fn attach(
+        &mut self,
+        child: NodeId,
+        parent: NodeId,
+        up: LinkParams,
+        down: LinkParams,
+    ) -> LinkId {
+        self.links.push(Link {
+            ends: [child, parent],
+            dirs: [LinkDir::new(up), LinkDir::new(down)],
+        });
         let l = self.links.len() - 1;
         self.nodes[child].parent = Some(parent);
         self.nodes[child].uplink = Some(l);
@@ -183,7 +203,10 @@ impl Core {
             NodeKind::Internet => (self.addr_plan.public_v4(), true),
             NodeKind::Nat(n) => {
                 n.next_host += 1;
-                (Ipv4Addr::from(u32::from(n.lan_prefix) + 1 + n.next_host), false)
+                (
+                    Ipv4Addr::from(u32::from(n.lan_prefix) + 1 + n.next_host),
+                    false,
+                )
             }
             NodeKind::Lan { prefix, next_host } => {
                 *next_host += 1;
@@ -201,7 +224,9 @@ impl Core {
                 let s = self.addr_plan.site();
                 Some(Ipv6Addr::new(0x2001, 0xdb8, s, 0, 0, 0, 0, 1))
             }
-            NodeKind::Nat(b) => b.site.map(|s| Ipv6Addr::new(0x2001, 0xdb8, s, 0, 0, 0, 0, n)),
+            NodeKind::Nat(b) => b
+                .site
+                .map(|s| Ipv6Addr::new(0x2001, 0xdb8, s, 0, 0, 0, 0, n)),
             _ => None,
         }
     }
@@ -251,7 +276,12 @@ impl Core {
     /// Copy a multicast packet to every child port but the one it came from (and, only
     /// when the model is sabotaged, upstream too).
     fn flood(&mut self, node: NodeId, ingress: LinkId, pkt: Packet) {
-        let mut ports: Vec<LinkId> = self.nodes[node].child_links.iter().copied().filter(|&l| l != ingress).collect();
+        let mut ports: Vec<LinkId> = self.nodes[node]
+            .child_links
+            .iter()
+            .copied()
+            .filter(|&l| l != ingress)
+            .collect();
         if self.cfg.sabotage.multicast_escapes_lan {
             if let Some(u) = self.nodes[node].uplink.filter(|&u| u != ingress) {
                 ports.push(u);
@@ -264,7 +294,8 @@ impl Core {
 
     fn switch_receive(&mut self, node: NodeId, link: LinkId, pkt: Packet) {
         if pkt.is_multicast() {
-            let floods = matches!(self.nodes[node].kind, NodeKind::Lan { .. }) || self.cfg.sabotage.multicast_escapes_lan;
+            let floods = matches!(self.nodes[node].kind, NodeKind::Lan { .. })
+                || self.cfg.sabotage.multicast_escapes_lan;
             if floods {
                 self.flood(node, link, pkt);
             } else {
@@ -286,13 +317,17 @@ impl Core {
             return;
         }
         let now = self.now;
-        let NodeKind::Nat(nat) = &self.nodes[node].kind else { unreachable!() };
+        let NodeKind::Nat(nat) = &self.nodes[node].kind else {
+            unreachable!()
+        };
         let wan = IpAddr::V4(nat.wan);
         let dst_ip = pkt.dst.ip();
         let proto = pkt.proto();
         if from_wan {
             if dst_ip == wan {
-                let NodeKind::Nat(nat) = &mut self.nodes[node].kind else { unreachable!() };
+                let NodeKind::Nat(nat) = &mut self.nodes[node].kind else {
+                    unreachable!()
+                };
                 match nat.table.inbound(now, proto, pkt.dst.port(), pkt.src) {
                     Ok(internal) => {
                         pkt.dst = internal;
@@ -301,7 +336,9 @@ impl Core {
                     Err(e) => self.drop_packet(node, &pkt, &e.to_string()),
                 }
             } else if dst_ip.is_ipv6() && self.nodes[node].down.contains_key(&dst_ip) {
-                let NodeKind::Nat(nat) = &mut self.nodes[node].kind else { unreachable!() };
+                let NodeKind::Nat(nat) = &mut self.nodes[node].kind else {
+                    unreachable!()
+                };
                 match nat.table.inbound_v6(now, proto, pkt.dst, pkt.src) {
                     Ok(()) => self.forward(node, Some(link), pkt),
                     Err(e) => self.drop_packet(node, &pkt, &e.to_string()),
@@ -335,7 +372,10 @@ impl Core {
         };
         let external = SocketAddr::new(wan, port);
         if created.is_some() && self.tracing() {
-            let msg = format!("nat   {} map {} {} -> {} (to {})", self.nodes[node].name, proto, internal, external, remote);
+            let msg = format!(
+                "nat   {} map {} {} -> {} (to {})",
+                self.nodes[node].name, proto, internal, external, remote
+            );
             self.trace_line(&msg);
         }
         pkt.src = external;
@@ -345,12 +385,17 @@ impl Core {
                 self.drop_packet(node, &pkt, "nat: no hairpinning");
                 return;
             }
-            let NodeKind::Nat(nat) = &mut self.nodes[node].kind else { unreachable!() };
+            let NodeKind::Nat(nat) = &mut self.nodes[node].kind else {
+                unreachable!()
+            };
             match nat.table.inbound(now, proto, pkt.dst.port(), pkt.src) {
                 Ok(target) => {
                     pkt.dst = target;
                     if self.tracing() {
-                        let msg = format!("nat   {} hairpin {} -> {}", self.nodes[node].name, external, target);
+                        let msg = format!(
+                            "nat   {} hairpin {} -> {}",
+                            self.nodes[node].name, external, target
+                        );
                         self.trace_line(&msg);
                     }
                     self.forward(node, None, pkt);
@@ -364,7 +409,9 @@ impl Core {
 
     fn gateway_receive(&mut self, node: NodeId, pkt: Packet) {
         let now = self.now;
-        let NodeKind::Gateway(gw) = &self.nodes[node].kind else { unreachable!() };
+        let NodeKind::Gateway(gw) = &self.nodes[node].kind else {
+            unreachable!()
+        };
         let (entry, exit, kind) = (gw.entry, gw.exit, gw.kind);
         let sab = self.cfg.sabotage.clone();
         match pkt.body {
@@ -372,21 +419,35 @@ impl Core {
                 let mut inner = *inner;
                 let client = inner.src.ip();
                 let delay = self.gateway_delay(node, client);
-                let NodeKind::Gateway(gw) = &mut self.nodes[node].kind else { unreachable!() };
+                let NodeKind::Gateway(gw) = &mut self.nodes[node].kind else {
+                    unreachable!()
+                };
                 gw.clients.insert(client, pkt.src);
                 if inner.dst.ip() == entry {
                     return; // keepalive
                 }
-                if kind == GatewayKind::Tor && inner.proto() == Proto::Udp && !sab.tor_forwards_udp {
+                if kind == GatewayKind::Tor && inner.proto() == Proto::Udp && !sab.tor_forwards_udp
+                {
                     gw.udp_dropped += 1;
                     self.drop_packet(node, &inner, "tor: udp is not carried");
                     return;
                 }
                 match self.table_outbound(node, inner.proto(), inner.src, inner.dst) {
                     Ok((port, created)) => {
-                        let external = if sab.tunnel_leaks_source { pkt.src } else { SocketAddr::new(exit, port) };
+                        let external = if sab.tunnel_leaks_source {
+                            pkt.src
+                        } else {
+                            SocketAddr::new(exit, port)
+                        };
                         if created.is_some() && self.tracing() {
-                            let msg = format!("gw    {} map {} {} -> {} (to {})", self.nodes[node].name, inner.proto(), inner.src, external, inner.dst);
+                            let msg = format!(
+                                "gw    {} map {} {} -> {} (to {})",
+                                self.nodes[node].name,
+                                inner.proto(),
+                                inner.src,
+                                external,
+                                inner.dst
+                            );
                             self.trace_line(&msg);
                         }
                         inner.src = external;
@@ -396,7 +457,9 @@ impl Core {
                 }
             }
             _ if pkt.dst.ip() == exit => {
-                let NodeKind::Gateway(gw) = &mut self.nodes[node].kind else { unreachable!() };
+                let NodeKind::Gateway(gw) = &mut self.nodes[node].kind else {
+                    unreachable!()
+                };
                 let internal = match gw.table.inbound(now, pkt.proto(), pkt.dst.port(), pkt.src) {
                     Ok(i) => i,
                     Err(e) => {
@@ -451,13 +514,17 @@ impl Core {
     /// The extra one-way delay a client's traffic takes through the gateway (drawn once
     /// per client: a Tor circuit is slow or fast for its whole life).
     fn gateway_delay(&mut self, node: NodeId, client: IpAddr) -> Duration {
-        let NodeKind::Gateway(gw) = &self.nodes[node].kind else { unreachable!() };
+        let NodeKind::Gateway(gw) = &self.nodes[node].kind else {
+            unreachable!()
+        };
         if let Some(d) = gw.delays.get(&client) {
             return *d;
         }
         let (lo, hi) = gw.delay_range;
         let d = Duration::from_nanos(self.net_range(lo.as_nanos() as u64, hi.as_nanos() as u64));
-        let NodeKind::Gateway(gw) = &mut self.nodes[node].kind else { unreachable!() };
+        let NodeKind::Gateway(gw) = &mut self.nodes[node].kind else {
+            unreachable!()
+        };
         gw.delays.insert(client, d);
         d
     }
@@ -465,7 +532,14 @@ impl Core {
 
 impl Sim {
     /// Add a NAT box under `behind` (the internet when `None`).
-    pub fn add_nat(&mut self, name: &str, config: NatConfig, behind: Option<NodeId>, up: LinkParams, down: LinkParams) -> NodeId {
+    pub fn add_nat(
+        &mut self,
+        name: &str,
+        config: NatConfig,
+        behind: Option<NodeId>,
+        up: LinkParams,
+        down: LinkParams,
+    ) -> NodeId {
         let parent = behind.unwrap_or(0);
         let c = &mut self.core;
         let (wan, global) = c.child_v4(parent);
@@ -473,7 +547,13 @@ impl Sim {
         let site = matches!(c.nodes[parent].kind, NodeKind::Internet).then(|| c.addr_plan.site());
         let id = c.push_node(
             name,
-            NodeKind::Nat(NatBox { table: NatTable::new(config), wan, lan_prefix, site, next_host: 0 }),
+            NodeKind::Nat(NatBox {
+                table: NatTable::new(config),
+                wan,
+                lan_prefix,
+                site,
+                next_host: 0,
+            }),
         );
         c.attach(id, parent, up, down);
         c.announce(id, IpAddr::V4(wan), global);
@@ -484,14 +564,26 @@ impl Sim {
     /// Add an isolated LAN segment: a switch with no route out.
     pub fn add_lan(&mut self, name: &str) -> NodeId {
         let prefix = self.core.addr_plan.subnet();
-        let id = self.core.push_node(name, NodeKind::Lan { prefix, next_host: 0 });
+        let id = self.core.push_node(
+            name,
+            NodeKind::Lan {
+                prefix,
+                next_host: 0,
+            },
+        );
         self.sync_app_tables();
         id
     }
 
     /// Add a VPN server (`Vpn`) or the Tor network (`Tor`) on the internet. Clients get
     /// inner addresses from a private /24; `delay` is the extra one-way delay range.
-    pub fn add_gateway(&mut self, name: &str, kind: GatewayKind, delay: (Duration, Duration), nat: NatConfig) -> NodeId {
+    pub fn add_gateway(
+        &mut self,
+        name: &str,
+        kind: GatewayKind,
+        delay: (Duration, Duration),
+        nat: NatConfig,
+    ) -> NodeId {
         let c = &mut self.core;
         let entry = IpAddr::V4(c.addr_plan.public_v4());
         let exit = match kind {
@@ -533,7 +625,10 @@ impl Sim {
         let mut addrs = Vec::new();
         let mut globals = Vec::new();
         // Reserve the node id first so address announcements know the owner.
-        let id = c.push_node(name, NodeKind::Host(Box::new(Host::new(seed, name, capture))));
+        let id = c.push_node(
+            name,
+            NodeKind::Host(Box::new(Host::new(seed, name, capture))),
+        );
         c.attach(id, parent, opts.up.clone(), opts.down.clone());
         for _ in 0..=opts.extra_addrs {
             let (a, global) = c.child_v4(parent);
@@ -548,14 +643,20 @@ impl Sim {
             }
         }
         let tunnel = opts.via.map(|gw| {
-            let NodeKind::Gateway(g) = &mut c.nodes[gw].kind else { panic!("`via` must be a gateway") };
+            let NodeKind::Gateway(g) = &mut c.nodes[gw].kind else {
+                panic!("`via` must be a gateway")
+            };
             g.next_inner += 1;
             let inner = IpAddr::V4(Ipv4Addr::from(u32::from(g.inner_prefix) + 1 + g.next_inner));
             let port = match g.kind {
                 GatewayKind::Vpn => VPN_PORT,
                 GatewayKind::Tor => TOR_PORT,
             };
-            crate::host::TunnelClient { gateway: gw, entry: SocketAddr::new(g.entry, port), inner }
+            crate::host::TunnelClient {
+                gateway: gw,
+                entry: SocketAddr::new(g.entry, port),
+                inner,
+            }
         });
         let h = c.host_mut(id).expect("just added");
         h.addrs = addrs;

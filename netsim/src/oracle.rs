@@ -45,6 +45,7 @@ pub struct Hop {
     pub node: NodeId,
     pub kind: NatType,
     pub hairpin: bool,
+    pub port_preservation: bool,
 }
 
 /// Where a host sits: its parent (LAN), the translating boxes above it (innermost first)
@@ -63,7 +64,10 @@ pub fn placement(sim: &Sim, host: NodeId) -> Placement {
     let core = &sim.core;
     let parent = core.nodes[host].parent.unwrap_or(0);
     let tunnel = sim.host(host).and_then(|h| h.tunnel).map(|t| {
-        let kind = sim.gateway(t.gateway).map(|g| g.kind).unwrap_or(GatewayKind::Vpn);
+        let kind = sim
+            .gateway(t.gateway)
+            .map(|g| g.kind)
+            .unwrap_or(GatewayKind::Vpn);
         (t.gateway, kind)
     });
     let mut chain = Vec::new();
@@ -71,7 +75,15 @@ pub fn placement(sim: &Sim, host: NodeId) -> Placement {
     let mut cur = Some(parent);
     while let Some(n) = cur {
         match &core.nodes[n].kind {
-            NodeKind::Nat(b) => chain.push(Hop { node: n, kind: b.table.config.kind, hairpin: b.table.config.hairpin }),
+            NodeKind::Nat(b) => {
+                let c = &b.table.config;
+                chain.push(Hop {
+                    node: n,
+                    kind: c.kind,
+                    hairpin: c.hairpin,
+                    port_preservation: c.port_preservation,
+                })
+            }
             NodeKind::Lan { .. } if core.nodes[n].uplink.is_none() => isolated = true,
             _ => {}
         }
@@ -80,12 +92,25 @@ pub fn placement(sim: &Sim, host: NodeId) -> Placement {
     if let Some((gw, _)) = tunnel {
         // Inner traffic leaves from the gateway: its table is the only NAT that counts.
         let g = sim.gateway(gw).expect("tunnel gateways exist");
-        chain = vec![Hop { node: gw, kind: g.table.config.kind, hairpin: false }];
+        chain = vec![Hop {
+            node: gw,
+            kind: g.table.config.kind,
+            hairpin: false,
+            port_preservation: true,
+        }];
     }
-    Placement { parent, chain, tunnel, isolated }
+    Placement {
+        parent,
+        chain,
+        tunnel,
+        isolated,
+    }
 }
 
-const OPEN: NatType = NatType { mapping: Behaviour::EndpointIndependent, filtering: Behaviour::EndpointIndependent };
+const OPEN: NatType = NatType {
+    mapping: Behaviour::EndpointIndependent,
+    filtering: Behaviour::EndpointIndependent,
+};
 
 fn composed(hops: &[Hop]) -> NatType {
     hops.iter().fold(OPEN, |acc, h| acc.compose(h.kind))
@@ -128,10 +153,17 @@ pub fn udp_path(sim: &Sim, a: NodeId, b: NodeId) -> PathKind {
     }
     let relay = PathKind::Relay;
     // Both behind a shared NAT: their bindings meet inside it only by hairpinning.
-    let shared = pa.chain.iter().position(|h| pb.chain.iter().any(|g| g.node == h.node));
+    let shared = pa
+        .chain
+        .iter()
+        .position(|h| pb.chain.iter().any(|g| g.node == h.node));
     if let Some(ia) = shared {
         let common = pa.chain[ia];
-        let ib = pb.chain.iter().position(|g| g.node == common.node).expect("shared");
+        let ib = pb
+            .chain
+            .iter()
+            .position(|g| g.node == common.node)
+            .expect("shared");
         if ia == 0 || ib == 0 {
             // One side sits on the LAN where the other's chain ends: its LAN address is
             // reachable from the other side.
@@ -142,7 +174,11 @@ pub fn udp_path(sim: &Sim, a: NodeId, b: NodeId) -> PathKind {
         }
         let ea = composed(&pa.chain[..=ia]);
         let eb = composed(&pb.chain[..=ib]);
-        return if hole_punch(ea, eb) { PathKind::Srflx } else { relay };
+        return if hole_punch(ea, eb) {
+            PathKind::Srflx
+        } else {
+            relay
+        };
     }
     let (ea, eb) = (composed(&pa.chain), composed(&pb.chain));
     if pa.chain.is_empty() && pb.chain.is_empty() {
@@ -179,6 +215,22 @@ pub fn tcp_reachable(sim: &Sim, a: NodeId, b: NodeId) -> bool {
     pa.parent == pb.parent || pa.chain.iter().any(|h| h.node == pb.parent)
 }
 
+/// What an RFC 5780 discovery client on `host` should measure: the composed type of its
+/// NAT chain and whether hairpinning works (None when the host is not behind a NAT).
+/// Hairpinned packets pass the receiving binding's filter like any inbound packet, so the
+/// client opens the filters first (see [`crate::apps::discovery`]): it can do so when
+/// mapping or filtering is endpoint-independent, or when ports are preserved all the way
+/// out. Then the outermost NAT, where both bindings meet, decides.
+pub fn expected_discovery(sim: &Sim, host: NodeId) -> Option<(NatType, bool)> {
+    let p = placement(sim, host);
+    let outer = p.chain.last()?;
+    let kind = composed(&p.chain);
+    let openable = p.chain.iter().all(|h| h.port_preservation)
+        || kind.mapping == Behaviour::EndpointIndependent
+        || kind.filtering == Behaviour::EndpointIndependent;
+    Some((kind, outer.hairpin && openable))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,15 +257,4 @@ mod tests {
             }
         }
     }
-}
-
-/// What an RFC 5780 discovery client on `host` should measure: the composed type of its
-/// NAT chain and whether hairpinning works (None when the host is not behind a NAT).
-/// The client opens the filters on the way before it tests hairpinning (see
-/// [`crate::apps::discovery`]), so only the outermost NAT, where both bindings meet,
-/// decides whether the packet loops back.
-pub fn expected_discovery(sim: &Sim, host: NodeId) -> Option<(NatType, bool)> {
-    let p = placement(sim, host);
-    let outer = p.chain.last()?;
-    Some((composed(&p.chain), outer.hairpin))
 }

@@ -37,8 +37,10 @@ impl Pcap {
     pub fn record(&mut self, t: SimTime, p: &Packet) {
         let bytes = serialize(p);
         let us = t.as_nanos() / 1000;
-        self.buf.extend_from_slice(&((us / 1_000_000) as u32).to_le_bytes());
-        self.buf.extend_from_slice(&((us % 1_000_000) as u32).to_le_bytes());
+        self.buf
+            .extend_from_slice(&((us / 1_000_000) as u32).to_le_bytes());
+        self.buf
+            .extend_from_slice(&((us % 1_000_000) as u32).to_le_bytes());
         let len = bytes.len() as u32;
         self.buf.extend_from_slice(&len.to_le_bytes());
         self.buf.extend_from_slice(&len.to_le_bytes());
@@ -187,8 +189,15 @@ mod tests {
         };
         let b = serialize(&p);
         assert_eq!(b.len(), 20 + 8 + 5);
-        assert_eq!(checksum(&[], &b[..20]), 0, "header checksum verifies to zero");
+        assert_eq!(
+            checksum(&[], &b[..20]),
+            0,
+            "header checksum verifies to zero"
+        );
         let udp = &b[20..];
-        assert_eq!(checksum(&pseudo(p.src.ip(), p.dst.ip(), 17, udp.len()), udp), 0);
+        assert_eq!(
+            checksum(&pseudo(p.src.ip(), p.dst.ip(), 17, udp.len()), udp),
+            0
+        );
     }
 }

@@ -57,20 +57,48 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { seed: 0, keep_trace: true, trace: true, capture: false, sabotage: Sabotage::default() }
+        SimConfig {
+            seed: 0,
+            keep_trace: true,
+            trace: true,
+            capture: false,
+            sabotage: Sabotage::default(),
+        }
     }
 }
 
 pub(crate) enum Event {
     /// A packet reaches the far end of a link.
-    Arrive { link: LinkId, to: NodeId, pkt: Packet },
-    Timer { node: NodeId, app: AppId, token: u64, incarnation: u32 },
-    TcpTimer { node: NodeId, conn: ConnId, incarnation: u32 },
+    Arrive {
+        link: LinkId,
+        to: NodeId,
+        pkt: Packet,
+    },
+    Timer {
+        node: NodeId,
+        app: AppId,
+        token: u64,
+        incarnation: u32,
+    },
+    TcpTimer {
+        node: NodeId,
+        conn: ConnId,
+        incarnation: u32,
+    },
     /// A node emits a packet on its uplink after an internal delay (tunnel gateways).
-    Emit { node: NodeId, pkt: Packet },
-    TunnelKeepalive { node: NodeId, incarnation: u32 },
+    Emit {
+        node: NodeId,
+        pkt: Packet,
+    },
+    TunnelKeepalive {
+        node: NodeId,
+        incarnation: u32,
+    },
     /// A packet a host sent to one of its own addresses.
-    Loopback { node: NodeId, pkt: Packet },
+    Loopback {
+        node: NodeId,
+        pkt: Packet,
+    },
 }
 
 struct Queued {
@@ -98,7 +126,12 @@ impl Ord for Queued {
 /// A call the event loop owes an application.
 pub(crate) enum AppCall {
     Start,
-    Udp { sock: SockId, from: SocketAddr, to: SocketAddr, data: Bytes },
+    Udp {
+        sock: SockId,
+        from: SocketAddr,
+        to: SocketAddr,
+        data: Bytes,
+    },
     Timer(u64),
     Tcp(TcpEvent),
 }
@@ -160,11 +193,14 @@ pub struct Core {
     pub(crate) addr_plan: crate::node::AddrPlan,
 }
 
+/// Makes a fresh instance of an application (at install and after each restart).
+type AppFactory = Box<dyn Fn() -> Box<dyn App>>;
+
 /// The simulator: the core plus the applications on each host.
 pub struct Sim {
     pub core: Core,
     apps: Vec<Vec<Option<Box<dyn App>>>>,
-    factories: Vec<Vec<Option<Box<dyn Fn() -> Box<dyn App>>>>>,
+    factories: Vec<Vec<Option<AppFactory>>>,
 }
 
 /// Derive an independent, stable random stream for a named purpose.
@@ -207,7 +243,11 @@ impl Sim {
             addr_plan: Default::default(),
         };
         core.add_internet();
-        let mut sim = Sim { core, apps: Vec::new(), factories: Vec::new() };
+        let mut sim = Sim {
+            core,
+            apps: Vec::new(),
+            factories: Vec::new(),
+        };
         sim.sync_app_tables();
         sim
     }
@@ -243,18 +283,37 @@ impl Sim {
 
     /// Typed access to an application's state (for checks).
     pub fn app<T: 'static>(&self, host: NodeId, app: AppId) -> Option<&T> {
-        self.apps.get(host)?.get(app)?.as_ref()?.as_any().downcast_ref::<T>()
+        self.apps
+            .get(host)?
+            .get(app)?
+            .as_ref()?
+            .as_any()
+            .downcast_ref::<T>()
     }
     pub fn app_mut<T: 'static>(&mut self, host: NodeId, app: AppId) -> Option<&mut T> {
-        self.apps.get_mut(host)?.get_mut(app)?.as_mut()?.as_any_mut().downcast_mut::<T>()
+        self.apps
+            .get_mut(host)?
+            .get_mut(app)?
+            .as_mut()?
+            .as_any_mut()
+            .downcast_mut::<T>()
     }
 
     /// Run `f` with an application and a context, as if the host itself acted (used by
     /// timeline steps such as "send now").
-    pub fn with_app<T: 'static, R>(&mut self, host: NodeId, app: AppId, f: impl FnOnce(&mut T, &mut Ctx<'_>) -> R) -> Option<R> {
+    pub fn with_app<T: 'static, R>(
+        &mut self,
+        host: NodeId,
+        app: AppId,
+        f: impl FnOnce(&mut T, &mut Ctx<'_>) -> R,
+    ) -> Option<R> {
         let mut boxed = self.apps.get_mut(host)?.get_mut(app)?.take()?;
         let r = boxed.as_any_mut().downcast_mut::<T>().map(|t| {
-            let mut cx = Ctx { core: &mut self.core, node: host, app };
+            let mut cx = Ctx {
+                core: &mut self.core,
+                node: host,
+                app,
+            };
             f(t, &mut cx)
         });
         self.apps[host][app] = Some(boxed);
@@ -266,13 +325,24 @@ impl Sim {
         while !self.core.pending.is_empty() {
             let batch = std::mem::take(&mut self.core.pending);
             for (node, app, call) in batch {
-                let Some(slot) = self.apps.get_mut(node).and_then(|a| a.get_mut(app)) else { continue };
+                let Some(slot) = self.apps.get_mut(node).and_then(|a| a.get_mut(app)) else {
+                    continue;
+                };
                 let Some(mut a) = slot.take() else { continue };
                 {
-                    let mut cx = Ctx { core: &mut self.core, node, app };
+                    let mut cx = Ctx {
+                        core: &mut self.core,
+                        node,
+                        app,
+                    };
                     match call {
                         AppCall::Start => a.start(&mut cx),
-                        AppCall::Udp { sock, from, to, data } => a.on_udp(&mut cx, sock, from, to, &data),
+                        AppCall::Udp {
+                            sock,
+                            from,
+                            to,
+                            data,
+                        } => a.on_udp(&mut cx, sock, from, to, &data),
                         AppCall::Timer(t) => a.on_timer(&mut cx, t),
                         AppCall::Tcp(ev) => a.on_tcp(&mut cx, ev),
                     }
@@ -289,7 +359,9 @@ impl Sim {
     /// Process the next event. Returns false when nothing is left to do.
     pub fn step(&mut self) -> bool {
         self.core.reap_faults();
-        let Some(Reverse(q)) = self.core.queue.pop() else { return false };
+        let Some(Reverse(q)) = self.core.queue.pop() else {
+            return false;
+        };
         self.core.now = q.at;
         self.core.events += 1;
         self.core.handle(q.ev);
@@ -344,9 +416,21 @@ impl Sim {
     /// returned guard is dropped.
     pub fn partition(&mut self, a: &[NodeId], b: Option<&[NodeId]>) -> Partition {
         let alive = Rc::new(());
-        let rule = PartitionRule { a: a.to_vec(), b: b.map(|b| b.to_vec()) };
-        let names = |v: &[NodeId]| v.iter().map(|&n| self.core.node_name(n).to_string()).collect::<Vec<_>>().join(",");
-        let msg = format!("fault partition [{}] | [{}]", names(a), b.map(names).unwrap_or_else(|| "*".into()));
+        let rule = PartitionRule {
+            a: a.to_vec(),
+            b: b.map(|b| b.to_vec()),
+        };
+        let names = |v: &[NodeId]| {
+            v.iter()
+                .map(|&n| self.core.node_name(n).to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let msg = format!(
+            "fault partition [{}] | [{}]",
+            names(a),
+            b.map(names).unwrap_or_else(|| "*".into())
+        );
         self.core.trace_line(&msg);
         self.core.partitions.push((Rc::downgrade(&alive), rule));
         Partition { _alive: alive }
@@ -355,9 +439,17 @@ impl Sim {
     /// Hold every packet on links touching `nodes` until the guard is dropped.
     pub fn clog(&mut self, nodes: &[NodeId]) -> Clog {
         let alive = Rc::new(());
-        let msg = format!("fault clog {:?}", nodes.iter().map(|&n| self.core.node_name(n)).collect::<Vec<_>>());
+        let msg = format!(
+            "fault clog {:?}",
+            nodes
+                .iter()
+                .map(|&n| self.core.node_name(n))
+                .collect::<Vec<_>>()
+        );
         self.core.trace_line(&msg);
-        self.core.clogs.push((Rc::downgrade(&alive), nodes.to_vec()));
+        self.core
+            .clogs
+            .push((Rc::downgrade(&alive), nodes.to_vec()));
         Clog { _alive: alive }
     }
 
@@ -384,7 +476,11 @@ impl Sim {
     }
 
     pub fn trace_hash(&self) -> String {
-        self.core.trace.as_ref().map(|t| t.hash_hex()).unwrap_or_default()
+        self.core
+            .trace
+            .as_ref()
+            .map(|t| t.hash_hex())
+            .unwrap_or_default()
     }
 
     pub fn trace_text(&self) -> Option<&str> {
@@ -407,7 +503,11 @@ impl Sim {
 impl Core {
     pub(crate) fn schedule(&mut self, at: SimTime, ev: Event) {
         self.seq += 1;
-        self.queue.push(Reverse(Queued { at, seq: self.seq, ev }));
+        self.queue.push(Reverse(Queued {
+            at,
+            seq: self.seq,
+            ev,
+        }));
     }
 
     pub(crate) fn packet_id(&mut self) -> u64 {
@@ -427,7 +527,10 @@ impl Core {
     }
 
     pub(crate) fn metric(&mut self, name: &str, t: SimTime, v: f64) {
-        self.metrics.entry(name.to_string()).or_default().push((t, v));
+        self.metrics
+            .entry(name.to_string())
+            .or_default()
+            .push((t, v));
     }
 
     pub fn node_name(&self, n: NodeId) -> &str {
@@ -469,16 +572,24 @@ impl Core {
     }
 
     fn clogged(&self, n: NodeId) -> bool {
-        self.clogs.iter().any(|(w, nodes)| w.strong_count() > 0 && nodes.contains(&n))
+        self.clogs
+            .iter()
+            .any(|(w, nodes)| w.strong_count() > 0 && nodes.contains(&n))
     }
 
     fn partitioned(&self, a: NodeId, b: NodeId) -> bool {
-        self.partitions.iter().any(|(w, r)| w.strong_count() > 0 && r.cuts(a, b))
+        self.partitions
+            .iter()
+            .any(|(w, r)| w.strong_count() > 0 && r.cuts(a, b))
     }
 
     /// Put a packet on a link from node `from`; schedules its arrival or drops it.
     pub(crate) fn transmit(&mut self, from: NodeId, link: LinkId, pkt: Packet) {
-        let dir = if self.links[link].ends[0] == from { 0 } else { 1 };
+        let dir = if self.links[link].ends[0] == from {
+            0
+        } else {
+            1
+        };
         let to = self.links[link].ends[1 - dir];
         if self.partitioned(from, to) {
             self.drop_packet(from, &pkt, "partition");
@@ -498,7 +609,10 @@ impl Core {
             ldir.params.queue_bytes = usize::MAX / 4;
         }
         if bw_err > 0.0 && bw_err != 1.0 {
-            ldir.params.bandwidth_bps = ldir.params.bandwidth_bps.map(|b| (b as f64 * bw_err) as u64);
+            ldir.params.bandwidth_bps = ldir
+                .params
+                .bandwidth_bps
+                .map(|b| (b as f64 * bw_err) as u64);
         }
         let rng = match &mut self.wall_rng {
             Some(r) => r,
@@ -509,7 +623,14 @@ impl Core {
         match res {
             Ok(arrivals) => {
                 for at in arrivals {
-                    self.schedule(at, Event::Arrive { link, to, pkt: pkt.clone() });
+                    self.schedule(
+                        at,
+                        Event::Arrive {
+                            link,
+                            to,
+                            pkt: pkt.clone(),
+                        },
+                    );
                 }
             }
             Err(LinkDrop::Loss) => self.drop_packet(from, &pkt, "link: loss"),
@@ -528,12 +649,21 @@ impl Core {
     fn handle(&mut self, ev: Event) {
         match ev {
             Event::Arrive { link, to, pkt } => self.receive(to, link, pkt),
-            Event::Timer { node, app, token, incarnation } => {
+            Event::Timer {
+                node,
+                app,
+                token,
+                incarnation,
+            } => {
                 if self.host_incarnation(node) == Some(incarnation) {
                     self.pending.push((node, app, AppCall::Timer(token)));
                 }
             }
-            Event::TcpTimer { node, conn, incarnation } => {
+            Event::TcpTimer {
+                node,
+                conn,
+                incarnation,
+            } => {
                 if self.host_incarnation(node) == Some(incarnation) {
                     self.tcp_timeout(node, conn);
                 }
@@ -557,10 +687,20 @@ impl Core {
     }
 
     pub(crate) fn set_timer(&mut self, node: NodeId, app: AppId, after: Duration, token: u64) {
-        let Some(inc) = self.host_incarnation(node) else { return };
+        let Some(inc) = self.host_incarnation(node) else {
+            return;
+        };
         let d = self.host_clock(node).global_duration(after);
         let at = self.now + d;
-        self.schedule(at, Event::Timer { node, app, token, incarnation: inc });
+        self.schedule(
+            at,
+            Event::Timer {
+                node,
+                app,
+                token,
+                incarnation: inc,
+            },
+        );
     }
 
     pub(crate) fn host_rng(&mut self, node: NodeId) -> &mut ChaCha8Rng {

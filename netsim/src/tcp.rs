@@ -122,7 +122,13 @@ impl TcpConn {
     }
 
     /// Passive open from a received SYN: queues the SYN-ACK.
-    pub fn accept(now: SimTime, local: SocketAddr, remote: SocketAddr, iss: u32, syn: &TcpSegment) -> Self {
+    pub fn accept(
+        now: SimTime,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: u32,
+        syn: &TcpSegment,
+    ) -> Self {
         let mut c = TcpConn::new(local, remote, iss, TcpState::SynReceived);
         c.rcv_nxt = syn.seq.wrapping_add(1);
         c.send_syn(now);
@@ -134,7 +140,13 @@ impl TcpConn {
         if self.state == TcpState::SynReceived {
             flags |= ACK;
         }
-        self.out.push(TcpSegment { flags, seq: self.iss, ack: self.rcv_nxt, window: RWND, data: Bytes::new() });
+        self.out.push(TcpSegment {
+            flags,
+            seq: self.iss,
+            ack: self.rcv_nxt,
+            window: RWND,
+            data: Bytes::new(),
+        });
         self.rto_deadline = Some(now + self.rto);
     }
 
@@ -159,7 +171,13 @@ impl TcpConn {
     /// Abort: queue a RST and forget everything.
     pub fn abort(&mut self) {
         if self.state != TcpState::Closed {
-            self.out.push(TcpSegment { flags: RST | ACK, seq: self.snd_nxt, ack: self.rcv_nxt, window: 0, data: Bytes::new() });
+            self.out.push(TcpSegment {
+                flags: RST | ACK,
+                seq: self.snd_nxt,
+                ack: self.rcv_nxt,
+                window: 0,
+                data: Bytes::new(),
+            });
             self.state = TcpState::Closed;
             self.rto_deadline = None;
         }
@@ -205,7 +223,13 @@ impl TcpConn {
             let n = unsent.min(MSS).min(room);
             let data: Vec<u8> = self.send_buf.range(offset..offset + n).copied().collect();
             let seq = self.snd_nxt;
-            self.out.push(TcpSegment { flags: ACK, seq, ack: self.rcv_nxt, window: RWND, data: Bytes::from(data) });
+            self.out.push(TcpSegment {
+                flags: ACK,
+                seq,
+                ack: self.rcv_nxt,
+                window: RWND,
+                data: Bytes::from(data),
+            });
             if self.rtt_probe.is_none() {
                 self.rtt_probe = Some((seq.wrapping_add(n as u32), now));
             }
@@ -218,7 +242,13 @@ impl TcpConn {
             }
         }
         if self.fin_queued && !self.fin_sent && self.in_flight() == self.send_buf.len() {
-            self.out.push(TcpSegment { flags: FIN | ACK, seq: self.snd_nxt, ack: self.rcv_nxt, window: RWND, data: Bytes::new() });
+            self.out.push(TcpSegment {
+                flags: FIN | ACK,
+                seq: self.snd_nxt,
+                ack: self.rcv_nxt,
+                window: RWND,
+                data: Bytes::new(),
+            });
             self.snd_nxt = self.snd_nxt.wrapping_add(1);
             if seq_lt(self.snd_max, self.snd_nxt) {
                 self.snd_max = self.snd_nxt;
@@ -232,7 +262,13 @@ impl TcpConn {
     }
 
     fn ack_now(&mut self) {
-        self.out.push(TcpSegment { flags: ACK, seq: self.snd_nxt, ack: self.rcv_nxt, window: RWND, data: Bytes::new() });
+        self.out.push(TcpSegment {
+            flags: ACK,
+            seq: self.snd_nxt,
+            ack: self.rcv_nxt,
+            window: RWND,
+            data: Bytes::new(),
+        });
     }
 
     /// Feed a segment from the peer.
@@ -241,7 +277,11 @@ impl TcpConn {
             return;
         }
         if seg.flags & RST != 0 {
-            let why = if self.state == TcpState::SynSent { "refused" } else { "reset by peer" };
+            let why = if self.state == TcpState::SynSent {
+                "refused"
+            } else {
+                "reset by peer"
+            };
             self.state = TcpState::Closed;
             self.rto_deadline = None;
             self.events.push(ConnEvent::Reset(why));
@@ -319,7 +359,11 @@ impl TcpConn {
             } else {
                 self.cwnd += (MSS * MSS / self.cwnd).max(1);
             }
-            self.rto_deadline = if self.in_flight() > 0 { Some(now + self.rto) } else { None };
+            self.rto_deadline = if self.in_flight() > 0 {
+                Some(now + self.rto)
+            } else {
+                None
+            };
             if self.fin_sent && ack == self.snd_nxt && self.peer_fin {
                 self.state = TcpState::Closed;
             }
@@ -390,7 +434,7 @@ impl TcpConn {
                 self.rttvar = r / 2;
             }
             Some(s) => {
-                let diff = if s > r { s - r } else { r - s };
+                let diff = s.abs_diff(r);
                 self.rttvar = (self.rttvar * 3 + diff) / 4;
                 self.srtt = Some((s * 7 + r) / 8);
             }
@@ -407,21 +451,41 @@ impl TcpConn {
             if self.state == TcpState::SynReceived {
                 flags |= ACK;
             }
-            self.out.push(TcpSegment { flags, seq: self.iss, ack: self.rcv_nxt, window: RWND, data: Bytes::new() });
+            self.out.push(TcpSegment {
+                flags,
+                seq: self.iss,
+                ack: self.rcv_nxt,
+                window: RWND,
+                data: Bytes::new(),
+            });
             return;
         }
         let n = self.send_buf.len().min(MSS);
         if n > 0 {
             let data: Vec<u8> = self.send_buf.range(..n).copied().collect();
-            self.out.push(TcpSegment { flags: ACK, seq: self.snd_una, ack: self.rcv_nxt, window: RWND, data: Bytes::from(data) });
+            self.out.push(TcpSegment {
+                flags: ACK,
+                seq: self.snd_una,
+                ack: self.rcv_nxt,
+                window: RWND,
+                data: Bytes::from(data),
+            });
         } else if self.fin_sent {
-            self.out.push(TcpSegment { flags: FIN | ACK, seq: self.snd_nxt.wrapping_sub(1), ack: self.rcv_nxt, window: RWND, data: Bytes::new() });
+            self.out.push(TcpSegment {
+                flags: FIN | ACK,
+                seq: self.snd_nxt.wrapping_sub(1),
+                ack: self.rcv_nxt,
+                window: RWND,
+                data: Bytes::new(),
+            });
         }
     }
 
     /// The retransmission timer fired.
     pub fn on_timeout(&mut self, now: SimTime) {
-        let Some(deadline) = self.rto_deadline else { return };
+        let Some(deadline) = self.rto_deadline else {
+            return;
+        };
         if now < deadline || self.state == TcpState::Closed {
             return;
         }
@@ -458,20 +522,26 @@ mod tests {
     use super::*;
 
     /// Two connections wired back to back with a lossy "link" that drops chosen segments.
-    fn pipe(a: &mut TcpConn, b: &mut TcpConn, now: SimTime, drop_every: usize, counter: &mut usize) {
+    fn pipe(
+        a: &mut TcpConn,
+        b: &mut TcpConn,
+        now: SimTime,
+        drop_every: usize,
+        counter: &mut usize,
+    ) {
         loop {
             let mut moved = false;
             while let Some(s) = a.poll_segment() {
                 moved = true;
                 *counter += 1;
-                if drop_every == 0 || *counter % drop_every != 0 {
+                if drop_every == 0 || !(*counter).is_multiple_of(drop_every) {
                     b.on_segment(now, &s);
                 }
             }
             while let Some(s) = b.poll_segment() {
                 moved = true;
                 *counter += 1;
-                if drop_every == 0 || *counter % drop_every != 0 {
+                if drop_every == 0 || !(*counter).is_multiple_of(drop_every) {
                     a.on_segment(now, &s);
                 }
             }
@@ -530,7 +600,16 @@ mod tests {
         let lb: SocketAddr = "10.0.0.2:80".parse().unwrap();
         let mut a = TcpConn::connect(SimTime::ZERO, la, lb, 1);
         let _ = a.poll_segment();
-        a.on_segment(SimTime::ZERO, &TcpSegment { flags: RST | ACK, seq: 0, ack: 2, window: 0, data: Bytes::new() });
+        a.on_segment(
+            SimTime::ZERO,
+            &TcpSegment {
+                flags: RST | ACK,
+                seq: 0,
+                ack: 2,
+                window: 0,
+                data: Bytes::new(),
+            },
+        );
         assert!(matches!(a.poll_event(), Some(ConnEvent::Reset(_))));
         assert_eq!(a.state, TcpState::Closed);
     }

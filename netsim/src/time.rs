@@ -34,7 +34,10 @@ impl SimTime {
 impl Add<Duration> for SimTime {
     type Output = SimTime;
     fn add(self, d: Duration) -> SimTime {
-        SimTime(self.0.saturating_add(d.as_nanos().min(u64::MAX as u128) as u64))
+        SimTime(
+            self.0
+                .saturating_add(d.as_nanos().min(u64::MAX as u128) as u64),
+        )
     }
 }
 
@@ -54,7 +57,12 @@ impl Sub<SimTime> for SimTime {
 impl fmt::Display for SimTime {
     /// `12.000345678s`: fixed width to the nanosecond so traces line up and diff cleanly.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:>4}.{:09}s", self.0 / 1_000_000_000, self.0 % 1_000_000_000)
+        write!(
+            f,
+            "{:>4}.{:09}s",
+            self.0 / 1_000_000_000,
+            self.0 % 1_000_000_000
+        )
     }
 }
 
@@ -113,7 +121,10 @@ mod tests {
 
     #[test]
     fn display_is_fixed_width() {
-        assert_eq!(SimTime::from_nanos(1_500_000_000).to_string(), "   1.500000000s");
+        assert_eq!(
+            SimTime::from_nanos(1_500_000_000).to_string(),
+            "   1.500000000s"
+        );
     }
 
     #[test]
@@ -127,8 +138,14 @@ mod tests {
 
     #[test]
     fn drift_scales_clock_and_timers() {
-        let c = HostClock { offset: Duration::ZERO, drift_ppm: 1000.0 };
-        assert_eq!(c.local(SimTime::from_nanos(1_000_000_000)).as_nanos(), 1_001_000_000);
+        let c = HostClock {
+            offset: Duration::ZERO,
+            drift_ppm: 1000.0,
+        };
+        assert_eq!(
+            c.local(SimTime::from_nanos(1_000_000_000)).as_nanos(),
+            1_001_000_000
+        );
         let g = c.global_duration(Duration::from_millis(1001));
         assert_eq!(g, Duration::from_millis(1000));
     }

@@ -12,7 +12,11 @@ pub struct Trace {
 
 impl Trace {
     pub fn new(keep_text: bool) -> Self {
-        Trace { hasher: Sha256::new(), text: keep_text.then(String::new), lines: 0 }
+        Trace {
+            hasher: Sha256::new(),
+            text: keep_text.then(String::new),
+            lines: 0,
+        }
     }
 
     pub fn line(&mut self, now: SimTime, msg: &str) {

@@ -12,7 +12,11 @@ use std::process::Command;
 use std::time::Duration;
 
 fn tshark() -> Option<&'static str> {
-    let found = Command::new("tshark").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    let found = Command::new("tshark")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if found {
         return Some("tshark");
     }
@@ -26,7 +30,14 @@ fn tshark() -> Option<&'static str> {
 
 fn fields(file: &std::path::Path, filter: &str, fields: &[&str]) -> Vec<String> {
     let mut cmd = Command::new("tshark");
-    cmd.arg("-r").arg(file).args(["-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE"]);
+    cmd.arg("-r").arg(file).args([
+        "-o",
+        "ip.check_checksum:TRUE",
+        "-o",
+        "udp.check_checksum:TRUE",
+        "-o",
+        "tcp.check_checksum:TRUE",
+    ]);
     if !filter.is_empty() {
         cmd.args(["-Y", filter]);
     }
@@ -35,18 +46,47 @@ fn fields(file: &std::path::Path, filter: &str, fields: &[&str]) -> Vec<String> 
         cmd.args(["-e", f]);
     }
     let out = cmd.output().expect("tshark runs");
-    assert!(out.status.success(), "tshark failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    assert!(
+        out.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
 fn tshark_decodes_our_captures() {
     let Some(_) = tshark() else { return };
-    let mut sim = Sim::new(SimConfig { seed: 5, capture: true, ..Default::default() });
-    let stun = sim.add_host("stun", HostOpts { extra_addrs: 1, ..Default::default() });
+    let mut sim = Sim::new(SimConfig {
+        seed: 5,
+        capture: true,
+        ..Default::default()
+    });
+    let stun = sim.add_host(
+        "stun",
+        HostOpts {
+            extra_addrs: 1,
+            ..Default::default()
+        },
+    );
     let echo = sim.add_host("echo", HostOpts::default());
-    let nat = sim.add_nat("home", NatConfig::default(), None, Default::default(), Default::default());
-    let client = sim.add_host("client", HostOpts { behind: Some(nat), ..Default::default() });
+    let nat = sim.add_nat(
+        "home",
+        NatConfig::default(),
+        None,
+        Default::default(),
+        Default::default(),
+    );
+    let client = sim.add_host(
+        "client",
+        HostOpts {
+            behind: Some(nat),
+            ..Default::default()
+        },
+    );
     let stun_addr = SocketAddr::new(sim.host(stun).unwrap().addrs[0], 3478);
     let echo_addr = SocketAddr::new(sim.host(echo).unwrap().addrs[0], 7);
     sim.add_app(stun, || Box::new(StunServer::new(3478, 3479)));
@@ -61,22 +101,43 @@ fn tshark_decodes_our_captures() {
         let file = dir.join(format!("{host}.pcap"));
         std::fs::write(&file, pcap.bytes()).unwrap();
         let all = fields(&file, "", &["frame.number"]);
-        assert_eq!(all.len() as u64, pcap.packets, "{host}: tshark sees every packet we recorded");
+        assert_eq!(
+            all.len() as u64,
+            pcap.packets,
+            "{host}: tshark sees every packet we recorded"
+        );
         let bad = fields(&file, "ip.checksum.status == 2 || udp.checksum.status == 2 || tcp.checksum.status == 2 || _ws.malformed", &["frame.number"]);
-        assert!(bad.is_empty(), "{host}: bad checksums or malformed frames: {bad:?}");
+        assert!(
+            bad.is_empty(),
+            "{host}: bad checksums or malformed frames: {bad:?}"
+        );
     }
     let client_pcap = dir.join("client.pcap");
     let stun_msgs = fields(&client_pcap, "stun", &["stun.type"]);
-    assert!(stun_msgs.len() >= 8, "STUN requests and responses dissected: {stun_msgs:?}");
-    let tcp_syn = fields(&client_pcap, "tcp.flags.syn == 1 && tcp.flags.ack == 0", &["ip.src", "tcp.dstport"]);
-    assert_eq!(tcp_syn.first().map(|s| s.ends_with("\t7")), Some(true), "a SYN to the echo port: {tcp_syn:?}");
+    assert!(
+        stun_msgs.len() >= 8,
+        "STUN requests and responses dissected: {stun_msgs:?}"
+    );
+    let tcp_syn = fields(
+        &client_pcap,
+        "tcp.flags.syn == 1 && tcp.flags.ack == 0",
+        &["ip.src", "tcp.dstport"],
+    );
+    assert_eq!(
+        tcp_syn.first().map(|s| s.ends_with("\t7")),
+        Some(true),
+        "a SYN to the echo port: {tcp_syn:?}"
+    );
     let stun_pcap = dir.join("stun.pcap");
     let xor_mapped = fields(&stun_pcap, "stun.att.ipv4-xord", &["stun.att.ipv4"]);
     let wan = sim.nat_mut(nat).unwrap().wan.to_string();
     // Per response: MAPPED-ADDRESS, XOR-MAPPED-ADDRESS (decoded), RESPONSE-ORIGIN, OTHER-ADDRESS.
     assert!(!xor_mapped.is_empty());
     for line in &xor_mapped {
-        assert!(line.starts_with(&format!("{wan},{wan},")), "tshark decodes the mapped addresses as the NAT's {wan}: {line}");
+        assert!(
+            line.starts_with(&format!("{wan},{wan},")),
+            "tshark decodes the mapped addresses as the NAT's {wan}: {line}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

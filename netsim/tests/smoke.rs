@@ -23,7 +23,14 @@ impl App for Pinger {
             cx.tcp_connect(to).unwrap();
         }
     }
-    fn on_udp(&mut self, _cx: &mut Ctx<'_>, _s: SockId, from: SocketAddr, _to: SocketAddr, _d: &[u8]) {
+    fn on_udp(
+        &mut self,
+        _cx: &mut Ctx<'_>,
+        _s: SockId,
+        from: SocketAddr,
+        _to: SocketAddr,
+        _d: &[u8],
+    ) {
         self.replies.push(from);
     }
     fn on_tcp(&mut self, cx: &mut Ctx<'_>, ev: TcpEvent) {
@@ -41,15 +48,30 @@ impl App for Pinger {
 
 #[test]
 fn udp_and_tcp_cross_a_nat_and_back() {
-    let mut sim = Sim::new(SimConfig { seed: 1, ..Default::default() });
+    let mut sim = Sim::new(SimConfig {
+        seed: 1,
+        ..Default::default()
+    });
     let server = sim.add_host("server", HostOpts::default());
     let (up, down) = netsim::LinkParams::preset("wifi").unwrap();
     let nat = sim.add_nat("home", NatConfig::default(), None, up.clone(), down.clone());
-    let client = sim.add_host("client", HostOpts { behind: Some(nat), ..Default::default() });
+    let client = sim.add_host(
+        "client",
+        HostOpts {
+            behind: Some(nat),
+            ..Default::default()
+        },
+    );
     let server_ip = sim.host(server).unwrap().addrs[0];
     sim.add_app(server, || Box::new(Echo::new(7)));
     let to = SocketAddr::new(server_ip, 7);
-    let app = sim.add_app(client, move || Box::new(Pinger { to: Some(to), tcp_to: Some(to), ..Default::default() }));
+    let app = sim.add_app(client, move || {
+        Box::new(Pinger {
+            to: Some(to),
+            tcp_to: Some(to),
+            ..Default::default()
+        })
+    });
     sim.run_for(Duration::from_secs(10));
     let p = sim.app::<Pinger>(client, app).unwrap();
     assert_eq!(p.replies, vec![to]);
@@ -57,7 +79,11 @@ fn udp_and_tcp_cross_a_nat_and_back() {
     let echo = sim.app::<Echo>(server, 0).unwrap();
     let seen = echo.udp_peers.iter().next().unwrap().ip();
     let wan = sim.nat_mut(nat).unwrap().wan;
-    assert_eq!(seen, std::net::IpAddr::V4(wan), "the server sees the NAT's address");
+    assert_eq!(
+        seen,
+        std::net::IpAddr::V4(wan),
+        "the server sees the NAT's address"
+    );
 }
 
 /// Counts its starts in a file on the host's disk.
@@ -81,13 +107,24 @@ fn a_restarted_host_keeps_its_disk_and_loses_its_sockets() {
     let h = sim.add_host("h", HostOpts::default());
     let app = sim.add_app(h, || Box::new(Boots::default()));
     sim.add_app(h, || Box::new(Echo::new(7)));
-    assert_eq!(sim.host(h).unwrap().open_sockets(), 2, "echo binds UDP and listens on TCP (IPv4 only here)");
+    assert_eq!(
+        sim.host(h).unwrap().open_sockets(),
+        2,
+        "echo binds UDP and listens on TCP (IPv4 only here)"
+    );
     sim.crash(h);
-    assert!(sim.app::<Boots>(h, app).is_none(), "a crashed host runs nothing");
+    assert!(
+        sim.app::<Boots>(h, app).is_none(),
+        "a crashed host runs nothing"
+    );
     assert_eq!(sim.host(h).unwrap().open_sockets(), 0);
     sim.run_for(Duration::from_secs(1));
     sim.restart(h);
-    assert_eq!(sim.app::<Boots>(h, app).unwrap().seen, 2, "the second boot read the first one's file");
+    assert_eq!(
+        sim.app::<Boots>(h, app).unwrap().seen,
+        2,
+        "the second boot read the first one's file"
+    );
 }
 
 #[test]
@@ -98,41 +135,123 @@ fn a_partition_drops_until_its_guard_is_dropped_and_a_clog_delays() {
     let to = SocketAddr::new(sim.host(server).unwrap().addrs[0], 7);
     sim.add_app(server, || Box::new(Echo::new(7)));
     let guard = sim.partition(&[client], None);
-    let app = sim.add_app(client, move || Box::new(Pinger { to: Some(to), ..Default::default() }));
+    let app = sim.add_app(client, move || {
+        Box::new(Pinger {
+            to: Some(to),
+            ..Default::default()
+        })
+    });
     sim.run_for(Duration::from_secs(1));
-    assert!(sim.app::<Pinger>(client, app).unwrap().replies.is_empty(), "partitioned");
+    assert!(
+        sim.app::<Pinger>(client, app).unwrap().replies.is_empty(),
+        "partitioned"
+    );
     drop(guard);
-    let app2 = sim.add_app(client, move || Box::new(Pinger { to: Some(to), ..Default::default() }));
+    let app2 = sim.add_app(client, move || {
+        Box::new(Pinger {
+            to: Some(to),
+            ..Default::default()
+        })
+    });
     sim.run_for(Duration::from_secs(1));
-    assert_eq!(sim.app::<Pinger>(client, app2).unwrap().replies.len(), 1, "healed");
+    assert_eq!(
+        sim.app::<Pinger>(client, app2).unwrap().replies.len(),
+        1,
+        "healed"
+    );
     let clog = sim.clog(&[server]);
-    let app3 = sim.add_app(client, move || Box::new(Pinger { to: Some(to), ..Default::default() }));
+    let app3 = sim.add_app(client, move || {
+        Box::new(Pinger {
+            to: Some(to),
+            ..Default::default()
+        })
+    });
     sim.run_for(Duration::from_secs(5));
-    assert!(sim.app::<Pinger>(client, app3).unwrap().replies.is_empty(), "held while clogged");
+    assert!(
+        sim.app::<Pinger>(client, app3).unwrap().replies.is_empty(),
+        "held while clogged"
+    );
     drop(clog);
     sim.run_for(Duration::from_secs(1));
-    assert_eq!(sim.app::<Pinger>(client, app3).unwrap().replies.len(), 1, "released, not lost");
+    assert_eq!(
+        sim.app::<Pinger>(client, app3).unwrap().replies.len(),
+        1,
+        "released, not lost"
+    );
 }
 
 #[test]
 fn ipv6_passes_a_nat_untranslated_but_filtered() {
     let mut sim = Sim::new(SimConfig::default());
-    let server = sim.add_host("server", HostOpts { ipv6: true, ..Default::default() });
-    let nat = sim.add_nat("home", NatConfig::default(), None, Default::default(), Default::default());
-    let client = sim.add_host("client", HostOpts { behind: Some(nat), ipv6: true, ..Default::default() });
-    let server_v6 = *sim.host(server).unwrap().addrs.iter().find(|a| a.is_ipv6()).unwrap();
-    let client_v6 = *sim.host(client).unwrap().addrs.iter().find(|a| a.is_ipv6()).unwrap();
+    let server = sim.add_host(
+        "server",
+        HostOpts {
+            ipv6: true,
+            ..Default::default()
+        },
+    );
+    let nat = sim.add_nat(
+        "home",
+        NatConfig::default(),
+        None,
+        Default::default(),
+        Default::default(),
+    );
+    let client = sim.add_host(
+        "client",
+        HostOpts {
+            behind: Some(nat),
+            ipv6: true,
+            ..Default::default()
+        },
+    );
+    let server_v6 = *sim
+        .host(server)
+        .unwrap()
+        .addrs
+        .iter()
+        .find(|a| a.is_ipv6())
+        .unwrap();
+    let client_v6 = *sim
+        .host(client)
+        .unwrap()
+        .addrs
+        .iter()
+        .find(|a| a.is_ipv6())
+        .unwrap();
     sim.add_app(server, || Box::new(Echo::new(7)));
     sim.add_app(client, || Box::new(Echo::new(7)));
     let to = SocketAddr::new(server_v6, 7);
-    let c = sim.add_app(client, move || Box::new(V6Pinger { to, replies: Vec::new() }));
+    let c = sim.add_app(client, move || {
+        Box::new(V6Pinger {
+            to,
+            replies: Vec::new(),
+        })
+    });
     // Unsolicited: the server cannot reach the client's echo through the filter.
     let back = SocketAddr::new(client_v6, 7);
-    let s = sim.add_app(server, move || Box::new(V6Pinger { to: back, replies: Vec::new() }));
+    let s = sim.add_app(server, move || {
+        Box::new(V6Pinger {
+            to: back,
+            replies: Vec::new(),
+        })
+    });
     sim.run_for(Duration::from_secs(2));
-    assert_eq!(sim.app::<V6Pinger>(client, c).unwrap().replies, vec![to], "outbound v6 works, source untranslated");
-    assert!(sim.app::<V6Pinger>(server, s).unwrap().replies.is_empty(), "inbound v6 is filtered");
-    assert!(sim.app::<Echo>(server, 0).unwrap().udp_peers.iter().all(|p| p.ip() == client_v6));
+    assert_eq!(
+        sim.app::<V6Pinger>(client, c).unwrap().replies,
+        vec![to],
+        "outbound v6 works, source untranslated"
+    );
+    assert!(
+        sim.app::<V6Pinger>(server, s).unwrap().replies.is_empty(),
+        "inbound v6 is filtered"
+    );
+    assert!(sim
+        .app::<Echo>(server, 0)
+        .unwrap()
+        .udp_peers
+        .iter()
+        .all(|p| p.ip() == client_v6));
 }
 
 struct V6Pinger {
@@ -145,7 +264,14 @@ impl App for V6Pinger {
         let s = cx.udp_bind("[::]:0".parse().unwrap()).unwrap();
         cx.udp_send(s, self.to, b"ping6").unwrap();
     }
-    fn on_udp(&mut self, _cx: &mut Ctx<'_>, _s: SockId, from: SocketAddr, _to: SocketAddr, _d: &[u8]) {
+    fn on_udp(
+        &mut self,
+        _cx: &mut Ctx<'_>,
+        _s: SockId,
+        from: SocketAddr,
+        _to: SocketAddr,
+        _d: &[u8],
+    ) {
         self.replies.push(from);
     }
     netsim::app_any!();

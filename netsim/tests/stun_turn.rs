@@ -291,6 +291,43 @@ fn single_address_server_rejects_change_request() {
     );
 }
 
+#[test]
+fn response_port_redirects_the_answer() {
+    let mut sim = Sim::new(SimConfig {
+        seed: 10,
+        ..Default::default()
+    });
+    let server = sim.add_host(
+        "stun",
+        HostOpts {
+            extra_addrs: 1,
+            ..Default::default()
+        },
+    );
+    let p = sim.host(server).unwrap().addrs[0];
+    sim.add_app(server, || Box::new(StunServer::new(3478, 3479)));
+    let client = sim.add_host("client", HostOpts::default());
+    sim.add_app(client, || Box::new(Prober::default()));
+    let other = sim.add_app(client, || Box::new(Prober::default()));
+    sim.run_for(Duration::from_millis(10));
+    let other_port = sim
+        .with_app::<Prober, _>(client, other, |q, cx| {
+            cx.local_addr(q.sock.unwrap()).unwrap().port()
+        })
+        .unwrap();
+    let req = binding(1)
+        .with(Attribute::ResponsePort(other_port))
+        .encode();
+    probe_with(&mut sim, client, SocketAddr::new(p, 3478), req);
+    assert!(sim
+        .app::<Prober>(client, 0)
+        .unwrap()
+        .answers([1; 12])
+        .is_empty());
+    let (_, m, _) = sim.app::<Prober>(client, other).unwrap().answer([1; 12]);
+    assert_eq!(m.class, Class::SuccessResponse);
+}
+
 // ---- TURN ---------------------------------------------------------------------------
 
 /// An app that uses a TURN relay through an embedded [`TurnClient`] on its one socket.
@@ -1083,4 +1120,21 @@ fn garbage_never_panics_servers_or_clients() {
     let p = sim.app::<Prober>(fuzzer, 0).unwrap();
     assert_eq!(p.answer([9; 12]).1.class, Class::SuccessResponse);
     assert_eq!(p.answer([10; 12]).1.class, Class::SuccessResponse);
+}
+
+#[test]
+fn a_new_allocation_reinstalls_permissions() {
+    let mut w = world(18, TurnConfig::default(), "pass");
+    w.sim.run_for(Duration::from_secs(2));
+    let b_wan = IpAddr::V4(w.sim.nat_mut(w.nat_b).unwrap().wan);
+    w.act(|t, cx, s| t.create_permission(cx, s, b_wan));
+    w.act(|t, cx, s| t.close(cx, s));
+    w.act(|t, cx, s| t.start(cx, s));
+    let relayed = w.user().turn.relayed().unwrap();
+    let created = TurnEvent::PermissionCreated { peer: b_wan };
+    assert_eq!(w.user().events.iter().filter(|e| **e == created).count(), 2);
+    let b = w.b;
+    w.peer_send(b, relayed, b"again");
+    assert_eq!(payloads(&w.user().data()), vec![&b"again"[..]]);
+    assert_eq!(w.server().allocations, 2);
 }

@@ -395,11 +395,19 @@ fn write_perf(o: &mut String, r: &RunReport) -> std::fmt::Result {
     if let Some(b) = p.busiest {
         writeln!(
             o,
-            "<p>Most events: {} seed {} ({} events in {}).</p>",
+            "<p>Most events: {} seed {} ({} events in {} = {}; {} real time).</p>",
             esc(&b.name),
             b.seed,
             b.events,
-            fmt_secs(b.wall_seconds)
+            fmt_secs(b.wall_seconds),
+            esc(&fmt_rate(
+                crate::summary::rate(b.events as f64, b.wall_seconds),
+                "/s"
+            )),
+            esc(&fmt_rate(
+                crate::summary::rate(b.sim_seconds, b.wall_seconds),
+                "×"
+            ))
         )?;
     }
     let max_rate = p

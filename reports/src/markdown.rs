@@ -249,10 +249,13 @@ fn write_perf(o: &mut String, r: &RunReport) -> std::fmt::Result {
     if let Some(b) = p.busiest {
         writeln!(
             o,
-            "- Most events: {} seed {} ({} events)",
+            "- Most events: {} seed {} ({} events in {} = {}; {} real time)",
             inline(&b.name),
             b.seed,
-            b.events
+            b.events,
+            fmt_secs(b.wall_seconds),
+            fmt_rate(crate::summary::rate(b.events as f64, b.wall_seconds), "/s"),
+            fmt_rate(crate::summary::rate(b.sim_seconds, b.wall_seconds), "×")
         )?;
     }
     writeln!(o)?;

@@ -366,7 +366,7 @@ pub(crate) fn finite_sum(it: impl Iterator<Item = f64>) -> f64 {
     it.filter(|v| v.is_finite()).sum()
 }
 
-fn rate(num: f64, den: f64) -> Option<f64> {
+pub(crate) fn rate(num: f64, den: f64) -> Option<f64> {
     (den > 0.0 && num.is_finite() && den.is_finite()).then(|| num / den)
 }
 

@@ -22,6 +22,7 @@ pub const CHECK_KINDS: &[&str] = &[
     "udp_delivery",
     "tcp_echo",
     "tcp_refused",
+    "tcp_path",
     "peer_address",
     "never_sees",
     "multicast",
@@ -41,14 +42,24 @@ pub struct Outcome {
 
 impl Outcome {
     fn push(&mut self, what: &str, description: String, passed: bool, detail: String) {
-        self.checks.push(CheckResult { what: what.to_string(), description, passed, detail });
+        self.checks.push(CheckResult {
+            what: what.to_string(),
+            description,
+            passed,
+            detail,
+        });
     }
 }
 
 /// Evaluate one check; a malformed check is a failed check that says why.
 pub fn evaluate(w: &World, c: &CheckSpec, out: &mut Outcome) {
     if let Err(e) = eval(w, c, out) {
-        out.push(&c.what, format!("{} (invalid check)", c.what), false, format!("{e:#}"));
+        out.push(
+            &c.what,
+            format!("{} (invalid check)", c.what),
+            false,
+            format!("{e:#}"),
+        );
     }
 }
 
@@ -61,16 +72,30 @@ fn eval(w: &World, c: &CheckSpec, out: &mut Outcome) -> Result<()> {
             p.only(&["host"])?;
             let host = p.str("host")?;
             let a = w.actor(host, "udp-probe")?;
-            let probe = w.sim.app::<UdpProbe>(a.node, a.app).ok_or_else(|| anyhow!("probe state missing"))?;
+            let probe = w
+                .sim
+                .app::<UdpProbe>(a.node, a.app)
+                .ok_or_else(|| anyhow!("probe state missing"))?;
             let want_echo = c.what == "udp_echo";
-            let passed = probe.sent > 0 && if want_echo { probe.echoed > 0 } else { probe.echoed == 0 };
+            let passed = probe.sent > 0
+                && if want_echo {
+                    probe.echoed > 0
+                } else {
+                    probe.echoed == 0
+                };
             let desc = if want_echo {
                 format!("UDP from {host} to {} is echoed", probe.to)
             } else {
                 format!("UDP from {host} to {} never arrives", probe.to)
             };
-            out.push(&c.what, desc, passed, format!("sent {} datagrams, {} echoed", probe.sent, probe.echoed));
-            out.summary.push(format!("udp {}/{}", probe.echoed, probe.sent));
+            out.push(
+                &c.what,
+                desc,
+                passed,
+                format!("sent {} datagrams, {} echoed", probe.sent, probe.echoed),
+            );
+            out.summary
+                .push(format!("udp {}/{}", probe.echoed, probe.sent));
             Ok(())
         }
         "udp_delivery" => {
@@ -84,12 +109,19 @@ fn eval(w: &World, c: &CheckSpec, out: &mut Outcome) -> Result<()> {
                     probes += 1;
                 }
             }
-            let ratio = if sent == 0 { 0.0 } else { echoed as f64 / sent as f64 };
+            let ratio = if sent == 0 {
+                0.0
+            } else {
+                echoed as f64 / sent as f64
+            };
             out.push(
                 "udp_delivery",
                 format!("at least {:.1}% of UDP probes come back", min * 100.0),
                 ratio >= min,
-                format!("{echoed} of {sent} datagrams echoed ({:.2}%) across {probes} probes", ratio * 100.0),
+                format!(
+                    "{echoed} of {sent} datagrams echoed ({:.2}%) across {probes} probes",
+                    ratio * 100.0
+                ),
             );
             out.summary.push(format!("{:.2}% echoed", ratio * 100.0));
             Ok(())
@@ -98,7 +130,10 @@ fn eval(w: &World, c: &CheckSpec, out: &mut Outcome) -> Result<()> {
             p.only(&["host"])?;
             let host = p.str("host")?;
             let a = w.actor(host, "tcp-probe")?;
-            let probe = w.sim.app::<TcpProbe>(a.node, a.app).ok_or_else(|| anyhow!("probe state missing"))?;
+            let probe = w
+                .sim
+                .app::<TcpProbe>(a.node, a.app)
+                .ok_or_else(|| anyhow!("probe state missing"))?;
             let detail = format!(
                 "connected: {}, echoed {}/{} bytes, reset: {}",
                 probe.connected,
@@ -108,12 +143,65 @@ fn eval(w: &World, c: &CheckSpec, out: &mut Outcome) -> Result<()> {
             );
             if c.what == "tcp_echo" {
                 let passed = probe.connected && probe.echoed == probe.bytes;
-                out.push(&c.what, format!("TCP from {host} to {} carries every byte", probe.to), passed, detail);
-                out.summary.push(format!("tcp {}", if passed { "ok" } else { "failed" }));
+                out.push(
+                    &c.what,
+                    format!("TCP from {host} to {} carries every byte", probe.to),
+                    passed,
+                    detail,
+                );
+                out.summary
+                    .push(format!("tcp {}", if passed { "ok" } else { "failed" }));
             } else {
                 let passed = !probe.connected && probe.reset.is_some();
-                out.push(&c.what, format!("TCP from {host} to {} is refused", probe.to), passed, detail);
+                out.push(
+                    &c.what,
+                    format!("TCP from {host} to {} is refused", probe.to),
+                    passed,
+                    detail,
+                );
             }
+            Ok(())
+        }
+        "tcp_path" => {
+            p.only(&["host", "expect"])?;
+            let host = p.str("host")?;
+            let a = w.actor(host, "tcp-probe")?;
+            let probe = w
+                .sim
+                .app::<TcpProbe>(a.node, a.app)
+                .ok_or_else(|| anyhow!("probe state missing"))?;
+            let target = w
+                .host_at(probe.to.ip())
+                .ok_or_else(|| anyhow!("no host has {}", probe.to.ip()))?;
+            let predicted = oracle::tcp_reachable(&w.sim, a.node, target);
+            let expect = match p.opt_str("expect")?.unwrap_or("oracle") {
+                "oracle" => predicted,
+                "yes" => true,
+                "no" => false,
+                x => bail!("`expect` must be oracle, yes or no, not `{x}`"),
+            };
+            out.push(
+                "tcp_path",
+                format!(
+                    "{host} {} open a TCP connection to {}",
+                    if expect { "can" } else { "cannot" },
+                    probe.to
+                ),
+                probe.connected == expect,
+                format!(
+                    "connected: {}, reset: {}, oracle: {predicted}",
+                    probe.connected,
+                    probe.reset.as_deref().unwrap_or("no")
+                ),
+            );
+            out.summary.push(format!(
+                "{host}: {}",
+                if probe.connected {
+                    "connects"
+                } else {
+                    "no path"
+                }
+            ));
             Ok(())
         }
         "peer_address" => {
@@ -121,7 +209,10 @@ fn eval(w: &World, c: &CheckSpec, out: &mut Outcome) -> Result<()> {
             let host = p.str("host")?;
             let expect = p.str("equals")?;
             let want = w.addr_of(expect)?;
-            let h = w.sim.host(w.host_node(host)?).ok_or_else(|| anyhow!("not a host"))?;
+            let h = w
+                .sim
+                .host(w.host_node(host)?)
+                .ok_or_else(|| anyhow!("not a host"))?;
             let seen: Vec<String> = h.seen_sources.iter().map(|a| a.to_string()).collect();
             let passed = !h.seen_sources.is_empty() && h.seen_sources.iter().all(|a| *a == want);
             out.push(
@@ -139,7 +230,10 @@ fn eval(w: &World, c: &CheckSpec, out: &mut Outcome) -> Result<()> {
             p.only(&["host", "min"])?;
             let host = p.str("host")?;
             let id = w.node(host)?;
-            let link = w.sim.uplink(id).ok_or_else(|| anyhow!("`{host}` has no link"))?;
+            let link = w
+                .sim
+                .uplink(id)
+                .ok_or_else(|| anyhow!("`{host}` has no link"))?;
             let l = &w.sim.core.links[link];
             let dir = if l.ends[0] == id { 0 } else { 1 };
             let stats = &l.dirs[dir].stats;
@@ -148,12 +242,18 @@ fn eval(w: &World, c: &CheckSpec, out: &mut Outcome) -> Result<()> {
                 "queue_drops",
                 format!("{host}'s uplink queue drops at least {min} packets"),
                 stats.queue_drops >= min,
-                format!("{} queue drops of {} packets offered", stats.queue_drops, stats.sent_packets),
+                format!(
+                    "{} queue drops of {} packets offered",
+                    stats.queue_drops, stats.sent_packets
+                ),
             );
             Ok(())
         }
         "deterministic" => Ok(()), // evaluated by the runner, which reruns the case
-        other => bail!("unknown check `{other}` (known: {})", CHECK_KINDS.join(", ")),
+        other => bail!(
+            "unknown check `{other}` (known: {})",
+            CHECK_KINDS.join(", ")
+        ),
     }
 }
 
@@ -161,7 +261,10 @@ fn nat_type(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
     p.only(&["host", "expect", "hairpin"])?;
     let host = p.str("host")?;
     let a = w.actor(host, "nat-discovery")?;
-    let d = w.sim.app::<NatDiscovery>(a.node, a.app).ok_or_else(|| anyhow!("discovery state missing"))?;
+    let d = w
+        .sim
+        .app::<NatDiscovery>(a.node, a.app)
+        .ok_or_else(|| anyhow!("discovery state missing"))?;
     let expect = p.opt_str("expect")?.unwrap_or("oracle");
     let predicted = oracle::expected_discovery(&w.sim, a.node);
     let (want_type, want_hairpin) = match expect {
@@ -179,7 +282,12 @@ fn nat_type(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
         Some(x) => bail!("`hairpin` must be oracle, yes or no, not `{x}`"),
     };
     let Some(r) = &d.result else {
-        out.push("nat_type", format!("{host} classifies its NAT"), false, "discovery did not finish".into());
+        out.push(
+            "nat_type",
+            format!("{host} classifies its NAT"),
+            false,
+            "discovery did not finish".into(),
+        );
         return Ok(());
     };
     let got = r.nat.then(|| d.nat_type()).flatten();
@@ -188,14 +296,19 @@ fn nat_type(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
         Some(h) if r.nat => r.hairpin == h,
         _ => true,
     };
-    let show = |t: Option<netsim::NatType>| t.map(|t| t.to_string()).unwrap_or_else(|| "no NAT".into());
+    let show =
+        |t: Option<netsim::NatType>| t.map(|t| t.to_string()).unwrap_or_else(|| "no NAT".into());
     out.push(
         "nat_type",
-        format!("{host} classifies its NAT as {}{}", show(want_type), match want_hairpin {
-            Some(true) => " with hairpinning",
-            Some(false) => " without hairpinning",
-            None => "",
-        }),
+        format!(
+            "{host} classifies its NAT as {}{}",
+            show(want_type),
+            match want_hairpin {
+                Some(true) => " with hairpinning",
+                Some(false) => " without hairpinning",
+                None => "",
+            }
+        ),
         type_ok && hairpin_ok,
         format!(
             "measured {} hairpin={} port_preserved={} mapped={}",
@@ -205,15 +318,31 @@ fn nat_type(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
             r.mapped
         ),
     );
-    out.summary.push(format!("{}{}", show(got), if r.hairpin { " +hairpin" } else { "" }));
+    out.summary.push(format!(
+        "{}{}",
+        show(got),
+        if r.hairpin { " +hairpin" } else { "" }
+    ));
     out.tables.push(Table {
         title: "NAT discovery (RFC 5780)".into(),
-        columns: vec!["host".into(), "configured".into(), "measured".into(), "hairpin".into(), "port preserved".into()],
+        columns: vec![
+            "host".into(),
+            "configured".into(),
+            "measured".into(),
+            "hairpin".into(),
+            "port preserved".into(),
+        ],
         rows: vec![vec![
             Cell::text(host),
             Cell::text(show(want_type)),
-            Cell { text: show(got), status: Some(type_ok) },
-            Cell { text: r.hairpin.to_string(), status: Some(hairpin_ok) },
+            Cell {
+                text: show(got),
+                status: Some(type_ok),
+            },
+            Cell {
+                text: r.hairpin.to_string(),
+                status: Some(hairpin_ok),
+            },
             Cell::text(r.port_preserved.to_string()),
         ]],
     });
@@ -223,11 +352,19 @@ fn nat_type(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
 fn path(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
     p.only(&["between", "expect", "relay"])?;
     let between = p.strs("between")?;
-    let [a, b] = between[..] else { bail!("`between` must name two hosts") };
+    let [a, b] = between[..] else {
+        bail!("`between` must name two hosts")
+    };
     let pa = w.actor(a, "punch")?;
     let pb = w.actor(b, "punch")?;
-    let ra = w.sim.app::<PunchPeer>(pa.node, pa.app).ok_or_else(|| anyhow!("punch state missing"))?;
-    let rb = w.sim.app::<PunchPeer>(pb.node, pb.app).ok_or_else(|| anyhow!("punch state missing"))?;
+    let ra = w
+        .sim
+        .app::<PunchPeer>(pa.node, pa.app)
+        .ok_or_else(|| anyhow!("punch state missing"))?;
+    let rb = w
+        .sim
+        .app::<PunchPeer>(pb.node, pb.app)
+        .ok_or_else(|| anyhow!("punch state missing"))?;
     let predicted = oracle::udp_path(&w.sim, pa.node, pb.node);
     let expect = match p.opt_str("expect")?.unwrap_or("oracle") {
         "oracle" => predicted,
@@ -238,7 +375,11 @@ fn path(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
         x => bail!("`expect` must be oracle, host, srflx, relay or none, not `{x}`"),
     };
     let direct = ra.achieved().min(rb.achieved());
-    let direct = if direct.is_direct() { direct } else { PathKind::None };
+    let direct = if direct.is_direct() {
+        direct
+    } else {
+        PathKind::None
+    };
     let relay_ok = ra.relay_ok && rb.relay_ok;
     let achieved = if direct.is_direct() {
         direct
@@ -258,9 +399,19 @@ fn path(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
         rb.checks_answered,
         rb.checks_sent
     );
-    out.push("path", format!("best path {a} <-> {b} is {expect}"), achieved == expect, detail.clone());
+    out.push(
+        "path",
+        format!("best path {a} <-> {b} is {expect}"),
+        achieved == expect,
+        detail.clone(),
+    );
     if p.bool("relay", false)? {
-        out.push("relay", format!("TURN relaying works between {a} and {b}"), relay_ok, detail);
+        out.push(
+            "relay",
+            format!("TURN relaying works between {a} and {b}"),
+            relay_ok,
+            detail,
+        );
     }
     out.summary.push(achieved.to_string());
     Ok(())
@@ -278,7 +429,9 @@ fn never_sees(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
     let hosts: Vec<String> = if wanted.contains(&"*") {
         w.nodes
             .iter()
-            .filter(|(n, &id)| matches!(w.sim.node(id).kind, NodeKind::Host(_)) && !owners.contains(&n.as_str()))
+            .filter(|(n, &id)| {
+                matches!(w.sim.node(id).kind, NodeKind::Host(_)) && !owners.contains(&n.as_str())
+            })
             .map(|(n, _)| n.clone())
             .collect()
     } else {
@@ -286,7 +439,10 @@ fn never_sees(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
     };
     let mut leaks = Vec::new();
     for h in &hosts {
-        let host = w.sim.host(w.host_node(h)?).ok_or_else(|| anyhow!("not a host"))?;
+        let host = w
+            .sim
+            .host(w.host_node(h)?)
+            .ok_or_else(|| anyhow!("not a host"))?;
         for a in &secret {
             if host.seen_sources.contains(a) {
                 leaks.push(format!("{h} saw {a}"));
@@ -296,7 +452,11 @@ fn never_sees(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
     let shown: Vec<String> = secret.iter().map(|a| a.to_string()).collect();
     out.push(
         "never_sees",
-        format!("no packet to {} carries the address of {}", hosts.join(", "), owners.join(", ")),
+        format!(
+            "no packet to {} carries the address of {}",
+            hosts.join(", "),
+            owners.join(", ")
+        ),
         leaks.is_empty(),
         if leaks.is_empty() {
             format!("checked {} hosts for [{}]", hosts.len(), shown.join(", "))
@@ -313,7 +473,10 @@ fn multicast(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
     let from = w.addr_of(sender)?;
     let heard = |h: &str| -> Result<bool> {
         let a = w.actor(h, "multicast")?;
-        let m = w.sim.app::<Multicast>(a.node, a.app).ok_or_else(|| anyhow!("multicast state missing"))?;
+        let m = w
+            .sim
+            .app::<Multicast>(a.node, a.app)
+            .ok_or_else(|| anyhow!("multicast state missing"))?;
         Ok(m.heard_from.contains(&from))
     };
     let (mut missing, mut leaked) = (Vec::new(), Vec::new());
@@ -331,7 +494,11 @@ fn multicast(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
         "multicast",
         format!("{sender}'s multicast reaches its segment and nothing else"),
         missing.is_empty() && leaked.is_empty(),
-        format!("missed by: [{}]; heard outside the segment by: [{}]", missing.join(", "), leaked.join(", ")),
+        format!(
+            "missed by: [{}]; heard outside the segment by: [{}]",
+            missing.join(", "),
+            leaked.join(", ")
+        ),
     );
     Ok(())
 }
@@ -340,7 +507,10 @@ fn goodput(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
     p.only(&["host", "rate", "tolerance", "from", "to"])?;
     let host = p.str("host")?;
     let a = w.actor(host, "sink")?;
-    let sink = w.sim.app::<Sink>(a.node, a.app).ok_or_else(|| anyhow!("sink state missing"))?;
+    let sink = w
+        .sim
+        .app::<Sink>(a.node, a.app)
+        .ok_or_else(|| anyhow!("sink state missing"))?;
     let want = parse_rate(p.str("rate")?).map_err(|e| anyhow!(e))? as f64;
     let tol = p.float("tolerance", 0.02)?;
     let from = SimTime::ZERO + p.duration("from", "2s")?;
@@ -349,9 +519,19 @@ fn goodput(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
     let err = (got - want).abs() / want;
     out.push(
         "goodput",
-        format!("{host} receives {:.3} Mbit/s ± {:.1}% between {} and {}", want / 1e6, tol * 100.0, from, to),
+        format!(
+            "{host} receives {:.3} Mbit/s ± {:.1}% between {} and {}",
+            want / 1e6,
+            tol * 100.0,
+            from,
+            to
+        ),
         err <= tol,
-        format!("measured {:.4} Mbit/s ({:+.2}%)", got / 1e6, (got - want) / want * 100.0),
+        format!(
+            "measured {:.4} Mbit/s ({:+.2}%)",
+            got / 1e6,
+            (got - want) / want * 100.0
+        ),
     );
     out.summary.push(format!("{:.3} Mbit/s", got / 1e6));
     out.series.push(Series {
@@ -360,7 +540,11 @@ fn goodput(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
         kind: SeriesKind::Line,
         x_label: "time (s)".into(),
         y_label: "Mbit/s".into(),
-        points: sink.series().into_iter().map(|(t, r)| (t, r / 1e6)).collect(),
+        points: sink
+            .series()
+            .into_iter()
+            .map(|(t, r)| (t, r / 1e6))
+            .collect(),
     });
     let horizon = w.duration.as_secs_f64();
     out.series.push(Series {

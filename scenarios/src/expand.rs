@@ -31,16 +31,25 @@ fn value_text(v: &toml::Value) -> Result<String> {
 pub fn cases(suite: &str, file: &str, text: &str) -> Result<Vec<Case>> {
     // Placeholders may stand where TOML wants a value (`hairpin = ${hairpin}`): read the
     // matrix from a copy where each placeholder is a harmless literal.
-    let raw: toml::Table = toml::from_str(&blank_placeholders(text)).with_context(|| format!("{file}: not valid TOML"))?;
+    let raw: toml::Table = toml::from_str(&blank_placeholders(text))
+        .with_context(|| format!("{file}: not valid TOML"))?;
     let mut axes: Vec<(String, Vec<String>)> = Vec::new();
     if let Some(m) = raw.get("matrix") {
-        let m = m.as_table().with_context(|| format!("{file}: [matrix] must be a table"))?;
+        let m = m
+            .as_table()
+            .with_context(|| format!("{file}: [matrix] must be a table"))?;
         for (k, v) in m {
-            let vals = v.as_array().with_context(|| format!("{file}: matrix `{k}` must be a list"))?;
+            let vals = v
+                .as_array()
+                .with_context(|| format!("{file}: matrix `{k}` must be a list"))?;
             if vals.is_empty() {
                 bail!("{file}: matrix `{k}` is empty");
             }
-            let vals = vals.iter().map(value_text).collect::<Result<Vec<_>>>().with_context(|| format!("{file}: matrix `{k}`"))?;
+            let vals = vals
+                .iter()
+                .map(value_text)
+                .collect::<Result<Vec<_>>>()
+                .with_context(|| format!("{file}: matrix `{k}`"))?;
             axes.push((k.clone(), vals));
         }
     }
@@ -67,7 +76,8 @@ pub fn cases(suite: &str, file: &str, text: &str) -> Result<Vec<Case>> {
             let end = t[pos..].find('}').map(|e| pos + e + 1).unwrap_or(t.len());
             bail!("{file}: `{}` is not a matrix key", &t[pos..end]);
         }
-        let spec: ScenarioFile = toml::from_str(&t).with_context(|| format!("{file}: invalid scenario"))?;
+        let spec: ScenarioFile =
+            toml::from_str(&t).with_context(|| format!("{file}: invalid scenario"))?;
         let base = format!("{suite}/{}", spec.scenario.name);
         let id = if combo.is_empty() {
             base.clone()
@@ -75,7 +85,14 @@ pub fn cases(suite: &str, file: &str, text: &str) -> Result<Vec<Case>> {
             let params: Vec<String> = combo.iter().map(|(k, v)| format!("{k}={v}")).collect();
             format!("{base}[{}]", params.join(","))
         };
-        out.push(Case { id, base, suite: suite.to_string(), file: file.to_string(), matrix: combo, spec });
+        out.push(Case {
+            id,
+            base,
+            suite: suite.to_string(),
+            file: file.to_string(),
+            matrix: combo,
+            spec,
+        });
     }
     Ok(out)
 }

@@ -62,7 +62,10 @@ pub enum LinkSel {
 impl LinkSel {
     pub fn spec(&self) -> LinkSpec {
         match self {
-            LinkSel::Preset(p) => LinkSpec { preset: Some(p.clone()), ..Default::default() },
+            LinkSel::Preset(p) => LinkSpec {
+                preset: Some(p.clone()),
+                ..Default::default()
+            },
             LinkSel::Spec(s) => s.clone(),
         }
     }
@@ -162,7 +165,8 @@ impl<'a> Params<'a> {
         Params { ctx: ctx.into(), t }
     }
     pub fn str(&self, k: &str) -> anyhow::Result<&'a str> {
-        self.opt_str(k)?.ok_or_else(|| anyhow::anyhow!("{}: missing `{k}`", self.ctx))
+        self.opt_str(k)?
+            .ok_or_else(|| anyhow::anyhow!("{}: missing `{k}`", self.ctx))
     }
     pub fn opt_str(&self, k: &str) -> anyhow::Result<Option<&'a str>> {
         match self.t.get(k) {
@@ -203,7 +207,10 @@ impl<'a> Params<'a> {
             Some(toml::Value::String(s)) => Ok(vec![s.as_str()]),
             Some(toml::Value::Array(a)) => a
                 .iter()
-                .map(|v| v.as_str().ok_or_else(|| anyhow::anyhow!("{}: `{k}` must list strings", self.ctx)))
+                .map(|v| {
+                    v.as_str()
+                        .ok_or_else(|| anyhow::anyhow!("{}: `{k}` must list strings", self.ctx))
+                })
                 .collect(),
             Some(v) => anyhow::bail!("{}: `{k}` must be a list of strings, not {v}", self.ctx),
         }
@@ -212,7 +219,11 @@ impl<'a> Params<'a> {
     pub fn only(&self, known: &[&str]) -> anyhow::Result<()> {
         for k in self.t.keys() {
             if !known.contains(&k.as_str()) {
-                anyhow::bail!("{}: unknown key `{k}` (known: {})", self.ctx, known.join(", "));
+                anyhow::bail!(
+                    "{}: unknown key `{k}` (known: {})",
+                    self.ctx,
+                    known.join(", ")
+                );
             }
         }
         Ok(())

@@ -46,7 +46,9 @@ impl Default for RunOptions {
             seeds: Vec::new(),
             shard: None,
             out: PathBuf::from("reports/runs/latest"),
-            jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            jobs: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             progress: false,
             capture: false,
             commit: "unknown".into(),
@@ -74,10 +76,19 @@ pub fn select(targets: &[String]) -> Result<Vec<Case>> {
         let p = Path::new(t);
         if t.ends_with(".toml") && p.exists() {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading {t}"))?;
-            let suite = p.parent().and_then(|d| d.file_name()).and_then(|n| n.to_str()).unwrap_or("file");
+            let suite = p
+                .parent()
+                .and_then(|d| d.file_name())
+                .and_then(|n| n.to_str())
+                .unwrap_or("file");
             out.extend(expand::cases(suite, t, &text)?);
         } else {
-            out.extend(builtin.iter().filter(|c| c.suite == *t || c.base == *t || c.id == *t).cloned());
+            out.extend(
+                builtin
+                    .iter()
+                    .filter(|c| c.suite == *t || c.base == *t || c.id == *t)
+                    .cloned(),
+            );
         }
         if out.len() == before {
             let suites = crate::suites().join(", ");
@@ -101,7 +112,10 @@ fn replay_command(case: &Case, seed: u64) -> String {
     if builtin {
         format!("jamisim replay '{}' --seed {seed}", case.id)
     } else {
-        format!("jamisim replay --file '{}' '{}' --seed {seed}", case.file, case.id)
+        format!(
+            "jamisim replay --file '{}' '{}' --seed {seed}",
+            case.file, case.id
+        )
     }
 }
 
@@ -119,7 +133,8 @@ pub fn run_case(case: &Case, seed: u64, opts: &BuildOpts) -> CaseRun {
         replay: replay_command(case, seed),
         ..Default::default()
     };
-    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| simulate(case, seed, opts)));
+    let attempt =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| simulate(case, seed, opts)));
     let mut trace = None;
     let mut pcaps = Vec::new();
     match attempt {
@@ -136,7 +151,12 @@ pub fn run_case(case: &Case, seed: u64, opts: &BuildOpts) -> CaseRun {
             result.events = w.sim.core.events;
             result.trace_hash = w.sim.trace_hash();
             trace = w.sim.trace_text().map(str::to_string);
-            pcaps = w.sim.pcaps().into_iter().map(|(h, p)| (h.to_string(), p.bytes().to_vec())).collect();
+            pcaps = w
+                .sim
+                .pcaps()
+                .into_iter()
+                .map(|(h, p)| (h.to_string(), p.bytes().to_vec()))
+                .collect();
         }
         Ok(Err(e)) => result.error = Some(format!("{e:#}")),
         Err(panic) => {
@@ -148,12 +168,18 @@ pub fn run_case(case: &Case, seed: u64, opts: &BuildOpts) -> CaseRun {
             result.error = Some(format!("the simulation panicked: {msg}"));
         }
     }
-    result.passed = result.error.is_none() && !result.checks.is_empty() && result.checks.iter().all(|c| c.passed);
+    result.passed = result.error.is_none()
+        && !result.checks.is_empty()
+        && result.checks.iter().all(|c| c.passed);
     if result.error.is_none() && result.checks.is_empty() {
         result.error = Some("the scenario has no checks".into());
     }
     result.wall_seconds = wall.elapsed().as_secs_f64();
-    CaseRun { result, trace, pcaps }
+    CaseRun {
+        result,
+        trace,
+        pcaps,
+    }
 }
 
 fn simulate(case: &Case, seed: u64, opts: &BuildOpts) -> Result<(World, Outcome)> {
@@ -168,12 +194,27 @@ fn simulate(case: &Case, seed: u64, opts: &BuildOpts) -> Result<(World, Outcome)
 
 /// Run the case again with the same seed: the trace must be byte-identical.
 fn determinism(case: &Case, seed: u64, opts: &BuildOpts, first: &World, out: &mut Outcome) {
-    let again = simulate(case, seed, &BuildOpts { keep_trace: false, capture: false, ..opts.clone() });
+    let again = simulate(
+        case,
+        seed,
+        &BuildOpts {
+            keep_trace: false,
+            capture: false,
+            ..opts.clone()
+        },
+    );
     let (passed, detail) = match again {
         Ok((w2, _)) => {
             let (a, b) = (first.sim.trace_hash(), w2.sim.trace_hash());
             let lines = first.sim.core.trace.as_ref().map(|t| t.lines).unwrap_or(0);
-            (a == b, format!("trace sha256 {} vs {} over {lines} lines", &a[..16.min(a.len())], &b[..16.min(b.len())]))
+            (
+                a == b,
+                format!(
+                    "trace sha256 {} vs {} over {lines} lines",
+                    &a[..16.min(a.len())],
+                    &b[..16.min(b.len())]
+                ),
+            )
         }
         Err(e) => (false, format!("second run failed: {e:#}")),
     };
@@ -186,7 +227,15 @@ fn determinism(case: &Case, seed: u64, opts: &BuildOpts, first: &World, out: &mu
 }
 
 fn slug(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Run everything the options select and write the report. Returns the report.
@@ -211,15 +260,31 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         if n == 0 || idx == 0 || idx > n {
             bail!("--shard {idx}/{n}: the index must be in 1..={n}");
         }
-        jobs = jobs.into_iter().enumerate().filter(|(k, _)| (*k as u32) % n == idx - 1).map(|(_, j)| j).collect();
+        jobs = jobs
+            .into_iter()
+            .enumerate()
+            .filter(|(k, _)| (*k as u32) % n == idx - 1)
+            .map(|(_, j)| j)
+            .collect();
     }
-    std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
-    let pb = if opts.progress { ProgressBar::new(jobs.len() as u64) } else { ProgressBar::hidden() };
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("creating {}", opts.out.display()))?;
+    let pb = if opts.progress {
+        ProgressBar::new(jobs.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     pb.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40.cyan/blue} {pos}/{len} {wide_msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40.cyan/blue} {pos}/{len} {wide_msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let build = BuildOpts { capture: opts.capture, keep_trace: true, sabotage: opts.sabotage.clone() };
+    let build = BuildOpts {
+        capture: opts.capture,
+        keep_trace: true,
+        sabotage: opts.sabotage.clone(),
+    };
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<ScenarioResult>>> = Mutex::new(vec![None; jobs.len()]);
     let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
@@ -227,7 +292,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         for _ in 0..opts.jobs.max(1).min(jobs.len().max(1)) {
             scope.spawn(|| loop {
                 let k = next.fetch_add(1, Ordering::SeqCst);
-                let Some(&(ci, seed)) = jobs.get(k) else { break };
+                let Some(&(ci, seed)) = jobs.get(k) else {
+                    break;
+                };
                 let case = &cases[ci];
                 let mut run = run_case(case, seed, &build);
                 if let Err(e) = write_artifacts(&opts.out, case, seed, &mut run, &opts.commit) {
@@ -236,7 +303,10 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
                 let mark = if run.result.passed { "ok  " } else { "FAIL" };
                 pb.set_message(format!("{mark} {} seed={seed}", case.id));
                 if !run.result.passed && opts.progress {
-                    pb.println(format!("FAIL {} seed={seed}\n     replay: {}", case.id, run.result.replay));
+                    pb.println(format!(
+                        "FAIL {} seed={seed}\n     replay: {}",
+                        case.id, run.result.replay
+                    ));
                 }
                 pb.inc(1);
                 results.lock().expect("no poisoning")[k] = Some(run.result);
@@ -247,7 +317,12 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     if let Some(e) = first_error.into_inner().expect("no poisoning") {
         return Err(e);
     }
-    let scenarios: Vec<ScenarioResult> = results.into_inner().expect("no poisoning").into_iter().flatten().collect();
+    let scenarios: Vec<ScenarioResult> = results
+        .into_inner()
+        .expect("no poisoning")
+        .into_iter()
+        .flatten()
+        .collect();
     let report = RunReport {
         run_id: opts.run_id.clone(),
         commit: opts.commit.clone(),
@@ -263,8 +338,16 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
 }
 
 /// Write a case's trace and pcaps, and a capsule when it failed; record their paths.
-fn write_artifacts(out: &Path, case: &Case, seed: u64, run: &mut CaseRun, commit: &str) -> Result<()> {
-    let rel = PathBuf::from("scenarios").join(slug(&case.id)).join(format!("seed-{seed}"));
+fn write_artifacts(
+    out: &Path,
+    case: &Case,
+    seed: u64,
+    run: &mut CaseRun,
+    commit: &str,
+) -> Result<()> {
+    let rel = PathBuf::from("scenarios")
+        .join(slug(&case.id))
+        .join(format!("seed-{seed}"));
     let dir = out.join(&rel);
     if run.trace.is_some() || !run.pcaps.is_empty() || !run.result.passed {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -290,7 +373,10 @@ fn write_artifacts(out: &Path, case: &Case, seed: u64, run: &mut CaseRun, commit
             "trace": run.result.trace_path,
             "trace_sha256": run.result.trace_hash,
         });
-        std::fs::write(dir.join("capsule.json"), serde_json::to_string_pretty(&capsule)?)?;
+        std::fs::write(
+            dir.join("capsule.json"),
+            serde_json::to_string_pretty(&capsule)?,
+        )?;
         run.result.capsule = Some(rel.display().to_string());
     }
     Ok(())

@@ -6,8 +6,16 @@ use anyhow::{anyhow, bail, Context, Result};
 use netsim::{Clog, HostClock, LinkSpec, Partition, SimTime};
 use std::collections::BTreeMap;
 
-
-pub const STEP_KINDS: &[&str] = &["partition", "heal", "clog", "unclog", "crash", "restart", "set_link", "drift"];
+pub const STEP_KINDS: &[&str] = &[
+    "partition",
+    "heal",
+    "clog",
+    "unclog",
+    "crash",
+    "restart",
+    "set_link",
+    "drift",
+];
 
 /// Run the world through its steps and then to the end of its duration.
 pub fn run(w: &mut World, steps: &[StepSpec]) -> Result<()> {
@@ -22,7 +30,8 @@ pub fn run(w: &mut World, steps: &[StepSpec]) -> Result<()> {
     for (at, i) in timed {
         w.sim.run_until(at);
         let s = &steps[i];
-        apply(w, s, &mut partitions, &mut clogs).with_context(|| format!("step #{} (`{}` at {})", i + 1, s.action, s.at))?;
+        apply(w, s, &mut partitions, &mut clogs)
+            .with_context(|| format!("step #{} (`{}` at {})", i + 1, s.action, s.at))?;
     }
     let end = SimTime::ZERO + w.duration;
     w.sim.run_until(end);
@@ -45,13 +54,17 @@ fn apply(
             p.only(&["name", "nodes", "from"])?;
             let a = nodes(w, &p.strs("nodes")?)?;
             let b = nodes(w, &p.strs("from")?)?;
-            let g = w.sim.partition(&a, if b.is_empty() { None } else { Some(&b) });
+            let g = w
+                .sim
+                .partition(&a, if b.is_empty() { None } else { Some(&b) });
             partitions.insert(p.opt_str("name")?.unwrap_or("default").to_string(), g);
         }
         "heal" => {
             p.only(&["name"])?;
             let name = p.opt_str("name")?.unwrap_or("default");
-            let guard = partitions.remove(name).ok_or_else(|| anyhow!("no partition named `{name}`"))?;
+            let guard = partitions
+                .remove(name)
+                .ok_or_else(|| anyhow!("no partition named `{name}`"))?;
             drop(guard); // dropping the guard is what heals
         }
         "clog" => {
@@ -63,7 +76,9 @@ fn apply(
         "unclog" => {
             p.only(&["name"])?;
             let name = p.opt_str("name")?.unwrap_or("default");
-            let guard = clogs.remove(name).ok_or_else(|| anyhow!("no clog named `{name}`"))?;
+            let guard = clogs
+                .remove(name)
+                .ok_or_else(|| anyhow!("no clog named `{name}`"))?;
             drop(guard);
         }
         "crash" | "restart" => {
@@ -80,17 +95,30 @@ fn apply(
             let mut t = s.params.clone();
             t.remove("host");
             let spec: LinkSpec = toml::Value::Table(t).try_into().context("link settings")?;
-            let (up, down) = LinkSel::Spec(spec).spec().resolve("internet").map_err(|e| anyhow!(e))?;
+            let (up, down) = LinkSel::Spec(spec)
+                .spec()
+                .resolve("internet")
+                .map_err(|e| anyhow!(e))?;
             let h = w.node(host)?;
-            let link = w.sim.uplink(h).ok_or_else(|| anyhow!("`{host}` has no link"))?;
+            let link = w
+                .sim
+                .uplink(h)
+                .ok_or_else(|| anyhow!("`{host}` has no link"))?;
             w.sim.set_link(link, Some(h), up);
-            let parent = w.sim.node(h).parent.ok_or_else(|| anyhow!("`{host}` has no parent"))?;
+            let parent = w
+                .sim
+                .node(h)
+                .parent
+                .ok_or_else(|| anyhow!("`{host}` has no parent"))?;
             w.sim.set_link(link, Some(parent), down);
         }
         "drift" => {
             p.only(&["host", "ppm", "offset"])?;
             let h = w.host_node(p.str("host")?)?;
-            let clock = HostClock { drift_ppm: p.float("ppm", 0.0)?, offset: p.duration("offset", "0s")? };
+            let clock = HostClock {
+                drift_ppm: p.float("ppm", 0.0)?,
+                offset: p.duration("offset", "0s")?,
+            };
             w.sim.set_clock(h, clock);
         }
         other => bail!("unknown step `{other}` (known: {})", STEP_KINDS.join(", ")),

@@ -12,7 +12,10 @@ use netsim::apps::stun_server::StunServer;
 use netsim::apps::traffic::{RateSender, Sink};
 use netsim::apps::turn::{TurnConfig, TurnServer};
 use netsim::link::parse_rate;
-use netsim::{AppId, GatewayKind, HostOpts, LinkParams, NatConfig, NatType, NodeId, NodeKind, Sabotage, Sim, SimConfig};
+use netsim::{
+    AppId, GatewayKind, HostOpts, LinkParams, NatConfig, NatType, NodeId, NodeKind, Sabotage, Sim,
+    SimConfig,
+};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -65,7 +68,8 @@ fn link_params(sel: &Option<LinkSel>, default: &str) -> Result<(LinkParams, Link
 impl World {
     pub fn build(case: &Case, seed: u64, opts: &BuildOpts) -> Result<World> {
         let spec = &case.spec;
-        let duration = netsim::parse_duration(&spec.scenario.duration).map_err(|e| anyhow!("[scenario] duration: {e}"))?;
+        let duration = netsim::parse_duration(&spec.scenario.duration)
+            .map_err(|e| anyhow!("[scenario] duration: {e}"))?;
         let sim = Sim::new(SimConfig {
             seed,
             keep_trace: opts.keep_trace,
@@ -73,7 +77,12 @@ impl World {
             capture: opts.capture || spec.scenario.capture,
             sabotage: opts.sabotage.clone(),
         });
-        let mut w = World { sim, nodes: BTreeMap::new(), actors: Vec::new(), duration };
+        let mut w = World {
+            sim,
+            nodes: BTreeMap::new(),
+            actors: Vec::new(),
+            duration,
+        };
         // A NAT of type "none" is a placeholder: what sits behind it sits where it sits.
         let mut aliases: BTreeMap<String, Option<NodeId>> = BTreeMap::new();
         for lan in &spec.lan {
@@ -85,18 +94,30 @@ impl World {
                 let name = instantiate(&n.name, i);
                 let behind = match &n.behind {
                     None => None,
-                    Some(b) => w.parent(&instantiate(b, i), &aliases).with_context(|| format!("nat `{name}`"))?,
+                    Some(b) => w
+                        .parent(&instantiate(b, i), &aliases)
+                        .with_context(|| format!("nat `{name}`"))?,
                 };
                 if n.kind == "none" {
                     aliases.insert(name, behind);
                     continue;
                 }
-                let kind: NatType = n.kind.parse().map_err(|e: String| anyhow!("nat `{name}`: {e}"))?;
-                let mut cfg = NatConfig { kind, hairpin: n.hairpin, port_preservation: n.port_preservation, ..NatConfig::default() };
+                let kind: NatType = n
+                    .kind
+                    .parse()
+                    .map_err(|e: String| anyhow!("nat `{name}`: {e}"))?;
+                let mut cfg = NatConfig {
+                    kind,
+                    hairpin: n.hairpin,
+                    port_preservation: n.port_preservation,
+                    ..NatConfig::default()
+                };
                 if let Some(l) = &n.udp_lifetime {
-                    cfg.udp_lifetime = netsim::parse_duration(l).map_err(|e| anyhow!("nat `{name}` udp_lifetime: {e}"))?;
+                    cfg.udp_lifetime = netsim::parse_duration(l)
+                        .map_err(|e| anyhow!("nat `{name}` udp_lifetime: {e}"))?;
                 }
-                let (up, down) = link_params(&n.link, "internet").with_context(|| format!("nat `{name}` link"))?;
+                let (up, down) = link_params(&n.link, "internet")
+                    .with_context(|| format!("nat `{name}` link"))?;
                 let id = w.sim.add_nat(&name, cfg, behind, up, down);
                 w.insert(&name, id)?;
             }
@@ -105,19 +126,27 @@ impl World {
             let kind = match g.kind.as_str() {
                 "vpn" => GatewayKind::Vpn,
                 "tor" => GatewayKind::Tor,
-                k => bail!("gateway `{}`: kind must be `vpn` or `tor`, not `{k}`", g.name),
+                k => bail!(
+                    "gateway `{}`: kind must be `vpn` or `tor`, not `{k}`",
+                    g.name
+                ),
             };
             let default = match kind {
                 GatewayKind::Vpn => ["10ms", "10ms"],
                 GatewayKind::Tor => ["60ms", "250ms"],
             };
-            let d = |s: &str| netsim::parse_duration(s).map_err(|e| anyhow!("gateway `{}` delay: {e}", g.name));
+            let d = |s: &str| {
+                netsim::parse_duration(s).map_err(|e| anyhow!("gateway `{}` delay: {e}", g.name))
+            };
             let (lo, hi) = match &g.delay {
                 Some([a, b]) => (d(a)?, d(b)?),
                 None => (d(default[0])?, d(default[1])?),
             };
             // Tor exits and VPN servers keep a binding per flow and let nothing in unasked.
-            let nat = NatConfig { kind: "apdm-apdf".parse().map_err(|e: String| anyhow!(e))?, ..NatConfig::default() };
+            let nat = NatConfig {
+                kind: "apdm-apdf".parse().map_err(|e: String| anyhow!(e))?,
+                ..NatConfig::default()
+            };
             let id = w.sim.add_gateway(&g.name, kind, (lo, hi), nat);
             w.insert(&g.name, id)?;
         }
@@ -126,7 +155,9 @@ impl World {
                 let name = instantiate(&h.name, i);
                 let behind = match &h.behind {
                     None => None,
-                    Some(b) => w.parent(&instantiate(b, i), &aliases).with_context(|| format!("host `{name}`"))?,
+                    Some(b) => w
+                        .parent(&instantiate(b, i), &aliases)
+                        .with_context(|| format!("host `{name}`"))?,
                 };
                 let via = match &h.via {
                     None => None,
@@ -138,11 +169,20 @@ impl World {
                         Some(id)
                     }
                 };
-                let (up, down) = link_params(&h.link, "internet").with_context(|| format!("host `{name}` link"))?;
+                let (up, down) = link_params(&h.link, "internet")
+                    .with_context(|| format!("host `{name}` link"))?;
                 if h.addrs == 0 {
                     bail!("host `{name}`: addrs must be at least 1");
                 }
-                let opts = HostOpts { behind, up, down, extra_addrs: h.addrs - 1, ipv6: h.ipv6, via, capture: false };
+                let opts = HostOpts {
+                    behind,
+                    up,
+                    down,
+                    extra_addrs: h.addrs - 1,
+                    ipv6: h.ipv6,
+                    via,
+                    capture: false,
+                };
                 let id = w.sim.add_host(&name, opts);
                 w.insert(&name, id)?;
             }
@@ -153,12 +193,15 @@ impl World {
                     .params
                     .iter()
                     .map(|(k, v)| match v {
-                        toml::Value::String(s) => (k.clone(), toml::Value::String(instantiate(s, i))),
+                        toml::Value::String(s) => {
+                            (k.clone(), toml::Value::String(instantiate(s, i)))
+                        }
                         other => (k.clone(), other.clone()),
                     })
                     .collect();
                 let host = instantiate(&a.host, i);
-                w.add_actor(&host, &a.run, &params).with_context(|| format!("actor #{} (`{}` on `{host}`)", n + 1, a.run))?;
+                w.add_actor(&host, &a.run, &params)
+                    .with_context(|| format!("actor #{} (`{}` on `{host}`)", n + 1, a.run))?;
             }
         }
         Ok(w)
@@ -171,11 +214,17 @@ impl World {
         Ok(())
     }
 
-    fn parent(&self, name: &str, aliases: &BTreeMap<String, Option<NodeId>>) -> Result<Option<NodeId>> {
+    fn parent(
+        &self,
+        name: &str,
+        aliases: &BTreeMap<String, Option<NodeId>>,
+    ) -> Result<Option<NodeId>> {
         if let Some(a) = aliases.get(name) {
             return Ok(*a);
         }
-        let id = self.node(name).with_context(|| "`behind` must name a NAT or LAN defined earlier")?;
+        let id = self
+            .node(name)
+            .with_context(|| "`behind` must name a NAT or LAN defined earlier")?;
         match self.sim.node(id).kind {
             NodeKind::Nat(_) | NodeKind::Lan { .. } => Ok(Some(id)),
             _ => bail!("`{name}` is not a NAT or LAN"),
@@ -183,7 +232,10 @@ impl World {
     }
 
     pub fn node(&self, name: &str) -> Result<NodeId> {
-        self.nodes.get(name).copied().ok_or_else(|| anyhow!("no host, NAT, LAN or gateway named `{name}`"))
+        self.nodes
+            .get(name)
+            .copied()
+            .ok_or_else(|| anyhow!("no host, NAT, LAN or gateway named `{name}`"))
     }
 
     pub fn host_node(&self, name: &str) -> Result<NodeId> {
@@ -199,7 +251,10 @@ impl World {
     pub fn addr_of(&self, name: &str) -> Result<IpAddr> {
         let id = self.node(name)?;
         Ok(match &self.sim.node(id).kind {
-            NodeKind::Host(h) => *h.addrs.first().ok_or_else(|| anyhow!("`{name}` has no address"))?,
+            NodeKind::Host(h) => *h
+                .addrs
+                .first()
+                .ok_or_else(|| anyhow!("`{name}` has no address"))?,
             NodeKind::Nat(n) => IpAddr::V4(n.wan),
             NodeKind::Gateway(g) => g.exit,
             _ => bail!("`{name}` has no address"),
@@ -215,6 +270,16 @@ impl World {
             NodeKind::Nat(n) => vec![IpAddr::V4(n.wan)],
             NodeKind::Gateway(g) => vec![g.entry, g.exit],
             _ => Vec::new(),
+        })
+    }
+
+    /// The host that owns `ip` (public or private; private addresses are unique per run).
+    pub fn host_at(&self, ip: IpAddr) -> Option<NodeId> {
+        self.nodes.values().copied().find(|&id| {
+            self.sim
+                .host(id)
+                .map(|h| h.addrs.contains(&ip))
+                .unwrap_or(false)
         })
     }
 
@@ -239,7 +304,8 @@ impl World {
             "stun-server" => {
                 p.only(&["port", "alt_port"])?;
                 let (a, b) = (port("port", 3478)?, port("alt_port", 3479)?);
-                self.sim.add_app(node, move || Box::new(StunServer::new(a, b)))
+                self.sim
+                    .add_app(node, move || Box::new(StunServer::new(a, b)))
             }
             "turn-server" => {
                 p.only(&["port", "user", "password", "realm", "lifetime"])?;
@@ -253,12 +319,14 @@ impl World {
                     lifetime: p.duration("lifetime", "600s")?,
                     ..TurnConfig::default()
                 };
-                self.sim.add_app(node, move || Box::new(TurnServer::new(cfg.clone())))
+                self.sim
+                    .add_app(node, move || Box::new(TurnServer::new(cfg.clone())))
             }
             "rendezvous" => {
                 p.only(&["port"])?;
                 let port = port("port", 7000)?;
-                self.sim.add_app(node, move || Box::new(Rendezvous::new(port)))
+                self.sim
+                    .add_app(node, move || Box::new(Rendezvous::new(port)))
             }
             "echo" => {
                 p.only(&["port"])?;
@@ -273,10 +341,20 @@ impl World {
             "nat-discovery" => {
                 p.only(&["server", "port"])?;
                 let server = self.sock(p.str("server")?, port("port", 3478)?)?;
-                self.sim.add_app(node, move || Box::new(NatDiscovery::new(server)))
+                self.sim
+                    .add_app(node, move || Box::new(NatDiscovery::new(server)))
             }
             "punch" => {
-                p.only(&["pair", "rendezvous", "stun", "turn", "check_for", "interval", "user", "password"])?;
+                p.only(&[
+                    "pair",
+                    "rendezvous",
+                    "stun",
+                    "turn",
+                    "check_for",
+                    "interval",
+                    "user",
+                    "password",
+                ])?;
                 let turn = match p.opt_str("turn")? {
                     Some(t) => Some((
                         self.sock(t, 3478)?,
@@ -293,40 +371,62 @@ impl World {
                     check_interval: p.duration("interval", "50ms")?,
                     check_for: p.duration("check_for", "8s")?,
                 };
-                self.sim.add_app(node, move || Box::new(PunchPeer::new(cfg.clone())))
+                self.sim
+                    .add_app(node, move || Box::new(PunchPeer::new(cfg.clone())))
             }
             "udp-sender" => {
                 p.only(&["to", "port", "rate", "size", "start", "duration"])?;
                 let to = self.sock(p.str("to")?, port("port", 9000)?)?;
                 let rate = parse_rate(p.str("rate")?).map_err(|e| anyhow!(e))?;
-                let size = usize::try_from(p.int("size", 1172)?).map_err(|_| anyhow!("bad `size`"))?;
+                let size =
+                    usize::try_from(p.int("size", 1172)?).map_err(|_| anyhow!("bad `size`"))?;
                 let (start, dur) = (p.duration("start", "1s")?, p.duration("duration", "10s")?);
-                self.sim.add_app(node, move || Box::new(RateSender::new(to, rate, size, start, dur)))
+                self.sim.add_app(node, move || {
+                    Box::new(RateSender::new(to, rate, size, start, dur))
+                })
             }
             "udp-probe" => {
                 p.only(&["to", "port", "datagrams"])?;
                 let to = self.sock(p.str("to")?, port("port", 7)?)?;
-                let count = u32::try_from(p.int("datagrams", 20)?).map_err(|_| anyhow!("bad `datagrams`"))?;
-                self.sim.add_app(node, move || Box::new(UdpProbe::new(to, count)))
+                let count = u32::try_from(p.int("datagrams", 20)?)
+                    .map_err(|_| anyhow!("bad `datagrams`"))?;
+                self.sim
+                    .add_app(node, move || Box::new(UdpProbe::new(to, count)))
             }
             "tcp-probe" => {
                 p.only(&["to", "port", "bytes"])?;
                 let to = self.sock(p.str("to")?, port("port", 7)?)?;
-                let bytes = usize::try_from(p.int("bytes", 100_000)?).map_err(|_| anyhow!("bad `bytes`"))?;
-                self.sim.add_app(node, move || Box::new(TcpProbe::new(to, bytes)))
+                let bytes = usize::try_from(p.int("bytes", 100_000)?)
+                    .map_err(|_| anyhow!("bad `bytes`"))?;
+                self.sim
+                    .add_app(node, move || Box::new(TcpProbe::new(to, bytes)))
             }
             "multicast" => {
                 p.only(&["group", "port", "announce"])?;
-                let group: IpAddr = p.opt_str("group")?.unwrap_or("239.255.42.99").parse().context("`group`")?;
+                let group: IpAddr = p
+                    .opt_str("group")?
+                    .unwrap_or("239.255.42.99")
+                    .parse()
+                    .context("`group`")?;
                 if !group.is_multicast() {
                     bail!("`group` {group} is not a multicast address");
                 }
                 let (port, announce) = (port("port", 4242)?, p.bool("announce", false)?);
-                self.sim.add_app(node, move || Box::new(Multicast::new(group, port, announce)))
+                self.sim.add_app(node, move || {
+                    Box::new(Multicast::new(group, port, announce))
+                })
             }
-            other => bail!("unknown actor `{other}` (known: {})", ACTOR_KINDS.join(", ")),
+            other => bail!(
+                "unknown actor `{other}` (known: {})",
+                ACTOR_KINDS.join(", ")
+            ),
         };
-        self.actors.push(Actor { host: host.to_string(), node, app, run: run.to_string() });
+        self.actors.push(Actor {
+            host: host.to_string(),
+            node,
+            app,
+            run: run.to_string(),
+        });
         Ok(())
     }
 }

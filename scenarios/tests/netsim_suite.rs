@@ -9,13 +9,24 @@ use scenarios::{runner, steps, Case, RunOptions};
 
 fn case(id: &str) -> Case {
     let cases = runner::select(&[id.to_string()]).expect("suite loads");
-    cases.into_iter().find(|c| c.id == id).unwrap_or_else(|| panic!("no case {id}"))
+    cases
+        .into_iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("no case {id}"))
 }
 
 /// Build and run a case, letting `tamper` break the world first; return the checks.
 fn run_with(id: &str, seed: u64, sabotage: Sabotage, tamper: impl FnOnce(&mut World)) -> Outcome {
     let c = case(id);
-    let mut w = World::build(&c, seed, &BuildOpts { sabotage, ..Default::default() }).expect("builds");
+    let mut w = World::build(
+        &c,
+        seed,
+        &BuildOpts {
+            sabotage,
+            ..Default::default()
+        },
+    )
+    .expect("builds");
     tamper(&mut w);
     steps::run(&mut w, &c.spec.step).expect("runs");
     let mut out = Outcome::default();
@@ -27,7 +38,11 @@ fn run_with(id: &str, seed: u64, sabotage: Sabotage, tamper: impl FnOnce(&mut Wo
 
 fn failed(out: &Outcome, what: &str) -> bool {
     let matching: Vec<_> = out.checks.iter().filter(|c| c.what == what).collect();
-    assert!(!matching.is_empty(), "no `{what}` check ran: {:?}", out.checks);
+    assert!(
+        !matching.is_empty(),
+        "no `{what}` check ran: {:?}",
+        out.checks
+    );
     matching.iter().any(|c| !c.passed)
 }
 
@@ -40,19 +55,43 @@ fn all_pass(out: &Outcome) {
 #[test]
 fn every_netsim_scenario_passes() {
     let dir = std::env::temp_dir().join(format!("jamisim-netsim-suite-{}", std::process::id()));
-    let report = runner::run(&RunOptions { targets: vec!["netsim".into()], out: dir.clone(), ..Default::default() })
-        .expect("suite runs");
+    let report = runner::run(&RunOptions {
+        targets: vec!["netsim".into()],
+        out: dir.clone(),
+        ..Default::default()
+    })
+    .expect("suite runs");
     let failures: Vec<String> = report
         .scenarios
         .iter()
         .filter(|s| !s.passed)
         .map(|s| {
-            let why: Vec<String> = s.checks.iter().filter(|c| !c.passed).map(|c| format!("{}: {}", c.description, c.detail)).collect();
-            format!("{} seed {}: {} {}", s.name, s.seed, s.error.clone().unwrap_or_default(), why.join("; "))
+            let why: Vec<String> = s
+                .checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| format!("{}: {}", c.description, c.detail))
+                .collect();
+            format!(
+                "{} seed {}: {} {}",
+                s.name,
+                s.seed,
+                s.error.clone().unwrap_or_default(),
+                why.join("; ")
+            )
         })
         .collect();
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
-    assert!(report.scenarios.len() >= 150, "the suite has {} cases", report.scenarios.len());
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        report.scenarios.len() >= 150,
+        "the suite has {} cases",
+        report.scenarios.len()
+    );
     for f in ["report.md", "index.html", "junit.xml", "results.json"] {
         assert!(dir.join(f).exists(), "{f} written");
     }
@@ -61,8 +100,15 @@ fn every_netsim_scenario_passes() {
 
 #[test]
 fn the_same_seed_gives_a_byte_identical_trace() {
-    let ids = ["netsim/faults", "netsim/hole-punch[a=eim-apdf,b=apdm-eif]", "netsim/tor"];
-    let build = BuildOpts { keep_trace: true, ..Default::default() };
+    let ids = [
+        "netsim/faults",
+        "netsim/hole-punch[a=eim-apdf,b=apdm-eif]",
+        "netsim/tor",
+    ];
+    let build = BuildOpts {
+        keep_trace: true,
+        ..Default::default()
+    };
     for id in ids {
         let c = case(id);
         let mut hashes = std::collections::BTreeSet::new();
@@ -74,16 +120,31 @@ fn the_same_seed_gives_a_byte_identical_trace() {
             hashes.insert(a.result.trace_hash);
         }
         // Seeds matter: lossy, jittery links draw differently for different seeds.
-        assert!(hashes.len() > 10, "{id}: only {} distinct traces over 20 seeds", hashes.len());
+        assert!(
+            hashes.len() > 10,
+            "{id}: only {} distinct traces over 20 seeds",
+            hashes.len()
+        );
     }
 }
 
 #[test]
 fn determinism_check_fails_with_an_unseeded_random_source() {
     let c = case("netsim/faults");
-    let broken = BuildOpts { sabotage: Sabotage { unseeded_jitter: true, ..Default::default() }, ..Default::default() };
+    let broken = BuildOpts {
+        sabotage: Sabotage {
+            unseeded_jitter: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     let r = runner::run_case(&c, 3, &broken);
-    let det = r.result.checks.iter().find(|c| c.what == "deterministic").expect("check ran");
+    let det = r
+        .result
+        .checks
+        .iter()
+        .find(|c| c.what == "deterministic")
+        .expect("check ran");
     assert!(!det.passed, "{}", det.detail);
     let ok = runner::run_case(&c, 3, &BuildOpts::default());
     assert!(ok.result.passed, "{:?}", ok.result.checks);
@@ -95,7 +156,8 @@ fn nat_classification_notices_a_box_that_filters_differently() {
     all_pass(&run_with(id, 1, Sabotage::default(), |_| {}));
     let out = run_with(id, 1, Sabotage::default(), |w| {
         let nat = w.node("home").unwrap();
-        w.sim.nat_mut(nat).unwrap().table.actual_override = Some("eim-apdf".parse::<NatType>().unwrap());
+        w.sim.nat_mut(nat).unwrap().table.actual_override =
+            Some("eim-apdf".parse::<NatType>().unwrap());
     });
     assert!(failed(&out, "nat_type"));
 }
@@ -105,7 +167,8 @@ fn nat_classification_notices_a_box_that_maps_differently() {
     let id = "netsim/nat-discovery[type=adm-eif,hairpin=false]";
     let out = run_with(id, 1, Sabotage::default(), |w| {
         let nat = w.node("home").unwrap();
-        w.sim.nat_mut(nat).unwrap().table.actual_override = Some("apdm-eif".parse::<NatType>().unwrap());
+        w.sim.nat_mut(nat).unwrap().table.actual_override =
+            Some("apdm-eif".parse::<NatType>().unwrap());
     });
     assert!(failed(&out, "nat_type"));
 }
@@ -128,7 +191,8 @@ fn hole_punching_check_notices_a_filter_the_oracle_did_not_expect() {
     all_pass(&run_with(id, 1, Sabotage::default(), |_| {}));
     let out = run_with(id, 1, Sabotage::default(), |w| {
         let nat = w.node("nat-b").unwrap();
-        w.sim.nat_mut(nat).unwrap().table.actual_override = Some("eim-apdf".parse::<NatType>().unwrap());
+        w.sim.nat_mut(nat).unwrap().table.actual_override =
+            Some("eim-apdf".parse::<NatType>().unwrap());
     });
     assert!(failed(&out, "path"));
 }
@@ -139,7 +203,11 @@ fn relay_check_notices_a_turn_server_that_drops_data() {
     all_pass(&run_with(id, 1, Sabotage::default(), |_| {}));
     let out = run_with(id, 1, Sabotage::default(), |w| {
         let a = w.actor("turn", "turn-server").unwrap().clone();
-        w.sim.app_mut::<netsim::apps::turn::TurnServer>(a.node, a.app).unwrap().config.drop_data = true;
+        w.sim
+            .app_mut::<netsim::apps::turn::TurnServer>(a.node, a.app)
+            .unwrap()
+            .config
+            .drop_data = true;
     });
     assert!(failed(&out, "relay"));
     assert!(failed(&out, "path"));
@@ -148,9 +216,25 @@ fn relay_check_notices_a_turn_server_that_drops_data() {
 #[test]
 fn tor_checks_notice_udp_leaking_and_the_real_address_leaking() {
     all_pass(&run_with("netsim/tor", 1, Sabotage::default(), |_| {}));
-    let udp = run_with("netsim/tor", 1, Sabotage { tor_forwards_udp: true, ..Default::default() }, |_| {});
+    let udp = run_with(
+        "netsim/tor",
+        1,
+        Sabotage {
+            tor_forwards_udp: true,
+            ..Default::default()
+        },
+        |_| {},
+    );
     assert!(failed(&udp, "udp_blocked"));
-    let leak = run_with("netsim/tor", 1, Sabotage { tunnel_leaks_source: true, ..Default::default() }, |_| {});
+    let leak = run_with(
+        "netsim/tor",
+        1,
+        Sabotage {
+            tunnel_leaks_source: true,
+            ..Default::default()
+        },
+        |_| {},
+    );
     assert!(failed(&leak, "peer_address"));
     assert!(failed(&leak, "never_sees"));
 }
@@ -158,24 +242,66 @@ fn tor_checks_notice_udp_leaking_and_the_real_address_leaking() {
 #[test]
 fn vpn_checks_notice_the_real_address_leaking() {
     all_pass(&run_with("netsim/vpn", 1, Sabotage::default(), |_| {}));
-    let leak = run_with("netsim/vpn", 1, Sabotage { tunnel_leaks_source: true, ..Default::default() }, |_| {});
+    let leak = run_with(
+        "netsim/vpn",
+        1,
+        Sabotage {
+            tunnel_leaks_source: true,
+            ..Default::default()
+        },
+        |_| {},
+    );
     assert!(failed(&leak, "never_sees"));
     assert!(failed(&leak, "peer_address"));
 }
 
 #[test]
 fn multicast_check_notices_multicast_escaping_the_lan() {
-    all_pass(&run_with("netsim/lan-multicast", 1, Sabotage::default(), |_| {}));
-    let out = run_with("netsim/lan-multicast", 1, Sabotage { multicast_escapes_lan: true, ..Default::default() }, |_| {});
+    all_pass(&run_with(
+        "netsim/lan-multicast",
+        1,
+        Sabotage::default(),
+        |_| {},
+    ));
+    let out = run_with(
+        "netsim/lan-multicast",
+        1,
+        Sabotage {
+            multicast_escapes_lan: true,
+            ..Default::default()
+        },
+        |_| {},
+    );
     assert!(failed(&out, "multicast"));
 }
 
 #[test]
 fn bandwidth_checks_notice_a_wrong_rate_and_an_unbounded_queue() {
-    all_pass(&run_with("netsim/bandwidth", 1, Sabotage::default(), |_| {}));
-    let fast = run_with("netsim/bandwidth", 1, Sabotage { bandwidth_error: 1.05, ..Default::default() }, |_| {});
+    all_pass(&run_with(
+        "netsim/bandwidth",
+        1,
+        Sabotage::default(),
+        |_| {},
+    ));
+    let fast = run_with(
+        "netsim/bandwidth",
+        1,
+        Sabotage {
+            bandwidth_error: 1.05,
+            ..Default::default()
+        },
+        |_| {},
+    );
     assert!(failed(&fast, "goodput"));
-    let deep = run_with("netsim/bandwidth", 1, Sabotage { unbounded_queues: true, ..Default::default() }, |_| {});
+    let deep = run_with(
+        "netsim/bandwidth",
+        1,
+        Sabotage {
+            unbounded_queues: true,
+            ..Default::default()
+        },
+        |_| {},
+    );
     assert!(failed(&deep, "queue_drops"));
 }
 

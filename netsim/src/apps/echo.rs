@@ -18,19 +18,32 @@ pub struct Echo {
 
 impl Echo {
     pub fn new(port: u16) -> Self {
-        Echo { port, ..Default::default() }
+        Echo {
+            port,
+            ..Default::default()
+        }
     }
 }
 
 impl App for Echo {
     fn start(&mut self, cx: &mut Ctx<'_>) {
         // Serve on both families; a host without one of them simply serves nothing there.
-        for any in [SocketAddr::from(([0, 0, 0, 0], self.port)), SocketAddr::from(([0u16; 8], self.port))] {
+        for any in [
+            SocketAddr::from(([0, 0, 0, 0], self.port)),
+            SocketAddr::from(([0u16; 8], self.port)),
+        ] {
             let _ = cx.udp_bind(any);
             let _ = cx.tcp_listen(any);
         }
     }
-    fn on_udp(&mut self, cx: &mut Ctx<'_>, sock: SockId, from: SocketAddr, _to: SocketAddr, data: &[u8]) {
+    fn on_udp(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        sock: SockId,
+        from: SocketAddr,
+        _to: SocketAddr,
+        data: &[u8],
+    ) {
         self.udp_peers.insert(from);
         self.udp_datagrams += 1;
         let _ = cx.udp_send(sock, from, data);

@@ -20,7 +20,13 @@ pub struct UdpProbe {
 
 impl UdpProbe {
     pub fn new(to: SocketAddr, count: u32) -> Self {
-        UdpProbe { to, count, sent: 0, echoed: 0, sock: None }
+        UdpProbe {
+            to,
+            count,
+            sent: 0,
+            echoed: 0,
+            sock: None,
+        }
     }
 }
 
@@ -39,7 +45,14 @@ impl App for UdpProbe {
         }
         cx.set_timer(Duration::from_millis(100), 0);
     }
-    fn on_udp(&mut self, _cx: &mut Ctx<'_>, _s: SockId, from: SocketAddr, _to: SocketAddr, _d: &[u8]) {
+    fn on_udp(
+        &mut self,
+        _cx: &mut Ctx<'_>,
+        _s: SockId,
+        from: SocketAddr,
+        _to: SocketAddr,
+        _d: &[u8],
+    ) {
         if from == self.to {
             self.echoed += 1;
         }
@@ -58,7 +71,13 @@ pub struct TcpProbe {
 
 impl TcpProbe {
     pub fn new(to: SocketAddr, bytes: usize) -> Self {
-        TcpProbe { to, bytes, connected: false, reset: None, echoed: 0 }
+        TcpProbe {
+            to,
+            bytes,
+            connected: false,
+            reset: None,
+            echoed: 0,
+        }
     }
 }
 
@@ -99,14 +118,27 @@ pub struct Multicast {
 
 impl Multicast {
     pub fn new(group: IpAddr, port: u16, announce: bool) -> Self {
-        Multicast { group, port, announce, heard_from: BTreeSet::new(), sock: None, sent: 0 }
+        Multicast {
+            group,
+            port,
+            announce,
+            heard_from: BTreeSet::new(),
+            sock: None,
+            sent: 0,
+        }
     }
 }
 
 impl App for Multicast {
     fn start(&mut self, cx: &mut Ctx<'_>) {
-        let any = if self.group.is_ipv4() { "0.0.0.0" } else { "::" };
-        let Ok(any) = any.parse::<IpAddr>() else { return };
+        let any = if self.group.is_ipv4() {
+            "0.0.0.0"
+        } else {
+            "::"
+        };
+        let Ok(any) = any.parse::<IpAddr>() else {
+            return;
+        };
         if let Ok(s) = cx.udp_bind(SocketAddr::new(any, self.port)) {
             let _ = cx.udp_join_multicast(s, self.group);
             self.sock = Some(s);
@@ -124,7 +156,14 @@ impl App for Multicast {
             cx.set_timer(Duration::from_millis(500), 0);
         }
     }
-    fn on_udp(&mut self, _cx: &mut Ctx<'_>, _s: SockId, from: SocketAddr, _to: SocketAddr, _d: &[u8]) {
+    fn on_udp(
+        &mut self,
+        _cx: &mut Ctx<'_>,
+        _s: SockId,
+        from: SocketAddr,
+        _to: SocketAddr,
+        _d: &[u8],
+    ) {
         self.heard_from.insert(from.ip());
     }
     crate::app_any!();

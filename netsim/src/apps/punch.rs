@@ -32,19 +32,43 @@ pub struct Candidates {
 
 impl Candidates {
     fn encode(&self) -> String {
-        let list = |v: &[SocketAddr]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
+        let list = |v: &[SocketAddr]| {
+            v.iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         let opt = |o: &Option<SocketAddr>| o.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
-        format!("{} {} {}", list(&self.host), opt(&self.srflx), opt(&self.relay))
+        format!(
+            "{} {} {}",
+            list(&self.host),
+            opt(&self.srflx),
+            opt(&self.relay)
+        )
     }
     fn decode(parts: &[&str]) -> Option<Candidates> {
-        let [host, srflx, relay] = parts else { return None };
+        let [host, srflx, relay] = parts else {
+            return None;
+        };
         let host = if host.is_empty() {
             Vec::new()
         } else {
-            host.split(',').map(|s| s.parse().ok()).collect::<Option<Vec<_>>>()?
+            host.split(',')
+                .map(|s| s.parse().ok())
+                .collect::<Option<Vec<_>>>()?
         };
-        let opt = |s: &str| if s == "-" { Ok(None) } else { s.parse().map(Some) };
-        Some(Candidates { host, srflx: opt(srflx).ok()?, relay: opt(relay).ok()? })
+        let opt = |s: &str| {
+            if s == "-" {
+                Ok(None)
+            } else {
+                s.parse().map(Some)
+            }
+        };
+        Some(Candidates {
+            host,
+            srflx: opt(srflx).ok()?,
+            relay: opt(relay).ok()?,
+        })
     }
 }
 
@@ -59,7 +83,10 @@ pub struct Rendezvous {
 
 impl Rendezvous {
     pub fn new(port: u16) -> Self {
-        Rendezvous { port, ..Default::default() }
+        Rendezvous {
+            port,
+            ..Default::default()
+        }
     }
 }
 
@@ -67,13 +94,21 @@ impl App for Rendezvous {
     fn start(&mut self, cx: &mut Ctx<'_>) {
         let _ = cx.udp_bind(SocketAddr::from(([0, 0, 0, 0], self.port)));
     }
-    fn on_udp(&mut self, cx: &mut Ctx<'_>, sock: SockId, from: SocketAddr, _to: SocketAddr, data: &[u8]) {
+    fn on_udp(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        sock: SockId,
+        from: SocketAddr,
+        _to: SocketAddr,
+        data: &[u8],
+    ) {
         let Some(text) = std::str::from_utf8(data).ok() else {
             self.malformed += 1;
             return;
         };
         let parts: Vec<&str> = text.split(' ').collect();
-        let (Some(&MAGIC), Some(&"REG"), Some(pair)) = (parts.first(), parts.get(1), parts.get(2)) else {
+        let (Some(&MAGIC), Some(&"REG"), Some(pair)) = (parts.first(), parts.get(1), parts.get(2))
+        else {
             self.malformed += 1;
             return;
         };
@@ -84,7 +119,8 @@ impl App for Rendezvous {
         let regs = self.regs.entry(pair.to_string()).or_default();
         regs.insert(from, c);
         if regs.len() >= 2 {
-            let all: Vec<(SocketAddr, Candidates)> = regs.iter().map(|(a, c)| (*a, c.clone())).collect();
+            let all: Vec<(SocketAddr, Candidates)> =
+                regs.iter().map(|(a, c)| (*a, c.clone())).collect();
             for (addr, _) in &all {
                 if let Some((_, other)) = all.iter().find(|(a, _)| a != addr) {
                     let msg = format!("{MAGIC} PEER {pair} {}", other.encode());
@@ -195,7 +231,11 @@ impl PunchPeer {
         if self.remote.is_some() {
             return;
         }
-        cx.trace(&format!("punch {} remote {}", self.cfg.pair, remote.encode()));
+        cx.trace(&format!(
+            "punch {} remote {}",
+            self.cfg.pair,
+            remote.encode()
+        ));
         // Let the peer's addresses through our relay.
         if let (Some(turn), Some(sock)) = (self.turn.as_mut(), self.sock) {
             for a in remote.host.iter().chain(remote.srflx.iter()) {
@@ -212,8 +252,16 @@ impl PunchPeer {
         if self.stopped {
             return;
         }
-        let (Some(sock), Some(remote)) = (self.sock, self.remote.clone()) else { return };
-        let targets: Vec<SocketAddr> = remote.host.iter().chain(remote.srflx.iter()).chain(remote.relay.iter()).copied().collect();
+        let (Some(sock), Some(remote)) = (self.sock, self.remote.clone()) else {
+            return;
+        };
+        let targets: Vec<SocketAddr> = remote
+            .host
+            .iter()
+            .chain(remote.srflx.iter())
+            .chain(remote.relay.iter())
+            .copied()
+            .collect();
         for t in targets {
             self.check(cx, sock, t);
         }
@@ -229,7 +277,14 @@ impl PunchPeer {
 
     /// Handle a punching message that arrived directly (`via_relay` false) or through our
     /// TURN allocation from `from`.
-    fn on_message(&mut self, cx: &mut Ctx<'_>, sock: SockId, from: SocketAddr, text: &str, via_relay: bool) {
+    fn on_message(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        sock: SockId,
+        from: SocketAddr,
+        text: &str,
+        via_relay: bool,
+    ) {
         let parts: Vec<&str> = text.split(' ').collect();
         if parts.first() != Some(&MAGIC) || parts.get(2) != Some(&self.cfg.pair.as_str()) {
             return;
@@ -241,7 +296,9 @@ impl PunchPeer {
                 }
             }
             Some(&"CHK") => {
-                let (Some(n), Some(target)) = (parts.get(3), parts.get(4)) else { return };
+                let (Some(n), Some(target)) = (parts.get(3), parts.get(4)) else {
+                    return;
+                };
                 let resp = format!("{MAGIC} ACK {} {n} {target}", self.cfg.pair);
                 if via_relay {
                     if let Some(t) = self.turn.as_mut() {
@@ -274,7 +331,10 @@ impl PunchPeer {
                         self.direct_at = Some(cx.now());
                     }
                     self.direct = Some((kind, from));
-                    cx.trace(&format!("punch {} direct {} via {}", self.cfg.pair, kind, from));
+                    cx.trace(&format!(
+                        "punch {} direct {} via {}",
+                        self.cfg.pair, kind, from
+                    ));
                 }
             }
             _ => {}
@@ -284,7 +344,9 @@ impl PunchPeer {
 
 impl App for PunchPeer {
     fn start(&mut self, cx: &mut Ctx<'_>) {
-        let Ok(sock) = cx.udp_bind(SocketAddr::from(([0, 0, 0, 0], 0))) else { return };
+        let Ok(sock) = cx.udp_bind(SocketAddr::from(([0, 0, 0, 0], 0))) else {
+            return;
+        };
         self.sock = Some(sock);
         if let Ok(a) = cx.local_addr(sock) {
             self.local.host.push(a);
@@ -295,7 +357,14 @@ impl App for PunchPeer {
         }
     }
 
-    fn on_udp(&mut self, cx: &mut Ctx<'_>, sock: SockId, from: SocketAddr, _to: SocketAddr, data: &[u8]) {
+    fn on_udp(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        sock: SockId,
+        from: SocketAddr,
+        _to: SocketAddr,
+        data: &[u8],
+    ) {
         if let Some(t) = self.turn.as_mut() {
             if let Some(events) = t.handle(cx, sock, from, data) {
                 for ev in events {
@@ -373,4 +442,3 @@ impl App for PunchPeer {
     }
     crate::app_any!();
 }
-

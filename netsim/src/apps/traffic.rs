@@ -23,8 +23,23 @@ pub struct RateSender {
 }
 
 impl RateSender {
-    pub fn new(to: SocketAddr, rate_bps: u64, payload: usize, start_after: Duration, duration: Duration) -> Self {
-        RateSender { to, rate_bps, payload, start_after, duration, sock: None, started: None, sent: 0 }
+    pub fn new(
+        to: SocketAddr,
+        rate_bps: u64,
+        payload: usize,
+        start_after: Duration,
+        duration: Duration,
+    ) -> Self {
+        RateSender {
+            to,
+            rate_bps,
+            payload,
+            start_after,
+            duration,
+            sock: None,
+            started: None,
+            sent: 0,
+        }
     }
     fn interval(&self) -> Duration {
         let bits = ((self.payload + UDP4_OVERHEAD) * 8) as u64;
@@ -45,7 +60,8 @@ impl App for RateSender {
         }
         if let Some(s) = self.sock {
             let mut buf = vec![0u8; self.payload];
-            buf[..8.min(self.payload)].copy_from_slice(&self.sent.to_be_bytes()[..8.min(self.payload)]);
+            buf[..8.min(self.payload)]
+                .copy_from_slice(&self.sent.to_be_bytes()[..8.min(self.payload)]);
             let _ = cx.udp_send(s, self.to, &buf);
             self.sent += 1;
         }
@@ -67,7 +83,14 @@ pub struct Sink {
 
 impl Sink {
     pub fn new(port: u16) -> Self {
-        Sink { port, bin: Duration::from_millis(500), bins: BTreeMap::new(), packets: 0, first: None, last: None }
+        Sink {
+            port,
+            bin: Duration::from_millis(500),
+            bins: BTreeMap::new(),
+            packets: 0,
+            first: None,
+            last: None,
+        }
     }
 
     /// Mean received rate in bit/s at the IP layer over [from, to).
@@ -86,7 +109,10 @@ impl Sink {
     /// (time in s, rate in bit/s) per bin, for plots.
     pub fn series(&self) -> Vec<(f64, f64)> {
         let b = self.bin.as_secs_f64();
-        self.bins.iter().map(|(&i, &v)| (i as f64 * b, v as f64 * 8.0 / b)).collect()
+        self.bins
+            .iter()
+            .map(|(&i, &v)| (i as f64 * b, v as f64 * 8.0 / b))
+            .collect()
     }
 }
 
@@ -94,7 +120,14 @@ impl App for Sink {
     fn start(&mut self, cx: &mut Ctx<'_>) {
         let _ = cx.udp_bind(SocketAddr::from(([0, 0, 0, 0], self.port)));
     }
-    fn on_udp(&mut self, cx: &mut Ctx<'_>, _s: SockId, _from: SocketAddr, _to: SocketAddr, data: &[u8]) {
+    fn on_udp(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        _s: SockId,
+        _from: SocketAddr,
+        _to: SocketAddr,
+        data: &[u8],
+    ) {
         // Global time: a sink measures the network, not its host's drifting clock.
         let now = cx.sim_now();
         let i = now.as_nanos() / self.bin.as_nanos() as u64;
