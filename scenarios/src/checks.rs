@@ -71,11 +71,7 @@ fn eval(w: &World, c: &CheckSpec, out: &mut Outcome) -> Result<()> {
         "udp_echo" | "udp_blocked" => {
             p.only(&["host"])?;
             let host = p.str("host")?;
-            let a = w.actor(host, "udp-probe")?;
-            let probe = w
-                .sim
-                .app::<UdpProbe>(a.node, a.app)
-                .ok_or_else(|| anyhow!("probe state missing"))?;
+            let (_, probe) = w.actor_state::<UdpProbe>(host, "udp-probe")?;
             let want_echo = c.what == "udp_echo";
             let passed = probe.sent > 0
                 && if want_echo {
@@ -129,11 +125,7 @@ fn eval(w: &World, c: &CheckSpec, out: &mut Outcome) -> Result<()> {
         "tcp_echo" | "tcp_refused" => {
             p.only(&["host"])?;
             let host = p.str("host")?;
-            let a = w.actor(host, "tcp-probe")?;
-            let probe = w
-                .sim
-                .app::<TcpProbe>(a.node, a.app)
-                .ok_or_else(|| anyhow!("probe state missing"))?;
+            let (_, probe) = w.actor_state::<TcpProbe>(host, "tcp-probe")?;
             let detail = format!(
                 "connected: {}, echoed {}/{} bytes, reset: {}",
                 probe.connected,
@@ -165,11 +157,7 @@ fn eval(w: &World, c: &CheckSpec, out: &mut Outcome) -> Result<()> {
         "tcp_path" => {
             p.only(&["host", "expect"])?;
             let host = p.str("host")?;
-            let a = w.actor(host, "tcp-probe")?;
-            let probe = w
-                .sim
-                .app::<TcpProbe>(a.node, a.app)
-                .ok_or_else(|| anyhow!("probe state missing"))?;
+            let (a, probe) = w.actor_state::<TcpProbe>(host, "tcp-probe")?;
             let target = w
                 .host_at(probe.to.ip())
                 .ok_or_else(|| anyhow!("no host has {}", probe.to.ip()))?;
@@ -260,11 +248,7 @@ fn eval(w: &World, c: &CheckSpec, out: &mut Outcome) -> Result<()> {
 fn nat_type(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
     p.only(&["host", "expect", "hairpin"])?;
     let host = p.str("host")?;
-    let a = w.actor(host, "nat-discovery")?;
-    let d = w
-        .sim
-        .app::<NatDiscovery>(a.node, a.app)
-        .ok_or_else(|| anyhow!("discovery state missing"))?;
+    let (a, d) = w.actor_state::<NatDiscovery>(host, "nat-discovery")?;
     let expect = p.opt_str("expect")?.unwrap_or("oracle");
     let predicted = oracle::expected_discovery(&w.sim, a.node);
     let (want_type, want_hairpin) = match expect {
@@ -355,16 +339,8 @@ fn path(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
     let [a, b] = between[..] else {
         bail!("`between` must name two hosts")
     };
-    let pa = w.actor(a, "punch")?;
-    let pb = w.actor(b, "punch")?;
-    let ra = w
-        .sim
-        .app::<PunchPeer>(pa.node, pa.app)
-        .ok_or_else(|| anyhow!("punch state missing"))?;
-    let rb = w
-        .sim
-        .app::<PunchPeer>(pb.node, pb.app)
-        .ok_or_else(|| anyhow!("punch state missing"))?;
+    let (pa, ra) = w.actor_state::<PunchPeer>(a, "punch")?;
+    let (pb, rb) = w.actor_state::<PunchPeer>(b, "punch")?;
     let predicted = oracle::udp_path(&w.sim, pa.node, pb.node);
     let expect = match p.opt_str("expect")?.unwrap_or("oracle") {
         "oracle" => predicted,
@@ -472,11 +448,7 @@ fn multicast(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
     let sender = p.str("sender")?;
     let from = w.addr_of(sender)?;
     let heard = |h: &str| -> Result<bool> {
-        let a = w.actor(h, "multicast")?;
-        let m = w
-            .sim
-            .app::<Multicast>(a.node, a.app)
-            .ok_or_else(|| anyhow!("multicast state missing"))?;
+        let (_, m) = w.actor_state::<Multicast>(h, "multicast")?;
         Ok(m.heard_from.contains(&from))
     };
     let (mut missing, mut leaked) = (Vec::new(), Vec::new());
@@ -506,11 +478,7 @@ fn multicast(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
 fn goodput(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
     p.only(&["host", "rate", "tolerance", "from", "to"])?;
     let host = p.str("host")?;
-    let a = w.actor(host, "sink")?;
-    let sink = w
-        .sim
-        .app::<Sink>(a.node, a.app)
-        .ok_or_else(|| anyhow!("sink state missing"))?;
+    let (_, sink) = w.actor_state::<Sink>(host, "sink")?;
     let want = parse_rate(p.str("rate")?).map_err(|e| anyhow!(e))? as f64;
     let tol = p.float("tolerance", 0.02)?;
     let from = SimTime::ZERO + p.duration("from", "2s")?;

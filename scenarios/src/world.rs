@@ -290,6 +290,16 @@ impl World {
             .ok_or_else(|| anyhow!("no `{run}` actor on `{host}`"))
     }
 
+    /// The state of the `run` actor on `host`, typed (for checks).
+    pub fn actor_state<T: 'static>(&self, host: &str, run: &str) -> Result<(&Actor, &T)> {
+        let a = self.actor(host, run)?;
+        let state = self
+            .sim
+            .app::<T>(a.node, a.app)
+            .ok_or_else(|| anyhow!("`{run}` on `{host}` has no state (crashed?)"))?;
+        Ok((a, state))
+    }
+
     fn sock(&self, host: &str, port: u16) -> Result<SocketAddr> {
         Ok(SocketAddr::new(self.addr_of(host)?, port))
     }
