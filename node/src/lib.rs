@@ -1,1 +1,5 @@
-//! The jamisim reference Jami node (identity, DHT, connections, swarm, calls).
+//! The jamisim reference Jami node: identity, an OpenDHT-compatible DHT, and (as they
+//! arrive) connections, swarm conversations and calls. Protocol cores are sans-IO: they
+//! take time and randomness as inputs and never touch a socket.
+
+pub mod dht;

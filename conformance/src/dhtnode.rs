@@ -1,0 +1,90 @@
+//! The official OpenDHT node (`dhtnode` from Debian's OpenDHT 2.4.12), started by the
+//! test inside a namespace of its own and stopped by it.
+
+use crate::netns::Netns;
+use anyhow::{bail, Context, Result};
+use std::io::Write;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `dhtnode` (killed on drop; only this process is touched).
+pub struct DhtNode {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pub port: u16,
+    pub log: PathBuf,
+    /// Node id as dhtnode printed it (40 hex digits).
+    pub id: String,
+}
+
+impl DhtNode {
+    /// Start `dhtnode -s -v -p PORT [-b BOOTSTRAP]` in `ns`, logging to a temp file, and
+    /// wait until it reports its node id (it is then bound and running).
+    pub fn start(ns: &Netns, port: u16, bootstrap: Option<SocketAddr>) -> Result<DhtNode> {
+        let log = std::env::temp_dir().join(format!("jamisim-dhtnode-{}-{port}.log", std::process::id()));
+        let logf = std::fs::File::create(&log).context("creating the dhtnode log")?;
+        let mut cmd = ns.command("dhtnode");
+        // -s: service mode (no interactive prompt needed, but it still reads stdin commands).
+        cmd.args(["-s", "-v", "-p", &port.to_string()]);
+        if let Some(b) = bootstrap {
+            cmd.args(["-b", &b.to_string()]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(logf.try_clone()?)
+            .stderr(logf)
+            .spawn()
+            .context("starting dhtnode")?;
+        let stdin = child.stdin.take();
+        let mut node = DhtNode { child, stdin, port, log, id: String::new() };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = node.log_text();
+            if let Some(rest) = text.split("DHT node initialised with ID ").nth(1) {
+                node.id = rest.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
+                return Ok(node);
+            }
+            if let Ok(Some(status)) = node.child.try_wait() {
+                bail!("dhtnode exited with {status}: {}", text.trim());
+            }
+            if Instant::now() > deadline {
+                bail!("dhtnode did not start within 10 s (log: {})", node.log.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Send a line to dhtnode's command prompt (its interactive commands).
+    pub fn command(&mut self, line: &str) -> Result<()> {
+        let stdin = self.stdin.as_mut().context("dhtnode stdin closed")?;
+        writeln!(stdin, "{line}")?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for DhtNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Send one datagram and wait for one answer (a readiness probe helper).
+pub fn udp_exchange(sock: &UdpSocket, to: SocketAddr, bytes: &[u8], wait: Duration) -> Result<Vec<u8>> {
+    sock.set_read_timeout(Some(wait))?;
+    sock.send_to(bytes, to)?;
+    let mut buf = vec![0u8; 65536];
+    let (n, from) = sock.recv_from(&mut buf).context("no answer")?;
+    if from != to {
+        bail!("answer from {from}, expected {to}");
+    }
+    buf.truncate(n);
+    Ok(buf)
+}

@@ -1,0 +1,337 @@
+//! The Kademlia routing table, shaped as OpenDHT 2.4 keeps it: an ordered list of
+//! buckets covering the id space, each `[first, next.first)`, holding at most 8 nodes.
+//! A full bucket that contains our own id splits; otherwise a newcomer waits as the
+//! bucket's cached candidate while a dubious node is pinged. Time is an input.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Bucket capacity (`TARGET_NODES`).
+pub const BUCKET_SIZE: usize = 8;
+/// A node is good if it replied within this long…
+pub const NODE_GOOD_TIME: Duration = Duration::from_secs(120 * 60);
+/// …and was heard from within this long.
+pub const NODE_EXPIRE_TIME: Duration = Duration::from_secs(10 * 60);
+/// Failed requests after which a node counts as expired.
+pub const MAX_RESPONSE_FAILURES: u32 = 3;
+
+/// 160-bit ids as raw bytes; the table needs only ordering and XOR.
+pub type Id = [u8; 20];
+
+/// Milliseconds of the caller's clock (the table never reads a clock itself).
+pub type Millis = u64;
+
+fn ms(d: Duration) -> Millis {
+    d.as_millis() as Millis
+}
+
+/// Compare the XOR distances of `a` and `b` to `target`.
+pub fn xor_cmp(a: &Id, b: &Id, target: &Id) -> std::cmp::Ordering {
+    for i in 0..20 {
+        let (x, y) = (a[i] ^ target[i], b[i] ^ target[i]);
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    std::cmp::Ordering::Equal
+}
+
+/// Index of the lowest set bit counting from the most significant (0..160), or None
+/// for the zero id (OpenDHT's `lowbit`).
+fn lowbit(id: &Id) -> Option<usize> {
+    (0..160).rev().find(|&b| id[b / 8] & (0x80 >> (b % 8)) != 0)
+}
+
+fn set_bit(id: &mut Id, bit: usize) {
+    id[bit / 8] |= 0x80 >> (bit % 8);
+}
+
+/// What the table knows about one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeEntry {
+    pub id: Id,
+    pub addr: SocketAddr,
+    pub last_heard: Millis,
+    pub last_reply: Option<Millis>,
+    pub failures: u32,
+}
+
+impl NodeEntry {
+    pub fn is_expired(&self) -> bool {
+        self.failures >= MAX_RESPONSE_FAILURES
+    }
+    /// Replied recently, heard from recently, not failing.
+    pub fn is_good(&self, now: Millis) -> bool {
+        !self.is_expired()
+            && self.last_reply.map(|r| now.saturating_sub(r) <= ms(NODE_GOOD_TIME)).unwrap_or(false)
+            && now.saturating_sub(self.last_heard) <= ms(NODE_EXPIRE_TIME)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Bucket {
+    first: Id,
+    nodes: Vec<NodeEntry>,
+    cached: Option<NodeEntry>,
+    last_changed: Millis,
+}
+
+/// What the caller should do after an insertion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Insert {
+    /// New node added.
+    Added,
+    /// Known node updated.
+    Updated,
+    /// Bucket full: the newcomer is cached; ping this dubious node to see if it lives.
+    PingDubious(SocketAddr),
+    /// Bucket full of good nodes: the newcomer is only cached.
+    Cached,
+    /// Our own id, or otherwise not insertable.
+    Ignored,
+}
+
+/// One address family's routing table.
+#[derive(Clone, Debug)]
+pub struct RoutingTable {
+    own: Id,
+    buckets: Vec<Bucket>,
+}
+
+impl RoutingTable {
+    pub fn new(own: Id) -> Self {
+        RoutingTable { own, buckets: vec![Bucket { first: [0; 20], nodes: Vec::new(), cached: None, last_changed: 0 }] }
+    }
+
+    pub fn own_id(&self) -> &Id {
+        &self.own
+    }
+
+    fn bucket_index(&self, id: &Id) -> usize {
+        // Buckets are sorted by `first`; the last one whose first <= id.
+        self.buckets.partition_point(|b| b.first <= *id).saturating_sub(1)
+    }
+
+    fn next_first(&self, i: usize) -> Option<Id> {
+        self.buckets.get(i + 1).map(|b| b.first)
+    }
+
+    /// The id splitting bucket `i` in two (OpenDHT's `middle`).
+    fn middle(&self, i: usize) -> Option<Id> {
+        let b1 = lowbit(&self.buckets[i].first);
+        let b2 = self.next_first(i).and_then(|n| lowbit(&n));
+        let bit = match (b1, b2) {
+            (None, None) => 0,
+            (a, b) => a.max(b).map(|x| x + 1).unwrap_or(0),
+        };
+        if bit >= 160 {
+            return None;
+        }
+        let mut id = self.buckets[i].first;
+        set_bit(&mut id, bit);
+        Some(id)
+    }
+
+    fn contains_own(&self, i: usize) -> bool {
+        self.buckets[i].first <= self.own && self.next_first(i).map(|n| self.own < n).unwrap_or(true)
+    }
+
+    fn split(&mut self, i: usize) -> bool {
+        let Some(mid) = self.middle(i) else { return false };
+        let old = &mut self.buckets[i];
+        let (low, high): (Vec<NodeEntry>, Vec<NodeEntry>) = old.nodes.drain(..).partition(|n| n.id < mid);
+        old.nodes = low;
+        let cached = old.cached.take();
+        let last_changed = old.last_changed;
+        self.buckets.insert(i + 1, Bucket { first: mid, nodes: high, cached: None, last_changed });
+        if let Some(c) = cached {
+            let j = self.bucket_index(&c.id);
+            if self.buckets[j].nodes.len() < BUCKET_SIZE {
+                self.buckets[j].nodes.push(c);
+            }
+        }
+        true
+    }
+
+    /// Record that we heard from `id` at `addr`; `replied` when it answered a request.
+    pub fn heard(&mut self, id: Id, addr: SocketAddr, now: Millis, replied: bool) -> Insert {
+        if id == self.own {
+            return Insert::Ignored;
+        }
+        loop {
+            let i = self.bucket_index(&id);
+            let b = &mut self.buckets[i];
+            if let Some(n) = b.nodes.iter_mut().find(|n| n.id == id) {
+                n.addr = addr;
+                n.last_heard = now;
+                if replied {
+                    n.last_reply = Some(now);
+                    n.failures = 0;
+                    b.last_changed = now;
+                }
+                return Insert::Updated;
+            }
+            let entry = NodeEntry { id, addr, last_heard: now, last_reply: replied.then_some(now), failures: 0 };
+            if b.nodes.len() < BUCKET_SIZE {
+                b.nodes.push(entry);
+                b.last_changed = now;
+                return Insert::Added;
+            }
+            if let Some(pos) = b.nodes.iter().position(|n| n.is_expired()) {
+                b.nodes[pos] = entry;
+                b.last_changed = now;
+                return Insert::Added;
+            }
+            let dubious = b.nodes.iter().find(|n| !n.is_good(now)).map(|n| n.addr);
+            if dubious.is_none() && self.contains_own(i) && self.split(i) {
+                continue; // retry in the smaller bucket
+            }
+            let b = &mut self.buckets[i];
+            b.cached = Some(entry);
+            return match dubious {
+                Some(a) => Insert::PingDubious(a),
+                None => Insert::Cached,
+            };
+        }
+    }
+
+    /// A request to `id` went unanswered.
+    pub fn failed(&mut self, id: &Id) {
+        let i = self.bucket_index(id);
+        let b = &mut self.buckets[i];
+        if let Some(pos) = b.nodes.iter().position(|n| &n.id == id) {
+            b.nodes[pos].failures += 1;
+            if b.nodes[pos].is_expired() {
+                if let Some(c) = b.cached.take() {
+                    b.nodes[pos] = c;
+                }
+            }
+        }
+    }
+
+    /// Up to `count` non-expired nodes closest to `target`, closest first.
+    pub fn closest(&self, target: &Id, count: usize) -> Vec<NodeEntry> {
+        let mut all: Vec<&NodeEntry> = self.buckets.iter().flat_map(|b| b.nodes.iter()).filter(|n| !n.is_expired()).collect();
+        all.sort_by(|a, b| xor_cmp(&a.id, &b.id, target));
+        all.into_iter().take(count).cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.buckets.iter().map(|b| b.nodes.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn bucket_count(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Buckets that have not changed for `stale`, as (first, next) ranges to refresh
+    /// with a `find` of a random id inside.
+    pub fn stale_buckets(&self, now: Millis, stale: Duration) -> Vec<(Id, Option<Id>)> {
+        (0..self.buckets.len())
+            .filter(|&i| now.saturating_sub(self.buckets[i].last_changed) >= ms(stale))
+            .map(|i| (self.buckets[i].first, self.next_first(i)))
+            .collect()
+    }
+
+    /// Every node, for diagnostics ("node info").
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeEntry> {
+        self.buckets.iter().flat_map(|b| b.nodes.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(first: u8, last: u8) -> Id {
+        let mut i = [0u8; 20];
+        i[0] = first;
+        i[19] = last;
+        i
+    }
+
+    fn addr(n: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 10000 + n))
+    }
+
+    #[test]
+    fn bucket_with_own_id_splits_and_far_buckets_cache() {
+        let mut t = RoutingTable::new(id(0x00, 1));
+        // 8 nodes in the far half (first bit set) fill the single bucket…
+        for n in 0..8u8 {
+            assert_eq!(t.heard(id(0x80 | n, 0), addr(n as u16), 0, true), Insert::Added);
+        }
+        // …a node near us forces a split, since the bucket holds our id.
+        assert_eq!(t.heard(id(0x01, 0), addr(100), 0, true), Insert::Added);
+        assert!(t.bucket_count() >= 2);
+        // Another far node finds its bucket full of good nodes without our id: cached.
+        assert_eq!(t.heard(id(0x90, 0), addr(101), 0, true), Insert::Cached);
+        assert_eq!(t.len(), 9);
+    }
+
+    #[test]
+    fn dubious_nodes_are_pinged_and_failed_nodes_replaced() {
+        let mut t = RoutingTable::new(id(0x00, 1));
+        for n in 0..8u8 {
+            t.heard(id(0x80 | n, 0), addr(n as u16), 0, n != 3);
+        }
+        // Node 3 never replied: dubious.
+        assert_eq!(t.heard(id(0x90, 0), addr(101), 1, true), Insert::PingDubious(addr(3)));
+        for _ in 0..MAX_RESPONSE_FAILURES {
+            t.failed(&id(0x83, 0));
+        }
+        assert!(t.nodes().any(|n| n.id == id(0x90, 0)), "the cached newcomer took the failed node's place");
+        assert!(!t.nodes().any(|n| n.id == id(0x83, 0)));
+    }
+
+    #[test]
+    fn closest_sorts_by_xor_distance() {
+        let mut t = RoutingTable::new(id(0x00, 0));
+        for n in 1..=20u8 {
+            t.heard(id(n, n), addr(n as u16), 0, true);
+        }
+        let target = id(5, 5);
+        let c = t.closest(&target, 3);
+        assert_eq!(c[0].id, id(5, 5));
+        let d: Vec<u8> = c.iter().map(|e| e.id[0] ^ 5).collect();
+        assert!(d.windows(2).all(|w| w[0] <= w[1]), "{d:?}");
+    }
+
+    #[test]
+    fn own_id_is_never_inserted() {
+        let own = id(7, 7);
+        let mut t = RoutingTable::new(own);
+        assert_eq!(t.heard(own, addr(1), 0, true), Insert::Ignored);
+        assert!(t.is_empty());
+    }
+
+    proptest::proptest! {
+        /// Whatever arrives, buckets stay ordered, hold at most 8 nodes each, every
+        /// node sits in the bucket covering its id, and `closest` sorts by distance.
+        #[test]
+        fn invariants_hold(own in proptest::array::uniform20(0u8..), ids in proptest::collection::vec(proptest::array::uniform20(0u8..), 0..300), target in proptest::array::uniform20(0u8..)) {
+            let mut t = RoutingTable::new(own);
+            for (k, i) in ids.iter().enumerate() {
+                t.heard(*i, addr(k as u16), k as u64, k % 3 != 0);
+            }
+            for w in t.buckets.windows(2) {
+                proptest::prop_assert!(w[0].first < w[1].first);
+            }
+            for (k, b) in t.buckets.iter().enumerate() {
+                proptest::prop_assert!(b.nodes.len() <= BUCKET_SIZE);
+                for n in &b.nodes {
+                    proptest::prop_assert_eq!(t.bucket_index(&n.id), k);
+                    proptest::prop_assert!(n.id != own);
+                }
+            }
+            let c = t.closest(&target, 14);
+            for w in c.windows(2) {
+                proptest::prop_assert!(xor_cmp(&w[0].id, &w[1].id, &target) != std::cmp::Ordering::Greater);
+            }
+        }
+    }
+}
