@@ -1,1 +1,3 @@
 pub mod routing;
+pub mod storage;
+pub mod token;

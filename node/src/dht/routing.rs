@@ -63,7 +63,10 @@ impl NodeEntry {
     /// Replied recently, heard from recently, not failing.
     pub fn is_good(&self, now: Millis) -> bool {
         !self.is_expired()
-            && self.last_reply.map(|r| now.saturating_sub(r) <= ms(NODE_GOOD_TIME)).unwrap_or(false)
+            && self
+                .last_reply
+                .map(|r| now.saturating_sub(r) <= ms(NODE_GOOD_TIME))
+                .unwrap_or(false)
             && now.saturating_sub(self.last_heard) <= ms(NODE_EXPIRE_TIME)
     }
 }
@@ -100,7 +103,15 @@ pub struct RoutingTable {
 
 impl RoutingTable {
     pub fn new(own: Id) -> Self {
-        RoutingTable { own, buckets: vec![Bucket { first: [0; 20], nodes: Vec::new(), cached: None, last_changed: 0 }] }
+        RoutingTable {
+            own,
+            buckets: vec![Bucket {
+                first: [0; 20],
+                nodes: Vec::new(),
+                cached: None,
+                last_changed: 0,
+            }],
+        }
     }
 
     pub fn own_id(&self) -> &Id {
@@ -109,7 +120,9 @@ impl RoutingTable {
 
     fn bucket_index(&self, id: &Id) -> usize {
         // Buckets are sorted by `first`; the last one whose first <= id.
-        self.buckets.partition_point(|b| b.first <= *id).saturating_sub(1)
+        self.buckets
+            .partition_point(|b| b.first <= *id)
+            .saturating_sub(1)
     }
 
     fn next_first(&self, i: usize) -> Option<Id> {
@@ -133,17 +146,29 @@ impl RoutingTable {
     }
 
     fn contains_own(&self, i: usize) -> bool {
-        self.buckets[i].first <= self.own && self.next_first(i).map(|n| self.own < n).unwrap_or(true)
+        self.buckets[i].first <= self.own
+            && self.next_first(i).map(|n| self.own < n).unwrap_or(true)
     }
 
     fn split(&mut self, i: usize) -> bool {
-        let Some(mid) = self.middle(i) else { return false };
+        let Some(mid) = self.middle(i) else {
+            return false;
+        };
         let old = &mut self.buckets[i];
-        let (low, high): (Vec<NodeEntry>, Vec<NodeEntry>) = old.nodes.drain(..).partition(|n| n.id < mid);
+        let (low, high): (Vec<NodeEntry>, Vec<NodeEntry>) =
+            old.nodes.drain(..).partition(|n| n.id < mid);
         old.nodes = low;
         let cached = old.cached.take();
         let last_changed = old.last_changed;
-        self.buckets.insert(i + 1, Bucket { first: mid, nodes: high, cached: None, last_changed });
+        self.buckets.insert(
+            i + 1,
+            Bucket {
+                first: mid,
+                nodes: high,
+                cached: None,
+                last_changed,
+            },
+        );
         if let Some(c) = cached {
             let j = self.bucket_index(&c.id);
             if self.buckets[j].nodes.len() < BUCKET_SIZE {
@@ -171,7 +196,13 @@ impl RoutingTable {
                 }
                 return Insert::Updated;
             }
-            let entry = NodeEntry { id, addr, last_heard: now, last_reply: replied.then_some(now), failures: 0 };
+            let entry = NodeEntry {
+                id,
+                addr,
+                last_heard: now,
+                last_reply: replied.then_some(now),
+                failures: 0,
+            };
             if b.nodes.len() < BUCKET_SIZE {
                 b.nodes.push(entry);
                 b.last_changed = now;
@@ -211,7 +242,12 @@ impl RoutingTable {
 
     /// Up to `count` non-expired nodes closest to `target`, closest first.
     pub fn closest(&self, target: &Id, count: usize) -> Vec<NodeEntry> {
-        let mut all: Vec<&NodeEntry> = self.buckets.iter().flat_map(|b| b.nodes.iter()).filter(|n| !n.is_expired()).collect();
+        let mut all: Vec<&NodeEntry> = self
+            .buckets
+            .iter()
+            .flat_map(|b| b.nodes.iter())
+            .filter(|n| !n.is_expired())
+            .collect();
         all.sort_by(|a, b| xor_cmp(&a.id, &b.id, target));
         all.into_iter().take(count).cloned().collect()
     }
@@ -263,7 +299,10 @@ mod tests {
         let mut t = RoutingTable::new(id(0x00, 1));
         // 8 nodes in the far half (first bit set) fill the single bucket…
         for n in 0..8u8 {
-            assert_eq!(t.heard(id(0x80 | n, 0), addr(n as u16), 0, true), Insert::Added);
+            assert_eq!(
+                t.heard(id(0x80 | n, 0), addr(n as u16), 0, true),
+                Insert::Added
+            );
         }
         // …a node near us forces a split, since the bucket holds our id.
         assert_eq!(t.heard(id(0x01, 0), addr(100), 0, true), Insert::Added);
@@ -280,11 +319,17 @@ mod tests {
             t.heard(id(0x80 | n, 0), addr(n as u16), 0, n != 3);
         }
         // Node 3 never replied: dubious.
-        assert_eq!(t.heard(id(0x90, 0), addr(101), 1, true), Insert::PingDubious(addr(3)));
+        assert_eq!(
+            t.heard(id(0x90, 0), addr(101), 1, true),
+            Insert::PingDubious(addr(3))
+        );
         for _ in 0..MAX_RESPONSE_FAILURES {
             t.failed(&id(0x83, 0));
         }
-        assert!(t.nodes().any(|n| n.id == id(0x90, 0)), "the cached newcomer took the failed node's place");
+        assert!(
+            t.nodes().any(|n| n.id == id(0x90, 0)),
+            "the cached newcomer took the failed node's place"
+        );
         assert!(!t.nodes().any(|n| n.id == id(0x83, 0)));
     }
 
