@@ -3,3 +3,4 @@
 //! take time and randomness as inputs and never touch a socket.
 
 pub mod dht;
+pub mod driver;

@@ -1,0 +1,1294 @@
+//! The DHT engine: an OpenDHT 2.4-compatible node as a sans-IO state machine. It answers
+//! ping/find/get/put/listen/refresh, keeps a routing table, stores values for others,
+//! pushes updates to listeners, and runs iterative get/put/listen searches. Inputs are
+//! datagrams, timeouts and commands, each with `now` (Unix milliseconds); outputs are
+//! drained with `poll_transmit`, `poll_event` and `poll_timeout`. Randomness comes from
+//! a seeded generator, so a simulation replays exactly.
+
+use super::infohash::{xor_cmp, InfoHash};
+use super::routing::{Insert, RoutingTable};
+use super::storage::{PutOutcome, Storage, Stored};
+use super::token::{RequestLimits, Tokens};
+use super::value::{Value, ValueData};
+use super::wire::{
+    self, pack_values, value_parts_messages, ErrorMsg, FieldEntry, FieldFilter, FieldsReply, Find,
+    Get, Listen, Message, MessageBody, NodeInfo, PartialMessage, Put, Query, Refresh, Reply,
+    Update, ValueSlot,
+};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+
+/// Nodes a search keeps (`SEARCH_NODES`).
+pub const SEARCH_NODES: usize = 14;
+/// Outstanding requests per search (`MAX_REQUESTED_SEARCH_NODES`).
+pub const SEARCH_PARALLEL: usize = 4;
+/// Nodes a put goes to and a search must have synced (`TARGET_NODES`).
+pub const TARGET_NODES: usize = 8;
+/// Nodes a listen goes to (`LISTEN_NODES`).
+pub const LISTEN_NODES: usize = 4;
+/// Nodes in find/get replies (`SEND_NODES`).
+pub const SEND_NODES: usize = 8;
+/// Attempts per request (`MAX_ATTEMPT_COUNT`).
+pub const MAX_ATTEMPTS: u8 = 3;
+/// Listen refresh period on the client side (30 s - 10 s).
+pub const LISTEN_REFRESH_MS: u64 = 20_000;
+const FIRST_RETRY_MS: u64 = 500;
+const PARTIAL_TIMEOUT_MS: u64 = 3_000;
+const PARTIAL_MAX_MS: u64 = 10_000;
+const EXPIRE_PERIOD_MS: u64 = 60_000;
+
+/// Checks a signed value (owner key, signed body bytes, signature). The engine knows
+/// no crypto; the node gives it this.
+pub type Verifier = Box<dyn Fn(&[u8], &[u8], &[u8]) -> bool>;
+
+/// How a node starts.
+pub struct Config {
+    pub id: InfoHash,
+    /// Network id; Jami uses 0.
+    pub network: u32,
+    pub seed: u64,
+    /// Signature check for signed values stored here; `None` stores them unchecked.
+    pub verify: Option<Verifier>,
+}
+
+/// A datagram to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: SocketAddr,
+    pub bytes: Vec<u8>,
+}
+
+/// Handle of a get, put or listen started by the user.
+pub type OpId = u64;
+
+/// What the engine tells its user.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// Values found by a get, or pushed to a listen.
+    Values {
+        op: OpId,
+        key: InfoHash,
+        values: Vec<Value>,
+    },
+    /// Values a listen was told expired.
+    Expired {
+        op: OpId,
+        key: InfoHash,
+        ids: Vec<u64>,
+    },
+    /// A get finished (the closest nodes answered, or no more nodes to ask).
+    GetDone {
+        op: OpId,
+        key: InfoHash,
+        nodes_answered: usize,
+    },
+    /// A put was acknowledged by this many nodes.
+    PutDone {
+        op: OpId,
+        key: InfoHash,
+        stored_on: usize,
+    },
+    /// The first node answered: we are connected.
+    Connected,
+}
+
+#[derive(Clone, Debug)]
+enum Purpose {
+    Ping,
+    Search(OpId),
+    PutTo(OpId),
+    ListenTo(OpId),
+    Update,
+}
+
+#[derive(Clone, Debug)]
+struct Pending {
+    to: SocketAddr,
+    node: Option<InfoHash>,
+    msg: Message,
+    parts: Vec<Message>,
+    attempts: u8,
+    retry_at: u64,
+    interval: u64,
+    purpose: Purpose,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum NodeState {
+    Candidate,
+    Requested,
+    Answered { token: Vec<u8> },
+    Failed,
+}
+
+#[derive(Clone, Debug)]
+struct SearchNode {
+    id: InfoHash,
+    addr: SocketAddr,
+    state: NodeState,
+    /// Put acknowledged / listen confirmed by this node.
+    acked: bool,
+    /// Listen socket id we gave this node and when to refresh.
+    sid: u32,
+    refresh_at: u64,
+}
+
+#[derive(Clone, Debug)]
+enum SearchKind {
+    Find,
+    Get,
+    Put {
+        value: Value,
+        packed: Vec<u8>,
+        sent: bool,
+    },
+    Listen,
+}
+
+#[derive(Clone, Debug)]
+struct Search {
+    key: InfoHash,
+    kind: SearchKind,
+    nodes: Vec<SearchNode>,
+    seen: BTreeSet<u64>,
+    done: bool,
+}
+
+/// Counters for reports and flood scenarios.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub received: u64,
+    pub malformed: u64,
+    pub rate_limited: u64,
+    pub requests_answered: u64,
+    pub errors_sent: u64,
+    pub timeouts: u64,
+    pub rejected_values: u64,
+}
+
+/// An OpenDHT-compatible node.
+pub struct Dht {
+    cfg: Config,
+    rng: ChaCha8Rng,
+    now: u64,
+    table: RoutingTable,
+    storage: Storage,
+    tokens: Tokens,
+    limits: RequestLimits,
+    pending: BTreeMap<(SocketAddr, u32), Pending>,
+    tids: BTreeMap<SocketAddr, u32>,
+    partials: BTreeMap<(SocketAddr, u32), (PartialMessage, u64, u64)>,
+    searches: BTreeMap<OpId, Search>,
+    next_op: OpId,
+    out: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    connected: bool,
+    expire_at: u64,
+    maintain_at: u64,
+    pub stats: Stats,
+}
+
+impl Dht {
+    pub fn new(cfg: Config, now: u64) -> Dht {
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let (s1, s2) = (rng.random::<u64>(), rng.random::<u64>());
+        let rotate = now + rng.random_range(15 * 60_000..=45 * 60_000);
+        Dht {
+            table: RoutingTable::new(cfg.id.0),
+            storage: Storage::new(),
+            tokens: Tokens::new(s1, s2, rotate),
+            limits: RequestLimits::default(),
+            pending: BTreeMap::new(),
+            tids: BTreeMap::new(),
+            partials: BTreeMap::new(),
+            searches: BTreeMap::new(),
+            next_op: 1,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            connected: false,
+            expire_at: now + EXPIRE_PERIOD_MS,
+            maintain_at: now + rng.random_range(3_000..=5_000),
+            stats: Stats::default(),
+            rng,
+            now,
+            cfg,
+        }
+    }
+
+    pub fn id(&self) -> InfoHash {
+        self.cfg.id
+    }
+
+    pub fn routing_table(&self) -> &RoutingTable {
+        &self.table
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Requests still waiting for an answer (bounded-memory checks).
+    pub fn pending_requests(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The next time `handle_timeout` has work.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let mut t = self
+            .expire_at
+            .min(self.maintain_at)
+            .min(self.tokens.rotate_at);
+        for p in self.pending.values() {
+            t = t.min(p.retry_at);
+        }
+        for (_, started, last) in self.partials.values() {
+            t = t.min((last + PARTIAL_TIMEOUT_MS).min(started + PARTIAL_MAX_MS));
+        }
+        for s in self.searches.values() {
+            for n in &s.nodes {
+                if n.acked && matches!(s.kind, SearchKind::Listen) {
+                    t = t.min(n.refresh_at);
+                }
+            }
+        }
+        Some(t)
+    }
+
+    // ---- commands ---------------------------------------------------------------------
+
+    /// Ping a bootstrap node; its answer puts it in the routing table.
+    pub fn bootstrap(&mut self, now: u64, addr: SocketAddr) {
+        self.now = now;
+        let body = MessageBody::Ping { id: self.cfg.id };
+        self.request(addr, None, body, Vec::new(), Purpose::Ping);
+    }
+
+    /// Find the values stored at `key`.
+    pub fn get(&mut self, now: u64, key: InfoHash) -> OpId {
+        self.now = now;
+        self.start_search(key, SearchKind::Get)
+    }
+
+    /// Store `value` at `key` on the closest nodes (and locally).
+    pub fn put(&mut self, now: u64, key: InfoHash, value: Value) -> OpId {
+        self.now = now;
+        let packed = value.pack();
+        let local = self.stored_form(&value, packed.clone());
+        let src = IpAddr::from([127, 0, 0, 1]);
+        if let Some(v) = local {
+            self.storage.put(key.0, v, now / 1000 * 1000, now, src);
+        }
+        self.start_search(
+            key,
+            SearchKind::Put {
+                value,
+                packed,
+                sent: false,
+            },
+        )
+    }
+
+    /// Be told about values at `key` as they arrive (until `cancel`).
+    pub fn listen(&mut self, now: u64, key: InfoHash) -> OpId {
+        self.now = now;
+        let op = self.start_search(key, SearchKind::Listen);
+        // Values already stored here count too.
+        let local: Vec<Value> = self
+            .storage
+            .get(&key.0)
+            .iter()
+            .filter_map(|e| Value::unpack(&e.value.packed).ok())
+            .collect();
+        if !local.is_empty() {
+            self.deliver(op, key, local);
+        }
+        op
+    }
+
+    pub fn cancel(&mut self, op: OpId) {
+        self.searches.remove(&op);
+    }
+
+    // ---- input ------------------------------------------------------------------------
+
+    pub fn handle_datagram(&mut self, now: u64, from: SocketAddr, bytes: &[u8]) {
+        self.now = now;
+        self.stats.received += 1;
+        let msg = match wire::decode(bytes) {
+            Ok(m) => m,
+            Err(_) => {
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        if msg.network != self.cfg.network {
+            return;
+        }
+        if let MessageBody::ValueParts(_) = &msg.body {
+            self.on_parts(from, msg);
+            return;
+        }
+        let msg = match PartialMessage::start(msg, from) {
+            Ok(partial) => {
+                let tid = partial.tid();
+                self.partials.insert((from, tid), (partial, now, now));
+                return;
+            }
+            Err(m) => m,
+        };
+        self.on_message(from, msg);
+    }
+
+    fn on_parts(&mut self, from: SocketAddr, msg: Message) {
+        let key = (from, msg.tid);
+        let Some((partial, _, last)) = self.partials.get_mut(&key) else {
+            return;
+        };
+        if partial.append(&msg, from) {
+            *last = self.now;
+        }
+        if partial.is_complete() {
+            if let Some((partial, _, _)) = self.partials.remove(&key) {
+                if let Ok(m) = partial.finish() {
+                    self.on_message(from, m);
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, from: SocketAddr, msg: Message) {
+        let tid = msg.tid;
+        match msg.body {
+            MessageBody::Reply(r) => self.on_reply(from, tid, r),
+            MessageBody::Error(e) => self.on_error(from, tid, e),
+            MessageBody::ValueParts(_) | MessageBody::LegacyUpdate(_) => {}
+            body => {
+                let sender = request_sender(&body);
+                if sender.is_zero() || sender == self.cfg.id {
+                    return;
+                }
+                if !self.limits.allow(from.ip(), self.now) {
+                    self.stats.rate_limited += 1;
+                    return;
+                }
+                if let Insert::PingDubious(addr) = self.table.heard(sender.0, from, self.now, false)
+                {
+                    self.request(
+                        addr,
+                        None,
+                        MessageBody::Ping { id: self.cfg.id },
+                        Vec::new(),
+                        Purpose::Ping,
+                    );
+                }
+                self.on_request(from, tid, body);
+            }
+        }
+    }
+
+    fn reply(&mut self, to: SocketAddr, tid: u32, body: MessageBody, parts: Vec<Vec<u8>>) {
+        let msg = Message {
+            tid,
+            network: self.cfg.network,
+            is_client: false,
+            body,
+        };
+        self.out.push_back(Transmit {
+            to,
+            bytes: wire::encode(&msg),
+        });
+        for p in value_parts_messages(tid, self.cfg.network, &parts) {
+            self.out.push_back(Transmit {
+                to,
+                bytes: wire::encode(&p),
+            });
+        }
+        self.stats.requests_answered += 1;
+    }
+
+    fn error(&mut self, to: SocketAddr, tid: u32, code: u16, msg: &str) {
+        self.stats.errors_sent += 1;
+        let body = MessageBody::Error(ErrorMsg {
+            code,
+            msg: msg.to_string(),
+            id: Some(self.cfg.id),
+        });
+        self.reply(to, tid, body, Vec::new());
+    }
+
+    fn closest_nodes(&self, target: &InfoHash) -> Vec<NodeInfo> {
+        self.table
+            .closest(&target.0, SEND_NODES)
+            .into_iter()
+            .filter(|n| n.addr.is_ipv4())
+            .map(|n| NodeInfo {
+                id: InfoHash(n.id),
+                addr: n.addr,
+            })
+            .collect()
+    }
+
+    fn on_request(&mut self, from: SocketAddr, tid: u32, body: MessageBody) {
+        let own = self.cfg.id;
+        let sa = from.ip();
+        match body {
+            MessageBody::Ping { .. } => self.reply(
+                from,
+                tid,
+                MessageBody::Reply(Reply::ack(own, sa)),
+                Vec::new(),
+            ),
+            MessageBody::Find(Find { target, .. }) => {
+                let r = Reply {
+                    id: own,
+                    sa: Some(sa),
+                    nodes4: self.closest_nodes(&target),
+                    token: self.tokens.token_for(&from).to_vec(),
+                    ..Reply::default()
+                };
+                self.reply(from, tid, MessageBody::Reply(r), Vec::new());
+            }
+            MessageBody::Get(Get { h, query, .. }) => {
+                if h.is_zero() {
+                    return self.error(from, tid, 203, "Get_values with no info_hash");
+                }
+                let mut r = Reply {
+                    id: own,
+                    sa: Some(sa),
+                    nodes4: self.closest_nodes(&h),
+                    token: self.tokens.token_for(&from).to_vec(),
+                    ..Reply::default()
+                };
+                let values: Vec<&Stored> = self
+                    .storage
+                    .get(&h.0)
+                    .into_iter()
+                    .map(|e| &e.value)
+                    .filter(|v| matches_query(v, query.as_ref()))
+                    .collect();
+                let mut parts = Vec::new();
+                match query.as_ref().filter(|q| !q.select.is_empty()) {
+                    Some(q) => r.fields = Some(fields_reply(&q.select, &values)),
+                    None => {
+                        let (slots, blobs) =
+                            pack_values(values.iter().map(|v| v.packed.clone()).collect());
+                        r.values = slots;
+                        parts = blobs;
+                    }
+                }
+                self.reply(from, tid, MessageBody::Reply(r), parts);
+            }
+            MessageBody::Listen(Listen { h, token, sid, .. }) => {
+                if h.is_zero() {
+                    return self.error(from, tid, 203, "Listen with no info_hash");
+                }
+                if !self.tokens.check(&from, &token) {
+                    return self.error(from, tid, 401, "Listen with wrong token");
+                }
+                self.storage.listen(h.0, from, sid, self.now);
+                self.reply(
+                    from,
+                    tid,
+                    MessageBody::Reply(Reply::ack(own, sa)),
+                    Vec::new(),
+                );
+                let current: Vec<Vec<u8>> = self
+                    .storage
+                    .get(&h.0)
+                    .iter()
+                    .map(|e| e.value.packed.clone())
+                    .collect();
+                if !current.is_empty() {
+                    self.push_update(from, sid, h, current);
+                }
+            }
+            MessageBody::Put(Put {
+                h,
+                values,
+                created,
+                token,
+                ..
+            }) => {
+                if h.is_zero() {
+                    return self.error(from, tid, 203, "Put with no info_hash");
+                }
+                if !self.tokens.check(&from, &token) {
+                    return self.error(from, tid, 401, "Put with wrong token");
+                }
+                for slot in values {
+                    let ValueSlot::Inline(bytes) = slot else {
+                        continue;
+                    };
+                    let Ok(v) = Value::unpack(&bytes) else {
+                        self.stats.rejected_values += 1;
+                        continue;
+                    };
+                    if v.id == 0 {
+                        return self.error(from, tid, 203, "Put with invalid id");
+                    }
+                    self.store_remote(h, v, bytes, created, from);
+                    self.reply(
+                        from,
+                        tid,
+                        MessageBody::Reply(Reply::value_id(own, 0, sa)),
+                        Vec::new(),
+                    );
+                }
+            }
+            MessageBody::Refresh(Refresh { h, vid, token, .. }) => {
+                if !self.tokens.check(&from, &token) {
+                    return self.error(from, tid, 401, "Refresh with wrong token");
+                }
+                if self.storage.refresh(&h.0, vid, self.now) {
+                    self.reply(
+                        from,
+                        tid,
+                        MessageBody::Reply(Reply::value_id(own, vid, sa)),
+                        Vec::new(),
+                    );
+                } else {
+                    self.error(from, tid, 404, "Access operation for unknown storage");
+                }
+            }
+            MessageBody::Update(u) => self.on_update(from, tid, u),
+            _ => {}
+        }
+    }
+
+    /// Turn a value into what storage keeps; signed values must verify.
+    fn stored_form(&self, v: &Value, packed: Vec<u8>) -> Option<Stored> {
+        let (type_id, owner, seq) = match &v.data {
+            ValueData::Plain(b) => (b.type_id, None, 0),
+            ValueData::Signed(s) => {
+                if let (Some(verify), Some(body)) = (&self.cfg.verify, v.signed_body_bytes()) {
+                    let signed = s.received_body.as_deref().unwrap_or(&body);
+                    if !verify(&s.owner, signed, &s.sig) {
+                        return None;
+                    }
+                }
+                (s.body.type_id, Some(s.owner.clone()), s.seq)
+            }
+            ValueData::Encrypted(_) => (0, None, 0),
+        };
+        Some(Stored {
+            id: v.id,
+            type_id,
+            owner,
+            seq,
+            packed,
+        })
+    }
+
+    /// Storage policy (§1.10): only if we are plausibly among the closest, then store
+    /// and tell listeners. The requester is told success either way, as OpenDHT does.
+    fn store_remote(
+        &mut self,
+        key: InfoHash,
+        v: Value,
+        packed: Vec<u8>,
+        created: Option<i64>,
+        from: SocketAddr,
+    ) {
+        let closest = self.table.closest(&key.0, SEARCH_NODES);
+        if closest.len() >= TARGET_NODES {
+            if let Some(far) = closest.last() {
+                if xor_cmp(&InfoHash(far.id), &self.cfg.id, &key) == std::cmp::Ordering::Less {
+                    return;
+                }
+            }
+        }
+        let Some(stored) = self.stored_form(&v, packed.clone()) else {
+            self.stats.rejected_values += 1;
+            return;
+        };
+        let created_ms = created
+            .map(|c| (c.max(0) as u64).saturating_mul(1000))
+            .unwrap_or(self.now);
+        match self
+            .storage
+            .put(key.0, stored, created_ms, self.now, from.ip())
+        {
+            PutOutcome::New | PutOutcome::Edited => {
+                let ls: Vec<(SocketAddr, u32)> = self
+                    .storage
+                    .listeners(&key.0)
+                    .iter()
+                    .map(|l| (l.node, l.sid))
+                    .collect();
+                for (node, sid) in ls {
+                    self.push_update(node, sid, key, vec![packed.clone()]);
+                }
+                // Our own listens hear about it too.
+                self.notify_local(key, vec![v]);
+            }
+            PutOutcome::Refreshed => {}
+            PutOutcome::Rejected(_) => self.stats.rejected_values += 1,
+        }
+    }
+
+    fn notify_local(&mut self, key: InfoHash, values: Vec<Value>) {
+        let ops: Vec<OpId> = self
+            .searches
+            .iter()
+            .filter(|(_, s)| s.key == key && matches!(s.kind, SearchKind::Listen))
+            .map(|(o, _)| *o)
+            .collect();
+        for op in ops {
+            self.deliver(op, key, values.clone());
+        }
+    }
+
+    fn push_update(&mut self, to: SocketAddr, sid: u32, key: InfoHash, packed: Vec<Vec<u8>>) {
+        let (slots, blobs) = pack_values(packed);
+        let body = MessageBody::Update(Update {
+            id: self.cfg.id,
+            version: 1,
+            h: Some(key),
+            sid,
+            values: Some(slots),
+            created: None,
+            token: self.tokens.token_for(&to).to_vec(),
+            refreshed: Vec::new(),
+            expired: Vec::new(),
+        });
+        self.request(to, None, body, blobs, Purpose::Update);
+    }
+
+    fn on_update(&mut self, from: SocketAddr, tid: u32, u: Update) {
+        let own = self.cfg.id;
+        self.reply(
+            from,
+            tid,
+            MessageBody::Reply(Reply::ack(own, from.ip())),
+            Vec::new(),
+        );
+        let found = self.searches.iter().find_map(|(op, s)| {
+            let listening = matches!(s.kind, SearchKind::Listen);
+            let node = s.nodes.iter().any(|n| n.addr == from && n.sid == u.sid);
+            (listening && node).then_some((*op, s.key))
+        });
+        let Some((op, key)) = found else { return };
+        if let Some(slots) = u.values {
+            let values: Vec<Value> = slots
+                .into_iter()
+                .filter_map(|s| match s {
+                    ValueSlot::Inline(b) => Value::unpack(&b).ok(),
+                    ValueSlot::Size(_) => None,
+                })
+                .collect();
+            self.deliver(op, key, values);
+        }
+        if !u.expired.is_empty() {
+            self.events.push_back(Event::Expired {
+                op,
+                key,
+                ids: u.expired,
+            });
+        }
+    }
+
+    /// Emit values not yet seen by this operation.
+    fn deliver(&mut self, op: OpId, key: InfoHash, values: Vec<Value>) {
+        let Some(s) = self.searches.get_mut(&op) else {
+            return;
+        };
+        let fresh: Vec<Value> = values
+            .into_iter()
+            .filter(|v| s.seen.insert(value_fingerprint(v)))
+            .collect();
+        if !fresh.is_empty() {
+            self.events.push_back(Event::Values {
+                op,
+                key,
+                values: fresh,
+            });
+        }
+    }
+
+    fn on_reply(&mut self, from: SocketAddr, tid: u32, r: Reply) {
+        let Some(p) = self.pending.remove(&(from, tid)) else {
+            return;
+        };
+        if r.id.is_zero() || r.id == self.cfg.id {
+            return;
+        }
+        if let Insert::PingDubious(addr) = self.table.heard(r.id.0, from, self.now, true) {
+            self.request(
+                addr,
+                None,
+                MessageBody::Ping { id: self.cfg.id },
+                Vec::new(),
+                Purpose::Ping,
+            );
+        }
+        if !self.connected {
+            self.connected = true;
+            self.events.push_back(Event::Connected);
+            // Learn our neighbourhood, as OpenDHT does on its first contact.
+            let own = self.cfg.id;
+            self.start_search(own, SearchKind::Find);
+        }
+        for n in &r.nodes4 {
+            if n.id != self.cfg.id {
+                let addr = if n.addr.ip().is_loopback() {
+                    SocketAddr::new(from.ip(), n.addr.port())
+                } else {
+                    n.addr
+                };
+                if let Insert::PingDubious(a) = self.table.heard(n.id.0, addr, self.now, false) {
+                    self.request(
+                        a,
+                        None,
+                        MessageBody::Ping { id: self.cfg.id },
+                        Vec::new(),
+                        Purpose::Ping,
+                    );
+                }
+            }
+        }
+        match p.purpose {
+            Purpose::Search(op) => self.search_answer(op, from, r),
+            Purpose::PutTo(op) | Purpose::ListenTo(op) => {
+                if let Some(s) = self.searches.get_mut(&op) {
+                    if let Some(n) = s.nodes.iter_mut().find(|n| n.addr == from) {
+                        n.acked = true;
+                        n.refresh_at = self.now + LISTEN_REFRESH_MS;
+                    }
+                }
+                self.check_put_done(op);
+            }
+            Purpose::Ping | Purpose::Update => {}
+        }
+    }
+
+    fn on_error(&mut self, from: SocketAddr, tid: u32, e: ErrorMsg) {
+        let Some(p) = self.pending.remove(&(from, tid)) else {
+            return;
+        };
+        if let Purpose::Search(op) | Purpose::PutTo(op) | Purpose::ListenTo(op) = p.purpose {
+            if let Some(s) = self.searches.get_mut(&op) {
+                if let Some(n) = s.nodes.iter_mut().find(|n| n.addr == from) {
+                    // A wrong token: ask again for a fresh one.
+                    n.state = if e.code == 401 {
+                        NodeState::Candidate
+                    } else {
+                        NodeState::Failed
+                    };
+                    n.acked = false;
+                }
+            }
+            self.step(op);
+        }
+    }
+
+    // ---- requests and retries ---------------------------------------------------------
+
+    fn next_tid(&mut self, to: SocketAddr) -> u32 {
+        let first = self.rng.random_range(1..=u32::MAX);
+        let t = self.tids.entry(to).or_insert(first);
+        *t = t.wrapping_add(2);
+        if *t == 0 {
+            *t = 2;
+        }
+        *t
+    }
+
+    fn request(
+        &mut self,
+        to: SocketAddr,
+        node: Option<InfoHash>,
+        body: MessageBody,
+        blobs: Vec<Vec<u8>>,
+        purpose: Purpose,
+    ) {
+        let tid = self.next_tid(to);
+        let msg = Message {
+            tid,
+            network: self.cfg.network,
+            is_client: false,
+            body,
+        };
+        let parts = value_parts_messages(tid, self.cfg.network, &blobs);
+        let p = Pending {
+            to,
+            node,
+            msg,
+            parts,
+            attempts: 0,
+            retry_at: 0,
+            interval: FIRST_RETRY_MS,
+            purpose,
+        };
+        self.send_pending(tid, p);
+    }
+
+    fn send_pending(&mut self, tid: u32, mut p: Pending) {
+        p.attempts += 1;
+        self.out.push_back(Transmit {
+            to: p.to,
+            bytes: wire::encode(&p.msg),
+        });
+        for part in &p.parts {
+            self.out.push_back(Transmit {
+                to: p.to,
+                bytes: wire::encode(part),
+            });
+        }
+        p.retry_at = self.now + p.interval;
+        p.interval = p.interval * 2 + self.rng.random_range(0..=250);
+        self.pending.insert((p.to, tid), p);
+    }
+
+    pub fn handle_timeout(&mut self, now: u64) {
+        self.now = now;
+        let due: Vec<(SocketAddr, u32)> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.retry_at <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
+            let Some(p) = self.pending.remove(&key) else {
+                continue;
+            };
+            if p.attempts < MAX_ATTEMPTS {
+                self.send_pending(key.1, p);
+                continue;
+            }
+            self.stats.timeouts += 1;
+            if let Some(id) = p.node {
+                self.table.failed(&id.0);
+            }
+            if let Purpose::Search(op) | Purpose::PutTo(op) | Purpose::ListenTo(op) = p.purpose {
+                if let Some(s) = self.searches.get_mut(&op) {
+                    if let Some(n) = s.nodes.iter_mut().find(|n| n.addr == p.to) {
+                        n.state = NodeState::Failed;
+                    }
+                }
+                self.step(op);
+                self.check_put_done(op);
+            }
+        }
+        self.partials.retain(|_, (_, started, last)| {
+            now < *last + PARTIAL_TIMEOUT_MS && now < *started + PARTIAL_MAX_MS
+        });
+        if now >= self.expire_at {
+            self.expire_at = now + EXPIRE_PERIOD_MS;
+            for (key, ids) in self.storage.expire(now) {
+                let ls: Vec<(SocketAddr, u32)> = self
+                    .storage
+                    .listeners(&key)
+                    .iter()
+                    .map(|l| (l.node, l.sid))
+                    .collect();
+                for (node, sid) in ls {
+                    let body = MessageBody::Update(Update {
+                        id: self.cfg.id,
+                        version: 0,
+                        h: None,
+                        sid,
+                        values: None,
+                        created: None,
+                        token: self.tokens.token_for(&node).to_vec(),
+                        refreshed: Vec::new(),
+                        expired: ids.clone(),
+                    });
+                    self.request(node, None, body, Vec::new(), Purpose::Update);
+                }
+            }
+        }
+        if now >= self.tokens.rotate_at {
+            let (fresh, next) = (
+                self.rng.random::<u64>(),
+                now + self.rng.random_range(15 * 60_000..=45 * 60_000),
+            );
+            self.tokens.rotate(fresh, next);
+        }
+        if now >= self.maintain_at {
+            self.maintain_at = now + self.rng.random_range(60_000..=180_000);
+            if !self.table.is_empty() {
+                let own = self.cfg.id;
+                if !self
+                    .searches
+                    .values()
+                    .any(|s| s.key == own && matches!(s.kind, SearchKind::Find) && !s.done)
+                {
+                    self.start_search(own, SearchKind::Find);
+                }
+            }
+        }
+        self.refresh_listens();
+    }
+
+    fn refresh_listens(&mut self) {
+        let now = self.now;
+        let mut sends = Vec::new();
+        for (op, s) in &mut self.searches {
+            if !matches!(s.kind, SearchKind::Listen) {
+                continue;
+            }
+            for n in &mut s.nodes {
+                if n.acked && n.refresh_at <= now {
+                    if let NodeState::Answered { token } = &n.state {
+                        n.refresh_at = now + LISTEN_REFRESH_MS;
+                        sends.push((*op, n.id, n.addr, token.clone(), n.sid, s.key));
+                    }
+                }
+            }
+        }
+        for (op, id, addr, token, sid, key) in sends {
+            let body = MessageBody::Listen(Listen {
+                id: self.cfg.id,
+                version: 1,
+                h: key,
+                token,
+                sid,
+                query: None,
+            });
+            self.request(addr, Some(id), body, Vec::new(), Purpose::ListenTo(op));
+        }
+    }
+
+    // ---- searches ---------------------------------------------------------------------
+
+    fn start_search(&mut self, key: InfoHash, kind: SearchKind) -> OpId {
+        let op = self.next_op;
+        self.next_op += 1;
+        let nodes = self
+            .table
+            .closest(&key.0, SEARCH_NODES)
+            .into_iter()
+            .map(|n| SearchNode {
+                id: InfoHash(n.id),
+                addr: n.addr,
+                state: NodeState::Candidate,
+                acked: false,
+                sid: 0,
+                refresh_at: 0,
+            })
+            .collect();
+        self.searches.insert(
+            op,
+            Search {
+                key,
+                kind,
+                nodes,
+                seen: BTreeSet::new(),
+                done: false,
+            },
+        );
+        self.step(op);
+        op
+    }
+
+    fn search_answer(&mut self, op: OpId, from: SocketAddr, r: Reply) {
+        let now = self.now;
+        let Some(s) = self.searches.get_mut(&op) else {
+            return;
+        };
+        if let Some(n) = s.nodes.iter_mut().find(|n| n.addr == from) {
+            n.state = NodeState::Answered {
+                token: r.token.clone(),
+            };
+        }
+        for info in r.nodes4 {
+            if info.id == self.cfg.id || s.nodes.iter().any(|n| n.id == info.id) {
+                continue;
+            }
+            let addr = if info.addr.ip().is_loopback() {
+                SocketAddr::new(from.ip(), info.addr.port())
+            } else {
+                info.addr
+            };
+            s.nodes.push(SearchNode {
+                id: info.id,
+                addr,
+                state: NodeState::Candidate,
+                acked: false,
+                sid: 0,
+                refresh_at: now,
+            });
+        }
+        let key = s.key;
+        s.nodes.sort_by(|a, b| xor_cmp(&a.id, &b.id, &key));
+        // Keep the closest, but never forget a node we are waiting for.
+        let mut kept = 0;
+        s.nodes.retain(|n| {
+            kept += 1;
+            kept <= SEARCH_NODES || n.state == NodeState::Requested
+        });
+        let values: Vec<Value> = r
+            .values
+            .into_iter()
+            .filter_map(|v| match v {
+                ValueSlot::Inline(b) => Value::unpack(&b).ok(),
+                ValueSlot::Size(_) => None,
+            })
+            .collect();
+        let wants_values = matches!(s.kind, SearchKind::Get | SearchKind::Listen);
+        if wants_values && !values.is_empty() {
+            self.deliver(op, key, values);
+        }
+        self.step(op);
+    }
+
+    /// Send more requests, or finish: synced when the first 8 live nodes answered.
+    fn step(&mut self, op: OpId) {
+        let own = self.cfg.id;
+        let Some(s) = self.searches.get_mut(&op) else {
+            return;
+        };
+        if s.done {
+            return;
+        }
+        let live: Vec<usize> = (0..s.nodes.len())
+            .filter(|&i| s.nodes[i].state != NodeState::Failed)
+            .take(TARGET_NODES)
+            .collect();
+        let in_flight = s
+            .nodes
+            .iter()
+            .filter(|n| n.state == NodeState::Requested)
+            .count();
+        let mut to_ask = Vec::new();
+        for &i in &live {
+            if in_flight + to_ask.len() >= SEARCH_PARALLEL {
+                break;
+            }
+            if s.nodes[i].state == NodeState::Candidate {
+                s.nodes[i].state = NodeState::Requested;
+                to_ask.push((s.nodes[i].id, s.nodes[i].addr));
+            }
+        }
+        let synced = live
+            .iter()
+            .all(|&i| matches!(s.nodes[i].state, NodeState::Answered { .. }));
+        let key = s.key;
+        let is_find = matches!(s.kind, SearchKind::Find);
+        for (id, addr) in to_ask {
+            let body = if is_find {
+                MessageBody::Find(Find {
+                    id: own,
+                    target: key,
+                    want: None,
+                })
+            } else {
+                MessageBody::Get(Get {
+                    id: own,
+                    h: key,
+                    query: None,
+                    want: None,
+                })
+            };
+            self.request(addr, Some(id), body, Vec::new(), Purpose::Search(op));
+        }
+        let Some(s) = self.searches.get_mut(&op) else {
+            return;
+        };
+        let still_waiting = s.nodes.iter().any(|n| n.state == NodeState::Requested);
+        if !(synced && !still_waiting) {
+            return;
+        }
+        let answered = s
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.state, NodeState::Answered { .. }))
+            .count();
+        match &mut s.kind {
+            SearchKind::Find => s.done = true,
+            SearchKind::Get => {
+                s.done = true;
+                self.events.push_back(Event::GetDone {
+                    op,
+                    key,
+                    nodes_answered: answered,
+                });
+            }
+            SearchKind::Put { sent, .. } if *sent => {}
+            SearchKind::Put { .. } => self.send_puts(op),
+            SearchKind::Listen => self.send_listens(op),
+        }
+    }
+
+    fn send_puts(&mut self, op: OpId) {
+        let own = self.cfg.id;
+        let Some(s) = self.searches.get_mut(&op) else {
+            return;
+        };
+        let SearchKind::Put {
+            packed,
+            value,
+            sent,
+        } = &mut s.kind
+        else {
+            return;
+        };
+        *sent = true;
+        let created = None::<i64>;
+        let _ = value;
+        let (slots, blobs) = pack_values(vec![packed.clone()]);
+        let key = s.key;
+        let targets: Vec<(InfoHash, SocketAddr, Vec<u8>)> = s
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.state {
+                NodeState::Answered { token } if !token.is_empty() => {
+                    Some((n.id, n.addr, token.clone()))
+                }
+                _ => None,
+            })
+            .take(TARGET_NODES)
+            .collect();
+        if targets.is_empty() {
+            s.done = true;
+            self.events.push_back(Event::PutDone {
+                op,
+                key,
+                stored_on: 0,
+            });
+            return;
+        }
+        for (id, addr, token) in targets {
+            let body = MessageBody::Put(Put {
+                id: own,
+                h: key,
+                values: slots.clone(),
+                created,
+                token,
+            });
+            self.request(addr, Some(id), body, blobs.clone(), Purpose::PutTo(op));
+        }
+    }
+
+    fn check_put_done(&mut self, op: OpId) {
+        let Some(s) = self.searches.get_mut(&op) else {
+            return;
+        };
+        if s.done || !matches!(s.kind, SearchKind::Put { sent: true, .. }) {
+            return;
+        }
+        let waiting = self
+            .pending
+            .values()
+            .any(|p| matches!(p.purpose, Purpose::PutTo(o) if o == op));
+        if waiting {
+            return;
+        }
+        s.done = true;
+        let stored_on = s.nodes.iter().filter(|n| n.acked).count();
+        let key = s.key;
+        self.events.push_back(Event::PutDone { op, key, stored_on });
+    }
+
+    fn send_listens(&mut self, op: OpId) {
+        let own = self.cfg.id;
+        let now = self.now;
+        let mut sids = Vec::new();
+        for _ in 0..LISTEN_NODES {
+            sids.push(self.rng.random_range(1..=u32::MAX));
+        }
+        let Some(s) = self.searches.get_mut(&op) else {
+            return;
+        };
+        s.done = true;
+        let key = s.key;
+        let mut sends = Vec::new();
+        for (n, sid) in s
+            .nodes
+            .iter_mut()
+            .filter(|n| matches!(&n.state, NodeState::Answered { token } if !token.is_empty()))
+            .take(LISTEN_NODES)
+            .zip(sids)
+        {
+            if let NodeState::Answered { token } = &n.state {
+                n.sid = sid;
+                n.refresh_at = now + LISTEN_REFRESH_MS;
+                sends.push((n.id, n.addr, token.clone(), sid));
+            }
+        }
+        for (id, addr, token, sid) in sends {
+            let body = MessageBody::Listen(Listen {
+                id: own,
+                version: 1,
+                h: key,
+                token,
+                sid,
+                query: None,
+            });
+            self.request(addr, Some(id), body, Vec::new(), Purpose::ListenTo(op));
+        }
+    }
+}
+
+fn request_sender(b: &MessageBody) -> InfoHash {
+    match b {
+        MessageBody::Ping { id } => *id,
+        MessageBody::Find(f) => f.id,
+        MessageBody::Get(g) => g.id,
+        MessageBody::Listen(l) => l.id,
+        MessageBody::Put(p) => p.id,
+        MessageBody::Refresh(r) => r.id,
+        MessageBody::Update(u) => u.id,
+        _ => InfoHash::ZERO,
+    }
+}
+
+/// Identity of a value version: id plus a hash of its bytes (an edit is news).
+fn value_fingerprint(v: &Value) -> u64 {
+    let bytes = v.pack();
+    let mut h: u64 = 0xcbf29ce484222325 ^ v.id;
+    for b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+fn matches_query(v: &Stored, q: Option<&Query>) -> bool {
+    let Some(q) = q else { return true };
+    q.filters.iter().all(|f| match f {
+        FieldFilter::Id(id) => v.id == *id,
+        FieldFilter::ValueType(t) => u64::from(v.type_id) == *t,
+        FieldFilter::OwnerPk(h) => v
+            .owner
+            .as_ref()
+            .map(|o| InfoHash::get(o) == *h)
+            .unwrap_or(false),
+        FieldFilter::UserType(_) => true,
+    })
+}
+
+/// The `fileds` answer: the selected fields, flattened value by value.
+fn fields_reply(select: &[u8], values: &[&Stored]) -> FieldsReply {
+    let mut fields: Vec<u8> = select.to_vec();
+    fields.sort_unstable();
+    fields.dedup();
+    let mut out = Vec::new();
+    for v in values {
+        for f in &fields {
+            out.push(match *f {
+                wire::field::ID => FieldEntry::Uint(v.id),
+                wire::field::VALUE_TYPE => FieldEntry::Uint(u64::from(v.type_id)),
+                wire::field::SEQ_NUM => FieldEntry::Uint(u64::from(v.seq)),
+                wire::field::OWNER_PK => {
+                    FieldEntry::Bin(v.owner.clone().unwrap_or_else(|| vec![0; 20]))
+                }
+                _ => FieldEntry::Str(Vec::new()),
+            });
+        }
+    }
+    FieldsReply {
+        fields,
+        values: out,
+    }
+}

@@ -1,0 +1,121 @@
+//! The DHT engine on a real UDP socket and the real clock: the thin loop that moves
+//! datagrams and timeouts in and transmits and events out. Used by `jamisim node dht`
+//! and by conformance tests against the official programs. (Simulation uses the same
+//! engine on netsim instead.)
+
+use crate::dht::engine::{Dht, Event};
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Unix time in milliseconds: the engine's clock on real sockets.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A DHT engine bound to a UDP socket.
+pub struct UdpDriver {
+    pub dht: Dht,
+    sock: UdpSocket,
+    buf: Vec<u8>,
+}
+
+impl UdpDriver {
+    pub fn bind(dht: Dht, addr: SocketAddr) -> io::Result<UdpDriver> {
+        let sock = UdpSocket::bind(addr)?;
+        Ok(UdpDriver {
+            dht,
+            sock,
+            buf: vec![0; 65536],
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.sock.local_addr()
+    }
+
+    /// Send what the engine wants sent and hand its events to `on_event`.
+    fn flush(&mut self, on_event: &mut dyn FnMut(&mut Dht, Event)) {
+        while let Some(t) = self.dht.poll_transmit() {
+            // A send error (unreachable, no route) is a lost datagram, as on the wire.
+            let _ = self.sock.send_to(&t.bytes, t.to);
+        }
+        while let Some(e) = self.dht.poll_event() {
+            on_event(&mut self.dht, e);
+        }
+    }
+
+    /// Run one turn: wait at most `max_wait` for a datagram or the engine's next timeout.
+    pub fn turn(
+        &mut self,
+        max_wait: Duration,
+        on_event: &mut dyn FnMut(&mut Dht, Event),
+    ) -> io::Result<()> {
+        self.flush(on_event);
+        let now = unix_ms();
+        let until = self
+            .dht
+            .poll_timeout()
+            .unwrap_or(now + max_wait.as_millis() as u64);
+        let wait = until
+            .saturating_sub(now)
+            .clamp(1, max_wait.as_millis().max(1) as u64);
+        self.sock
+            .set_read_timeout(Some(Duration::from_millis(wait)))?;
+        match self.sock.recv_from(&mut self.buf) {
+            Ok((n, from)) => {
+                let data = self.buf[..n].to_vec();
+                self.dht.handle_datagram(unix_ms(), from, &data);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+            Err(e) => return Err(e),
+        }
+        let now = unix_ms();
+        if self.dht.poll_timeout().is_some_and(|t| t <= now) {
+            self.dht.handle_timeout(now);
+        }
+        self.flush(on_event);
+        Ok(())
+    }
+
+    /// Run turns for `d`.
+    pub fn run_for(
+        &mut self,
+        d: Duration,
+        on_event: &mut dyn FnMut(&mut Dht, Event),
+    ) -> io::Result<()> {
+        let end = unix_ms() + d.as_millis() as u64;
+        while unix_ms() < end {
+            let left = Duration::from_millis(end.saturating_sub(unix_ms()).max(1));
+            self.turn(left.min(Duration::from_millis(50)), on_event)?;
+        }
+        Ok(())
+    }
+
+    /// Run until `done` says so (checked after each event) or `timeout` passes; returns
+    /// whether `done` was satisfied.
+    pub fn run_until(
+        &mut self,
+        timeout: Duration,
+        mut done: impl FnMut(&Event) -> bool,
+    ) -> io::Result<bool> {
+        let end = unix_ms() + timeout.as_millis() as u64;
+        let mut hit = false;
+        while !hit && unix_ms() < end {
+            self.turn(Duration::from_millis(50), &mut |_, e| {
+                if done(&e) {
+                    hit = true;
+                }
+            })?;
+        }
+        Ok(hit)
+    }
+}

@@ -1,0 +1,198 @@
+//! Many engines on an in-memory network with a fixed one-way delay: the DHT's searches,
+//! storage, listens and updates working end to end without sockets.
+
+use node::dht::engine::{Config, Dht, Event};
+use node::dht::infohash::InfoHash;
+use node::dht::value::Value;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+
+const DELAY_MS: u64 = 20;
+
+struct Net {
+    now: u64,
+    nodes: Vec<Dht>,
+    addrs: Vec<SocketAddr>,
+    queue: VecDeque<(u64, usize, SocketAddr, Vec<u8>)>,
+    events: BTreeMap<usize, Vec<Event>>,
+}
+
+impl Net {
+    fn new(n: usize) -> Net {
+        let now = 1_700_000_000_000;
+        let nodes = (0..n)
+            .map(|i| {
+                let id = InfoHash::get(format!("node-{i}"));
+                Dht::new(
+                    Config {
+                        id,
+                        network: 0,
+                        seed: i as u64,
+                        verify: None,
+                    },
+                    now,
+                )
+            })
+            .collect();
+        let addrs = (0..n)
+            .map(|i| SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250 + 1) as u8], 4222)))
+            .collect();
+        Net {
+            now,
+            nodes,
+            addrs,
+            queue: VecDeque::new(),
+            events: BTreeMap::new(),
+        }
+    }
+
+    fn flush(&mut self, i: usize) {
+        while let Some(t) = self.nodes[i].poll_transmit() {
+            if let Some(j) = self.addrs.iter().position(|a| *a == t.to) {
+                self.queue
+                    .push_back((self.now + DELAY_MS, j, self.addrs[i], t.bytes));
+            }
+        }
+        while let Some(e) = self.nodes[i].poll_event() {
+            self.events.entry(i).or_default().push(e);
+        }
+    }
+
+    fn run_for(&mut self, ms: u64) {
+        let end = self.now + ms;
+        for i in 0..self.nodes.len() {
+            self.flush(i);
+        }
+        while self.now < end {
+            let next_packet = self.queue.front().map(|q| q.0).unwrap_or(u64::MAX);
+            let next_timer = self
+                .nodes
+                .iter()
+                .filter_map(|n| n.poll_timeout())
+                .min()
+                .unwrap_or(u64::MAX);
+            let t = next_packet.min(next_timer).min(end);
+            self.now = t.max(self.now);
+            while self.queue.front().is_some_and(|q| q.0 <= self.now) {
+                let (_, j, from, bytes) = self.queue.pop_front().unwrap();
+                self.nodes[j].handle_datagram(self.now, from, &bytes);
+                self.flush(j);
+            }
+            for i in 0..self.nodes.len() {
+                if self.nodes[i].poll_timeout().is_some_and(|d| d <= self.now) {
+                    self.nodes[i].handle_timeout(self.now);
+                    self.flush(i);
+                }
+            }
+            if t == end {
+                break;
+            }
+        }
+    }
+}
+
+fn values_seen(net: &Net, i: usize) -> Vec<Value> {
+    net.events
+        .get(&i)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| match e {
+            Event::Values { values, .. } => Some(values.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+#[test]
+fn a_value_put_on_one_node_is_found_and_listened_to_from_others() {
+    let mut net = Net::new(40);
+    let boot = net.addrs[0];
+    for i in 1..40 {
+        let now = net.now;
+        net.nodes[i].bootstrap(now, boot);
+    }
+    net.run_for(30_000);
+    assert!(
+        net.nodes.iter().all(|n| n.routing_table().len() >= 8),
+        "tables filled: {:?}",
+        net.nodes
+            .iter()
+            .map(|n| n.routing_table().len())
+            .collect::<Vec<_>>()
+    );
+
+    let key = InfoHash::get("some key");
+    let now = net.now;
+    net.nodes[9].listen(now, key);
+    net.run_for(3_000);
+    let now = net.now;
+    let put = net.nodes[5].put(now, key, Value::plain(42, 0, b"hello".to_vec()));
+    net.run_for(3_000);
+    let done = net.events[&5].iter().find_map(|e| match e {
+        Event::PutDone { op, stored_on, .. } if *op == put => Some(*stored_on),
+        _ => None,
+    });
+    assert!(
+        done.unwrap_or(0) >= 6,
+        "put acknowledged by most of the 8 closest: {done:?}"
+    );
+    assert!(
+        values_seen(&net, 9).iter().any(|v| v.id == 42),
+        "the listener heard the put"
+    );
+
+    let now = net.now;
+    net.nodes[33].get(now, key);
+    net.run_for(3_000);
+    assert!(
+        values_seen(&net, 33).iter().any(|v| v.id == 42),
+        "a get from another node finds it"
+    );
+    assert!(net.events[&33]
+        .iter()
+        .any(|e| matches!(e, Event::GetDone { .. })));
+}
+
+#[test]
+fn big_values_travel_in_parts() {
+    let mut net = Net::new(12);
+    for i in 1..12 {
+        let now = net.now;
+        net.nodes[i].bootstrap(now, net.addrs[0]);
+    }
+    net.run_for(20_000);
+    let key = InfoHash::get("big");
+    let data: Vec<u8> = (0..60 * 1024).map(|i| (i % 251) as u8).collect();
+    let now = net.now;
+    net.nodes[3].put(now, key, Value::plain(7, 0, data.clone()));
+    net.run_for(5_000);
+    let now = net.now;
+    net.nodes[8].get(now, key);
+    net.run_for(5_000);
+    let got = values_seen(&net, 8);
+    let v = got
+        .iter()
+        .find(|v| v.id == 7)
+        .expect("the 60 KiB value arrived");
+    assert_eq!(v.body().unwrap().data, data);
+}
+
+#[test]
+fn garbage_is_counted_and_the_node_keeps_serving() {
+    let mut net = Net::new(3);
+    let now = net.now;
+    for junk in [
+        &b""[..],
+        b"\x80",
+        b"\xde\xff\xff",
+        b"\x85\xa1y\xa1q",
+        &[0xc4, 0xff][..],
+    ] {
+        net.nodes[0].handle_datagram(now, net.addrs[1], junk);
+    }
+    assert_eq!(net.nodes[0].stats.malformed, 5);
+    net.nodes[1].bootstrap(now, net.addrs[0]);
+    net.run_for(2_000);
+    assert!(net.nodes[1].routing_table().len() >= 1);
+}
