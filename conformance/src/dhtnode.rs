@@ -23,7 +23,8 @@ impl DhtNode {
     /// Start `dhtnode -s -v -p PORT [-b BOOTSTRAP]` in `ns`, logging to a temp file, and
     /// wait until it reports its node id (it is then bound and running).
     pub fn start(ns: &Netns, port: u16, bootstrap: Option<SocketAddr>) -> Result<DhtNode> {
-        let log = std::env::temp_dir().join(format!("jamisim-dhtnode-{}-{port}.log", std::process::id()));
+        let log =
+            std::env::temp_dir().join(format!("jamisim-dhtnode-{}-{port}.log", std::process::id()));
         let logf = std::fs::File::create(&log).context("creating the dhtnode log")?;
         let mut cmd = ns.command("dhtnode");
         // -s: service mode (no interactive prompt needed, but it still reads stdin commands).
@@ -38,7 +39,13 @@ impl DhtNode {
             .spawn()
             .context("starting dhtnode")?;
         let stdin = child.stdin.take();
-        let mut node = DhtNode { child, stdin, port, log, id: String::new() };
+        let mut node = DhtNode {
+            child,
+            stdin,
+            port,
+            log,
+            id: String::new(),
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let text = node.log_text();
@@ -50,7 +57,10 @@ impl DhtNode {
                 bail!("dhtnode exited with {status}: {}", text.trim());
             }
             if Instant::now() > deadline {
-                bail!("dhtnode did not start within 10 s (log: {})", node.log.display());
+                bail!(
+                    "dhtnode did not start within 10 s (log: {})",
+                    node.log.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -77,7 +87,12 @@ impl Drop for DhtNode {
 }
 
 /// Send one datagram and wait for one answer (a readiness probe helper).
-pub fn udp_exchange(sock: &UdpSocket, to: SocketAddr, bytes: &[u8], wait: Duration) -> Result<Vec<u8>> {
+pub fn udp_exchange(
+    sock: &UdpSocket,
+    to: SocketAddr,
+    bytes: &[u8],
+    wait: Duration,
+) -> Result<Vec<u8>> {
     sock.set_read_timeout(Some(wait))?;
     sock.send_to(bytes, to)?;
     let mut buf = vec![0u8; 65536];

@@ -1,1 +1,93 @@
-//! conformance
+//! Conformance harness: finds the official Jami/OpenDHT programs and decides
+//! whether a test runs, skips, or (in CI with `JAMISIM_REQUIRE_PEERS=1`) fails.
+
+pub mod dhtnode;
+pub mod netns;
+pub mod python;
+
+pub use python::{PythonOpenDht, ScriptOutput, TempDir};
+
+/// Set to `1` to turn every "official program missing" skip into a failure.
+pub const REQUIRE_PEERS_ENV: &str = "JAMISIM_REQUIRE_PEERS";
+
+/// The skip line printed when python3-opendht is unavailable.
+pub const PYTHON_OPENDHT_SKIP: &str =
+    "SKIP: python3-opendht not installed (apt-get install python3-opendht)";
+
+/// Whether missing official programs must fail the run instead of skipping.
+pub fn peers_required() -> bool {
+    std::env::var(REQUIRE_PEERS_ENV).is_ok_and(|v| v.trim() == "1")
+}
+
+/// The shared skip rule: print `message` to stderr, or panic with it when
+/// [`REQUIRE_PEERS_ENV`] is `1`.
+pub fn skip_or_fail(message: &str) {
+    skip_or_fail_with(message, peers_required());
+}
+
+/// [`skip_or_fail`] with the requirement given explicitly (testable without env races).
+pub fn skip_or_fail_with(message: &str, required: bool) {
+    if required {
+        panic!("{message}");
+    }
+    eprintln!("{message}");
+}
+
+/// The official python3-opendht, or `None` after applying the skip rule.
+///
+/// Usage: `let Some(py) = conformance::python_opendht_or_skip() else { return };`
+pub fn python_opendht_or_skip() -> Option<PythonOpenDht> {
+    let found = PythonOpenDht::find();
+    if found.is_none() {
+        skip_or_fail(PYTHON_OPENDHT_SKIP);
+    }
+    if let Some(py) = &found {
+        if py.version() != python::EXPECTED_VERSION {
+            eprintln!(
+                "note: python3-opendht reports version {:?}, suite targets {}",
+                py.version(),
+                python::EXPECTED_VERSION
+            );
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn skip_prints_when_not_required() {
+        skip_or_fail_with(PYTHON_OPENDHT_SKIP, false);
+    }
+
+    #[test]
+    #[should_panic(expected = "SKIP: python3-opendht not installed")]
+    fn skip_panics_when_required() {
+        skip_or_fail_with(PYTHON_OPENDHT_SKIP, true);
+    }
+}
+
+/// The skip line printed when dhtnode is unavailable.
+pub const DHTNODE_SKIP: &str = "SKIP: dhtnode not installed (apt-get install dhtnode)";
+
+/// Whether the official `dhtnode` and the tools to give it a namespace (`ip`, root)
+/// are here; applies the skip rule when not.
+pub fn dhtnode_or_skip() -> bool {
+    let ok = std::process::Command::new("dhtnode")
+        .arg("--help")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !ok {
+        skip_or_fail(DHTNODE_SKIP);
+    } else if !root {
+        skip_or_fail("SKIP: dhtnode checks need root to create a network namespace");
+    }
+    ok && root
+}

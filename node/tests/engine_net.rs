@@ -196,3 +196,88 @@ fn garbage_is_counted_and_the_node_keeps_serving() {
     net.run_for(2_000);
     assert!(net.nodes[1].routing_table().len() >= 1);
 }
+
+#[test]
+fn most_gets_succeed_in_a_larger_network() {
+    let n = 200;
+    let mut net = Net::new(n);
+    for i in 1..n {
+        let now = net.now;
+        // Everyone bootstraps from one well-known node, as Jami clients do.
+        let b = net.addrs[0];
+        net.nodes[i].bootstrap(now, b);
+    }
+    net.run_for(
+        std::env::var("DHT_WARMUP")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(30_000),
+    );
+    let sizes: Vec<usize> = net.nodes.iter().map(|d| d.routing_table().len()).collect();
+    let mut know = 0;
+    for i in 0..n {
+        let own = net.nodes[i].id();
+        let mut by: Vec<usize> = (0..n).filter(|&j| j != i).collect();
+        by.sort_by(|&a, &b| node::dht::xor_cmp(&net.nodes[a].id(), &net.nodes[b].id(), &own));
+        let table: Vec<[u8; 20]> = net.nodes[i].routing_table().nodes().map(|e| e.id).collect();
+        know += by[..8]
+            .iter()
+            .filter(|&&j| table.contains(&net.nodes[j].id().0))
+            .count();
+    }
+    eprintln!(
+        "neighbourhood knowledge: {:.1}% of the 8 closest",
+        know as f64 / (8 * n) as f64 * 100.0
+    );
+    let mut puts = Vec::new();
+    for i in 0..n {
+        let now = net.now;
+        let op = net.nodes[i].put(
+            now,
+            InfoHash::get(format!("k{i}")),
+            Value::plain(i as u64 + 1, 0, vec![i as u8]),
+        );
+        puts.push(op);
+    }
+    net.run_for(10_000);
+    let stored: Vec<usize> = (0..n)
+        .map(|i| {
+            net.events
+                .get(&i)
+                .into_iter()
+                .flatten()
+                .find_map(|e| match e {
+                    Event::PutDone { op, stored_on, .. } if *op == puts[i] => Some(*stored_on),
+                    _ => None,
+                })
+                .unwrap_or(99)
+        })
+        .collect();
+    let mut gets = Vec::new();
+    for i in 0..n {
+        let now = net.now;
+        let target = (i * 7 + 3) % n;
+        gets.push((
+            i,
+            target,
+            net.nodes[i].get(now, InfoHash::get(format!("k{target}"))),
+        ));
+    }
+    net.run_for(10_000);
+    let found = gets
+        .iter()
+        .filter(|(i, t, op)| {
+            net.events.get(i).into_iter().flatten().any(|e| matches!(e, Event::Values { op: o, values, .. } if o == op && values.iter().any(|v| v.id == *t as u64 + 1)))
+        })
+        .count();
+    eprintln!(
+        "table sizes min {} max {}; stored_on {:?}",
+        sizes.iter().min().unwrap(),
+        sizes.iter().max().unwrap(),
+        &stored[..20]
+    );
+    assert!(
+        found * 100 >= n * 99,
+        "{found} of {n} gets found their value"
+    );
+}

@@ -2,6 +2,7 @@
 //! with a detail line a person can act on, and may add a summary word, plots and tables
 //! to the report.
 
+use crate::glue::DhtApp;
 use crate::model::{CheckSpec, Params};
 use crate::world::World;
 use anyhow::{anyhow, bail, Result};
@@ -29,6 +30,8 @@ pub const CHECK_KINDS: &[&str] = &[
     "goodput",
     "queue_drops",
     "deterministic",
+    "dht_connected",
+    "dht_gets",
 ];
 
 /// What the checks of one run produced.
@@ -238,11 +241,95 @@ fn eval(w: &World, c: &CheckSpec, out: &mut Outcome) -> Result<()> {
             Ok(())
         }
         "deterministic" => Ok(()), // evaluated by the runner, which reruns the case
+        "dht_connected" => {
+            p.only(&["host", "expect"])?;
+            let host = p.str("host")?;
+            let (_, app) = w.actor_state::<DhtApp>(host, "dht-node")?;
+            let want = p.bool("expect", true)?;
+            let got = app.connected_at.is_some();
+            out.push(
+                "dht_connected",
+                format!(
+                    "{host} {} the DHT",
+                    if want { "joins" } else { "cannot join" }
+                ),
+                got == want,
+                format!(
+                    "connected at {:?}; routing table {} nodes",
+                    app.connected_at,
+                    app.engine().map(|d| d.routing_table().len()).unwrap_or(0)
+                ),
+            );
+            Ok(())
+        }
+        "dht_gets" => dht_gets(w, &p, out),
         other => bail!(
             "unknown check `{other}` (known: {})",
             CHECK_KINDS.join(", ")
         ),
     }
+}
+
+fn dht_gets(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
+    p.only(&["hosts", "min_ratio"])?;
+    let min = p.float("min_ratio", 0.99)?;
+    let only: Vec<&str> = p.strs("hosts")?;
+    let (mut total, mut found) = (0usize, 0usize);
+    let (mut latencies, mut hops) = (Vec::new(), Vec::new());
+    for a in w
+        .actors
+        .iter()
+        .filter(|a| a.run == "dht-node" && (only.is_empty() || only.contains(&a.host.as_str())))
+    {
+        let Some(app) = w.sim.app::<DhtApp>(a.node, a.app) else {
+            continue;
+        };
+        for g in app.gets.values() {
+            total += 1;
+            if let Some(t) = g.found_at {
+                found += 1;
+                latencies.push((0.0, (t - g.started).as_secs_f64() * 1000.0));
+                hops.push((0.0, g.hops as f64));
+            }
+        }
+    }
+    let ratio = if total == 0 {
+        0.0
+    } else {
+        found as f64 / total as f64
+    };
+    out.push(
+        "dht_gets",
+        format!("at least {:.1}% of gets find their value", min * 100.0),
+        total > 0 && ratio >= min,
+        format!(
+            "{found} of {total} gets found the value ({:.2}%)",
+            ratio * 100.0
+        ),
+    );
+    out.summary.push(format!("{:.1}% found", ratio * 100.0));
+    let mut sorted: Vec<f64> = latencies.iter().map(|p| p.1).collect();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    if let Some(median) = sorted.get(sorted.len() / 2) {
+        out.summary.push(format!("median {median:.0} ms"));
+    }
+    out.series.push(Series {
+        chart: "DHT get latency".into(),
+        label: "time to value".into(),
+        kind: SeriesKind::Cdf,
+        x_label: "ms".into(),
+        y_label: "fraction of gets".into(),
+        points: latencies,
+    });
+    out.series.push(Series {
+        chart: "DHT lookup rounds".into(),
+        label: "rounds until the value was found".into(),
+        kind: SeriesKind::Cdf,
+        x_label: "rounds".into(),
+        y_label: "fraction of gets".into(),
+        points: hops,
+    });
+    Ok(())
 }
 
 fn nat_type(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {

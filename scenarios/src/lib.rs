@@ -8,6 +8,7 @@
 
 pub mod checks;
 pub mod expand;
+pub mod glue;
 pub mod model;
 pub mod runner;
 pub mod steps;

@@ -15,10 +15,13 @@ pub const STEP_KINDS: &[&str] = &[
     "restart",
     "set_link",
     "drift",
+    "churn",
 ];
 
 /// Run the world through its steps and then to the end of its duration.
 pub fn run(w: &mut World, steps: &[StepSpec]) -> Result<()> {
+    let expanded = expand_churn(w.seed, steps)?;
+    let steps = &expanded[..];
     let mut timed: Vec<(SimTime, usize)> = Vec::new();
     for (i, s) in steps.iter().enumerate() {
         let at = netsim::parse_duration(&s.at).map_err(|e| anyhow!("step #{} `at`: {e}", i + 1))?;
@@ -124,4 +127,61 @@ fn apply(
         other => bail!("unknown step `{other}` (known: {})", STEP_KINDS.join(", ")),
     }
     Ok(())
+}
+
+/// Expand `churn` steps into crashes and restarts of a seeded random subset:
+/// `population = "n-{i}"`, `population_count`, `fraction`, `down_for`, and `keep`
+/// (hosts that never leave, e.g. the bootstrap nodes).
+fn expand_churn(seed: u64, steps: &[StepSpec]) -> Result<Vec<StepSpec>> {
+    let mut out = Vec::new();
+    for (k, s) in steps.iter().enumerate() {
+        if s.action != "churn" {
+            out.push(s.clone());
+            continue;
+        }
+        let p = Params::new("step `churn`", &s.params);
+        p.only(&[
+            "population",
+            "population_count",
+            "fraction",
+            "down_for",
+            "keep",
+        ])?;
+        let keep = p.strs("keep")?;
+        let pop = p.str("population")?;
+        let n = usize::try_from(p.int("population_count", 1)?)
+            .map_err(|_| anyhow!("bad `population_count`"))?;
+        let fraction = p.float("fraction", 0.1)?;
+        let down = p.duration("down_for", "30s")?;
+        let at = netsim::parse_duration(&s.at).map_err(|e| anyhow!("churn `at`: {e}"))?;
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(
+            seed ^ (k as u64).wrapping_mul(0x9e37_79b9),
+        );
+        let mut picked = std::collections::BTreeSet::new();
+        let want = ((n as f64) * fraction).round() as usize;
+        let eligible: Vec<usize> = (0..n)
+            .filter(|&i| !keep.contains(&crate::expand::instantiate(pop, i).as_str()))
+            .collect();
+        while picked.len() < want.min(eligible.len()) {
+            picked.insert(eligible[rand::RngExt::random_range(&mut rng, 0..eligible.len())]);
+        }
+        for i in picked {
+            let host = toml::Value::String(crate::expand::instantiate(pop, i));
+            let mut crash = toml::Table::new();
+            crash.insert("host".into(), host.clone());
+            let mut restart = toml::Table::new();
+            restart.insert("host".into(), host);
+            out.push(StepSpec {
+                at: s.at.clone(),
+                action: "crash".into(),
+                params: crash,
+            });
+            out.push(StepSpec {
+                at: format!("{}ms", (at + down).as_millis()),
+                action: "restart".into(),
+                params: restart,
+            });
+        }
+    }
+    Ok(out)
 }

@@ -39,6 +39,7 @@ pub struct Actor {
 
 /// A built simulation and the names the scenario uses for its parts.
 pub struct World {
+    pub seed: u64,
     pub sim: Sim,
     pub nodes: BTreeMap<String, NodeId>,
     pub actors: Vec<Actor>,
@@ -58,6 +59,7 @@ pub const ACTOR_KINDS: &[&str] = &[
     "udp-probe",
     "tcp-probe",
     "multicast",
+    "dht-node",
 ];
 
 fn link_params(sel: &Option<LinkSel>, default: &str) -> Result<(LinkParams, LinkParams)> {
@@ -78,6 +80,7 @@ impl World {
             sabotage: opts.sabotage.clone(),
         });
         let mut w = World {
+            seed,
             sim,
             nodes: BTreeMap::new(),
             actors: Vec::new(),
@@ -193,9 +196,23 @@ impl World {
                     .params
                     .iter()
                     .map(|(k, v)| match v {
-                        toml::Value::String(s) => {
+                        // `population` names a template over all hosts, not this one.
+                        toml::Value::String(s) if k != "population" => {
                             (k.clone(), toml::Value::String(instantiate(s, i)))
                         }
+                        toml::Value::Array(a) if k != "population" => (
+                            k.clone(),
+                            toml::Value::Array(
+                                a.iter()
+                                    .map(|v| match v {
+                                        toml::Value::String(s) => {
+                                            toml::Value::String(instantiate(s, i))
+                                        }
+                                        other => other.clone(),
+                                    })
+                                    .collect(),
+                            ),
+                        ),
                         other => (k.clone(), other.clone()),
                     })
                     .collect();
@@ -425,6 +442,64 @@ impl World {
                 self.sim.add_app(node, move || {
                     Box::new(Multicast::new(group, port, announce))
                 })
+            }
+            "dht-node" => {
+                p.only(&[
+                    "port",
+                    "bootstrap",
+                    "put_at",
+                    "get_at",
+                    "get",
+                    "get_random",
+                    "population",
+                    "population_count",
+                ])?;
+                let port = port("port", 4222)?;
+                let mut bootstrap = Vec::new();
+                for b in p.strs("bootstrap")? {
+                    bootstrap.push(self.sock(b, port)?);
+                }
+                let mut get_keys: Vec<String> =
+                    p.strs("get")?.iter().map(|s| s.to_string()).collect();
+                let random = usize::try_from(p.int("get_random", 0)?)
+                    .map_err(|_| anyhow!("bad `get_random`"))?;
+                if random > 0 {
+                    let pop = p.str("population")?;
+                    let n = usize::try_from(p.int("population_count", 1)?)
+                        .map_err(|_| anyhow!("bad `population_count`"))?;
+                    // Which keys a host asks for: drawn from the scenario seed and the host.
+                    let mut h: u64 = self.seed ^ 0x9e37_79b9_7f4a_7c15;
+                    for b in host.bytes() {
+                        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+                    }
+                    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(h);
+                    let mut tries = 0;
+                    while get_keys.len() < random && n > 1 {
+                        tries += 1;
+                        if tries > 100 * random {
+                            bail!("`population` `{pop}` gives no host other than `{host}`");
+                        }
+                        let j = rand::RngExt::random_range(&mut rng, 0..n);
+                        let name = instantiate(pop, j);
+                        if name != host {
+                            get_keys.push(name);
+                        }
+                    }
+                }
+                let opt_dur = |k: &str| -> Result<Option<Duration>> {
+                    p.opt_str(k)?
+                        .map(|s| netsim::parse_duration(s).map_err(|e| anyhow!("`{k}`: {e}")))
+                        .transpose()
+                };
+                let w = crate::glue::DhtWorkload {
+                    port,
+                    bootstrap,
+                    put_at: opt_dur("put_at")?,
+                    get_at: opt_dur("get_at")?,
+                    get_keys,
+                };
+                self.sim
+                    .add_app(node, move || Box::new(crate::glue::DhtApp::new(w.clone())))
             }
             other => bail!(
                 "unknown actor `{other}` (known: {})",

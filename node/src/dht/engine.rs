@@ -83,6 +83,8 @@ pub enum Event {
         op: OpId,
         key: InfoHash,
         nodes_answered: usize,
+        /// Lookup rounds until the values were found (or until the search ended).
+        hops: u8,
     },
     /// A put was acknowledged by this many nodes.
     PutDone {
@@ -133,6 +135,8 @@ struct SearchNode {
     /// Listen socket id we gave this node and when to refresh.
     sid: u32,
     refresh_at: u64,
+    /// Lookup round that found this node (1 for nodes from our own table).
+    depth: u8,
 }
 
 #[derive(Clone, Debug)]
@@ -154,6 +158,8 @@ struct Search {
     nodes: Vec<SearchNode>,
     seen: BTreeSet<u64>,
     done: bool,
+    /// Lookup round of the first node that returned values.
+    found_depth: Option<u8>,
 }
 
 /// Counters for reports and flood scenarios.
@@ -166,6 +172,8 @@ pub struct Stats {
     pub errors_sent: u64,
     pub timeouts: u64,
     pub rejected_values: u64,
+    pub searches_started: u64,
+    pub maintenance_runs: u64,
 }
 
 /// An OpenDHT-compatible node.
@@ -187,6 +195,8 @@ pub struct Dht {
     connected: bool,
     expire_at: u64,
     maintain_at: u64,
+    last_table_size: usize,
+    last_growth_at: u64,
     pub stats: Stats,
 }
 
@@ -210,6 +220,8 @@ impl Dht {
             connected: false,
             expire_at: now + EXPIRE_PERIOD_MS,
             maintain_at: now + rng.random_range(3_000..=5_000),
+            last_table_size: 0,
+            last_growth_at: now,
             stats: Stats::default(),
             rng,
             now,
@@ -915,15 +927,34 @@ impl Dht {
             self.tokens.rotate(fresh, next);
         }
         if now >= self.maintain_at {
-            self.maintain_at = now + self.rng.random_range(60_000..=180_000);
+            self.stats.maintenance_runs += 1;
+            // While the table grew in the last 150 s, look at our neighbourhood often
+            // (5-25 s, as OpenDHT does); once it is stable, every 1-3 min.
+            let size = self.table.len();
+            if size != self.last_table_size {
+                self.last_table_size = size;
+                self.last_growth_at = now;
+            }
+            let growing = now.saturating_sub(self.last_growth_at) < 150_000;
+            self.maintain_at = now
+                + if growing {
+                    self.rng.random_range(5_000..=25_000)
+                } else {
+                    self.rng.random_range(60_000..=180_000)
+                };
+            // Finished searches are only bookkeeping: forget them.
+            self.searches
+                .retain(|_, s| !s.done || matches!(s.kind, SearchKind::Listen));
             if !self.table.is_empty() {
                 let own = self.cfg.id;
+                let mut near = own;
+                near.0[19] = self.rng.random();
                 if !self
                     .searches
                     .values()
-                    .any(|s| s.key == own && matches!(s.kind, SearchKind::Find) && !s.done)
+                    .any(|s| matches!(s.kind, SearchKind::Find) && !s.done)
                 {
-                    self.start_search(own, SearchKind::Find);
+                    self.start_search(near, SearchKind::Find);
                 }
             }
         }
@@ -962,6 +993,7 @@ impl Dht {
     // ---- searches ---------------------------------------------------------------------
 
     fn start_search(&mut self, key: InfoHash, kind: SearchKind) -> OpId {
+        self.stats.searches_started += 1;
         let op = self.next_op;
         self.next_op += 1;
         let nodes = self
@@ -975,6 +1007,7 @@ impl Dht {
                 acked: false,
                 sid: 0,
                 refresh_at: 0,
+                depth: 1,
             })
             .collect();
         self.searches.insert(
@@ -985,6 +1018,7 @@ impl Dht {
                 nodes,
                 seen: BTreeSet::new(),
                 done: false,
+                found_depth: None,
             },
         );
         self.step(op);
@@ -996,10 +1030,15 @@ impl Dht {
         let Some(s) = self.searches.get_mut(&op) else {
             return;
         };
+        let mut depth = 1;
         if let Some(n) = s.nodes.iter_mut().find(|n| n.addr == from) {
             n.state = NodeState::Answered {
                 token: r.token.clone(),
             };
+            depth = n.depth;
+        }
+        if !r.values.is_empty() && s.found_depth.is_none() {
+            s.found_depth = Some(depth);
         }
         for info in r.nodes4 {
             if info.id == self.cfg.id || s.nodes.iter().any(|n| n.id == info.id) {
@@ -1017,6 +1056,7 @@ impl Dht {
                 acked: false,
                 sid: 0,
                 refresh_at: now,
+                depth: depth.saturating_add(1),
             });
         }
         let key = s.key;
@@ -1104,6 +1144,14 @@ impl Dht {
             .iter()
             .filter(|n| matches!(n.state, NodeState::Answered { .. }))
             .count();
+        let deepest = s
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.state, NodeState::Answered { .. }))
+            .map(|n| n.depth)
+            .max()
+            .unwrap_or(0);
+        let hops = s.found_depth.unwrap_or(deepest);
         match &mut s.kind {
             SearchKind::Find => s.done = true,
             SearchKind::Get => {
@@ -1112,6 +1160,7 @@ impl Dht {
                     op,
                     key,
                     nodes_answered: answered,
+                    hops,
                 });
             }
             SearchKind::Put { sent, .. } if *sent => {}

@@ -1,7 +1,10 @@
 //! The Kademlia routing table, shaped as OpenDHT 2.4 keeps it: an ordered list of
 //! buckets covering the id space, each `[first, next.first)`, holding at most 8 nodes.
 //! A full bucket that contains our own id splits; otherwise a newcomer waits as the
-//! bucket's cached candidate while a dubious node is pinged. Time is an input.
+//! bucket's cached candidate while a dubious node is pinged. (OpenDHT also refuses to
+//! split while the bucket holds a dubious node; we split regardless, because nodes
+//! learnt from replies start dubious and a table that cannot split near its own id
+//! cannot find its neighbours.) Time is an input.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -214,7 +217,9 @@ impl RoutingTable {
                 return Insert::Added;
             }
             let dubious = b.nodes.iter().find(|n| !n.is_good(now)).map(|n| n.addr);
-            if dubious.is_none() && self.contains_own(i) && self.split(i) {
+            // The bucket holding our own id always splits (Kademlia): a node must know
+            // its neighbourhood well, or puts and gets for nearby keys diverge.
+            if self.contains_own(i) && self.split(i) {
                 continue; // retry in the smaller bucket
             }
             let b = &mut self.buckets[i];
@@ -378,5 +383,37 @@ mod tests {
                 proptest::prop_assert!(xor_cmp(&w[0].id, &w[1].id, &target) != std::cmp::Ordering::Greater);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod neighbourhood {
+    use super::*;
+
+    #[test]
+    fn a_table_keeps_its_own_neighbourhood() {
+        let id = |i: u32| -> Id {
+            let mut b = [0u8; 20];
+            let h = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes();
+            b[..8].copy_from_slice(&h);
+            b[8..12].copy_from_slice(&i.to_be_bytes());
+            b
+        };
+        let own = id(1_000_000);
+        let mut t = RoutingTable::new(own);
+        let others: Vec<Id> = (0..500).map(id).collect();
+        for (k, o) in others.iter().enumerate() {
+            t.heard(*o, SocketAddr::from(([10, 0, 0, 1], k as u16)), 0, false);
+        }
+        let mut by = others.clone();
+        by.sort_by(|a, b| xor_cmp(a, b, &own));
+        let known: Vec<Id> = t.nodes().map(|n| n.id).collect();
+        let missing: Vec<usize> = (0..8).filter(|&k| !known.contains(&by[k])).collect();
+        assert!(
+            missing.is_empty(),
+            "closest missing at ranks {missing:?}; table {} nodes in {} buckets",
+            t.len(),
+            t.bucket_count()
+        );
     }
 }

@@ -127,9 +127,11 @@ impl Value {
         Some(w.into_bytes())
     }
 
-    /// Unpack a value from its packed bytes (exactly one msgpack document).
+    /// Unpack a value from its packed bytes. Bytes after the first msgpack
+    /// document are ignored, as msgpack-c does (a reassembled value may be
+    /// longer than its declared size).
     pub fn unpack(bytes: &[u8]) -> Result<Self, ValueError> {
-        Self::from_node(&msgpack::parse(bytes)?)
+        Self::from_node(&msgpack::parse_prefix(bytes)?.0)
     }
 
     /// Unpack `dat` alone (e.g. a decrypted cypher), keeping id and priority.

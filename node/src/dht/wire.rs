@@ -1011,7 +1011,7 @@ fn value_parts(p: &Node<'_>) -> Result<BTreeMap<u32, ValuePart>, WireError> {
 }
 
 fn unpack_nodes(blob: &[u8], len: usize) -> Result<Vec<NodeInfo>, WireError> {
-    if blob.len() % len != 0 {
+    if !blob.len().is_multiple_of(len) {
         return Err(WireError::BadNodeInfoLength);
     }
     Ok(blob.chunks_exact(len).filter_map(node_info).collect())
@@ -1131,6 +1131,7 @@ pub struct PartialMessage {
 impl PartialMessage {
     /// Start reassembly. Returns the message back when it expects no parts
     /// (declared sizes above 64 KiB + 32 are ignored, as OpenDHT does).
+    #[allow(clippy::result_large_err)] // ownership goes back to the caller, not an error
     pub fn start(msg: Message, from: SocketAddr) -> Result<Self, Message> {
         let mut parts = BTreeMap::new();
         for (i, slot) in msg.values().into_iter().flatten().enumerate() {
@@ -1186,6 +1187,7 @@ impl PartialMessage {
 
     /// The full message with every reassembled value inline (sizes that were
     /// ignored are dropped), or `self` back if parts are still missing.
+    #[allow(clippy::result_large_err)] // ownership goes back to the caller, not an error
     pub fn finish(mut self) -> Result<Message, Self> {
         if !self.is_complete() {
             return Err(self);
@@ -1269,6 +1271,86 @@ mod tests {
             .str("y")
             .str("q");
         assert_eq!(decode(&w.buf), Err(WireError::UnknownKind));
+    }
+
+    fn ping_bytes(network: u32) -> Vec<u8> {
+        encode(&Message {
+            tid: 1,
+            network,
+            is_client: false,
+            body: MessageBody::Ping { id: id20() },
+        })
+    }
+
+    #[test]
+    fn network_id_goes_last_except_in_parts() {
+        let b = ping_bytes(5);
+        assert_eq!(b.first(), Some(&0x86));
+        assert!(hex::encode(&b).ends_with("a176a4524e4731a16e05"));
+        let part = Message {
+            tid: 1,
+            network: 5,
+            is_client: false,
+            body: MessageBody::ValueParts(BTreeMap::from([(
+                0,
+                ValuePart {
+                    offset: 0,
+                    data: vec![1],
+                },
+            )])),
+        };
+        assert!(hex::encode(encode(&part)).starts_with("84a16e05a179a170a17401a170"));
+    }
+
+    #[test]
+    fn rejections() {
+        let mut short_id = Writer::new();
+        short_id
+            .map_len(3)
+            .str("a")
+            .map_len(1)
+            .str("id")
+            .bin(&[1; 19]);
+        short_id.str("q").str("ping").str("y").str("q");
+        assert_eq!(decode(&short_id.buf), Err(WireError::BadField("id")));
+
+        let mut n4 = Writer::new();
+        n4.map_len(2).str("r").map_len(2).str("id").bin(&id20().0);
+        n4.str("n4").bin(&[0; 27]).str("y").str("r");
+        assert_eq!(decode(&n4.buf), Err(WireError::BadNodeInfoLength));
+
+        let mut y = Writer::new();
+        y.map_len(3)
+            .str("a")
+            .map_len(0)
+            .str("q")
+            .str("ping")
+            .str("y")
+            .str("x");
+        assert_eq!(decode(&y.buf), Err(WireError::UnknownKind));
+
+        let mut sa = Writer::new();
+        sa.map_len(1).str("r").map_len(1).str("sa").str("abcd");
+        assert_eq!(decode(&sa.buf), Err(WireError::BadField("sa")));
+
+        let mut e = Writer::new();
+        e.map_len(1).str("e").map_len(0);
+        assert_eq!(decode(&e.buf), Err(WireError::BadField("e")));
+
+        let mut f = Writer::new();
+        f.map_len(1).str("r").map_len(1).str("fileds").map_len(2);
+        f.str("f").array_len(0).str("v").array_len(0);
+        assert_eq!(decode(&f.buf), Err(WireError::EmptyFieldSelection));
+
+        let mut big_tid = Writer::new();
+        big_tid.map_len(1).str("t").uint(1 << 32);
+        assert_eq!(decode(&big_tid.buf), Err(WireError::BadField("t")));
+
+        assert_eq!(decode(&[0x90]), Err(WireError::NotAMap));
+        // Trailing bytes are ignored, as msgpack-c does.
+        let mut b = ping_bytes(0);
+        b.push(0xc0);
+        assert!(decode(&b).is_ok());
     }
 
     #[test]
