@@ -20,15 +20,25 @@ pub struct DhtNode {
 }
 
 impl DhtNode {
-    /// Start `dhtnode -s -v -p PORT [-b BOOTSTRAP]` in `ns`, logging to a temp file, and
-    /// wait until it reports its node id (it is then bound and running).
-    pub fn start(ns: &Netns, port: u16, bootstrap: Option<SocketAddr>) -> Result<DhtNode> {
+    /// Start `dhtnode -p PORT [-b BOOTSTRAP]` (interactive, so it takes commands on
+    /// stdin) in `ns`, with its output in a temp file, and wait until it reports its
+    /// node id (it is then bound and running).
+    /// `identity` adds `-i`: dhtnode generates a key and certificate, so it can sign
+    /// (`s`) and encrypt (`e`).
+    pub fn start(
+        ns: &Netns,
+        port: u16,
+        bootstrap: Option<SocketAddr>,
+        identity: bool,
+    ) -> Result<DhtNode> {
         let log =
             std::env::temp_dir().join(format!("jamisim-dhtnode-{}-{port}.log", std::process::id()));
         let logf = std::fs::File::create(&log).context("creating the dhtnode log")?;
         let mut cmd = ns.command("dhtnode");
-        // -s: service mode (no interactive prompt needed, but it still reads stdin commands).
-        cmd.args(["-s", "-v", "-p", &port.to_string()]);
+        cmd.args(["-p", &port.to_string()]);
+        if identity {
+            cmd.arg("-i");
+        }
         if let Some(b) = bootstrap {
             cmd.args(["-b", &b.to_string()]);
         }
@@ -46,10 +56,11 @@ impl DhtNode {
             log,
             id: String::new(),
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Generating an RSA-4096 identity takes a few seconds on two cores.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let text = node.log_text();
-            if let Some(rest) = text.split("DHT node initialised with ID ").nth(1) {
+            if let Some(rest) = text.split("OpenDHT node ").nth(1) {
                 node.id = rest.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
                 return Ok(node);
             }
@@ -102,4 +113,28 @@ pub fn udp_exchange(
     }
     buf.truncate(n);
     Ok(buf)
+}
+
+impl DhtNode {
+    /// Wait until dhtnode's output contains `needle` (after `from` bytes), up to `timeout`.
+    pub fn wait_for(&self, from: usize, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.log_text();
+            if let Some(tail) = text.get(from..) {
+                if tail.contains(needle) {
+                    return Some(tail.to_string());
+                }
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Bytes of output so far (to wait for what comes after a command).
+    pub fn log_len(&self) -> usize {
+        self.log_text().len()
+    }
 }

@@ -53,22 +53,6 @@ pub fn python_opendht_or_skip() -> Option<PythonOpenDht> {
     found
 }
 
-#[cfg(test)]
-mod unit {
-    use super::*;
-
-    #[test]
-    fn skip_prints_when_not_required() {
-        skip_or_fail_with(PYTHON_OPENDHT_SKIP, false);
-    }
-
-    #[test]
-    #[should_panic(expected = "SKIP: python3-opendht not installed")]
-    fn skip_panics_when_required() {
-        skip_or_fail_with(PYTHON_OPENDHT_SKIP, true);
-    }
-}
-
 /// The skip line printed when dhtnode is unavailable.
 pub const DHTNODE_SKIP: &str = "SKIP: dhtnode not installed (apt-get install dhtnode)";
 
@@ -90,4 +74,20 @@ pub fn dhtnode_or_skip() -> bool {
         skip_or_fail("SKIP: dhtnode checks need root to create a network namespace");
     }
     ok && root
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn skip_prints_when_not_required() {
+        skip_or_fail_with(PYTHON_OPENDHT_SKIP, false);
+    }
+
+    #[test]
+    #[should_panic(expected = "SKIP: python3-opendht not installed")]
+    fn skip_panics_when_required() {
+        skip_or_fail_with(PYTHON_OPENDHT_SKIP, true);
+    }
 }

@@ -69,16 +69,35 @@ impl Netns {
     /// Move the calling thread into the namespace: sockets it opens afterwards live there.
     /// Use on a dedicated thread (the thread stays in the namespace until it ends).
     pub fn enter_current_thread(&self) -> Result<()> {
-        let path = format!("/run/netns/{}", self.name);
-        let f = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
-        // SAFETY: setns on a valid namespace fd affects only the calling thread's network
-        // namespace; no memory is shared or invalidated.
-        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-        if rc != 0 {
-            bail!("setns({path}): {}", std::io::Error::last_os_error());
-        }
-        Ok(())
+        enter(&self.name)
     }
+
+    /// Run `f` on a new thread inside the namespace.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let name = self.name.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = enter(&name) {
+                panic!("entering {name}: {e:#}");
+            }
+            f()
+        })
+    }
+}
+
+/// Move the calling thread into the namespace called `name`.
+pub fn enter(name: &str) -> Result<()> {
+    let path = format!("/run/netns/{name}");
+    let f = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+    // SAFETY: setns on a valid namespace fd affects only the calling thread's network
+    // namespace; no memory is shared or invalidated.
+    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc != 0 {
+        bail!("setns({path}): {}", std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl Drop for Netns {

@@ -194,7 +194,7 @@ fn garbage_is_counted_and_the_node_keeps_serving() {
     assert_eq!(net.nodes[0].stats.malformed, 5);
     net.nodes[1].bootstrap(now, net.addrs[0]);
     net.run_for(2_000);
-    assert!(net.nodes[1].routing_table().len() >= 1);
+    assert!(!net.nodes[1].routing_table().is_empty());
 }
 
 #[test]

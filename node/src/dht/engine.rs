@@ -288,7 +288,22 @@ impl Dht {
     /// Find the values stored at `key`.
     pub fn get(&mut self, now: u64, key: InfoHash) -> OpId {
         self.now = now;
-        self.start_search(key, SearchKind::Get)
+        let op = self.start_search(key, SearchKind::Get);
+        // Values stored here answer too (we may be one of the closest nodes).
+        self.deliver_local(op, key);
+        op
+    }
+
+    fn deliver_local(&mut self, op: OpId, key: InfoHash) {
+        let local: Vec<Value> = self
+            .storage
+            .get(&key.0)
+            .iter()
+            .filter_map(|e| Value::unpack(&e.value.packed).ok())
+            .collect();
+        if !local.is_empty() {
+            self.deliver(op, key, local);
+        }
     }
 
     /// Store `value` at `key` on the closest nodes (and locally).
@@ -315,15 +330,7 @@ impl Dht {
         self.now = now;
         let op = self.start_search(key, SearchKind::Listen);
         // Values already stored here count too.
-        let local: Vec<Value> = self
-            .storage
-            .get(&key.0)
-            .iter()
-            .filter_map(|e| Value::unpack(&e.value.packed).ok())
-            .collect();
-        if !local.is_empty() {
-            self.deliver(op, key, local);
-        }
+        self.deliver_local(op, key);
         op
     }
 
@@ -548,11 +555,12 @@ impl Dht {
                     if v.id == 0 {
                         return self.error(from, tid, 203, "Put with invalid id");
                     }
+                    let vid = v.id;
                     self.store_remote(h, v, bytes, created, from);
                     self.reply(
                         from,
                         tid,
-                        MessageBody::Reply(Reply::value_id(own, 0, sa)),
+                        MessageBody::Reply(Reply::value_id(own, vid, sa)),
                         Vec::new(),
                     );
                 }
@@ -1136,7 +1144,7 @@ impl Dht {
             return;
         };
         let still_waiting = s.nodes.iter().any(|n| n.state == NodeState::Requested);
-        if !(synced && !still_waiting) {
+        if !synced || still_waiting {
             return;
         }
         let answered = s

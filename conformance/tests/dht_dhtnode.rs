@@ -1,0 +1,148 @@
+//! Our DHT node against the official `dhtnode` (OpenDHT 2.4.12) and python3-opendht, on
+//! loopback inside a network namespace each test creates: bootstrap both ways, values
+//! put on either side got on the other, listens, big values in parts.
+
+use conformance::dhtnode::DhtNode;
+use conformance::netns::Netns;
+use node::dht::engine::{Config, Dht, Event};
+use node::dht::{InfoHash, Value, ValueData};
+use node::driver::{unix_ms, UdpDriver};
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::time::Duration;
+
+const DHTNODE_PORT: u16 = 4222;
+
+fn our_node(seed: u64) -> Dht {
+    let verify: node::dht::engine::Verifier = Box::new(node::crypto::verify);
+    Dht::new(
+        Config {
+            id: InfoHash::get(format!("jamisim-{seed}")),
+            network: 0,
+            seed,
+            verify: Some(verify),
+        },
+        unix_ms(),
+    )
+}
+
+fn dhtnode_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], DHTNODE_PORT))
+}
+
+#[test]
+fn values_and_listens_cross_between_our_node_and_dhtnode() {
+    if !conformance::dhtnode_or_skip() {
+        return;
+    }
+    let ns = Netns::create("jsdht").expect("namespace");
+    // JAMISIM_CAPTURE=file.pcap records the namespace's loopback with tshark (debugging).
+    let mut capture = std::env::var("JAMISIM_CAPTURE").ok().map(|f| {
+        let c = ns
+            .command("tshark")
+            .args(["-q", "-i", "lo", "-w", &f])
+            .spawn()
+            .expect("tshark");
+        std::thread::sleep(Duration::from_secs(2));
+        c
+    });
+    let mut official = DhtNode::start(&ns, DHTNODE_PORT, None, true).expect("dhtnode starts");
+    let (to_test, from_node) = mpsc::channel::<String>();
+    let worker = ns.spawn(move || {
+        let mut d = UdpDriver::bind(our_node(1), "127.0.0.1:0".parse().unwrap()).unwrap();
+        d.dht.bootstrap(unix_ms(), dhtnode_addr());
+        assert!(
+            d.run_until(Duration::from_secs(5), |e| matches!(e, Event::Connected))
+                .unwrap(),
+            "bootstraps from dhtnode"
+        );
+        // 1. our put, small and 60 KiB.
+        let small = Value::plain(0x4d, 0, b"rust says hi".to_vec());
+        let big = Value::plain(
+            0x4e,
+            0,
+            (0..60 * 1024).map(|i| (i % 251) as u8).collect::<Vec<u8>>(),
+        );
+        d.dht.put(unix_ms(), InfoHash::get("from-rust"), small);
+        d.dht.put(unix_ms(), InfoHash::get("big-from-rust"), big);
+        let mut acks = 0;
+        d.run_until(Duration::from_secs(5), |e| {
+            if let Event::PutDone { stored_on, .. } = e {
+                acks += usize::from(*stored_on > 0);
+            }
+            acks == 2
+        })
+        .unwrap();
+        to_test.send(format!("puts acknowledged: {acks}")).unwrap();
+        // 2. listen, then the official node puts.
+        let key = InfoHash::get("from-dhtnode");
+        let op = d.dht.listen(unix_ms(), key);
+        d.run_for(Duration::from_secs(2), &mut |_, _| {}).unwrap();
+        to_test.send("listening".into()).unwrap();
+        let asked = unix_ms();
+        let mut heard = None;
+        d.run_until(Duration::from_secs(5), |e| match e {
+            Event::Values { op: o, values, .. } if *o == op => {
+                let hit = values
+                    .iter()
+                    .any(|v| matches!(&v.data, ValueData::Plain(b) if b.data == b"pushed"));
+                if hit {
+                    heard = Some(unix_ms() - asked);
+                }
+                hit
+            }
+            _ => false,
+        })
+        .unwrap();
+        to_test
+            .send(format!("listen heard after {heard:?} ms"))
+            .unwrap();
+    });
+    assert_eq!(
+        from_node.recv_timeout(Duration::from_secs(20)).unwrap(),
+        "puts acknowledged: 2"
+    );
+    let at = official.log_len();
+    official.command("g from-rust").unwrap();
+    let got = official.wait_for(
+        at,
+        "Value[id:4d data:727573742073617973206869]",
+        Duration::from_secs(5),
+    );
+    assert!(
+        got.is_some(),
+        "dhtnode gets our value:\n{}",
+        official.log_text()
+    );
+    let at = official.log_len();
+    official.command("g big-from-rust").unwrap();
+    assert!(
+        official
+            .wait_for(at, "Value[id:4e", Duration::from_secs(5))
+            .is_some(),
+        "dhtnode gets our 60 KiB value:\n{}",
+        &official.log_text()[at..]
+    );
+
+    assert_eq!(
+        from_node.recv_timeout(Duration::from_secs(20)).unwrap(),
+        "listening"
+    );
+    official.command("p from-dhtnode pushed").unwrap();
+    let heard = from_node.recv_timeout(Duration::from_secs(20)).unwrap();
+    let ms: Option<u64> = heard
+        .trim_start_matches("listen heard after Some(")
+        .trim_end_matches(") ms")
+        .parse()
+        .ok();
+    assert!(
+        matches!(ms, Some(m) if m < 1000),
+        "our listen sees dhtnode's put within 1 s: {heard}"
+    );
+
+    worker.join().expect("our node ran");
+    if let Some(c) = capture.as_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
