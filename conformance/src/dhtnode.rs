@@ -31,8 +31,7 @@ impl DhtNode {
         bootstrap: Option<SocketAddr>,
         identity: bool,
     ) -> Result<DhtNode> {
-        let log =
-            std::env::temp_dir().join(format!("jamisim-dhtnode-{}-{port}.log", std::process::id()));
+        let log = std::env::temp_dir().join(format!("jamisim-dhtnode-{}-{port}.log", ns.name()));
         let logf = std::fs::File::create(&log).context("creating the dhtnode log")?;
         let mut cmd = ns.command("dhtnode");
         cmd.args(["-p", &port.to_string()]);
@@ -94,6 +93,7 @@ impl Drop for DhtNode {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 

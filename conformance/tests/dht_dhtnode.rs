@@ -146,3 +146,60 @@ fn values_and_listens_cross_between_our_node_and_dhtnode() {
         let _ = c.wait();
     }
 }
+
+#[test]
+fn dhtnode_bootstraps_from_our_node_and_gets_from_it() {
+    if !conformance::dhtnode_or_skip() {
+        return;
+    }
+    let ns = Netns::create("jsdht").expect("namespace");
+    const OURS: u16 = 4300;
+    let (ready_tx, ready) = mpsc::channel::<()>();
+    let (ids_tx, ids) = mpsc::channel::<Vec<String>>();
+    let (stop_tx, stop) = mpsc::channel::<()>();
+    let worker = ns.spawn(move || {
+        let mut d = UdpDriver::bind(our_node(2), SocketAddr::from(([127, 0, 0, 1], OURS))).unwrap();
+        // Alone: the value stays here, where dhtnode must come and get it.
+        d.dht.put(
+            unix_ms(),
+            InfoHash::get("kept-by-rust"),
+            Value::plain(0x99, 0, b"only here".to_vec()),
+        );
+        ready_tx.send(()).unwrap();
+        while stop.try_recv().is_err() {
+            d.turn(Duration::from_millis(50), &mut |_, _| {}).unwrap();
+        }
+        let known: Vec<String> = d
+            .dht
+            .routing_table()
+            .nodes()
+            .map(|n| InfoHash(n.id).to_string())
+            .collect();
+        ids_tx.send(known).unwrap();
+    });
+    ready.recv_timeout(Duration::from_secs(10)).unwrap();
+    let bootstrap = SocketAddr::from(([127, 0, 0, 1], OURS));
+    let mut official =
+        DhtNode::start(&ns, DHTNODE_PORT, Some(bootstrap), false).expect("dhtnode starts");
+    std::thread::sleep(Duration::from_secs(2));
+    let at = official.log_len();
+    official.command("g kept-by-rust").unwrap();
+    let got = official.wait_for(
+        at,
+        "Value[id:99 data:6f6e6c792068657265]",
+        Duration::from_secs(10),
+    );
+    stop_tx.send(()).unwrap();
+    let known = ids.recv_timeout(Duration::from_secs(10)).unwrap();
+    worker.join().unwrap();
+    assert!(
+        got.is_some(),
+        "dhtnode, bootstrapped from us, gets the value only we hold:\n{}",
+        &official.log_text()[at..]
+    );
+    assert!(
+        known.contains(&official.id),
+        "dhtnode ({}) is in our routing table: {known:?}",
+        official.id
+    );
+}
