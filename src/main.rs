@@ -1,9 +1,12 @@
 //! `jamisim`: run scenario suites in the simulator, replay a failing seed, merge shard
 //! reports.
 
+mod node_cmd;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use scenarios::{runner, RunOptions};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -61,10 +64,36 @@ enum Cmd {
     },
     /// List the scenarios (and matrix cases) the targets select.
     List { targets: Vec<String> },
+    /// Run a real node on real sockets.
+    Node {
+        #[command(subcommand)]
+        cmd: NodeCmd,
+    },
     /// Reports: merge the results of sharded runs.
     Report {
         #[command(subcommand)]
         cmd: ReportCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeCmd {
+    /// An OpenDHT-compatible DHT node; commands on stdin as in OpenDHT's dhtnode
+    /// (g, p, s, l, b, ll, lr, la, x; h for help).
+    Dht {
+        #[arg(long, default_value_t = 4222)]
+        port: u16,
+        #[arg(long, default_value = "0.0.0.0")]
+        bind: std::net::IpAddr,
+        /// A node to join through (repeatable).
+        #[arg(long)]
+        bootstrap: Vec<SocketAddr>,
+        /// Directory holding the node's key (created on first use); enables `s`.
+        #[arg(long)]
+        identity: Option<PathBuf>,
+        /// Print every result as one JSON object per line.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -246,6 +275,25 @@ fn real_main() -> Result<bool> {
             for c in runner::select(&targets)? {
                 println!("{:<60} {}", c.id, c.spec.scenario.about);
             }
+            Ok(true)
+        }
+        Cmd::Node {
+            cmd:
+                NodeCmd::Dht {
+                    port,
+                    bind,
+                    bootstrap,
+                    identity,
+                    json,
+                },
+        } => {
+            node_cmd::run(node_cmd::DhtNodeOpts {
+                port,
+                bind,
+                bootstrap,
+                identity,
+                json,
+            })?;
             Ok(true)
         }
         Cmd::Report {

@@ -193,6 +193,8 @@ pub struct Dht {
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
     connected: bool,
+    /// Our address as other nodes reported it (`sa`), with how many said so.
+    reported: BTreeMap<IpAddr, u32>,
     expire_at: u64,
     maintain_at: u64,
     last_table_size: usize,
@@ -218,6 +220,7 @@ impl Dht {
             out: VecDeque::new(),
             events: VecDeque::new(),
             connected: false,
+            reported: BTreeMap::new(),
             expire_at: now + EXPIRE_PERIOD_MS,
             maintain_at: now + rng.random_range(3_000..=5_000),
             last_table_size: 0,
@@ -239,6 +242,13 @@ impl Dht {
 
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    /// Our public addresses as the nodes that answered us saw them, most reported first.
+    pub fn public_addresses(&self) -> Vec<(IpAddr, u32)> {
+        let mut v: Vec<(IpAddr, u32)> = self.reported.iter().map(|(a, n)| (*a, *n)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
     }
 
     /// Requests still waiting for an answer (bounded-memory checks).
@@ -741,6 +751,9 @@ impl Dht {
         };
         if r.id.is_zero() || r.id == self.cfg.id {
             return;
+        }
+        if let Some(sa) = r.sa {
+            *self.reported.entry(sa).or_default() += 1;
         }
         if let Insert::PingDubious(addr) = self.table.heard(r.id.0, from, self.now, true) {
             self.request(

@@ -1,0 +1,300 @@
+//! `jamisim node dht`: our DHT node on a real UDP socket, driven from stdin with the
+//! command letters of OpenDHT's `dhtnode` where both support them, and `--json` for
+//! scripts (one JSON object per line).
+
+use anyhow::{bail, Context, Result};
+use node::crypto::PrivateKey;
+use node::dht::engine::{Config, Dht, Event, OpId};
+use node::dht::{Body, InfoHash, SignedValue, Value, ValueData};
+use node::driver::{unix_ms, UdpDriver};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Options of `jamisim node dht`.
+pub struct DhtNodeOpts {
+    pub port: u16,
+    pub bind: std::net::IpAddr,
+    pub bootstrap: Vec<SocketAddr>,
+    pub identity: Option<std::path::PathBuf>,
+    pub json: bool,
+}
+
+/// A key from its text the way dhtnode reads it: 40 hex digits, or the SHA-1 of the text.
+fn key_of(s: &str) -> InfoHash {
+    s.parse().unwrap_or_else(|_| InfoHash::get(s))
+}
+
+/// Load `DIR/dht.key` (PKCS#8 PEM), creating an RSA-4096 key there on first use.
+fn load_identity(dir: &Path, rng: &mut ChaCha20Rng) -> Result<PrivateKey> {
+    let file = dir.join("dht.key");
+    if file.exists() {
+        let pem = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+        return PrivateKey::from_pem_or_der(&pem)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()));
+    }
+    std::fs::create_dir_all(dir)?;
+    let key =
+        PrivateKey::generate(4096, rng).map_err(|e| anyhow::anyhow!("generating a key: {e}"))?;
+    let pem = key.to_pkcs8_pem().map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::write(&file, pem).with_context(|| format!("writing {}", file.display()))?;
+    Ok(key)
+}
+
+struct Printer {
+    json: bool,
+}
+
+impl Printer {
+    fn say(&self, kind: &str, text: String, fields: serde_json::Value) {
+        if self.json {
+            let mut obj = serde_json::json!({ "event": kind });
+            if let (Some(o), serde_json::Value::Object(f)) = (obj.as_object_mut(), fields) {
+                o.extend(f);
+            }
+            println!("{obj}");
+        } else {
+            println!("{text}");
+        }
+    }
+}
+
+fn value_json(v: &Value) -> serde_json::Value {
+    match &v.data {
+        ValueData::Plain(b) => {
+            serde_json::json!({"id": format!("{:x}", v.id), "type": b.type_id, "data": hex(&b.data)})
+        }
+        ValueData::Signed(s) => {
+            serde_json::json!({"id": format!("{:x}", v.id), "type": s.body.type_id, "seq": s.seq,
+            "owner": node::crypto::hex(&node::crypto::short_id(&s.owner)), "data": hex(&s.body.data)})
+        }
+        ValueData::Encrypted(c) => {
+            serde_json::json!({"id": format!("{:x}", v.id), "encrypted_bytes": c.len()})
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    node::crypto::hex(b)
+}
+
+/// Run until `x` or end of input.
+pub fn run(opts: DhtNodeOpts) -> Result<()> {
+    let mut seed = [0u8; 32];
+    rand::rng().fill(&mut seed);
+    let mut rng = ChaCha20Rng::from_seed(seed);
+    let identity = match &opts.identity {
+        Some(dir) => Some(load_identity(dir, &mut rng)?),
+        None => None,
+    };
+    // With an identity the node id derives from the key, as in OpenDHT's SecureDht.
+    let id = match &identity {
+        Some(k) => InfoHash(k.public_key().node_id()),
+        None => InfoHash(rng.random()),
+    };
+    let verify: node::dht::engine::Verifier = Box::new(node::crypto::verify);
+    let dht = Dht::new(
+        Config {
+            id,
+            network: 0,
+            seed: rng.random(),
+            verify: Some(verify),
+        },
+        unix_ms(),
+    );
+    let mut d = UdpDriver::bind(dht, SocketAddr::new(opts.bind, opts.port))
+        .with_context(|| format!("binding {}:{}", opts.bind, opts.port))?;
+    let out = Printer { json: opts.json };
+    let local = d.local_addr()?;
+    out.say(
+        "started",
+        format!("OpenDHT-compatible node {id} running on {local}"),
+        serde_json::json!({"id": id.to_string(), "addr": local.to_string()}),
+    );
+    for b in &opts.bootstrap {
+        d.dht.bootstrap(unix_ms(), *b);
+    }
+    let (tx, lines) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut ops: BTreeMap<OpId, (&'static str, InfoHash)> = BTreeMap::new();
+    loop {
+        d.turn(Duration::from_millis(50), &mut |_, e| report(&out, &ops, e))?;
+        match lines.try_recv() {
+            Ok(line) => {
+                if !command(
+                    &mut d.dht,
+                    &line,
+                    &out,
+                    identity.as_ref(),
+                    &mut rng,
+                    &mut ops,
+                )? {
+                    return Ok(());
+                }
+            }
+            Err(mpsc::TryRecvError::Empty) => {}
+            Err(mpsc::TryRecvError::Disconnected) => return Ok(()),
+        }
+    }
+}
+
+fn report(out: &Printer, ops: &BTreeMap<OpId, (&'static str, InfoHash)>, e: Event) {
+    match e {
+        Event::Connected => out.say("connected", "Connected to the DHT".into(), serde_json::json!({})),
+        Event::Values { op, key, values } => {
+            let what = ops.get(&op).map(|o| o.0).unwrap_or("get");
+            for v in &values {
+                let j = value_json(v);
+                out.say("value", format!("{what} {key}: {j}"), serde_json::json!({"op": op, "key": key.to_string(), "value": j}));
+            }
+        }
+        Event::Expired { op, key, ids } => {
+            out.say("expired", format!("expired at {key}: {ids:x?}"), serde_json::json!({"op": op, "key": key.to_string(), "ids": ids}))
+        }
+        Event::GetDone { op, key, nodes_answered, hops } => out.say(
+            "get_done",
+            format!("Get: completed for {key} ({nodes_answered} nodes answered, {hops} rounds)"),
+            serde_json::json!({"op": op, "key": key.to_string(), "nodes": nodes_answered, "hops": hops}),
+        ),
+        Event::PutDone { op, key, stored_on } => out.say(
+            "put_done",
+            format!("Put: {} for {key} (stored on {stored_on} nodes)", if stored_on > 0 { "success" } else { "failure" }),
+            serde_json::json!({"op": op, "key": key.to_string(), "stored_on": stored_on}),
+        ),
+    }
+}
+
+/// One command line; false means quit.
+fn command(
+    dht: &mut Dht,
+    line: &str,
+    out: &Printer,
+    identity: Option<&PrivateKey>,
+    rng: &mut ChaCha20Rng,
+    ops: &mut BTreeMap<OpId, (&'static str, InfoHash)>,
+) -> Result<bool> {
+    let mut words = line.split_whitespace();
+    let now = unix_ms();
+    match (words.next(), words.next()) {
+        (None, _) => {}
+        (Some("x" | "q" | "quit"), _) => return Ok(false),
+        (Some("h" | "help"), _) => {
+            println!("g <key>  get | p <key> <text>  put | s <key> <text>  signed put (needs --identity)\nl <key>  listen | b <ip:port>  bootstrap | ll  node info | lr  routing table | la  public addresses | x  quit")
+        }
+        (Some("g"), Some(k)) => {
+            let key = key_of(k);
+            let op = dht.get(now, key);
+            ops.insert(op, ("get", key));
+        }
+        (Some("l"), Some(k)) => {
+            let key = key_of(k);
+            let op = dht.listen(now, key);
+            ops.insert(op, ("listen", key));
+            out.say(
+                "listening",
+                format!("Listening at {key}, token: {op}"),
+                serde_json::json!({"op": op, "key": key.to_string()}),
+            );
+        }
+        (Some(c @ ("p" | "s")), Some(k)) => {
+            let text: Vec<&str> = words.collect();
+            let data = text.join(" ").into_bytes();
+            let key = key_of(k);
+            let id: u64 = rng.random::<u64>().max(1);
+            let body = Body {
+                type_id: 0,
+                data,
+                utype: String::new(),
+            };
+            let value = if c == "s" {
+                let Some(k) = identity else {
+                    bail!("`s` needs --identity DIR")
+                };
+                let mut v = Value {
+                    id,
+                    data: ValueData::Signed(SignedValue {
+                        seq: 0,
+                        owner: k.public_key().spki_der().to_vec(),
+                        to: None,
+                        body,
+                        sig: Vec::new(),
+                        received_body: None,
+                    }),
+                    priority: 0,
+                };
+                let signed = v.signed_body_bytes().unwrap_or_default();
+                let sig = k
+                    .sign(&signed)
+                    .map_err(|e| anyhow::anyhow!("signing: {e}"))?;
+                if let ValueData::Signed(s) = &mut v.data {
+                    s.sig = sig;
+                }
+                v
+            } else {
+                Value {
+                    id,
+                    data: ValueData::Plain(body),
+                    priority: 0,
+                }
+            };
+            let op = dht.put(now, key, value);
+            ops.insert(op, ("put", key));
+            out.say(
+                "putting",
+                format!("Putting value {id:x} at {key}"),
+                serde_json::json!({"op": op, "key": key.to_string(), "id": format!("{id:x}")}),
+            );
+        }
+        (Some("b"), Some(a)) => match a.parse::<SocketAddr>() {
+            Ok(addr) => dht.bootstrap(now, addr),
+            Err(_) => out.say(
+                "error",
+                format!("not an ip:port: {a}"),
+                serde_json::json!({"error": format!("not an ip:port: {a}")}),
+            ),
+        },
+        (Some("ll"), _) => {
+            let s = &dht.stats;
+            out.say(
+                "info",
+                format!("node {} | {} nodes in the routing table | {} keys stored ({} bytes) | {:?}", dht.id(), dht.routing_table().len(), dht.storage().key_count(), dht.storage().total_bytes(), s),
+                serde_json::json!({"id": dht.id().to_string(), "nodes": dht.routing_table().len(), "keys": dht.storage().key_count(),
+                    "bytes": dht.storage().total_bytes(), "received": s.received, "malformed": s.malformed, "rate_limited": s.rate_limited}),
+            );
+        }
+        (Some("lr"), _) => {
+            for n in dht.routing_table().nodes() {
+                let good = n.is_good(now);
+                out.say("node", format!("Node {} {} [{}]", InfoHash(n.id), n.addr, if good { "good" } else { "dubious" }),
+                    serde_json::json!({"id": InfoHash(n.id).to_string(), "addr": n.addr.to_string(), "good": good}));
+            }
+        }
+        (Some("la"), _) => {
+            for (addr, votes) in dht.public_addresses() {
+                out.say(
+                    "public_address",
+                    format!("{addr} (reported by {votes} nodes)"),
+                    serde_json::json!({"addr": addr.to_string(), "reports": votes}),
+                );
+            }
+        }
+        (Some(other), _) => out.say(
+            "error",
+            format!("unknown or incomplete command `{other}` (h for help)"),
+            serde_json::json!({"error": format!("unknown command {other}")}),
+        ),
+    }
+    Ok(true)
+}

@@ -1,0 +1,118 @@
+//! `jamisim node dht` as a script uses it: two nodes on loopback, JSON lines out,
+//! dhtnode's command letters in.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+struct CliNode {
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<serde_json::Value>,
+    addr: String,
+}
+
+impl CliNode {
+    fn start(extra: &[&str]) -> CliNode {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jamisim"))
+            .args([
+                "node",
+                "dht",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--json",
+            ])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("jamisim node dht starts");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&l) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        let started = lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a started line");
+        assert_eq!(started["event"], "started");
+        let addr = started["addr"].as_str().unwrap().to_string();
+        CliNode {
+            child,
+            stdin,
+            lines,
+            addr,
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn wait(&self, event: &str, timeout: Duration) -> Option<serde_json::Value> {
+        let deadline = std::time::Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(v) if v["event"] == event => return Some(v),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+}
+
+impl Drop for CliNode {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "x");
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn two_cli_nodes_put_and_get_over_loopback() {
+    let mut a = CliNode::start(&[]);
+    let mut b = CliNode::start(&["--bootstrap", &a.addr.clone()]);
+    assert!(
+        b.wait("connected", Duration::from_secs(5)).is_some(),
+        "b joins through a"
+    );
+    b.send("p some-key hello from b");
+    let done = b
+        .wait("put_done", Duration::from_secs(10))
+        .expect("put finishes");
+    assert!(done["stored_on"].as_u64().unwrap() >= 1, "{done}");
+    a.send("g some-key");
+    let v = a
+        .wait("value", Duration::from_secs(10))
+        .expect("a gets the value");
+    assert_eq!(v["value"]["data"], hex("hello from b"));
+    a.send("ll");
+    let info = a.wait("info", Duration::from_secs(5)).expect("node info");
+    assert_eq!(info["nodes"], 1, "a knows b: {info}");
+    b.send("la");
+    let la = b
+        .wait("public_address", Duration::from_secs(5))
+        .expect("b learnt its address from a");
+    assert_eq!(la["addr"], "127.0.0.1");
+    a.send("nonsense");
+    assert!(
+        a.wait("error", Duration::from_secs(5)).is_some(),
+        "a bad command is an error line, not a crash"
+    );
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
