@@ -15,6 +15,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+/// Traces larger than this are written only for failing cases (`jamisim replay` writes
+/// any trace in full).
+pub const MAX_KEPT_TRACE_BYTES: usize = 8 * 1024 * 1024;
+
 /// What `jamisim run` was asked to do.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -323,7 +327,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         .into_iter()
         .flatten()
         .collect();
-    let report = RunReport {
+    let mut report = RunReport {
         run_id: opts.run_id.clone(),
         commit: opts.commit.clone(),
         command: opts.command.clone(),
@@ -333,6 +337,20 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         scenarios,
         notes: Vec::new(),
     };
+    let untraced: Vec<&str> = report
+        .scenarios
+        .iter()
+        .filter(|s| s.trace_path.is_none() && s.error.is_none())
+        .map(|s| s.name.as_str())
+        .collect();
+    if !untraced.is_empty() {
+        let note = format!(
+            "Traces over {} MiB are kept only for failures; replay to get them: {}",
+            MAX_KEPT_TRACE_BYTES / (1024 * 1024),
+            untraced.join(", ")
+        );
+        report.notes.push(note);
+    }
     reports::write_report(&opts.out, &report)?;
     Ok(report)
 }
@@ -353,8 +371,11 @@ fn write_artifacts(
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     if let Some(t) = &run.trace {
-        std::fs::write(dir.join("trace.txt"), t)?;
-        run.result.trace_path = Some(rel.join("trace.txt").display().to_string());
+        // Big traces of passing cases are not kept (the hash is); a replay writes them.
+        if t.len() <= MAX_KEPT_TRACE_BYTES || !run.result.passed {
+            std::fs::write(dir.join("trace.txt"), t)?;
+            run.result.trace_path = Some(rel.join("trace.txt").display().to_string());
+        }
     }
     for (host, bytes) in &run.pcaps {
         let name = format!("{}.pcap", slug(host));
