@@ -1,6 +1,6 @@
 //! Our DHT node against the official `dhtnode` (OpenDHT 2.4.12) and python3-opendht, on
 //! loopback inside a network namespace each test creates: bootstrap both ways, values
-//! put on either side got on the other, listens, big values in parts.
+//! put on either side got on the other, listens, big values in parts, signed values.
 
 use conformance::dhtnode::DhtNode;
 use conformance::netns::Netns;
@@ -48,6 +48,7 @@ fn values_and_listens_cross_between_our_node_and_dhtnode() {
     });
     let mut official = DhtNode::start(&ns, DHTNODE_PORT, None, true).expect("dhtnode starts");
     let (to_test, from_node) = mpsc::channel::<String>();
+    let (go_tx, go) = mpsc::channel::<()>();
     let worker = ns.spawn(move || {
         let mut d = UdpDriver::bind(our_node(1), "127.0.0.1:0".parse().unwrap()).unwrap();
         d.dht.bootstrap(unix_ms(), dhtnode_addr());
@@ -97,6 +98,42 @@ fn values_and_listens_cross_between_our_node_and_dhtnode() {
         to_test
             .send(format!("listen heard after {heard:?} ms"))
             .unwrap();
+        // 3. a value dhtnode signs: keep serving (dhtnode's put needs us) until told to get it.
+        while go.try_recv().is_err() {
+            d.turn(Duration::from_millis(50), &mut |_, _| {}).unwrap();
+        }
+        let op = d.dht.get(unix_ms(), InfoHash::get("signed-by-dhtnode"));
+        let mut verified = false;
+        d.run_until(Duration::from_secs(5), |e| {
+            if let Event::Values { op: o, values, .. } = e {
+                if *o == op {
+                    verified |= values.iter().any(|v| match &v.data {
+                        ValueData::Signed(s) if s.body.data == b"signed" => {
+                            let body = s
+                                .received_body
+                                .clone()
+                                .or_else(|| v.signed_body_bytes())
+                                .unwrap_or_default();
+                            node::crypto::verify(&s.owner, &body, &s.sig)
+                        }
+                        _ => false,
+                    });
+                }
+            }
+            matches!(e, Event::GetDone { op: o, .. } if *o == op)
+        })
+        .unwrap();
+        // It was also stored here, which needs its signature to verify.
+        let stored = !d
+            .dht
+            .storage()
+            .get(&InfoHash::get("signed-by-dhtnode").0)
+            .is_empty();
+        to_test
+            .send(format!(
+                "signed value verified: {verified}, stored here: {stored}"
+            ))
+            .unwrap();
     });
     assert_eq!(
         from_node.recv_timeout(Duration::from_secs(20)).unwrap(),
@@ -140,6 +177,20 @@ fn values_and_listens_cross_between_our_node_and_dhtnode() {
         "our listen sees dhtnode's put within 1 s: {heard}"
     );
 
+    let at = official.log_len();
+    official.command("s signed-by-dhtnode signed").unwrap();
+    let put = official.wait_for(at, "Put signed: success", Duration::from_secs(15));
+    assert!(
+        put.is_some(),
+        "dhtnode's signed put succeeds with our node in the network:\n{}",
+        &official.log_text()[at..]
+    );
+    go_tx.send(()).unwrap();
+    let signed = from_node.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!(
+        signed, "signed value verified: true, stored here: true",
+        "dhtnode's signed value verifies here"
+    );
     worker.join().expect("our node ran");
     if let Some(c) = capture.as_mut() {
         let _ = c.kill();
