@@ -254,3 +254,93 @@ fn dhtnode_bootstraps_from_our_node_and_gets_from_it() {
         official.id
     );
 }
+
+const PY_JOIN_AND_EXCHANGE: &str = r#"
+import os, sys, time
+import opendht as dht
+r = dht.DhtRunner()
+r.run(port=0)
+r.bootstrap("127.0.0.1", sys.argv[1])
+time.sleep(1.5)
+for v in r.get(dht.InfoHash.get("for-python")):
+    print("got=" + bytes(v.data).hex(), flush=True)
+ok = r.put(dht.InfoHash.get("from-python"), dht.Value(b"python says hi"))
+print("put=" + str(ok), flush=True)
+time.sleep(0.5)
+# DhtRunner.shutdown() can hang in the bindings; the test only needs a clean exit.
+os._exit(0)
+"#;
+
+#[test]
+fn python_opendht_joins_through_our_node_and_exchanges_values() {
+    if !conformance::dhtnode_or_skip() {
+        return;
+    }
+    let Some(_py) = conformance::python_opendht_or_skip() else {
+        return;
+    };
+    let ns = Netns::create("jspy").expect("namespace");
+    const OURS: u16 = 4310;
+    let (ready_tx, ready) = mpsc::channel::<()>();
+    let (done_tx, done) = mpsc::channel::<()>();
+    let (result_tx, result) = mpsc::channel::<bool>();
+    let worker = ns.spawn(move || {
+        let mut d = UdpDriver::bind(our_node(3), SocketAddr::from(([127, 0, 0, 1], OURS))).unwrap();
+        d.dht.put(
+            unix_ms(),
+            InfoHash::get("for-python"),
+            Value::plain(0x51, 0, b"rust for python".to_vec()),
+        );
+        ready_tx.send(()).unwrap();
+        while done.try_recv().is_err() {
+            d.turn(Duration::from_millis(50), &mut |_, _| {}).unwrap();
+        }
+        // The python node is gone; its value must be here (we were its only peer).
+        let op = d.dht.get(unix_ms(), InfoHash::get("from-python"));
+        let mut found = false;
+        d.run_until(Duration::from_secs(3), |e| {
+            if let Event::Values { op: o, values, .. } = e {
+                found |= *o == op
+                    && values.iter().any(
+                        |v| matches!(&v.data, ValueData::Plain(b) if b.data == b"python says hi"),
+                    );
+            }
+            found
+        })
+        .unwrap();
+        result_tx.send(found).unwrap();
+    });
+    ready.recv_timeout(Duration::from_secs(10)).unwrap();
+    let mut child = ns
+        .command("/usr/bin/python3")
+        .args(["-", &OURS.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 starts");
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(PY_JOIN_AND_EXCHANGE.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().expect("python3 finishes");
+    done_tx.send(()).unwrap();
+    let found = result.recv_timeout(Duration::from_secs(10)).unwrap();
+    worker.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains(&format!("got={}", "7275737420666f7220707974686f6e")),
+        "python gets our value:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("put=True"),
+        "python's put succeeds through us:\n{stdout}\n{stderr}"
+    );
+    assert!(found, "we get python's value");
+}
