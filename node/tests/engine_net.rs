@@ -28,7 +28,7 @@ impl Net {
                         id,
                         network: 0,
                         seed: i as u64,
-                        verify: None,
+                        verify: Some(Box::new(node::crypto::verify)),
                     },
                     now,
                 )
@@ -279,5 +279,95 @@ fn most_gets_succeed_in_a_larger_network() {
     assert!(
         found * 100 >= n * 99,
         "{found} of {n} gets found their value"
+    );
+}
+
+/// A value signed by `key` with sequence number `seq`.
+fn signed(key: &node::crypto::PrivateKey, id: u64, seq: u16, data: &[u8]) -> Value {
+    use node::dht::{Body, SignedValue, ValueData};
+    let mut v = Value {
+        id,
+        data: ValueData::Signed(SignedValue {
+            seq,
+            owner: key.public_key().spki_der().to_vec(),
+            to: None,
+            body: Body {
+                type_id: 0,
+                data: data.to_vec(),
+                utype: String::new(),
+            },
+            sig: Vec::new(),
+            received_body: None,
+        }),
+        priority: 0,
+    };
+    let sig = key.sign(&v.signed_body_bytes().unwrap()).unwrap();
+    if let ValueData::Signed(s) = &mut v.data {
+        s.sig = sig;
+    }
+    v
+}
+
+fn data_at(net: &Net, key: &InfoHash) -> Vec<Vec<u8>> {
+    let mut seen: Vec<Vec<u8>> = net
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.storage()
+                .get(&key.0)
+                .into_iter()
+                .map(|e| e.value.packed.clone())
+        })
+        .filter_map(|p| Value::unpack(&p).ok())
+        .filter_map(|v| v.body().map(|b| b.data.clone()))
+        .collect();
+    seen.sort();
+    seen.dedup();
+    seen
+}
+
+#[test]
+fn signed_edits_replace_and_forged_or_stale_ones_are_rejected() {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+    let key = node::crypto::PrivateKey::generate(2048, &mut rng).unwrap();
+    let other = node::crypto::PrivateKey::generate(2048, &mut rng).unwrap();
+    let mut net = Net::new(6);
+    for i in 1..6 {
+        let now = net.now;
+        net.nodes[i].bootstrap(now, net.addrs[0]);
+    }
+    net.run_for(10_000);
+    let k = InfoHash::get("profile");
+    let put = |net: &mut Net, v: Value| {
+        let now = net.now;
+        net.nodes[1].put(now, k, v);
+        net.run_for(3_000);
+    };
+    put(&mut net, signed(&key, 9, 1, b"v1"));
+    assert_eq!(data_at(&net, &k), vec![b"v1".to_vec()]);
+    put(&mut net, signed(&key, 9, 2, b"v2"));
+    assert_eq!(
+        data_at(&net, &k),
+        vec![b"v2".to_vec()],
+        "a higher seq replaces the value everywhere"
+    );
+    let rejected_before: u64 = net.nodes.iter().map(|n| n.stats.rejected_values).sum();
+    put(&mut net, signed(&key, 9, 1, b"stale"));
+    put(&mut net, signed(&other, 9, 7, b"hijack"));
+    let mut forged = signed(&key, 9, 8, b"forged");
+    if let node::dht::ValueData::Signed(s) = &mut forged.data {
+        s.sig[10] ^= 1;
+    }
+    put(&mut net, forged);
+    assert_eq!(
+        data_at(&net, &k),
+        vec![b"v2".to_vec()],
+        "stale, foreign and forged edits change nothing"
+    );
+    let rejected: u64 = net.nodes.iter().map(|n| n.stats.rejected_values).sum();
+    assert!(
+        rejected >= rejected_before + 3,
+        "each refusal is counted ({rejected_before} -> {rejected})"
     );
 }
