@@ -32,6 +32,7 @@ pub const CHECK_KINDS: &[&str] = &[
     "deterministic",
     "dht_connected",
     "dht_gets",
+    "dht_flood",
 ];
 
 /// What the checks of one run produced.
@@ -263,6 +264,38 @@ fn eval(w: &World, c: &CheckSpec, out: &mut Outcome) -> Result<()> {
             Ok(())
         }
         "dht_gets" => dht_gets(w, &p, out),
+        "dht_flood" => {
+            p.only(&["host", "flooder", "max_pending", "max_sources"])?;
+            let host = p.str("host")?;
+            let (_, app) = w.actor_state::<DhtApp>(host, "dht-node")?;
+            let (_, flood) =
+                w.actor_state::<crate::glue::DhtFlood>(p.str("flooder")?, "dht-flood")?;
+            let d = app
+                .engine()
+                .ok_or_else(|| anyhow!("`{host}` runs no engine"))?;
+            let (max_pending, max_sources) = (
+                p.int("max_pending", 1000)? as usize,
+                p.int("max_sources", 10_000)? as usize,
+            );
+            let limited = d.stats.rate_limited;
+            let bounded = d.pending_requests() <= max_pending && d.tracked_sources() <= max_sources;
+            out.push(
+                "dht_flood",
+                format!("{host} drops a request flood above its rate limit and stays bounded"),
+                limited > 0 && flood.answers < flood.sent && bounded,
+                format!(
+                    "flood sent {} requests, {} answered, {} dropped by the limiter; {} requests pending, {} sources tracked, {} bytes stored",
+                    flood.sent,
+                    flood.answers,
+                    limited,
+                    d.pending_requests(),
+                    d.tracked_sources(),
+                    d.storage().total_bytes()
+                ),
+            );
+            out.summary.push(format!("{limited} dropped"));
+            Ok(())
+        }
         other => bail!(
             "unknown check `{other}` (known: {})",
             CHECK_KINDS.join(", ")

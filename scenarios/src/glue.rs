@@ -233,3 +233,74 @@ fn rand_seed(cx: &mut Ctx<'_>) -> u64 {
     use rand::RngExt;
     cx.rng().random::<u64>()
 }
+
+/// Floods a DHT node with well-formed `get` requests for random keys from one address,
+/// far above OpenDHT's per-source limit, to show the node keeps serving others.
+pub struct DhtFlood {
+    pub to: SocketAddr,
+    pub per_ms: u32,
+    pub from: Duration,
+    pub until: Duration,
+    sock: Option<SockId>,
+    pub sent: u64,
+    pub answers: u64,
+}
+
+impl DhtFlood {
+    pub fn new(to: SocketAddr, rate_per_s: u32, from: Duration, until: Duration) -> Self {
+        DhtFlood {
+            to,
+            per_ms: (rate_per_s / 1000).max(1),
+            from,
+            until,
+            sock: None,
+            sent: 0,
+            answers: 0,
+        }
+    }
+}
+
+impl App for DhtFlood {
+    fn start(&mut self, cx: &mut Ctx<'_>) {
+        self.sock = cx.udp_bind(SocketAddr::from(([0, 0, 0, 0], 0))).ok();
+        cx.set_timer(self.from, 0);
+    }
+    fn on_udp(
+        &mut self,
+        _cx: &mut Ctx<'_>,
+        _s: SockId,
+        _from: SocketAddr,
+        _to: SocketAddr,
+        _d: &[u8],
+    ) {
+        self.answers += 1;
+    }
+    fn on_timer(&mut self, cx: &mut Ctx<'_>, _t: u64) {
+        use node::dht::wire::{Get, Message, MessageBody};
+        use rand::RngExt;
+        if cx.sim_now().since(SimTime::ZERO) >= self.until {
+            return;
+        }
+        let Some(sock) = self.sock else { return };
+        for _ in 0..self.per_ms {
+            let id = InfoHash(cx.rng().random());
+            let h = InfoHash(cx.rng().random());
+            let tid = cx.rng().random();
+            let msg = Message {
+                tid,
+                network: 0,
+                is_client: false,
+                body: MessageBody::Get(Get {
+                    id,
+                    h,
+                    query: None,
+                    want: None,
+                }),
+            };
+            let _ = cx.udp_send(sock, self.to, &node::dht::wire::encode(&msg));
+            self.sent += 1;
+        }
+        cx.set_timer(Duration::from_millis(1), 0);
+    }
+    netsim::app_any!();
+}

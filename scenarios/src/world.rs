@@ -60,6 +60,7 @@ pub const ACTOR_KINDS: &[&str] = &[
     "tcp-probe",
     "multicast",
     "dht-node",
+    "dht-flood",
 ];
 
 fn link_params(sel: &Option<LinkSel>, default: &str) -> Result<(LinkParams, LinkParams)> {
@@ -500,6 +501,16 @@ impl World {
                 };
                 self.sim
                     .add_app(node, move || Box::new(crate::glue::DhtApp::new(w.clone())))
+            }
+            "dht-flood" => {
+                p.only(&["to", "port", "rate", "from", "until"])?;
+                let to = self.sock(p.str("to")?, port("port", 4222)?)?;
+                let rate =
+                    u32::try_from(p.int("rate", 10_000)?).map_err(|_| anyhow!("bad `rate`"))?;
+                let (from, until) = (p.duration("from", "5s")?, p.duration("until", "25s")?);
+                self.sim.add_app(node, move || {
+                    Box::new(crate::glue::DhtFlood::new(to, rate, from, until))
+                })
             }
             other => bail!(
                 "unknown actor `{other}` (known: {})",

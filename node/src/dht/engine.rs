@@ -251,6 +251,11 @@ impl Dht {
         v
     }
 
+    /// Source addresses the rate limiter currently tracks (bounded-memory checks).
+    pub fn tracked_sources(&self) -> usize {
+        self.limits.tracked()
+    }
+
     /// Requests still waiting for an answer (bounded-memory checks).
     pub fn pending_requests(&self) -> usize {
         self.pending.len()

@@ -199,6 +199,16 @@ impl RoutingTable {
                 }
                 return Insert::Updated;
             }
+            // One address, one node: a host claiming fresh ids from the same address
+            // (a flood, or a Sybil attempt) cannot fill the table.
+            if self
+                .buckets
+                .iter()
+                .any(|b| b.nodes.iter().any(|n| n.addr == addr))
+            {
+                return Insert::Ignored;
+            }
+            let b = &mut self.buckets[i];
             let entry = NodeEntry {
                 id,
                 addr,
