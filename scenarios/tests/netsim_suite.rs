@@ -2,10 +2,12 @@
 //! every seed replays byte for byte, and show that each check fails when the model it
 //! relies on is deliberately broken.
 
+mod common;
+
 use netsim::{NatType, Sabotage};
 use scenarios::checks::{self, Outcome};
 use scenarios::world::{BuildOpts, World};
-use scenarios::{runner, steps, Case, RunOptions};
+use scenarios::{runner, steps, Case};
 
 fn case(id: &str) -> Case {
     let cases = runner::select(&[id.to_string()]).expect("suite loads");
@@ -54,48 +56,12 @@ fn all_pass(out: &Outcome) {
 
 #[test]
 fn every_netsim_scenario_passes() {
-    let dir = std::env::temp_dir().join(format!("jamisim-netsim-suite-{}", std::process::id()));
-    let report = runner::run(&RunOptions {
-        targets: vec!["netsim".into()],
-        out: dir.clone(),
-        ..Default::default()
-    })
-    .expect("suite runs");
-    let failures: Vec<String> = report
-        .scenarios
-        .iter()
-        .filter(|s| !s.passed)
-        .map(|s| {
-            let why: Vec<String> = s
-                .checks
-                .iter()
-                .filter(|c| !c.passed)
-                .map(|c| format!("{}: {}", c.description, c.detail))
-                .collect();
-            format!(
-                "{} seed {}: {} {}",
-                s.name,
-                s.seed,
-                s.error.clone().unwrap_or_default(),
-                why.join("; ")
-            )
-        })
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    let report = common::run_suite_all_passing("netsim");
     assert!(
         report.scenarios.len() >= 150,
         "the suite has {} cases",
         report.scenarios.len()
     );
-    for f in ["report.md", "index.html", "junit.xml", "results.json"] {
-        assert!(dir.join(f).exists(), "{f} written");
-    }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
