@@ -4,7 +4,7 @@
 use crate::netns::Netns;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Stdio};
 use std::time::{Duration, Instant};
@@ -87,35 +87,7 @@ impl DhtNode {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
-}
 
-impl Drop for DhtNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
-/// Send one datagram and wait for one answer (a readiness probe helper).
-pub fn udp_exchange(
-    sock: &UdpSocket,
-    to: SocketAddr,
-    bytes: &[u8],
-    wait: Duration,
-) -> Result<Vec<u8>> {
-    sock.set_read_timeout(Some(wait))?;
-    sock.send_to(bytes, to)?;
-    let mut buf = vec![0u8; 65536];
-    let (n, from) = sock.recv_from(&mut buf).context("no answer")?;
-    if from != to {
-        bail!("answer from {from}, expected {to}");
-    }
-    buf.truncate(n);
-    Ok(buf)
-}
-
-impl DhtNode {
     /// Wait until dhtnode's output contains `needle` (after `from` bytes), up to `timeout`.
     pub fn wait_for(&self, from: usize, needle: &str, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
@@ -136,5 +108,13 @@ impl DhtNode {
     /// Bytes of output so far (to wait for what comes after a command).
     pub fn log_len(&self) -> usize {
         self.log_text().len()
+    }
+}
+
+impl Drop for DhtNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
 }

@@ -66,13 +66,7 @@ impl Netns {
         c
     }
 
-    /// Move the calling thread into the namespace: sockets it opens afterwards live there.
-    /// Use on a dedicated thread (the thread stays in the namespace until it ends).
-    pub fn enter_current_thread(&self) -> Result<()> {
-        enter(&self.name)
-    }
-
-    /// Run `f` on a new thread inside the namespace.
+    /// Run `f` on a new thread inside the namespace: sockets it opens live there.
     pub fn spawn<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
@@ -87,7 +81,8 @@ impl Netns {
     }
 }
 
-/// Move the calling thread into the namespace called `name`.
+/// Move the calling thread into the namespace called `name` (for good: use a thread
+/// of its own, as [`Netns::spawn`] does).
 pub fn enter(name: &str) -> Result<()> {
     let path = format!("/run/netns/{name}");
     let f = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;

@@ -3,7 +3,6 @@
 //! survives crashes, and the record of what the host saw (for privacy checks).
 
 use crate::app::{AppId, NetError, TcpEvent};
-use crate::node::NodeKind;
 use crate::packet::{tcp_flags, Body, Packet, TcpSegment};
 use crate::pcap::Pcap;
 use crate::sim::{derive_rng, AppCall, ConnId, Core, Event, ListenerId, NodeId, SockId};
@@ -711,12 +710,4 @@ impl Core {
             self.start_tunnel(node);
         }
     }
-}
-
-/// True when the node is a host (helper for callers holding only ids).
-pub fn is_host(core: &Core, node: NodeId) -> bool {
-    matches!(
-        core.nodes.get(node).map(|n| &n.kind),
-        Some(NodeKind::Host(_))
-    )
 }

@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -408,12 +408,6 @@ fn admits(filtering: Behaviour, sent_to: &BTreeSet<SocketAddr>, src: SocketAddr)
         Behaviour::AddressDependent => sent_to.iter().any(|d| d.ip() == src.ip()),
         Behaviour::AddressAndPortDependent => sent_to.contains(&src),
     }
-}
-
-/// Helper for address plans: the i-th /24 inside a /16 base.
-pub fn subnet24(base: Ipv4Addr, i: u32) -> Ipv4Addr {
-    let b = u32::from(base);
-    Ipv4Addr::from(b.wrapping_add(i << 8))
 }
 
 #[cfg(test)]

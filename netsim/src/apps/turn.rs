@@ -514,20 +514,8 @@ impl TurnServer {
         }
         let channel = a.channel_to(now, from);
         self.channel_data += u64::from(channel.is_some());
-        let bytes = match channel {
-            Some(channel) => ChannelData {
-                channel,
-                data: data.to_vec(),
-            }
-            .encode(),
-            None => {
-                let txid: [u8; 12] = cx.rng().random();
-                Message::new(Class::Indication, Method::Data, txid)
-                    .with(Attribute::XorPeerAddress(from))
-                    .with(Attribute::Data(data.to_vec()))
-                    .encode()
-            }
-        };
+        let txid: [u8; 12] = cx.rng().random();
+        let bytes = relay_frame(Method::Data, from, channel, data, txid);
         self.send_client(cx, client, &bytes);
         self.relayed_to_client += 1;
     }
@@ -845,20 +833,8 @@ impl TurnClient {
         if self.state != TurnState::Allocated || data.len() > MAX_DATA {
             return;
         }
-        let bytes = match self.channel(peer) {
-            Some(channel) => ChannelData {
-                channel,
-                data: data.to_vec(),
-            }
-            .encode(),
-            None => {
-                let txid: [u8; 12] = cx.rng().random();
-                Message::new(Class::Indication, Method::Send, txid)
-                    .with(Attribute::XorPeerAddress(peer))
-                    .with(Attribute::Data(data.to_vec()))
-                    .encode()
-            }
-        };
+        let txid: [u8; 12] = cx.rng().random();
+        let bytes = relay_frame(Method::Send, peer, self.channel(peer), data, txid);
         let _ = cx.udp_send(sock, self.server, &bytes);
     }
 
@@ -1195,5 +1171,26 @@ impl TurnClient {
             }],
             _ => Vec::new(),
         }
+    }
+}
+/// Relayed data in either direction: ChannelData when a channel is bound to `peer`,
+/// else a Send (client to server) or Data (server to client) indication.
+fn relay_frame(
+    method: Method,
+    peer: SocketAddr,
+    channel: Option<u16>,
+    data: &[u8],
+    txid: [u8; 12],
+) -> Vec<u8> {
+    match channel {
+        Some(channel) => ChannelData {
+            channel,
+            data: data.to_vec(),
+        }
+        .encode(),
+        None => Message::new(Class::Indication, method, txid)
+            .with(Attribute::XorPeerAddress(peer))
+            .with(Attribute::Data(data.to_vec()))
+            .encode(),
     }
 }

@@ -143,11 +143,7 @@ struct SearchNode {
 enum SearchKind {
     Find,
     Get,
-    Put {
-        value: Value,
-        packed: Vec<u8>,
-        sent: bool,
-    },
+    Put { packed: Vec<u8>, sent: bool },
     Listen,
 }
 
@@ -296,8 +292,7 @@ impl Dht {
     /// Ping a bootstrap node; its answer puts it in the routing table.
     pub fn bootstrap(&mut self, now: u64, addr: SocketAddr) {
         self.now = now;
-        let body = MessageBody::Ping { id: self.cfg.id };
-        self.request(addr, None, body, Vec::new(), Purpose::Ping);
+        self.ping(addr);
     }
 
     /// Find the values stored at `key`.
@@ -333,7 +328,6 @@ impl Dht {
         self.start_search(
             key,
             SearchKind::Put {
-                value,
                 packed,
                 sent: false,
             },
@@ -415,19 +409,26 @@ impl Dht {
                     self.stats.rate_limited += 1;
                     return;
                 }
-                if let Insert::PingDubious(addr) = self.table.heard(sender.0, from, self.now, false)
-                {
-                    self.request(
-                        addr,
-                        None,
-                        MessageBody::Ping { id: self.cfg.id },
-                        Vec::new(),
-                        Purpose::Ping,
-                    );
-                }
+                self.learn(sender, from, false);
                 self.on_request(from, tid, body);
             }
         }
+    }
+
+    /// Note that `id` lives at `addr` (it `replied` to us, or merely wrote or was named);
+    /// when the routing table asks, ping the dubious node it would replace.
+    fn learn(&mut self, id: InfoHash, addr: SocketAddr, replied: bool) {
+        if id == self.cfg.id {
+            return;
+        }
+        if let Insert::PingDubious(dubious) = self.table.heard(id.0, addr, self.now, replied) {
+            self.ping(dubious);
+        }
+    }
+
+    fn ping(&mut self, to: SocketAddr) {
+        let body = MessageBody::Ping { id: self.cfg.id };
+        self.request(to, None, body, Vec::new(), Purpose::Ping);
     }
 
     fn reply(&mut self, to: SocketAddr, tid: u32, body: MessageBody, parts: Vec<Vec<u8>>) {
@@ -760,15 +761,7 @@ impl Dht {
         if let Some(sa) = r.sa {
             *self.reported.entry(sa).or_default() += 1;
         }
-        if let Insert::PingDubious(addr) = self.table.heard(r.id.0, from, self.now, true) {
-            self.request(
-                addr,
-                None,
-                MessageBody::Ping { id: self.cfg.id },
-                Vec::new(),
-                Purpose::Ping,
-            );
-        }
+        self.learn(r.id, from, true);
         if !self.connected {
             self.connected = true;
             self.events.push_back(Event::Connected);
@@ -777,22 +770,7 @@ impl Dht {
             self.start_search(own, SearchKind::Find);
         }
         for n in &r.nodes4 {
-            if n.id != self.cfg.id {
-                let addr = if n.addr.ip().is_loopback() {
-                    SocketAddr::new(from.ip(), n.addr.port())
-                } else {
-                    n.addr
-                };
-                if let Insert::PingDubious(a) = self.table.heard(n.id.0, addr, self.now, false) {
-                    self.request(
-                        a,
-                        None,
-                        MessageBody::Ping { id: self.cfg.id },
-                        Vec::new(),
-                        Purpose::Ping,
-                    );
-                }
-            }
+            self.learn(n.id, node_addr(n, from), false);
         }
         match p.purpose {
             Purpose::Search(op) => self.search_answer(op, from, r),
@@ -1070,11 +1048,7 @@ impl Dht {
             if info.id == self.cfg.id || s.nodes.iter().any(|n| n.id == info.id) {
                 continue;
             }
-            let addr = if info.addr.ip().is_loopback() {
-                SocketAddr::new(from.ip(), info.addr.port())
-            } else {
-                info.addr
-            };
+            let addr = node_addr(&info, from);
             s.nodes.push(SearchNode {
                 id: info.id,
                 addr,
@@ -1200,17 +1174,10 @@ impl Dht {
         let Some(s) = self.searches.get_mut(&op) else {
             return;
         };
-        let SearchKind::Put {
-            packed,
-            value,
-            sent,
-        } = &mut s.kind
-        else {
+        let SearchKind::Put { packed, sent } = &mut s.kind else {
             return;
         };
         *sent = true;
-        let created = None::<i64>;
-        let _ = value;
         let (slots, blobs) = pack_values(vec![packed.clone()]);
         let key = s.key;
         let targets: Vec<(InfoHash, SocketAddr, Vec<u8>)> = s
@@ -1238,7 +1205,7 @@ impl Dht {
                 id: own,
                 h: key,
                 values: slots.clone(),
-                created,
+                created: None,
                 token,
             });
             self.request(addr, Some(id), body, blobs.clone(), Purpose::PutTo(op));
@@ -1365,5 +1332,15 @@ fn fields_reply(select: &[u8], values: &[&Stored]) -> FieldsReply {
     FieldsReply {
         fields,
         values: out,
+    }
+}
+
+/// Where a node named in a reply lives: a loopback address means "the sender's host"
+/// (OpenDHT rewrites it the same way).
+fn node_addr(n: &NodeInfo, from: SocketAddr) -> SocketAddr {
+    if n.addr.ip().is_loopback() {
+        SocketAddr::new(from.ip(), n.addr.port())
+    } else {
+        n.addr
     }
 }
