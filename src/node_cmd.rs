@@ -168,6 +168,11 @@ fn report(out: &Printer, ops: &BTreeMap<OpId, (&'static str, InfoHash)>, e: Even
             format!("Get: completed for {key} ({nodes_answered} nodes answered, {hops} rounds)"),
             serde_json::json!({"op": op, "key": key.to_string(), "nodes": nodes_answered, "hops": hops}),
         ),
+        Event::Failed { op, key, reason } => out.say(
+            "failed",
+            format!("Operation {op} at {key} failed: {reason}"),
+            serde_json::json!({"op": op, "key": key.to_string(), "reason": reason}),
+        ),
         Event::PutDone { op, key, stored_on } => out.say(
             "put_done",
             format!("Put: {} for {key} (stored on {stored_on} nodes)", if stored_on > 0 { "success" } else { "failure" }),

@@ -3,7 +3,8 @@
 //! and by conformance tests against the official programs. (Simulation uses the same
 //! engine on netsim instead.)
 
-use crate::dht::engine::{Dht, Event};
+use crate::dht::engine::{Dht, Event, Transmit};
+use crate::dht::secure::SecureDht;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,15 +17,48 @@ pub fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// A DHT engine bound to a UDP socket.
-pub struct UdpDriver {
-    pub dht: Dht,
+/// The sans-IO interface a driver moves bytes and time through (DESIGN.md §2).
+pub trait Engine {
+    fn handle_datagram(&mut self, now: u64, from: SocketAddr, bytes: &[u8]);
+    fn handle_timeout(&mut self, now: u64);
+    fn poll_transmit(&mut self) -> Option<Transmit>;
+    fn poll_event(&mut self) -> Option<Event>;
+    fn poll_timeout(&self) -> Option<u64>;
+}
+
+macro_rules! engine_impl {
+    ($t:ty) => {
+        impl Engine for $t {
+            fn handle_datagram(&mut self, now: u64, from: SocketAddr, bytes: &[u8]) {
+                <$t>::handle_datagram(self, now, from, bytes)
+            }
+            fn handle_timeout(&mut self, now: u64) {
+                <$t>::handle_timeout(self, now)
+            }
+            fn poll_transmit(&mut self) -> Option<Transmit> {
+                <$t>::poll_transmit(self)
+            }
+            fn poll_event(&mut self) -> Option<Event> {
+                <$t>::poll_event(self)
+            }
+            fn poll_timeout(&self) -> Option<u64> {
+                <$t>::poll_timeout(self)
+            }
+        }
+    };
+}
+engine_impl!(Dht);
+engine_impl!(SecureDht);
+
+/// A DHT engine (plain or with the secure layer) bound to a UDP socket.
+pub struct UdpDriver<E: Engine = Dht> {
+    pub dht: E,
     sock: UdpSocket,
     buf: Vec<u8>,
 }
 
-impl UdpDriver {
-    pub fn bind(dht: Dht, addr: SocketAddr) -> io::Result<UdpDriver> {
+impl<E: Engine> UdpDriver<E> {
+    pub fn bind(dht: E, addr: SocketAddr) -> io::Result<UdpDriver<E>> {
         let sock = UdpSocket::bind(addr)?;
         Ok(UdpDriver {
             dht,
@@ -38,7 +72,7 @@ impl UdpDriver {
     }
 
     /// Send what the engine wants sent and hand its events to `on_event`.
-    fn flush(&mut self, on_event: &mut dyn FnMut(&mut Dht, Event)) {
+    fn flush(&mut self, on_event: &mut dyn FnMut(&mut E, Event)) {
         while let Some(t) = self.dht.poll_transmit() {
             // A send error (unreachable, no route) is a lost datagram, as on the wire.
             let _ = self.sock.send_to(&t.bytes, t.to);
@@ -52,7 +86,7 @@ impl UdpDriver {
     pub fn turn(
         &mut self,
         max_wait: Duration,
-        on_event: &mut dyn FnMut(&mut Dht, Event),
+        on_event: &mut dyn FnMut(&mut E, Event),
     ) -> io::Result<()> {
         self.flush(on_event);
         let now = unix_ms();
@@ -90,7 +124,7 @@ impl UdpDriver {
     pub fn run_for(
         &mut self,
         d: Duration,
-        on_event: &mut dyn FnMut(&mut Dht, Event),
+        on_event: &mut dyn FnMut(&mut E, Event),
     ) -> io::Result<()> {
         let end = unix_ms() + d.as_millis() as u64;
         while unix_ms() < end {

@@ -129,7 +129,7 @@ impl DhtApp {
                 let host = cx.host_name().to_string();
                 self.puts_done.push((host, stored_on));
             }
-            Event::Expired { .. } => {}
+            Event::Expired { .. } | Event::Failed { .. } => {}
         }
     }
 }

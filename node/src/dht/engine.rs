@@ -92,6 +92,13 @@ pub enum Event {
         key: InfoHash,
         stored_on: usize,
     },
+    /// A multi-step operation of the secure layer could not be done (e.g. no
+    /// certificate found for the recipient of an encrypted put).
+    Failed {
+        op: OpId,
+        key: InfoHash,
+        reason: String,
+    },
     /// The first node answered: we are connected.
     Connected,
 }
@@ -232,6 +239,18 @@ impl Dht {
         self.cfg.id
     }
 
+    /// The time of the latest input (ms).
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// An op id for an operation that starts later (the secure layer's multi-step ops).
+    pub fn reserve_op(&mut self) -> OpId {
+        let op = self.next_op;
+        self.next_op += 1;
+        op
+    }
+
     pub fn routing_table(&self) -> &RoutingTable {
         &self.table
     }
@@ -320,10 +339,15 @@ impl Dht {
     pub fn put(&mut self, now: u64, key: InfoHash, value: Value) -> OpId {
         self.now = now;
         let packed = value.pack();
-        let local = self.stored_form(&value, packed.clone());
+        // Our own storage applies the same policy as for remote puts (a refused edit is
+        // still sent: the network decides for itself).
         let src = IpAddr::from([127, 0, 0, 1]);
-        if let Some(v) = local {
-            self.storage.put(key.0, v, now / 1000 * 1000, now, src);
+        let outcome = match self.stored_form(key, &value, packed.clone()) {
+            Some(v) => self.storage.put(key.0, v, now / 1000 * 1000, now, src),
+            None => PutOutcome::Rejected("invalid signature or type policy"),
+        };
+        if let PutOutcome::Rejected(_) = outcome {
+            self.stats.rejected_values += 1;
         }
         self.start_search(
             key,
@@ -463,7 +487,7 @@ impl Dht {
 
     fn closest_nodes(&self, target: &InfoHash) -> Vec<NodeInfo> {
         self.table
-            .closest(&target.0, SEND_NODES)
+            .find_closest(&target.0, self.now, SEND_NODES)
             .into_iter()
             .filter(|n| n.addr.is_ipv4())
             .map(|n| NodeInfo {
@@ -602,7 +626,12 @@ impl Dht {
     }
 
     /// Turn a value into what storage keeps; signed values must verify.
-    fn stored_form(&self, v: &Value, packed: Vec<u8>) -> Option<Stored> {
+    /// The form storage keeps, or `None` when the value must not be stored: a signature
+    /// that fails, or a certificate (type 8) announced at a key other than its own id.
+    fn stored_form(&self, key: InfoHash, v: &Value, packed: Vec<u8>) -> Option<Stored> {
+        if !super::secure::storable_at(&key, v) {
+            return None;
+        }
         let (type_id, owner, seq) = match &v.data {
             ValueData::Plain(b) => (b.type_id, None, 0),
             ValueData::Signed(s) => {
@@ -643,7 +672,7 @@ impl Dht {
                 }
             }
         }
-        let Some(stored) = self.stored_form(&v, packed.clone()) else {
+        let Some(stored) = self.stored_form(key, &v, packed.clone()) else {
             self.stats.rejected_values += 1;
             return;
         };

@@ -255,7 +255,31 @@ impl RoutingTable {
         }
     }
 
-    /// Up to `count` non-expired nodes closest to `target`, closest first.
+    /// What a node answers to `find` and `get` (OpenDHT's `findClosestNodes`): good nodes
+    /// only, taken bucket by bucket outward from the target's bucket until `count` are
+    /// gathered, sorted by distance and cut. Not always the globally closest good nodes:
+    /// answers must match the official node for the same table, so this is its rule.
+    pub fn find_closest(&self, target: &Id, now: Millis, count: usize) -> Vec<NodeEntry> {
+        let buckets: Vec<Vec<&NodeEntry>> = self
+            .buckets
+            .iter()
+            .map(|b| b.nodes.iter().filter(|n| n.is_good(now)).collect())
+            .collect();
+        walk_closest(&buckets, self.bucket_index(target), target, count, |n| {
+            &n.id
+        })
+        .into_iter()
+        .cloned()
+        .collect()
+    }
+
+    /// Buckets as (first id, nodes), in id order (for dumps and comparisons).
+    pub fn buckets(&self) -> impl Iterator<Item = (&Id, &[NodeEntry])> {
+        self.buckets.iter().map(|b| (&b.first, b.nodes.as_slice()))
+    }
+
+    /// Up to `count` non-expired nodes closest to `target`, closest first (where our own
+    /// searches start).
     pub fn closest(&self, target: &Id, count: usize) -> Vec<NodeEntry> {
         let mut all: Vec<&NodeEntry> = self
             .buckets
@@ -292,6 +316,33 @@ impl RoutingTable {
     pub fn nodes(&self) -> impl Iterator<Item = &NodeEntry> {
         self.buckets.iter().flat_map(|b| b.nodes.iter())
     }
+}
+
+/// The bucket walk of OpenDHT's `findClosestNodes` over buckets already filtered to good
+/// nodes: from bucket `start`, alternately the next and the previous bucket, until
+/// `count` nodes are gathered; then the `count` closest of those, closest first.
+pub fn walk_closest<'a, T: Copy + 'a>(
+    buckets: &[Vec<T>],
+    start: usize,
+    target: &Id,
+    count: usize,
+    id_of: impl Fn(T) -> &'a Id,
+) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    let (mut next, mut prev) = (Some(start), start.checked_sub(1));
+    while out.len() < count && (next.is_some() || prev.is_some()) {
+        if let Some(i) = next {
+            out.extend(buckets[i].iter().copied());
+            next = (i + 1 < buckets.len()).then_some(i + 1);
+        }
+        if let Some(i) = prev {
+            out.extend(buckets[i].iter().copied());
+            prev = i.checked_sub(1);
+        }
+    }
+    out.sort_by(|a, b| xor_cmp(id_of(*a), id_of(*b), target));
+    out.truncate(count);
+    out
 }
 
 #[cfg(test)]

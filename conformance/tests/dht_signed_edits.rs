@@ -1,0 +1,236 @@
+//! Signed values as editable records, against the official `dhtnode` (OpenDHT 2.4.12):
+//! an edit with a higher `seq` replaces the value on dhtnode and here; a stale edit, an
+//! edit by another owner and a forged signature are refused by both. What dhtnode keeps
+//! is read back by a fresh node of ours whose only peer is dhtnode.
+
+use conformance::dhtnode::DhtNode;
+use conformance::netns::Netns;
+use node::crypto::PrivateKey;
+use node::dht::engine::{Config, Dht, Event};
+use node::dht::secure::sign;
+use node::dht::{Body, InfoHash, Value, ValueData};
+use node::driver::{unix_ms, UdpDriver};
+use rand::SeedableRng;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const DHTNODE_PORT: u16 = 4230;
+
+fn node(seed: u64) -> Dht {
+    let verify: node::dht::engine::Verifier = Box::new(node::crypto::verify);
+    Dht::new(
+        Config {
+            id: InfoHash::get(format!("edits-{seed}")),
+            network: 0,
+            seed,
+            verify: Some(verify),
+        },
+        unix_ms(),
+    )
+}
+
+fn body(text: &str) -> Body {
+    Body {
+        type_id: 0,
+        data: text.as_bytes().to_vec(),
+        utype: String::new(),
+    }
+}
+
+/// Put and wait for the put to finish.
+fn put(d: &mut UdpDriver, key: InfoHash, v: Value) {
+    let op = d.dht.put(unix_ms(), key, v);
+    let done = d
+        .run_until(
+            Duration::from_secs(5),
+            |e| matches!(e, Event::PutDone { op: o, .. } if *o == op),
+        )
+        .unwrap();
+    assert!(done, "put finished");
+}
+
+/// Every value a get at `key` returns, as (id, seq, data text).
+fn get_all(d: &mut UdpDriver, key: InfoHash) -> Vec<(u64, Option<u16>, String)> {
+    let op = d.dht.get(unix_ms(), key);
+    let mut found = Vec::new();
+    d.run_until(Duration::from_secs(5), |e| match e {
+        Event::Values { op: o, values, .. } if *o == op => {
+            for v in values {
+                let seq = match &v.data {
+                    ValueData::Signed(s) => Some(s.seq),
+                    _ => None,
+                };
+                let text = v
+                    .body()
+                    .map(|b| String::from_utf8_lossy(&b.data).into_owned())
+                    .unwrap_or_default();
+                found.push((v.id, seq, text));
+            }
+            false
+        }
+        Event::GetDone { op: o, .. } => *o == op,
+        _ => false,
+    })
+    .unwrap();
+    found.sort();
+    found
+}
+
+/// What our storage holds at `key`, as (id, seq, data text).
+fn stored(d: &UdpDriver, key: InfoHash) -> Vec<(u64, u16, String)> {
+    let mut v: Vec<(u64, u16, String)> = d
+        .dht
+        .storage()
+        .get(&key.0)
+        .iter()
+        .filter_map(|e| Value::unpack(&e.value.packed).ok())
+        .map(|v| {
+            let seq = match &v.data {
+                ValueData::Signed(s) => s.seq,
+                _ => 0,
+            };
+            let text =
+                String::from_utf8_lossy(&v.body().map(|b| b.data.clone()).unwrap_or_default())
+                    .into_owned();
+            (v.id, seq, text)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn signed_edits_replace_and_stale_foreign_or_forged_ones_are_refused_on_both_sides() {
+    if !conformance::dhtnode_or_skip() {
+        return;
+    }
+    let ns = Netns::create("jsedit").expect("namespace");
+    let mut official = DhtNode::start(&ns, DHTNODE_PORT, None, true).expect("dhtnode starts");
+    let worker = ns.spawn(move || {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+        let alice = PrivateKey::generate(2048, &mut rng).unwrap();
+        let mallory = PrivateKey::generate(2048, &mut rng).unwrap();
+        let dhtnode = SocketAddr::from(([127, 0, 0, 1], DHTNODE_PORT));
+        let mut a = UdpDriver::bind(node(1), "127.0.0.1:0".parse().unwrap()).unwrap();
+        a.dht.bootstrap(unix_ms(), dhtnode);
+        assert!(a
+            .run_until(Duration::from_secs(5), |e| matches!(e, Event::Connected))
+            .unwrap());
+
+        // 1. Our edits, stored by dhtnode (and by us).
+        let k1 = InfoHash::get("edited-by-rust");
+        let id = 0x5eed;
+        let v1 = sign(&alice, id, 1, body("edit v1"), None).unwrap();
+        let v2 = sign(&alice, id, 2, body("edit v2"), None).unwrap();
+        let stale = sign(&alice, id, 1, body("edit stale"), None).unwrap();
+        let foreign = sign(&mallory, id, 3, body("edit foreign"), None).unwrap();
+        let mut forged = sign(&alice, id, 4, body("edit forged"), None).unwrap();
+        if let (ValueData::Signed(f), ValueData::Signed(good)) = (&mut forged.data, &v2.data) {
+            f.sig = good.sig.clone();
+        }
+        put(&mut a, k1, v1);
+        put(&mut a, k1, v2);
+        let after_edit = stored(&a, k1);
+        for bad in [stale, foreign, forged] {
+            put(&mut a, k1, bad);
+        }
+        let ours_k1 = stored(&a, k1);
+
+        // 2. dhtnode's own signed value, then a takeover by another owner and a forgery of
+        //    it, sent from here: refused here and by dhtnode.
+        let k2 = InfoHash::get("signed-by-dhtnode-for-edits");
+        let at = official.log_len();
+        official
+            .command("s signed-by-dhtnode-for-edits official")
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while official
+            .wait_for(at, "Put signed: success", Duration::ZERO)
+            .is_none()
+        {
+            assert!(Instant::now() < deadline, "dhtnode's signed put succeeds");
+            a.turn(Duration::from_millis(20), &mut |_, _| {}).unwrap();
+        }
+        a.run_for(Duration::from_millis(300), &mut |_, _| {})
+            .unwrap();
+        let theirs = a
+            .dht
+            .storage()
+            .get(&k2.0)
+            .iter()
+            .find_map(|e| Value::unpack(&e.value.packed).ok())
+            .expect("dhtnode's signed value is stored here");
+        let ValueData::Signed(official_signed) = &theirs.data else {
+            panic!("dhtnode's `s` value is signed: {theirs:?}");
+        };
+        let takeover = sign(
+            &alice,
+            theirs.id,
+            official_signed.seq + 1,
+            body("hijacked"),
+            None,
+        )
+        .unwrap();
+        let mut tampered = theirs.clone();
+        if let ValueData::Signed(t) = &mut tampered.data {
+            t.seq += 1;
+            t.body.data = b"tampered".to_vec();
+            t.received_body = None;
+        }
+        put(&mut a, k2, takeover);
+        put(&mut a, k2, tampered);
+        let ours_k2 = stored(&a, k2);
+        let rejected_here = a.dht.stats.rejected_values;
+        drop(a);
+
+        // 3. What dhtnode kept: a fresh node whose only peer is dhtnode asks.
+        let mut b = UdpDriver::bind(node(2), "127.0.0.1:0".parse().unwrap()).unwrap();
+        b.dht.bootstrap(unix_ms(), dhtnode);
+        assert!(b
+            .run_until(Duration::from_secs(5), |e| matches!(e, Event::Connected))
+            .unwrap());
+        let dhtnode_k1 = get_all(&mut b, k1);
+        let dhtnode_k2 = get_all(&mut b, k2);
+        (
+            after_edit,
+            ours_k1,
+            ours_k2,
+            rejected_here,
+            dhtnode_k1,
+            dhtnode_k2,
+        )
+    });
+    let (after_edit, ours_k1, ours_k2, rejected_here, dhtnode_k1, dhtnode_k2) =
+        worker.join().expect("our nodes ran");
+    let v2 = (0x5eed, 2, "edit v2".to_string());
+    assert_eq!(after_edit, vec![v2.clone()], "seq 2 replaced seq 1 here");
+    assert_eq!(
+        ours_k1,
+        vec![v2.clone()],
+        "stale, foreign and forged edits refused here"
+    );
+    assert_eq!(
+        dhtnode_k1,
+        vec![(0x5eed, Some(2), "edit v2".to_string())],
+        "dhtnode replaced seq 1 by seq 2 and refused the stale, foreign and forged edits"
+    );
+    assert_eq!(
+        ours_k2.len(),
+        1,
+        "one value at dhtnode's key here: {ours_k2:?}"
+    );
+    assert_eq!(
+        ours_k2[0].2, "official",
+        "dhtnode's value survives here: {ours_k2:?}"
+    );
+    assert!(rejected_here >= 3, "refusals counted here: {rejected_here}");
+    assert_eq!(
+        dhtnode_k2.len(),
+        1,
+        "dhtnode keeps one value: {dhtnode_k2:?}"
+    );
+    assert_eq!(
+        dhtnode_k2[0].2, "official",
+        "dhtnode refused the takeover and the forgery of its value: {dhtnode_k2:?}"
+    );
+}
