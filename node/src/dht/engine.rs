@@ -672,6 +672,7 @@ impl Dht {
                 }
             }
         }
+        let (v, packed) = announce_from_source(v, packed, from);
         let Some(stored) = self.stored_form(key, &v, packed.clone()) else {
             self.stats.rejected_values += 1;
             return;
@@ -1372,4 +1373,26 @@ fn node_addr(n: &NodeInfo, from: SocketAddr) -> SocketAddr {
     } else {
         n.addr
     }
+}
+
+/// Store policy of IP service announcements (type 2, plain): the address stored is the
+/// sender's source address with the announced port (§1.12). One that does not parse is
+/// kept as the opaque bytes it came as.
+fn announce_from_source(v: Value, packed: Vec<u8>, from: SocketAddr) -> (Value, Vec<u8>) {
+    use super::payload::{IpServiceAnnouncement, IP_SERVICE_ANNOUNCEMENT_TYPE};
+    let announced = match &v.data {
+        ValueData::Plain(b) if b.type_id == IP_SERVICE_ANNOUNCEMENT_TYPE => {
+            IpServiceAnnouncement::unpack(&b.data).ok()
+        }
+        _ => None,
+    };
+    let Some(a) = announced else {
+        return (v, packed);
+    };
+    let mut v = v;
+    if let ValueData::Plain(b) = &mut v.data {
+        b.data = a.seen_from(from.ip()).pack();
+    }
+    let packed = v.pack();
+    (v, packed)
 }

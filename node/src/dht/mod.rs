@@ -4,6 +4,7 @@
 pub mod engine;
 pub mod infohash;
 pub mod msgpack;
+pub mod payload;
 pub mod routing;
 pub mod secure;
 pub mod storage;
