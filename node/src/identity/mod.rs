@@ -1,0 +1,14 @@
+//! Identities as OpenDHT and Jami write them (PROTOCOLS §2.6, §4): X.509 certificates
+//! and PEM chains, the node identity of `dhtnode -i`, the Jami CA → account → device
+//! chain, revocation lists and the account archive.
+//!
+//! Sans-IO except [`store`]: generation takes the current time (`now`, unix seconds)
+//! and the caller's RNG, so the simulator stays deterministic.
+
+pub mod cert;
+pub mod chain;
+pub mod ec;
+pub mod name;
+
+pub use cert::{CertError, Certificate, KeyAlgorithm, SignatureAlgorithm, VALIDITY_SECS};
+pub use chain::{decode_chain, encode_pem_chain, verify_chain};
