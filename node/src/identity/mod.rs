@@ -9,6 +9,10 @@ pub mod cert;
 pub mod chain;
 pub mod ec;
 pub mod name;
+pub mod store;
 
-pub use cert::{CertError, Certificate, KeyAlgorithm, SignatureAlgorithm, VALIDITY_SECS};
+pub use cert::{
+    CertError, CertSigner, Certificate, KeyAlgorithm, SignatureAlgorithm, VALIDITY_SECS,
+};
 pub use chain::{decode_chain, encode_pem_chain, verify_chain};
+pub use store::{IdentityError, NodeIdentity};
