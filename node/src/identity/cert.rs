@@ -286,6 +286,34 @@ impl Certificate {
         )
     }
 
+    /// OpenDHT `Certificate::generate(request, ca)`: a certificate for a request's
+    /// subject (Jami devices: CN "Jami device", UID = device short id). The request
+    /// carries no extensions, so neither does the certificate; the hash is the
+    /// issuer's preferred one (SHA-384 for an RSA-4096 account key).
+    pub fn generate_from_request<R: CryptoRng + ?Sized>(
+        subject: &PublicKey,
+        name: &str,
+        uid: &str,
+        ca: (CertSigner<'_>, &Certificate),
+        now: u64,
+        rng: &mut R,
+    ) -> Result<Self> {
+        let (signer, issuer) = ca;
+        build(
+            CertSpec {
+                subject_spki_der: subject.spki_der(),
+                name,
+                uid,
+                extensions: Vec::new(),
+                hash: signer.preferred_hash(),
+                now,
+            },
+            signer,
+            Some(issuer),
+            rng,
+        )
+    }
+
     /// A self-signed P-384 CA, as `generateEcIdentity(name)` makes (e.g. "DHT Node CA").
     pub fn generate_ec_ca<R: CryptoRng + ?Sized>(
         key: &EcCaKey,

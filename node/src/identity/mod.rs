@@ -5,12 +5,14 @@
 //! Sans-IO except [`store`]: generation takes the current time (`now`, unix seconds)
 //! and the caller's RNG, so the simulator stays deterministic.
 
+pub mod account;
 pub mod cert;
 pub mod chain;
 pub mod ec;
 pub mod name;
 pub mod store;
 
+pub use account::{verify_device_chain, AccountError, AccountIdentity, DeviceIdentity, DeviceInfo};
 pub use cert::{
     CertError, CertSigner, Certificate, KeyAlgorithm, SignatureAlgorithm, VALIDITY_SECS,
 };
