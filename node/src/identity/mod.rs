@@ -8,6 +8,7 @@
 pub mod account;
 pub mod cert;
 pub mod chain;
+pub mod crl;
 pub mod ec;
 pub mod name;
 pub mod store;
@@ -17,4 +18,5 @@ pub use cert::{
     CertError, CertSigner, Certificate, KeyAlgorithm, SignatureAlgorithm, VALIDITY_SECS,
 };
 pub use chain::{decode_chain, encode_pem_chain, verify_chain};
+pub use crl::{RevocationList, Revoked};
 pub use store::{IdentityError, NodeIdentity};
