@@ -22,7 +22,7 @@ use rsa::pkcs8::{
 use rsa::traits::PublicKeyParts;
 use rsa::{Pkcs1v15Encrypt, Pkcs1v15Sign, RsaPrivateKey, RsaPublicKey};
 use sha1::Sha1;
-use sha2::{Digest, Sha256, Sha512};
+use sha2::{Digest, Sha256, Sha384, Sha512};
 
 /// Jami's default RSA modulus size.
 pub const DEFAULT_RSA_BITS: usize = 4096;
@@ -92,8 +92,47 @@ pub enum CryptoError {
 /// Result alias for this module.
 pub type Result<T> = std::result::Result<T, CryptoError>;
 
+/// Hash of an RSA PKCS#1 v1.5 signature. Values use SHA-512; certificates use the
+/// GnuTLS "preferred" hash of the key ([`HashAlg::preferred_for_rsa_bits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HashAlg {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl HashAlg {
+    /// GnuTLS `_gnutls_pk_bits_to_sha_hash` for RSA: up to 3072 bits SHA-256, up to
+    /// 7680 SHA-384, above SHA-512 (checked with python3-opendht: 3072 → sha256WithRSA,
+    /// 4096 → sha384WithRSA).
+    pub fn preferred_for_rsa_bits(bits: usize) -> Self {
+        match bits {
+            0..=3072 => Self::Sha256,
+            3073..=7680 => Self::Sha384,
+            _ => Self::Sha512,
+        }
+    }
+
+    /// The digest of `data`.
+    pub fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            Self::Sha256 => Sha256::digest(data).to_vec(),
+            Self::Sha384 => Sha384::digest(data).to_vec(),
+            Self::Sha512 => Sha512::digest(data).to_vec(),
+        }
+    }
+
+    fn pkcs1v15(self) -> Pkcs1v15Sign {
+        match self {
+            Self::Sha256 => Pkcs1v15Sign::new::<Sha256>(),
+            Self::Sha384 => Pkcs1v15Sign::new::<Sha384>(),
+            Self::Sha512 => Pkcs1v15Sign::new::<Sha512>(),
+        }
+    }
+}
+
 /// Adapts a `rand_core` 0.10 RNG to the `rand_core` 0.6 traits `rsa` 0.9 needs.
-struct Rng06<'a, R: ?Sized>(&'a mut R);
+pub(crate) struct Rng06<'a, R: ?Sized>(pub(crate) &'a mut R);
 
 impl<R: CryptoRng + ?Sized> rand_core_06::RngCore for Rng06<'_, R> {
     fn next_u32(&mut self) -> u32 {
@@ -242,9 +281,14 @@ impl PrivateKey {
     // RUSTSEC-2023-0071: non-constant-time RSA private operation; fine for a
     // test/reference node, not for production secrets.
     pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>> {
-        let digest = Sha512::digest(data);
+        self.sign_with(HashAlg::Sha512, data)
+    }
+
+    /// RSA PKCS#1 v1.5 signature of `data` hashed with `hash` (certificates, CRLs).
+    // RUSTSEC-2023-0071: see `sign`.
+    pub fn sign_with(&self, hash: HashAlg, data: &[u8]) -> Result<Vec<u8>> {
         self.inner
-            .sign(Pkcs1v15Sign::new::<Sha512>(), &digest)
+            .sign(hash.pkcs1v15(), &hash.digest(data))
             .map_err(|e| CryptoError::Sign(e.to_string()))
     }
 
@@ -355,10 +399,19 @@ impl PublicKey {
 
     /// Verifies an RSA PKCS#1 v1.5 / SHA-512 signature; any failure is `false`.
     pub fn verify(&self, data: &[u8], signature: &[u8]) -> bool {
-        let digest = Sha512::digest(data);
+        self.verify_with(HashAlg::Sha512, data, signature)
+    }
+
+    /// Verifies an RSA PKCS#1 v1.5 signature made with `hash`; any failure is `false`.
+    pub fn verify_with(&self, hash: HashAlg, data: &[u8], signature: &[u8]) -> bool {
         self.inner
-            .verify(Pkcs1v15Sign::new::<Sha512>(), &digest, signature)
+            .verify(hash.pkcs1v15(), &hash.digest(data), signature)
             .is_ok()
+    }
+
+    /// RSA modulus size in bits.
+    pub fn bits(&self) -> usize {
+        self.inner.n().bits()
     }
 
     /// OpenDHT `PublicKey::encrypt` (§2.4): one PKCS#1 v1.5 block when the
