@@ -3,10 +3,11 @@
 //! scripts (one JSON object per line).
 
 use anyhow::{bail, Context, Result};
-use node::crypto::PrivateKey;
-use node::dht::engine::{Config, Dht, Event, OpId};
-use node::dht::{Body, InfoHash, SignedValue, Value, ValueData};
+use node::dht::engine::{Config, Event, OpId};
+use node::dht::secure::SecureDht;
+use node::dht::{Body, InfoHash, Value, ValueData};
 use node::driver::{unix_ms, UdpDriver};
+use node::identity::NodeIdentity;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::collections::BTreeMap;
@@ -30,20 +31,12 @@ fn key_of(s: &str) -> InfoHash {
     s.parse().unwrap_or_else(|_| InfoHash::get(s))
 }
 
-/// Load `DIR/dht.key` (PKCS#8 PEM), creating an RSA-4096 key there on first use.
-fn load_identity(dir: &Path, rng: &mut ChaCha20Rng) -> Result<PrivateKey> {
-    let file = dir.join("dht.key");
-    if file.exists() {
-        let pem = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-        return PrivateKey::from_pem_or_der(&pem)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()));
-    }
-    std::fs::create_dir_all(dir)?;
-    let key =
-        PrivateKey::generate(4096, rng).map_err(|e| anyhow::anyhow!("generating a key: {e}"))?;
-    let pem = key.to_pkcs8_pem().map_err(|e| anyhow::anyhow!("{e}"))?;
-    std::fs::write(&file, pem).with_context(|| format!("writing {}", file.display()))?;
-    Ok(key)
+/// Load `DIR/dht.key` + `DIR/dht.crt`, creating what is missing the way `dhtnode -i`
+/// does (an RSA-4096 key certified by a fresh EC CA).
+fn load_identity(dir: &Path, rng: &mut ChaCha20Rng) -> Result<NodeIdentity> {
+    let now = unix_ms() / 1000;
+    NodeIdentity::load_or_create(dir, node::crypto::DEFAULT_RSA_BITS, now, rng)
+        .map_err(|e| anyhow::anyhow!("identity in {}: {e}", dir.display()))
 }
 
 struct Printer {
@@ -93,20 +86,18 @@ pub fn run(opts: DhtNodeOpts) -> Result<()> {
         None => None,
     };
     // With an identity the node id derives from the key, as in OpenDHT's SecureDht.
-    let id = match &identity {
-        Some(k) => InfoHash(k.public_key().node_id()),
-        None => InfoHash(rng.random()),
-    };
     let verify: node::dht::engine::Verifier = Box::new(node::crypto::verify);
-    let dht = Dht::new(
+    let dht = SecureDht::new(
         Config {
-            id,
+            id: InfoHash(rng.random()),
             network: 0,
             seed: rng.random(),
             verify: Some(verify),
         },
+        identity,
         unix_ms(),
     );
+    let id = dht.id();
     let mut d = UdpDriver::bind(dht, SocketAddr::new(opts.bind, opts.port))
         .with_context(|| format!("binding {}:{}", opts.bind, opts.port))?;
     let out = Printer { json: opts.json };
@@ -114,8 +105,16 @@ pub fn run(opts: DhtNodeOpts) -> Result<()> {
     out.say(
         "started",
         format!("OpenDHT-compatible node {id} running on {local}"),
-        serde_json::json!({"id": id.to_string(), "addr": local.to_string()}),
+        serde_json::json!({"id": id.to_string(), "addr": local.to_string(),
+            "public_key_id": d.dht.public_key_id().map(|k| k.to_string())}),
     );
+    if let Some(k) = d.dht.public_key_id() {
+        out.say(
+            "public_key_id",
+            format!("Public key ID {k}"),
+            serde_json::json!({"public_key_id": k.to_string()}),
+        );
+    }
     for b in &opts.bootstrap {
         d.dht.bootstrap(unix_ms(), *b);
     }
@@ -133,14 +132,7 @@ pub fn run(opts: DhtNodeOpts) -> Result<()> {
         d.turn(Duration::from_millis(50), &mut |_, e| report(&out, &ops, e))?;
         match lines.try_recv() {
             Ok(line) => {
-                if !command(
-                    &mut d.dht,
-                    &line,
-                    &out,
-                    identity.as_ref(),
-                    &mut rng,
-                    &mut ops,
-                )? {
+                if !command(&mut d.dht, &line, &out, &mut rng, &mut ops)? {
                     return Ok(());
                 }
             }
@@ -183,10 +175,9 @@ fn report(out: &Printer, ops: &BTreeMap<OpId, (&'static str, InfoHash)>, e: Even
 
 /// One command line; false means quit.
 fn command(
-    dht: &mut Dht,
+    dht: &mut SecureDht,
     line: &str,
     out: &Printer,
-    identity: Option<&PrivateKey>,
     rng: &mut ChaCha20Rng,
     ops: &mut BTreeMap<OpId, (&'static str, InfoHash)>,
 ) -> Result<bool> {
@@ -196,7 +187,7 @@ fn command(
         (None, _) => {}
         (Some("x" | "q" | "quit"), _) => return Ok(false),
         (Some("h" | "help"), _) => {
-            println!("g <key>  get | p <key> <text>  put | s <key> <text>  signed put (needs --identity)\nl <key>  listen | b <ip:port>  bootstrap | ll  node info | lr  routing table | la  public addresses | x  quit")
+            println!("g <key>  get | p <key> <text>  put | s <key> <text>  signed put | e <key> <to> <text>  put encrypted for public key id <to> (s, e need --identity)\nl <key>  listen | b <ip:port>  bootstrap | ll  node info | lr  routing table | la  public addresses | x  quit")
         }
         (Some("g"), Some(k)) => {
             let key = key_of(k);
@@ -213,48 +204,39 @@ fn command(
                 serde_json::json!({"op": op, "key": key.to_string()}),
             );
         }
-        (Some(c @ ("p" | "s")), Some(k)) => {
-            let text: Vec<&str> = words.collect();
-            let data = text.join(" ").into_bytes();
+        (Some(c @ ("p" | "s" | "e")), Some(k)) => {
             let key = key_of(k);
-            let id: u64 = rng.random::<u64>().max(1);
+            let to = if c == "e" {
+                match words.next().map(|t| t.parse::<InfoHash>()) {
+                    Some(Ok(to)) => Some(to),
+                    _ => bail!("usage: e <key> <public key id (40 hex)> <text>"),
+                }
+            } else {
+                None
+            };
+            let text: Vec<&str> = words.collect();
             let body = Body {
                 type_id: 0,
-                data,
+                data: text.join(" ").into_bytes(),
                 utype: String::new(),
             };
-            let value = if c == "s" {
-                let Some(k) = identity else {
-                    bail!("`s` needs --identity DIR")
-                };
-                let mut v = Value {
-                    id,
-                    data: ValueData::Signed(SignedValue {
-                        seq: 0,
-                        owner: k.public_key().spki_der().to_vec(),
-                        to: None,
-                        body,
-                        sig: Vec::new(),
-                        received_body: None,
-                    }),
-                    priority: 0,
-                };
-                let signed = v.signed_body_bytes().unwrap_or_default();
-                let sig = k
-                    .sign(&signed)
-                    .map_err(|e| anyhow::anyhow!("signing: {e}"))?;
-                if let ValueData::Signed(s) = &mut v.data {
-                    s.sig = sig;
-                }
-                v
-            } else {
-                Value {
-                    id,
-                    data: ValueData::Plain(body),
-                    priority: 0,
-                }
+            if c != "p" && dht.identity().is_none() {
+                bail!("`{c}` needs --identity DIR");
+            }
+            let id: u64 = rng.random::<u64>().max(1);
+            let op = match to {
+                Some(to) => dht.put_encrypted(now, key, to, id, body),
+                None if c == "s" => dht.put_signed(now, key, id, body),
+                None => dht.put(
+                    now,
+                    key,
+                    Value {
+                        id,
+                        data: ValueData::Plain(body),
+                        priority: 0,
+                    },
+                ),
             };
-            let op = dht.put(now, key, value);
             ops.insert(op, ("put", key));
             out.say(
                 "putting",

@@ -317,7 +317,9 @@ mod tests {
     #[test]
     fn wrong_shapes_are_errors() {
         assert!(TrustRequest::unpack(&[0x90]).is_err());
-        assert!(ImMessage::unpack(&[0x81, 0xa6, b's', b't', b'a', b't', b'u', b's', 0x09]).is_err());
+        assert!(
+            ImMessage::unpack(&[0x81, 0xa6, b's', b't', b'a', b't', b'u', b's', 0x09]).is_err()
+        );
         assert!(IceCandidates::unpack(&[0x91, 0x01]).is_err());
         assert!(DhtMessage::unpack(&[0x92, 0x01, 0xc4, 0x00]).is_err());
         assert!(IpServiceAnnouncement::unpack(&[0xc4, 0x02, 0x02, 0x00]).is_err());

@@ -11,6 +11,7 @@ use super::infohash::InfoHash;
 use super::msgpack::{self, Writer};
 use super::value::{Body, SignedValue, Value, ValueData};
 use crate::crypto::{self, CryptoError, PrivateKey, PublicKey};
+use crate::identity::NodeIdentity as Identity;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::collections::{BTreeMap, VecDeque};
@@ -39,12 +40,6 @@ pub enum SecureError {
     BadSignature,
     #[error("value is not encrypted")]
     NotEncrypted,
-}
-
-/// A node identity: the private key and its certificate (PEM chain, leaf first).
-pub struct Identity {
-    pub key: PrivateKey,
-    pub certificate: Vec<u8>,
 }
 
 /// Sign `body` as `key`'s value `id` with sequence number `seq` (and recipient `to`).
@@ -233,12 +228,12 @@ impl SecureDht {
     /// `cfg.id` is overridden accordingly.
     pub fn new(mut cfg: Config, identity: Option<Identity>, now: u64) -> SecureDht {
         if let Some(i) = &identity {
-            cfg.id = InfoHash(i.key.public_key().node_id());
+            cfg.id = InfoHash(i.key().public_key().node_id());
         }
         let rng = ChaCha20Rng::seed_from_u64(cfg.seed ^ 0x5ec0_5ec0_5ec0_5ec0);
         let mut keys = BTreeMap::new();
         if let Some(i) = &identity {
-            let pk = i.key.public_key();
+            let pk = i.key().public_key();
             keys.insert(pk.short_id(), pk);
         }
         SecureDht {
@@ -258,7 +253,7 @@ impl SecureDht {
     pub fn public_key_id(&self) -> Option<InfoHash> {
         self.identity
             .as_ref()
-            .map(|i| InfoHash(i.key.public_key().short_id()))
+            .map(|i| InfoHash(i.key().public_key().short_id()))
     }
 
     pub fn identity(&self) -> Option<&Identity> {
@@ -365,8 +360,8 @@ impl SecureDht {
 
     fn announce(&mut self, now: u64) {
         if let Some(i) = &self.identity {
-            let key = InfoHash(i.key.public_key().short_id());
-            let v = certificate_value(&i.certificate);
+            let key = InfoHash(i.key().public_key().short_id());
+            let v = certificate_value(i.chain_pem().as_bytes());
             let op = self.dht.put(now, key, v);
             // Nobody asked for it: its events are ours.
             self.alias.insert(op, 0);
@@ -433,7 +428,7 @@ impl SecureDht {
         for v in values {
             match &v.data {
                 ValueData::Encrypted(_) => {
-                    match self.identity.as_ref().map(|i| decrypt(&i.key, &v)) {
+                    match self.identity.as_ref().map(|i| decrypt(i.key(), &v)) {
                         Some(Ok(plain)) => out.push(plain),
                         // Not ours (or forged): still reported, as the opaque value it is.
                         _ => {
@@ -463,7 +458,7 @@ impl SecureDht {
                 let Some(i) = &self.identity else {
                     return self.fail(op, key, "signing needs an identity");
                 };
-                match sign(&i.key, id, next_seq, body, None) {
+                match sign(i.key(), id, next_seq, body, None) {
                     Ok(v) => (key, v),
                     Err(e) => return self.fail(op, key, &e.to_string()),
                 }
@@ -481,7 +476,7 @@ impl SecureDht {
                 let Some(i) = &self.identity else {
                     return self.fail(op, key, "encrypting needs an identity (values are signed)");
                 };
-                match encrypt(&i.key, id, 0, body, &recipient, &mut self.rng) {
+                match encrypt(i.key(), id, 0, body, &recipient, &mut self.rng) {
                     Ok(v) => (key, v),
                     Err(e) => return self.fail(op, key, &e.to_string()),
                 }
@@ -509,7 +504,7 @@ fn step_values(
 ) {
     match step {
         Step::SignedPut { id, next_seq, .. } => {
-            let owner = me.map(|i| i.key.public_key().spki_der().to_vec());
+            let owner = me.map(|i| i.key().public_key().spki_der().to_vec());
             for v in values {
                 if let ValueData::Signed(s) = &v.data {
                     if v.id == *id && Some(&s.owner) == owner.as_ref() {
