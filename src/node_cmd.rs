@@ -64,7 +64,8 @@ fn value_json(v: &Value) -> serde_json::Value {
         }
         ValueData::Signed(s) => {
             serde_json::json!({"id": format!("{:x}", v.id), "type": s.body.type_id, "seq": s.seq,
-            "owner": node::crypto::hex(&node::crypto::short_id(&s.owner)), "data": hex(&s.body.data)})
+            "owner": node::crypto::hex(&node::crypto::short_id(&s.owner)), "data": hex(&s.body.data),
+            "to": s.to.map(|t| t.to_string())})
         }
         ValueData::Encrypted(c) => {
             serde_json::json!({"id": format!("{:x}", v.id), "encrypted_bytes": c.len()})

@@ -116,3 +116,72 @@ fn two_cli_nodes_put_and_get_over_loopback() {
 fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }
+
+/// An identity directory holding a 2048-bit key (the CLI certifies it on first use;
+/// RSA-4096 generation would only slow the test down).
+fn identity_dir(tag: &str, seed: u64) -> std::path::PathBuf {
+    use rand::SeedableRng;
+    let dir = std::env::temp_dir().join(format!("jamisim-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let key = node::crypto::PrivateKey::generate(2048, &mut rng).unwrap();
+    std::fs::write(dir.join("dht.key"), key.to_pkcs8_pem().unwrap()).unwrap();
+    dir
+}
+
+#[test]
+fn signed_and_encrypted_puts_between_two_cli_nodes() {
+    let (da, db) = (identity_dir("a", 1), identity_dir("b", 2));
+    let mut a = CliNode::start(&["--identity", da.to_str().unwrap()]);
+    let a_key = a
+        .wait("public_key_id", Duration::from_secs(10))
+        .expect("a prints its public key id")["public_key_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut b = CliNode::start(&[
+        "--identity",
+        db.to_str().unwrap(),
+        "--bootstrap",
+        &a.addr.clone(),
+    ]);
+    assert!(b.wait("connected", Duration::from_secs(5)).is_some());
+    assert!(
+        da.join("dht.crt").exists(),
+        "the key was certified and saved"
+    );
+    // b finds a's certificate on the DHT, encrypts for a; a decrypts what it gets.
+    b.send(&format!("e secret-key {a_key} only for a"));
+    let done = b
+        .wait("put_done", Duration::from_secs(10))
+        .expect("encrypted put finishes");
+    assert!(done["stored_on"].as_u64().unwrap() >= 1, "{done}");
+    a.send("g secret-key");
+    let v = a
+        .wait("value", Duration::from_secs(10))
+        .expect("a gets and decrypts the value");
+    assert_eq!(v["value"]["data"], hex("only for a"), "{v}");
+    assert_eq!(v["value"]["to"], a_key, "{v}");
+    // A signed put, then one more at the same key: each value is signed by b.
+    b.send("s signed-key from b");
+    assert!(b.wait("put_done", Duration::from_secs(10)).is_some());
+    a.send("g signed-key");
+    let v = a.wait("value", Duration::from_secs(10)).expect("a gets it");
+    assert_eq!(v["value"]["data"], hex("from b"));
+    assert!(v["value"]["owner"].is_string(), "signed: {v}");
+    // An encrypted put for a key nobody announced fails with a reason.
+    b.send(&format!("e other-key {} lost", "00".repeat(20)));
+    let failed = b
+        .wait("failed", Duration::from_secs(15))
+        .expect("no certificate: the put fails");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no certificate"),
+        "{failed}"
+    );
+    let _ = std::fs::remove_dir_all(&da);
+    let _ = std::fs::remove_dir_all(&db);
+}

@@ -33,7 +33,8 @@ fn body(text: &str) -> Body {
     Body {
         type_id: 0,
         data: text.as_bytes().to_vec(),
-        utype: String::new(),
+        // dhtnode prints text/plain data as text.
+        utype: "text/plain".into(),
     }
 }
 
@@ -99,6 +100,22 @@ fn stored(d: &UdpDriver, key: InfoHash) -> Vec<(u64, u16, String)> {
     v
 }
 
+/// Keep our node turning until dhtnode prints `needle` after `at` (15 s at most).
+fn pump_until(a: &mut UdpDriver, official: &DhtNode, at: usize, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(tail) = official.wait_for(at, needle, Duration::ZERO) {
+            return tail;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dhtnode prints {needle:?}:\n{}",
+            &official.log_text()[at..]
+        );
+        a.turn(Duration::from_millis(5), &mut |_, _| {}).unwrap();
+    }
+}
+
 #[test]
 fn signed_edits_replace_and_stale_foreign_or_forged_ones_are_refused_on_both_sides() {
     if !conformance::dhtnode_or_skip() {
@@ -131,10 +148,30 @@ fn signed_edits_replace_and_stale_foreign_or_forged_ones_are_refused_on_both_sid
         put(&mut a, k1, v1);
         put(&mut a, k1, v2);
         let after_edit = stored(&a, k1);
+        // dhtnode's own get shows our signed value at seq 2.
+        let at = official.log_len();
+        official.command("g edited-by-rust").unwrap();
+        let dhtnode_get = pump_until(&mut a, &official, at, "Get: completed");
         for bad in [stale, foreign, forged] {
             put(&mut a, k1, bad);
         }
         let ours_k1 = stored(&a, k1);
+
+        // A listen on dhtnode's side hears our put within a second.
+        let at = official.log_len();
+        official.command("l heard-by-dhtnode").unwrap();
+        pump_until(&mut a, &official, at, "Listening, token");
+        a.run_for(Duration::from_millis(500), &mut |_, _| {})
+            .unwrap();
+        let at = official.log_len();
+        let sent = Instant::now();
+        a.dht.put(
+            unix_ms(),
+            InfoHash::get("heard-by-dhtnode"),
+            Value::plain(0x1157, 0, b"for your listen".to_vec()),
+        );
+        pump_until(&mut a, &official, at, "Value[id:1157");
+        let heard_after = sent.elapsed();
 
         // 2. dhtnode's own signed value, then a takeover by another owner and a forgery of
         //    it, sent from here: refused here and by dhtnode.
@@ -192,6 +229,8 @@ fn signed_edits_replace_and_stale_foreign_or_forged_ones_are_refused_on_both_sid
         let dhtnode_k1 = get_all(&mut b, k1);
         let dhtnode_k2 = get_all(&mut b, k2);
         (
+            dhtnode_get,
+            heard_after,
             after_edit,
             ours_k1,
             ours_k2,
@@ -200,8 +239,25 @@ fn signed_edits_replace_and_stale_foreign_or_forged_ones_are_refused_on_both_sid
             dhtnode_k2,
         )
     });
-    let (after_edit, ours_k1, ours_k2, rejected_here, dhtnode_k1, dhtnode_k2) =
-        worker.join().expect("our nodes ran");
+    let (
+        dhtnode_get,
+        heard_after,
+        after_edit,
+        ours_k1,
+        ours_k2,
+        rejected_here,
+        dhtnode_k1,
+        dhtnode_k2,
+    ) = worker.join().expect("our nodes ran");
+    assert!(
+        dhtnode_get.contains("signed (v2)") && dhtnode_get.contains("\"edit v2\""),
+        "dhtnode gets our signed value (its signature verified there):\n{dhtnode_get}"
+    );
+    eprintln!("dhtnode's listen heard our put after {heard_after:?}");
+    assert!(
+        heard_after < Duration::from_secs(1),
+        "dhtnode's listen hears our put within 1 s: {heard_after:?}"
+    );
     let v2 = (0x5eed, 2, "edit v2".to_string());
     assert_eq!(after_edit, vec![v2.clone()], "seq 2 replaced seq 1 here");
     assert_eq!(

@@ -371,14 +371,17 @@ impl SecureDht {
 
     /// Move engine events through the filter and the pending steps.
     fn process(&mut self, now: u64) {
+        // Announce once there is someone to tell: a node that answered us, or (for the
+        // first node of a network) one that asked us something.
+        if self.announce_at.is_none()
+            && self.identity.is_some()
+            && !self.dht.routing_table().is_empty()
+        {
+            self.announce(now);
+        }
         while let Some(e) = self.dht.poll_event() {
             match e {
-                Event::Connected => {
-                    if self.announce_at.is_none() && self.identity.is_some() {
-                        self.announce(now);
-                    }
-                    self.events.push_back(Event::Connected);
-                }
+                Event::Connected => self.events.push_back(Event::Connected),
                 Event::Values { op, key, values } => {
                     let values = self.filter(values);
                     if let Some(step) = self.steps.get_mut(&op) {
