@@ -266,6 +266,9 @@ for v in r.get(dht.InfoHash.get("for-python")):
     print("got=" + bytes(v.data).hex(), flush=True)
 ok = r.put(dht.InfoHash.get("from-python"), dht.Value(b"python says hi"))
 print("put=" + str(ok), flush=True)
+# 60 KiB: travels to us in value parts.
+ok = r.put(dht.InfoHash.get("big-from-python"), dht.Value(bytes(i % 251 for i in range(60 * 1024))))
+print("bigput=" + str(ok), flush=True)
 time.sleep(0.5)
 # DhtRunner.shutdown() can hang in the bindings; the test only needs a clean exit.
 os._exit(0)
@@ -308,7 +311,17 @@ fn python_opendht_joins_through_our_node_and_exchanges_values() {
             found
         })
         .unwrap();
-        result_tx.send(found).unwrap();
+        let big = d
+            .dht
+            .storage()
+            .get(&InfoHash::get("big-from-python").0)
+            .iter()
+            .filter_map(|e| Value::unpack(&e.value.packed).ok())
+            .any(|v| {
+                matches!(&v.data, ValueData::Plain(b)
+                    if b.data.len() == 60 * 1024 && b.data.iter().enumerate().all(|(i, x)| *x as usize == i % 251))
+            });
+        result_tx.send(found && big).unwrap();
     });
     ready.recv_timeout(Duration::from_secs(10)).unwrap();
     let mut child = ns
@@ -342,5 +355,9 @@ fn python_opendht_joins_through_our_node_and_exchanges_values() {
         stdout.contains("put=True"),
         "python's put succeeds through us:\n{stdout}\n{stderr}"
     );
-    assert!(found, "we get python's value");
+    assert!(
+        stdout.contains("bigput=True"),
+        "python's 60 KiB put succeeds through us:\n{stdout}\n{stderr}"
+    );
+    assert!(found, "we get python's value, and hold its 60 KiB value intact");
 }
