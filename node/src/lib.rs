@@ -5,3 +5,4 @@
 pub mod crypto;
 pub mod dht;
 pub mod driver;
+pub mod nameserver;
