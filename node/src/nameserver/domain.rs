@@ -97,6 +97,9 @@ pub enum NsError {
     AddressNotFound,
     #[error("storage error: {0}")]
     Storage(String),
+    /// Our own signing/encoding failed while building a registration.
+    #[error("crypto error: {0}")]
+    Crypto(String),
 }
 
 impl NsError {
@@ -113,7 +116,7 @@ impl NsError {
             NsError::AddressTaken => 403,
             NsError::NameTaken => 409,
             NsError::NameNotFound | NsError::AddressNotFound => 404,
-            NsError::Storage(_) => 500,
+            NsError::Storage(_) | NsError::Crypto(_) => 500,
         }
     }
 }
@@ -166,11 +169,11 @@ pub fn registration_body(
 ) -> Result<String, NsError> {
     let sig = key
         .sign(name.as_str().as_bytes())
-        .map_err(|e| NsError::Storage(e.to_string()))?;
+        .map_err(|e| NsError::Crypto(e.to_string()))?;
     let pem = key
         .public_key()
         .to_pem()
-        .map_err(|e| NsError::Storage(e.to_string()))?;
+        .map_err(|e| NsError::Crypto(e.to_string()))?;
     Ok(serde_json::json!({
         "addr": crypto::hex(&key.public_key().short_id()),
         "owner": owner,
