@@ -18,6 +18,14 @@ pub struct NameServerOpts {
 pub fn run(opts: NameServerOpts) -> Result<()> {
     let store =
         FileStore::open(&opts.db).map_err(|e| anyhow::anyhow!("{}: {e}", opts.db.display()))?;
+    // One server per db file: a second one would append records the first never sees.
+    let lock = std::fs::File::open(&opts.db)?;
+    lock.try_lock().map_err(|e| {
+        anyhow::anyhow!(
+            "{} is in use by another name server ({e})",
+            opts.db.display()
+        )
+    })?;
     let count = store.len();
     let registry = Arc::new(Registry::new(store));
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -250,7 +250,7 @@ impl<C: Connector> NsClient<C> {
         match status {
             400 => Err(RegisterError::IncompleteRequest),
             401 => Err(RegisterError::SignatureVerificationFailed),
-            401..=499 => Err(RegisterError::AlreadyTaken),
+            402..=499 => Err(RegisterError::AlreadyTaken),
             200..=299 => {
                 let v: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
                 if v["success"].as_bool() == Some(true) {
