@@ -1,6 +1,7 @@
 //! `jamisim`: run scenario suites in the simulator, replay a failing seed, merge shard
 //! reports.
 
+mod nameserver_cmd;
 mod node_cmd;
 
 use anyhow::{bail, Context, Result};
@@ -94,6 +95,16 @@ enum NodeCmd {
         /// Print every result as one JSON object per line.
         #[arg(long)]
         json: bool,
+    },
+    /// A Jami name server (HTTP: GET /name/<name>, GET /addr/<addr>, POST /name/<name>).
+    Nameserver {
+        #[arg(long, default_value_t = 8089)]
+        port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+        /// The registration file (append-only JSON lines; created on first use).
+        #[arg(long)]
+        db: PathBuf,
     },
 }
 
@@ -294,6 +305,12 @@ fn real_main() -> Result<bool> {
                 identity,
                 json,
             })?;
+            Ok(true)
+        }
+        Cmd::Node {
+            cmd: NodeCmd::Nameserver { port, bind, db },
+        } => {
+            nameserver_cmd::run(nameserver_cmd::NameServerOpts { port, bind, db })?;
             Ok(true)
         }
         Cmd::Report {

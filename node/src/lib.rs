@@ -6,3 +6,4 @@ pub mod crypto;
 pub mod dht;
 pub mod driver;
 pub mod identity;
+pub mod nameserver;
