@@ -16,7 +16,7 @@ use x509_cert::ext::Extension;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::Version;
 
-use super::cert::{x509_time, CertError, CertSigner, Certificate, SignatureAlgorithm};
+use super::cert::{minimal_int, x509_time, CertError, CertSigner, Certificate, SignatureAlgorithm};
 use super::name;
 use crate::crypto::HashAlg;
 
@@ -236,7 +236,7 @@ impl RevocationList {
 
 /// The DER INTEGER holding the two's complement `content` (made minimal).
 fn integer_der(content: &[u8]) -> Result<Vec<u8>> {
-    let int = der::asn1::Int::new(&minimal(content))?;
+    let int = der::asn1::Int::new(minimal_int(content))?;
     Ok(int.to_der()?)
 }
 
@@ -250,15 +250,7 @@ fn next_number(current: &[u8]) -> Vec<u8> {
     let tail = &current[current.len().saturating_sub(8)..];
     let mut be = [0u8; 8];
     be[8 - tail.len()..].copy_from_slice(tail);
-    minimal(&u64::from_be_bytes(be).wrapping_add(1).to_be_bytes())
-}
-
-fn minimal(bytes: &[u8]) -> Vec<u8> {
-    let mut b = bytes;
-    while b.len() > 1 && ((b[0] == 0 && b[1] < 0x80) || (b[0] == 0xff && b[1] >= 0x80)) {
-        b = &b[1..];
-    }
-    b.to_vec()
+    minimal_int(&u64::from_be_bytes(be).wrapping_add(1).to_be_bytes()).to_vec()
 }
 
 #[cfg(test)]
