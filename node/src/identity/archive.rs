@@ -319,7 +319,7 @@ fn gzip(data: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// zlib `compress()` (RFC 1950).
-fn zlib(data: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn zlib(data: &[u8]) -> Result<Vec<u8>> {
     let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(data)
         .and_then(|_| enc.finish())
@@ -327,7 +327,7 @@ fn zlib(data: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// gzip or zlib, by magic, capped at [`MAX_JSON_LEN`].
-fn decompress(data: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn decompress(data: &[u8]) -> Result<Vec<u8>> {
     let reader: Box<dyn Read + '_> = if data.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::MultiGzDecoder::new(data))
     } else if is_zlib(data) {
