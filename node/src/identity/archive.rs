@@ -19,7 +19,7 @@ use rand::CryptoRng;
 use serde_json::Value;
 
 use super::account::{AccountError, AccountIdentity};
-use super::cert::Certificate;
+use super::cert::{CertSigner, Certificate};
 use super::chain;
 use super::crl::RevocationList;
 use crate::crypto::{self, CryptoError, PrivateKey};
@@ -115,6 +115,29 @@ impl AccountArchive {
             self.account_chain.clone(),
             self.ca_key.clone(),
         )?)
+    }
+
+    /// Revokes a device of this account (§4.5): its certificate joins the account CRL,
+    /// re-signed by the account key with the next CRL number. Returns the new CRL,
+    /// which is also what to publish at the account id.
+    pub fn revoke_device<R: CryptoRng + ?Sized>(
+        &mut self,
+        device: &Certificate,
+        now: u64,
+        rng: &mut R,
+    ) -> Result<&RevocationList> {
+        let issuer = self
+            .account_chain
+            .first()
+            .ok_or(ArchiveError::Missing(keys::ACCOUNT_CERT))?;
+        let signer = CertSigner::Rsa(&self.account_key);
+        let crl = match &self.crl {
+            Some(crl) => crl.revoke(device, signer, issuer, now, rng),
+            None => RevocationList::sign(signer, issuer, &[], None, now, rng)
+                .and_then(|empty| empty.revoke(device, signer, issuer, now, rng)),
+        }
+        .map_err(AccountError::from)?;
+        Ok(self.crl.insert(crl))
     }
 
     /// The compact JSON text, keys sorted.
@@ -349,7 +372,6 @@ pub(crate) fn decompress(data: &[u8]) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod unit {
     use super::*;
-    use crate::identity::cert::CertSigner;
     use proptest::prelude::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha20Rng;
@@ -477,6 +499,32 @@ mod unit {
             AccountArchive::decode(&[0x1f, 0x8b, 8, 0, 1, 2], ""),
             Err(ArchiveError::Decompress(_))
         ));
+    }
+
+    #[test]
+    fn revoking_devices_updates_the_archive_crl() {
+        let mut rng = ChaCha20Rng::seed_from_u64(45);
+        let mut a = archive().clone();
+        let account = a.account().expect("account");
+        let dev = account.new_device(1024, NOW, &mut rng).expect("device");
+        let before = a.crl.as_ref().map(|c| c.revoked().len());
+        let crl = a
+            .revoke_device(dev.certificate(), NOW + 1, &mut rng)
+            .expect("revoke")
+            .clone();
+        assert_eq!(Some(crl.revoked().len()), before.map(|n| n + 1));
+        assert!(crl.is_revoked(dev.certificate()));
+        crl.verify_signed_by(account.certificate())
+            .expect("account-signed");
+        let mut fresh = AccountArchive::new(&account, vec![1; 32]);
+        let first = fresh
+            .revoke_device(dev.certificate(), NOW, &mut rng)
+            .expect("revoke")
+            .clone();
+        assert_eq!(first.revoked().len(), 1);
+        let back =
+            AccountArchive::from_json(fresh.to_json().expect("json").as_bytes()).expect("parse");
+        assert_eq!(back.crl, Some(first));
     }
 
     #[test]

@@ -155,6 +155,24 @@ impl RevocationList {
         &self.der
     }
 
+    /// `data` of the CRL value put at the account id (§4.2): msgpack bin of the DER.
+    pub fn to_value_data(&self) -> Vec<u8> {
+        let mut w = crate::dht::msgpack::Writer::new();
+        w.bin(&self.der);
+        w.into_bytes()
+    }
+
+    /// Reads such a value's `data` (msgpack bin, or raw PEM/DER).
+    pub fn from_value_data(data: &[u8]) -> Result<Self> {
+        match crate::dht::msgpack::parse(data)
+            .ok()
+            .and_then(|n| n.as_bin())
+        {
+            Some(inner) => Self::from_pem_or_der(inner),
+            None => Self::from_pem_or_der(data),
+        }
+    }
+
     /// Issuer CN (`getIssuerName`).
     pub fn issuer_name(&self) -> Option<String> {
         name::first(&self.inner.tbs_cert_list.issuer, name::OID_CN)
@@ -316,6 +334,12 @@ mod unit {
         assert_eq!(n1, next_number(&n0));
         let parsed = RevocationList::from_der(first.der()).expect("parse");
         assert_eq!(parsed, first);
+        let data = first.to_value_data();
+        assert_eq!(data[0], 0xc5, "msgpack bin16");
+        assert_eq!(
+            RevocationList::from_value_data(&data).expect("value"),
+            first
+        );
         // Not signed by a device certificate.
         assert_eq!(
             first.verify_signed_by(&s.devices[0]),
@@ -337,6 +361,7 @@ mod unit {
     proptest! {
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = RevocationList::from_value_data(&bytes);
             if let Ok(crl) = RevocationList::from_pem_or_der(&bytes) {
                 let _ = crl.verify_signed_by(&setup().ca);
                 let _ = crl.number();
