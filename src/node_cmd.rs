@@ -30,20 +30,12 @@ fn key_of(s: &str) -> InfoHash {
     s.parse().unwrap_or_else(|_| InfoHash::get(s))
 }
 
-/// Load `DIR/dht.key` (PKCS#8 PEM), creating an RSA-4096 key there on first use.
+/// Load `DIR/dht.key` (PKCS#8 PEM) and `DIR/dht.crt` (PEM chain, as `dhtnode -i` makes:
+/// EC CA → RSA leaf), creating what is missing (an RSA-4096 key, a certificate for it).
 fn load_identity(dir: &Path, rng: &mut ChaCha20Rng) -> Result<PrivateKey> {
-    let file = dir.join("dht.key");
-    if file.exists() {
-        let pem = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-        return PrivateKey::from_pem_or_der(&pem)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()));
-    }
-    std::fs::create_dir_all(dir)?;
-    let key =
-        PrivateKey::generate(4096, rng).map_err(|e| anyhow::anyhow!("generating a key: {e}"))?;
-    let pem = key.to_pkcs8_pem().map_err(|e| anyhow::anyhow!("{e}"))?;
-    std::fs::write(&file, pem).with_context(|| format!("writing {}", file.display()))?;
-    Ok(key)
+    let id = node::identity::NodeIdentity::load_or_create(dir, 4096, unix_ms() / 1000, rng)
+        .map_err(|e| anyhow::anyhow!("identity in {}: {e}", dir.display()))?;
+    Ok(id.key().clone())
 }
 
 struct Printer {
