@@ -185,3 +185,32 @@ fn signed_and_encrypted_puts_between_two_cli_nodes() {
     let _ = std::fs::remove_dir_all(&da);
     let _ = std::fs::remove_dir_all(&db);
 }
+
+/// `--identity DIR`: a directory holding only `dht.key` (older jamisim) gets a
+/// `dht.crt` chain for that key; the node id derives from it and survives restarts.
+#[test]
+fn identity_dir_gains_a_certificate_and_keeps_its_node_id() {
+    use rand::SeedableRng;
+    let dir = std::env::temp_dir().join(format!("jamisim-cli-identity-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+    let key = node::crypto::PrivateKey::generate(1024, &mut rng).unwrap();
+    std::fs::write(dir.join("dht.key"), key.to_pkcs8_pem().unwrap()).unwrap();
+    let expected = node::crypto::hex(&key.public_key().node_id());
+    let dir_arg = dir.to_str().unwrap().to_string();
+    let node_id = |dir_arg: &str| {
+        let mut n = CliNode::start(&["--identity", dir_arg]);
+        n.send("ll");
+        let info = n.wait("info", Duration::from_secs(10)).expect("node info");
+        info["id"].as_str().unwrap().to_string()
+    };
+    assert_eq!(node_id(&dir_arg), expected);
+    let crt = std::fs::read(dir.join("dht.crt")).expect("dht.crt written");
+    let chain = node::identity::decode_chain(&crt).expect("PEM chain");
+    assert_eq!(chain[0].public_key(), Some(&key.public_key()));
+    node::identity::verify_chain(&chain).expect("valid chain");
+    assert_eq!(node_id(&dir_arg), expected);
+    assert_eq!(std::fs::read(dir.join("dht.crt")).unwrap(), crt, "reused");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -397,3 +397,106 @@ report("node", arg_file("chain.pem"))
     assert_eq!(out.require_text("trusted"), "1");
     assert_same_view(&out, "node", id.chain());
 }
+
+/// CRLs both ways through GnuTLS with the calls OpenDHT makes: our CRL passes
+/// `gnutls_x509_crl_verify` (`isSignedBy`) and `gnutls_x509_crt_check_revocation`
+/// (`isRevoked`); a CRL GnuTLS signs the way `RevocationList::sign` does (v2, SHA-512,
+/// CRL number) verifies with our code and revokes the same certificate.
+#[test]
+fn crls_interoperate_with_gnutls() {
+    let Some(py) = python() else { return };
+    let o = ours();
+    let mut rng = ChaCha20Rng::seed_from_u64(0x1f);
+    let signer = CertSigner::Rsa(&o.ca_key);
+    let crl = identity::RevocationList::sign(signer, &o.ca, &[], None, now(), &mut rng)
+        .and_then(|c| c.revoke(&o.leaf, signer, &o.ca, now(), &mut rng))
+        .expect("crl");
+    let dir = TempDir::new("idpy").expect("tempdir");
+    dir.write("ca.pem", o.ca.to_pem().as_bytes())
+        .expect("write");
+    dir.write("leaf.pem", o.leaf.to_pem().as_bytes())
+        .expect("write");
+    dir.write("crl.der", crl.der()).expect("write");
+    dir.write("ca.key", o.ca_key.to_pkcs8_pem().expect("pem").as_bytes())
+        .expect("write");
+    let out = run(
+        &py,
+        r#"
+ca = _Crt(pem_ders(arg_file("ca.pem"))[0])
+leaf = _Crt(pem_ders(arg_file("leaf.pem"))[0])
+
+def crl_import(der):
+    h = ctypes.c_void_p()
+    _gt.gnutls_x509_crl_init(ctypes.byref(h))
+    d, keep = _datum(der)
+    f = _gt.gnutls_x509_crl_import
+    f.argtypes = [ctypes.c_void_p, ctypes.POINTER(_Datum), ctypes.c_int]
+    if f(h, ctypes.byref(d), 0) != 0:
+        raise RuntimeError("crl_import")
+    return h, keep
+
+ours, _k = crl_import(arg_file("crl.der"))
+status = ctypes.c_uint(99)
+v = _gt.gnutls_x509_crl_verify
+v.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_uint, ctypes.c_uint, ctypes.POINTER(ctypes.c_uint)]
+rc = v(ours, ctypes.byref(ca.h), 1, 0, ctypes.byref(status))
+out("our_crl_verify", f"{rc}/{status.value}")
+chk = _gt.gnutls_x509_crt_check_revocation
+chk.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_uint]
+crl_arr = (ctypes.c_void_p * 1)(ours)
+out("leaf_revoked", str(chk(leaf.h, crl_arr, 1)))
+out("ca_revoked", str(chk(ca.h, crl_arr, 1)))
+
+# A CRL made by GnuTLS exactly as OpenDHT's RevocationList::sign does.
+import time
+now = int(time.time()) - 60
+x509key = import_key_pem(arg_file("ca.key"))
+xk = ctypes.c_void_p.from_address(_obj(x509key) + 8).value
+g = ctypes.c_void_p()
+_gt.gnutls_x509_crl_init(ctypes.byref(g))
+_gt.gnutls_x509_crl_set_version.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+_gt.gnutls_x509_crl_set_crt.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
+_gt.gnutls_x509_crl_set_this_update.argtypes = [ctypes.c_void_p, ctypes.c_long]
+_gt.gnutls_x509_crl_set_next_update.argtypes = [ctypes.c_void_p, ctypes.c_long]
+_gt.gnutls_x509_crl_set_number.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+_gt.gnutls_x509_crl_sign2.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint]
+_gt.gnutls_x509_crl_export2.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(_Datum)]
+num = (ctypes.c_ubyte * 8)(0xf1, 2, 3, 4, 5, 6, 7, 8)
+assert _gt.gnutls_x509_crl_set_version(g, 2) == 0
+assert _gt.gnutls_x509_crl_set_crt(g, leaf.h, now) == 0
+assert _gt.gnutls_x509_crl_set_this_update(g, now) == 0
+assert _gt.gnutls_x509_crl_set_next_update(g, ca.time("expiration")) == 0
+assert _gt.gnutls_x509_crl_set_number(g, num, 8) == 0
+assert _gt.gnutls_x509_crl_sign2(g, ca.h, xk, _DIG_SHA512, 0) == 0
+d = _Datum()
+assert _gt.gnutls_x509_crl_export2(g, 0, ctypes.byref(d)) == 0
+out("gnutls_crl", ctypes.string_at(d.data, d.size))
+out("gnutls_now", str(now))
+"#,
+        &dir,
+    );
+    assert_eq!(
+        out.require_text("our_crl_verify"),
+        "0/0",
+        "rc/verify status"
+    );
+    assert_eq!(out.require_text("leaf_revoked"), "1");
+    assert_eq!(out.require_text("ca_revoked"), "0");
+
+    let theirs = identity::RevocationList::from_der(&out.require("gnutls_crl")).expect("parse");
+    theirs
+        .verify_signed_by(&o.ca)
+        .expect("GnuTLS CRL signed by our CA");
+    assert!(theirs.is_revoked(&o.leaf) && !theirs.is_revoked(&o.ca));
+    assert_eq!(theirs.number(), Some(vec![0xf1, 2, 3, 4, 5, 6, 7, 8]));
+    let at: u64 = out.require_text("gnutls_now").parse().expect("time");
+    assert_eq!(theirs.this_update(), at);
+    assert_eq!(theirs.next_update(), Some(o.ca.not_after()));
+    // Same layout as ours: re-signing their list with our code changes only the
+    // number (+1), the times we pass, and the signature.
+    let resigned = theirs
+        .revoke(&o.ca, signer, &o.ca, at, &mut rng)
+        .expect("revoke");
+    assert_eq!(resigned.number(), Some(vec![0xf1, 2, 3, 4, 5, 6, 7, 9]));
+    assert_eq!(resigned.revoked().len(), 2);
+}

@@ -607,16 +607,19 @@ pub(crate) fn x509_time(unix_secs: u64) -> Result<Time> {
     })
 }
 
+/// Two's complement bytes without redundant leading 0x00 / 0xff (DER INTEGER content).
+pub(crate) fn minimal_int(mut b: &[u8]) -> &[u8] {
+    while b.len() > 1 && ((b[0] == 0 && b[1] < 0x80) || (b[0] == 0xff && b[1] >= 0x80)) {
+        b = &b[1..];
+    }
+    b
+}
+
 /// 8 random bytes as a DER INTEGER (`setRandomSerial`), minimally encoded.
 pub(crate) fn random_serial<R: CryptoRng + ?Sized>(rng: &mut R) -> Result<SerialNumber> {
     let mut raw = [0u8; 8];
     rng.fill_bytes(&mut raw);
-    let mut content: &[u8] = &raw;
-    while content.len() > 1
-        && ((content[0] == 0 && content[1] < 0x80) || (content[0] == 0xff && content[1] >= 0x80))
-    {
-        content = &content[1..];
-    }
+    let content = minimal_int(&raw);
     let mut der = vec![0x02, content.len() as u8];
     der.extend_from_slice(content);
     Ok(SerialNumber::from_der(&der)?)
@@ -772,7 +775,8 @@ mod unit {
             let b = s.as_bytes();
             assert!(!b.is_empty() && b.len() <= 8);
             if b.len() > 1 {
-                assert!(!(b[0] == 0 && b[1] < 0x80) && !(b[0] == 0xff && b[1] >= 0x80));
+                let redundant = (b[0] == 0 && b[1] < 0x80) || (b[0] == 0xff && b[1] >= 0x80);
+                assert!(!redundant, "{b:02x?}");
             }
             negative += usize::from(b[0] >= 0x80);
         }

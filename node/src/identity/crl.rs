@@ -16,7 +16,7 @@ use x509_cert::ext::Extension;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::Version;
 
-use super::cert::{x509_time, CertError, CertSigner, Certificate, SignatureAlgorithm};
+use super::cert::{minimal_int, x509_time, CertError, CertSigner, Certificate, SignatureAlgorithm};
 use super::name;
 use crate::crypto::HashAlg;
 
@@ -155,6 +155,24 @@ impl RevocationList {
         &self.der
     }
 
+    /// `data` of the CRL value put at the account id (§4.2): msgpack bin of the DER.
+    pub fn to_value_data(&self) -> Vec<u8> {
+        let mut w = crate::dht::msgpack::Writer::new();
+        w.bin(&self.der);
+        w.into_bytes()
+    }
+
+    /// Reads such a value's `data` (msgpack bin, or raw PEM/DER).
+    pub fn from_value_data(data: &[u8]) -> Result<Self> {
+        match crate::dht::msgpack::parse(data)
+            .ok()
+            .and_then(|n| n.as_bin())
+        {
+            Some(inner) => Self::from_pem_or_der(inner),
+            None => Self::from_pem_or_der(data),
+        }
+    }
+
     /// Issuer CN (`getIssuerName`).
     pub fn issuer_name(&self) -> Option<String> {
         name::first(&self.inner.tbs_cert_list.issuer, name::OID_CN)
@@ -236,7 +254,7 @@ impl RevocationList {
 
 /// The DER INTEGER holding the two's complement `content` (made minimal).
 fn integer_der(content: &[u8]) -> Result<Vec<u8>> {
-    let int = der::asn1::Int::new(&minimal(content))?;
+    let int = der::asn1::Int::new(minimal_int(content))?;
     Ok(int.to_der()?)
 }
 
@@ -250,15 +268,7 @@ fn next_number(current: &[u8]) -> Vec<u8> {
     let tail = &current[current.len().saturating_sub(8)..];
     let mut be = [0u8; 8];
     be[8 - tail.len()..].copy_from_slice(tail);
-    minimal(&u64::from_be_bytes(be).wrapping_add(1).to_be_bytes())
-}
-
-fn minimal(bytes: &[u8]) -> Vec<u8> {
-    let mut b = bytes;
-    while b.len() > 1 && ((b[0] == 0 && b[1] < 0x80) || (b[0] == 0xff && b[1] >= 0x80)) {
-        b = &b[1..];
-    }
-    b.to_vec()
+    minimal_int(&u64::from_be_bytes(be).wrapping_add(1).to_be_bytes()).to_vec()
 }
 
 #[cfg(test)]
@@ -324,6 +334,12 @@ mod unit {
         assert_eq!(n1, next_number(&n0));
         let parsed = RevocationList::from_der(first.der()).expect("parse");
         assert_eq!(parsed, first);
+        let data = first.to_value_data();
+        assert_eq!(data[0], 0xc5, "msgpack bin16");
+        assert_eq!(
+            RevocationList::from_value_data(&data).expect("value"),
+            first
+        );
         // Not signed by a device certificate.
         assert_eq!(
             first.verify_signed_by(&s.devices[0]),
@@ -345,6 +361,7 @@ mod unit {
     proptest! {
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = RevocationList::from_value_data(&bytes);
             if let Ok(crl) = RevocationList::from_pem_or_der(&bytes) {
                 let _ = crl.verify_signed_by(&setup().ca);
                 let _ = crl.number();

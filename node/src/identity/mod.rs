@@ -6,14 +6,17 @@
 //! and the caller's RNG, so the simulator stays deterministic.
 
 pub mod account;
+pub mod archive;
 pub mod cert;
 pub mod chain;
 pub mod crl;
 pub mod ec;
+pub mod link;
 pub mod name;
 pub mod store;
 
 pub use account::{verify_device_chain, AccountError, AccountIdentity, DeviceIdentity, DeviceInfo};
+pub use archive::{AccountArchive, ArchiveError};
 pub use cert::{
     CertError, CertSigner, Certificate, KeyAlgorithm, SignatureAlgorithm, VALIDITY_SECS,
 };
