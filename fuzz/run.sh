@@ -2,8 +2,8 @@
 # Bounded fuzzing of every decoder of untrusted bytes: builds all cargo-fuzz targets, seeds
 # each corpus (real OpenDHT captures, keys, cyphers, STUN messages), runs each target for
 # FUZZ_SECONDS and fails if any target crashes, panics, breaks a round-trip assertion or
-# hangs on one input. The crash artifact path is printed; reproduce with
-# `cargo fuzz run <target> <artifact>` from fuzz/.
+# hangs on one input. The crash file is printed; reproduce with
+# `cargo fuzz run --sanitizer none <target> <file>` in fuzz/.
 #
 # Usage: fuzz/run.sh [target...]        (default: every target of `cargo fuzz list`)
 #   FUZZ_SECONDS    seconds per target (default 15)
@@ -72,8 +72,9 @@ report() {
     echo "fuzz $t: ok, ${runs:-?} executions in ${SECS} s ($cov)"
   else
     echo "fuzz $t: FAILED (exit $rc)"
-    tail -n 60 "$log" 2>/dev/null || true
-    grep -h -E 'Test unit written to|Failing input' "$log" 2>/dev/null | sed 's/^/  artifact: /' || true
+    tail -n 40 "$log" 2>/dev/null || true
+    grep -h -A2 'panicked at' "$log" 2>/dev/null | head -n 6 || true
+    grep -h 'Test unit written to' "$log" 2>/dev/null | sed 's/.*Test unit written to /  crash file: /' || true
   fi
 }
 
