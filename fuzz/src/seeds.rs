@@ -1,0 +1,318 @@
+//! Seed corpora. `run.sh` starts each target binary once with `JAMISIM_FUZZ_WRITE_SEEDS`
+//! set to that target's corpus folder; the target's `init` calls [`write_if_asked`], which
+//! writes the seeds and exits before any fuzzing. Seeds are made at run time from the real
+//! OpenDHT captures (node/tests/data/opendht-2.4.12) and from keys, cyphers and STUN
+//! messages built with the project's own encoders, so nothing is duplicated in the repo.
+
+use crate::{captured_datagrams, engine_input, fixed_key, rng};
+use netsim::stun::{self, Attribute, ChannelData, Class, ErrorCode, Method};
+use node::crypto::{self, PublicKey};
+use node::dht::value::{Value, ValueData};
+use node::dht::wire::{self, Message, MessageBody, PartialMessage, ValueSlot};
+use pkcs8::der::{pem::LineEnding, Decode, Encode};
+use pkcs8::pkcs5::pbes2;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// Environment variable naming the folder to write seeds into.
+pub const ENV: &str = "JAMISIM_FUZZ_WRITE_SEEDS";
+
+/// Password of the password-protected key seeds; `crypto_key` decrypts with it.
+pub const KEY_PASSWORD: &str = "fuzz";
+
+/// Seeds larger than this are left out: libFuzzer's default `-max_len` is the largest
+/// seed, and 60 KiB inputs would slow every execution for little new coverage.
+const MAX_SEED_LEN: usize = 8 * 1024;
+
+/// Writes `target`'s seeds and exits when [`ENV`] is set; does nothing otherwise.
+pub fn write_if_asked(target: &str) {
+    let Some(dir) = std::env::var_os(ENV) else {
+        return;
+    };
+    let seeds = match target {
+        "msgpack" => [captured_datagrams(), captured_values()].concat(),
+        "dht_wire" => captured_datagrams(),
+        "dht_value" => captured_values(),
+        "dht_engine" => engine(),
+        "stun" => stun(),
+        "crypto_key" => keys(),
+        "crypto_cert" => certificates(),
+        "crypto_decrypt" => cyphers(),
+        other => panic!("no seeds for target {other}"),
+    };
+    let n = write(Path::new(&dir), &seeds);
+    eprintln!("{target}: wrote {n} seeds to {}", Path::new(&dir).display());
+    std::process::exit(0);
+}
+
+fn write(dir: &Path, seeds: &[Vec<u8>]) -> usize {
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut n = 0;
+    for (i, s) in seeds.iter().filter(|s| s.len() <= MAX_SEED_LEN).enumerate() {
+        let path = dir.join(format!("seed-{i:04}"));
+        std::fs::write(&path, s).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        n += 1;
+    }
+    n
+}
+
+/// Every packed value the captures carry: inline ones and those reassembled from parts.
+fn captured_values() -> Vec<Vec<u8>> {
+    let from: SocketAddr = "127.0.0.1:4222".parse().expect("addr");
+    let mut pending: BTreeMap<u32, PartialMessage> = BTreeMap::new();
+    let mut out = Vec::new();
+    let mut inline = |m: &Message| {
+        for slot in m.values().into_iter().flatten() {
+            if let ValueSlot::Inline(b) = slot {
+                out.push(b.clone());
+            }
+        }
+    };
+    for d in captured_datagrams() {
+        let Ok(m) = wire::decode(&d) else { continue };
+        if let MessageBody::ValueParts(_) = m.body {
+            let tid = m.tid;
+            if let Some(pm) = pending.get_mut(&tid) {
+                pm.append(&m, from);
+                if pm.is_complete() {
+                    if let Some(Ok(full)) = pending.remove(&tid).map(PartialMessage::finish) {
+                        inline(&full);
+                    }
+                }
+            }
+            continue;
+        }
+        match PartialMessage::start(m, from) {
+            Ok(pm) => {
+                pending.entry(pm.tid()).or_insert(pm);
+            }
+            Err(m) => inline(&m),
+        }
+    }
+    out
+}
+
+/// Each captured datagram alone, patched, from each kind of peer; then runs of eight.
+fn engine() -> Vec<Vec<u8>> {
+    let datagrams = captured_datagrams();
+    let mut out: Vec<Vec<u8>> = datagrams
+        .iter()
+        .enumerate()
+        .map(|(i, d)| engine_input::record(i % 3, true, 0, d))
+        .collect();
+    for run in datagrams.chunks(8) {
+        out.push(
+            run.iter()
+                .enumerate()
+                .flat_map(|(i, d)| engine_input::record(0, true, (i % 4) as u8, d))
+                .collect(),
+        );
+    }
+    out
+}
+
+fn stun() -> Vec<Vec<u8>> {
+    let txid = *b"jamisim-fuzz";
+    let v4: SocketAddr = "192.0.2.1:3478".parse().expect("addr");
+    let v6: SocketAddr = "[2001:db8::1]:40000".parse().expect("addr");
+    let key = stun::long_term_key("user", "realm", "pass");
+    let binding = stun::Message::new(Class::Request, Method::Binding, txid)
+        .with(Attribute::Software("jamisim".into()))
+        .with(Attribute::ChangeRequest {
+            change_ip: true,
+            change_port: false,
+        })
+        .with(Attribute::ResponsePort(5000))
+        .with(Attribute::Padding(vec![0; 7]));
+    let success = binding
+        .reply(Class::SuccessResponse)
+        .with(Attribute::XorMappedAddress(v4))
+        .with(Attribute::MappedAddress(v6))
+        .with(Attribute::ResponseOrigin(v4))
+        .with(Attribute::OtherAddress(v6));
+    let allocate = stun::Message::new(Class::Request, Method::Allocate, txid)
+        .with(Attribute::Username("user".into()))
+        .with(Attribute::Realm("realm".into()))
+        .with(Attribute::Nonce("nonce".into()))
+        .with(Attribute::RequestedTransport(stun::TRANSPORT_UDP))
+        .with(Attribute::Lifetime(600))
+        .with(Attribute::DontFragment)
+        .with(Attribute::EvenPort(true))
+        .with(Attribute::ReservationToken(*b"reserved"));
+    let allocated = allocate
+        .reply(Class::SuccessResponse)
+        .with(Attribute::XorRelayedAddress(v6))
+        .with(Attribute::XorMappedAddress(v4))
+        .with(Attribute::Lifetime(600));
+    let error = allocate
+        .reply(Class::ErrorResponse)
+        .with(Attribute::ErrorCode(ErrorCode::standard(
+            ErrorCode::UNKNOWN_ATTRIBUTE,
+        )))
+        .with(Attribute::UnknownAttributes(vec![0x0029, 0x7fff]))
+        .with(Attribute::AlternateServer(v4));
+    let permission = stun::Message::new(Class::Request, Method::CreatePermission, txid)
+        .with(Attribute::XorPeerAddress(v4))
+        .with(Attribute::XorPeerAddress(v6));
+    let bind = stun::Message::new(Class::Request, Method::ChannelBind, txid)
+        .with(Attribute::ChannelNumber(0x4001))
+        .with(Attribute::XorPeerAddress(v4));
+    let send = stun::Message::new(Class::Indication, Method::Send, txid)
+        .with(Attribute::XorPeerAddress(v6))
+        .with(Attribute::Data(b"hello".to_vec()))
+        .with(Attribute::Unknown {
+            typ: 0x0042,
+            value: vec![1, 2, 3],
+        });
+    let mut out = vec![
+        binding.encode_with(Some(stun::short_term_key("secret")), true),
+        success.encode_with(None, true),
+        allocate.encode(),
+        allocate.encode_with_integrity(&key),
+        allocated.encode_with(Some(&key), true),
+        error.encode(),
+        permission.encode_with_integrity(&key),
+        bind.encode(),
+        send.encode(),
+        stun::Message::new(Class::Request, Method::Other(0x0ab), txid).encode(),
+    ];
+    for (channel, data) in [(0x4000, &b""[..]), (0x4001, b"abc"), (0x7fff, b"data!")] {
+        let cd = ChannelData {
+            channel,
+            data: data.to_vec(),
+        };
+        out.push(cd.encode());
+        out.push(cd.encode_padded());
+    }
+    out
+}
+
+/// One RSA key in every encoding the loaders accept, the captured owners' public keys,
+/// and password-protected keys in the strict PKCS#8 form and the GnuTLS form.
+fn keys() -> Vec<Vec<u8>> {
+    let key = fixed_key();
+    let der = key.to_pkcs8_der().expect("PKCS#8 DER");
+    let info = pkcs8::PrivateKeyInfo::from_der(&der).expect("PKCS#8");
+    let pkcs1 = info.private_key.to_vec();
+    let public = key.public_key();
+    let mut out = vec![
+        key.to_pkcs8_pem().expect("PEM").into_bytes(),
+        der.clone(),
+        pem("RSA PRIVATE KEY", &pkcs1),
+        pkcs1,
+        public.to_pem().expect("PEM").into_bytes(),
+        public.spki_der().to_vec(),
+    ];
+    for v in captured_values() {
+        if let Ok(Value {
+            data: ValueData::Signed(s),
+            ..
+        }) = Value::unpack(&v)
+        {
+            if !out.contains(&s.owner) {
+                out.push(s.owner);
+            }
+        }
+    }
+    // One PBKDF2 iteration: the seeds exercise the parser, not the KDF.
+    let (salt, iv) = ([7u8; 16], [9u8; 16]);
+    for params in [
+        pbes2::Parameters::pbkdf2_sha256_aes256cbc(1, &salt, &iv),
+        pbes2::Parameters::pbkdf2_sha256_aes128cbc(1, &salt, &iv),
+    ] {
+        let enc = info
+            .encrypt_with_params(params.expect("PBES2 parameters"), KEY_PASSWORD)
+            .expect("encrypt key");
+        let strict = enc.as_bytes().to_vec();
+        let parsed = pkcs8::EncryptedPrivateKeyInfo::from_der(&strict).expect("encrypted");
+        let gnutls = gnutls_form(&parsed);
+        for der in [strict, gnutls] {
+            let pem = pem("ENCRYPTED PRIVATE KEY", &der);
+            let loaded = crypto::PrivateKey::from_pem_or_der_with_password(&pem, KEY_PASSWORD)
+                .expect("the password seed loads");
+            assert_eq!(loaded.public_key(), public);
+            out.push(pem);
+            out.push(der);
+        }
+    }
+    out
+}
+
+/// The `EncryptedPrivateKeyInfo` as GnuTLS writes it: the PBKDF2 PRF without NULL
+/// parameters, which only the node's lenient fallback parser accepts.
+fn gnutls_form(enc: &pkcs8::EncryptedPrivateKeyInfo<'_>) -> Vec<u8> {
+    let pbes2 = enc.encryption_algorithm.pbes2().expect("PBES2");
+    let pbkdf2 = pbes2.kdf.pbkdf2().expect("PBKDF2");
+    let cipher = pbes2.encryption.to_der().expect("cipher DER");
+    let oid = |o: pkcs8::ObjectIdentifier| tlv(0x06, o.as_bytes());
+    let prf = tlv(
+        0x30,
+        &oid(pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.2.9")),
+    );
+    let iterations = pbkdf2.iteration_count.to_der().expect("INTEGER");
+    let kdf_params = tlv(0x30, &[tlv(0x04, pbkdf2.salt), iterations, prf].concat());
+    let kdf = tlv(0x30, &[oid(pbes2::PBKDF2_OID), kdf_params].concat());
+    let params = tlv(0x30, &[kdf, cipher].concat());
+    let alg = tlv(0x30, &[oid(pbes2::PBES2_OID), params].concat());
+    tlv(0x30, &[alg, tlv(0x04, enc.encrypted_data)].concat())
+}
+
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(content.len()).expect("DER length");
+    let mut out = vec![tag];
+    match len {
+        0..=0x7f => out.push(len as u8),
+        0x80..=0xff => out.extend_from_slice(&[0x81, len as u8]),
+        _ => {
+            out.push(0x82);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+fn pem(label: &str, der: &[u8]) -> Vec<u8> {
+    pkcs8::der::pem::encode_string(label, LineEnding::LF, der)
+        .expect("PEM")
+        .into_bytes()
+}
+
+/// The certificates the captured nodes announced (value type 8), as DER and as PEM.
+fn certificates() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for v in captured_values() {
+        let Ok(v) = Value::unpack(&v) else { continue };
+        let Some(body) = v.body().filter(|b| b.type_id == 8) else {
+            continue;
+        };
+        if out.contains(&body.data) {
+            continue;
+        }
+        let spki = crypto::certificate_spki_der(&body.data).expect("captured certificate");
+        PublicKey::from_spki_der(&spki).expect("captured certificates carry RSA keys");
+        out.push(pem("CERTIFICATE", &body.data));
+        out.push(body.data.clone());
+    }
+    assert!(!out.is_empty(), "the captures announce certificates");
+    out
+}
+
+/// `crypto_decrypt` inputs (see its framing): RSA cyphers of both forms, AES-GCM
+/// cyphers under each key size, and plaintexts for the round trip.
+fn cyphers() -> Vec<Vec<u8>> {
+    let key = fixed_key().public_key();
+    let mut rng = rng(1);
+    let mut out = Vec::new();
+    for plain in [&b"hello"[..], &[0x42; 200][..], &[0x17; 1000][..]] {
+        let cypher = key.encrypt(plain, &mut rng).expect("encrypt");
+        out.push([&[0u8][..], &cypher].concat());
+        out.push([&[2u8][..], plain].concat());
+        for sel in 0..3 {
+            let aes = crypto::aes_encrypt(plain, &crate::aes_key(sel), &mut rng).expect("aes");
+            out.push([&[1u8, sel][..], &aes].concat());
+        }
+    }
+    out
+}
