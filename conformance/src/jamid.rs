@@ -59,13 +59,34 @@ pub struct Stopped {
     pub killed: bool,
 }
 
-/// A `registeredNameFound` answer (`status`: 0 found, 1 invalid name, 2 not found, 3 error).
+/// A `registeredNameFound` answer. On failure the field that was asked for is empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameLookup {
+    /// One of the `LOOKUP_*` codes.
     pub status: i32,
     pub address: String,
     pub name: String,
 }
+
+/// `registeredNameFound` status: the name/address pair was found.
+pub const LOOKUP_FOUND: i32 = 0;
+/// `registeredNameFound` status: the name is not valid.
+pub const LOOKUP_INVALID_NAME: i32 = 1;
+/// `registeredNameFound` status: the server answered that there is no such pair.
+pub const LOOKUP_NOT_FOUND: i32 = 2;
+/// `registeredNameFound` status: any other failure (e.g. no name server reachable).
+pub const LOOKUP_ERROR: i32 = 3;
+
+/// `nameRegistrationEnded` status: the name is registered.
+pub const REGISTER_SUCCESS: i32 = 0;
+/// `nameRegistrationEnded` status: wrong account password.
+pub const REGISTER_WRONG_PASSWORD: i32 = 1;
+/// `nameRegistrationEnded` status: invalid name.
+pub const REGISTER_INVALID_NAME: i32 = 2;
+/// `nameRegistrationEnded` status: the name is taken.
+pub const REGISTER_ALREADY_TAKEN: i32 = 3;
+/// `nameRegistrationEnded` status: network or server error.
+pub const REGISTER_NETWORK_ERROR: i32 = 4;
 
 fn bus_config(socket: &Path) -> String {
     format!(
@@ -516,7 +537,7 @@ impl Jamid {
     }
 
     /// `registerName(account, password, name)` and its `nameRegistrationEnded` status
-    /// (0 success; see jamid's `NameDirectory::RegistrationState` for the others).
+    /// (one of the `REGISTER_*` codes).
     pub fn register_name(
         &self,
         account: &str,

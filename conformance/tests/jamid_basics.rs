@@ -3,16 +3,30 @@
 //! online, and every process the harness started is gone once it is dropped.
 
 use conformance::dhtnode::DhtNode;
-use conformance::jamid::{internet_refs, AccountSetup, Jamid, TERM_GRACE};
+use conformance::jamid::{internet_refs, AccountSetup, Jamid, LOOKUP_ERROR, NO_NAME_SERVER};
 use conformance::netns::Netns;
 use conformance::TempDir;
 use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 const DHTNODE_PORT: u16 = 4222;
 /// Key generation (RSA-4096 CA, account and device keys) plus DHT bootstrap; NOTES.md
 /// measured 1.5–4 s, so this leaves room for a loaded 2-core CI machine.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(90);
+/// SIGTERM grace at the end. A fresh account's shutdown waits for its 3072-bit DH
+/// parameters (about 5 s, longer on a busy machine); these tests only need the
+/// processes gone, so they do not wait for that.
+const GRACE: Duration = Duration::from_secs(3);
+
+/// One scenario at a time: each new account generates RSA-4096 keys and 3072-bit DH
+/// parameters, and three daemons doing that at once on two cores take longer than two
+/// scenarios in a row.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn bootstrap() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], DHTNODE_PORT))
@@ -57,6 +71,7 @@ fn account_reaches_registered_on_the_official_dhtnode() {
     if !conformance::jamid_or_skip() {
         return;
     }
+    let _one = serial();
     let ns = Netns::create("jsjamid").expect("namespace");
     let _dht = DhtNode::start(&ns, DHTNODE_PORT, None, false).expect("dhtnode");
     let t0 = Instant::now();
@@ -97,6 +112,32 @@ fn account_reaches_registered_on_the_official_dhtnode() {
         .expect("registrationStateChanged REGISTERED was signalled");
     assert_eq!(sig.interface, "ConfigurationManager");
 
+    // The archive export writes a gzip file.
+    let archive = p.dir.path().join("export.gz");
+    assert!(p.jamid.export_to_file(&p.account, &archive, "").unwrap());
+    let bytes = std::fs::read(&archive).unwrap();
+    assert!(
+        bytes.len() > 1000 && bytes.starts_with(&[0x1f, 0x8b]),
+        "gzip archive"
+    );
+
+    // Name queries are answered by signal; with no name server listening the answer is
+    // an error, at once (nothing leaves the namespace).
+    let t2 = Instant::now();
+    let found = p
+        .jamid
+        .lookup_address(&p.account, "", &uri, Duration::from_secs(20))
+        .unwrap();
+    eprintln!(
+        "lookupAddress via {NO_NAME_SERVER}: {found:?} in {:?}",
+        t2.elapsed()
+    );
+    assert_eq!(found.status, LOOKUP_ERROR);
+    assert_eq!(
+        (found.address.as_str(), found.name.as_str()),
+        (uri.as_str(), "")
+    );
+
     let mark = p.jamid.signals().mark();
     p.jamid.remove_account(&p.account).unwrap();
     p.jamid
@@ -107,7 +148,7 @@ fn account_reaches_registered_on_the_official_dhtnode() {
 
     let t1 = Instant::now();
     let log = p.jamid.log.clone();
-    let stopped = p.jamid.stop(TERM_GRACE);
+    let stopped = p.jamid.stop(GRACE);
     eprintln!("stopped in {:?}: {stopped:?}", t1.elapsed());
     if stopped.killed {
         let t = std::fs::read_to_string(&log).unwrap_or_default();
@@ -126,6 +167,7 @@ fn two_jamids_see_each_other_online() {
     if !conformance::jamid_or_skip() {
         return;
     }
+    let _one = serial();
     let ns = Netns::create("jsjamid").expect("namespace");
     let _dht = DhtNode::start(&ns, DHTNODE_PORT, None, false).expect("dhtnode");
     let t0 = Instant::now();
@@ -144,6 +186,9 @@ fn two_jamids_see_each_other_online() {
     // Presence comes from the peer's device announcement on the DHT.
     let t1 = Instant::now();
     let (ma, mb) = (a.jamid.signals().mark(), b.jamid.signals().mark());
+    // A well-formed id nobody announces: must stay offline.
+    let nobody = "0123456789abcdef0123456789abcdef01234567";
+    a.jamid.subscribe_buddy(&a.account, nobody, true).unwrap();
     a.jamid.subscribe_buddy(&a.account, &b_uri, true).unwrap();
     b.jamid.subscribe_buddy(&b.account, &a_uri, true).unwrap();
     let timeout = Duration::from_secs(30);
@@ -157,17 +202,26 @@ fn two_jamids_see_each_other_online() {
         "both online to each other {:?} after subscribeBuddy",
         t1.elapsed()
     );
-    let subs = a.jamid.subscriptions(&a.account).unwrap();
+    let status = |uri: &str| {
+        let subs = a.jamid.subscriptions(&a.account).unwrap();
+        subs.iter()
+            .find(|s| s.get("Buddy").map(String::as_str) == Some(uri))
+            .and_then(|s| s.get("Status").cloned())
+    };
+    assert_eq!(status(&b_uri).as_deref(), Some("Online"));
+    assert_eq!(status(nobody).as_deref(), Some("Offline"));
     assert!(
-        subs.iter().any(|s| s.values().any(|v| v == &b_uri)),
-        "getSubscriptions lists bob: {subs:?}"
+        a.jamid
+            .wait_for_presence(&a.account, nobody, true, ma, Duration::ZERO)
+            .is_err(),
+        "no online notification for an id nobody announced"
     );
 
     let pids: Vec<u32> = [&a, &b].iter().flat_map(|p| p.jamid.pids()).collect();
     let t2 = Instant::now();
     let (a, _a_dir) = (a.jamid, a.dir);
     let (b, _b_dir) = (b.jamid, b.dir);
-    let stopped = Jamid::stop_all(vec![a, b], TERM_GRACE);
+    let stopped = Jamid::stop_all(vec![a, b], GRACE);
     eprintln!("both stopped in {:?}: {stopped:?}", t2.elapsed());
     for pid in pids {
         assert!(!alive(pid), "process {pid} started by the harness is gone");

@@ -25,7 +25,8 @@ pub struct AccountSetup {
     pub name_server: String,
     /// `DHT.port`: distinct per account in one namespace.
     pub dht_port: u16,
-    /// `Account.alias` and `Account.deviceName`.
+    /// `Account.alias`, also sent as `Account.deviceName` (jamid 13.7 ignores that at
+    /// creation and names the device after the host name).
     pub alias: String,
     /// Further details applied last (e.g. `Account.archivePath` to import an archive).
     pub extra: Details,
@@ -53,14 +54,12 @@ impl AccountSetup {
         } else {
             self.name_server.clone()
         };
-        let set: [(&str, String); 21] = [
+        let set: [(&str, String); 20] = [
             ("Account.type", "RING".into()),
             ("Account.hostname", hosts.join(";")),
             ("Account.upnpEnabled", "false".into()),
             ("TURN.enable", "false".into()),
             ("TURN.server", String::new()),
-            ("STUN.enable", "false".into()),
-            ("STUN.server", String::new()),
             ("Account.proxyEnabled", "false".into()),
             ("Account.proxyServer", String::new()),
             ("Account.dhtProxyListUrl", String::new()),
@@ -70,6 +69,7 @@ impl AccountSetup {
             ("Account.accountPublish", "false".into()),
             ("RingNS.uri", name_server),
             ("Account.archivePassword", String::new()),
+            ("Account.archiveHasPassword", "false".into()),
             ("DHT.port", self.dht_port.to_string()),
             ("Account.videoEnabled", "false".into()),
             ("Account.ringtoneEnabled", "false".into()),
