@@ -8,15 +8,17 @@
 //! network-namespaced. Dropping a [`Jamid`] stops exactly the two processes it started.
 
 mod account;
+mod bus;
 mod signals;
 
 pub use account::{internet_refs, AccountSetup, Details, INTERNET_HOSTS, NO_NAME_SERVER};
+pub use bus::PrivateBus;
 pub use signals::{Signal, SignalLog};
 
 use crate::netns::Netns;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -29,8 +31,6 @@ pub const JAMID: &str = "/usr/libexec/jamid";
 /// The daemon's well-known bus name.
 pub const BUS_NAME: &str = "cx.ring.Ring";
 
-/// How long a D-Bus method call may take before we give up on the daemon.
-const METHOD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long jamid gets to exit after SIGTERM before SIGKILL. Its shutdown ("Stopping
 /// schedulers and worker threads") waits for running jobs, and a new account computes
 /// 3072-bit DH parameters for about 5 s on two cores.
@@ -42,9 +42,8 @@ pub struct Jamid {
     pub dir: PathBuf,
     /// jamid's stderr/stdout (`-c -d`: console debug log).
     pub log: PathBuf,
-    bus_address: String,
     jamid: Child,
-    dbus: Child,
+    bus: PrivateBus,
     conn: Option<Connection>,
     signals: Arc<SignalLog>,
     reader: Option<JoinHandle<()>>,
@@ -88,28 +87,11 @@ pub const REGISTER_ALREADY_TAKEN: i32 = 3;
 /// `nameRegistrationEnded` status: network or server error.
 pub const REGISTER_NETWORK_ERROR: i32 = 4;
 
-fn bus_config(socket: &Path) -> String {
-    format!(
-        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <!-- No servicedir: the bus must never start jamid by itself. -->
-  <type>session</type>
-  <listen>unix:path={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#,
-        socket.display()
-    )
-}
-
 /// Poll `done` every 20 ms until it gives a value or `timeout` passes.
-fn poll<T>(timeout: Duration, mut done: impl FnMut() -> Result<Option<T>>) -> Result<Option<T>> {
+pub(crate) fn poll<T>(
+    timeout: Duration,
+    mut done: impl FnMut() -> Result<Option<T>>,
+) -> Result<Option<T>> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = done()? {
@@ -142,7 +124,7 @@ fn reap(child: &mut Child, deadline: Instant) -> bool {
     killed
 }
 
-fn terminate(child: &mut Child, grace: Duration) -> bool {
+pub(crate) fn terminate(child: &mut Child, grace: Duration) -> bool {
     send_term(child);
     reap(child, Instant::now() + grace)
 }
@@ -168,34 +150,12 @@ impl Jamid {
             dir.join(".asoundrc"),
             "pcm.!default {\n  type null\n}\nctl.!default {\n  type hw\n  card 0\n}\n",
         )?;
-        let socket = dir.join("bus");
-        std::fs::write(dir.join("bus.conf"), bus_config(&socket))?;
-        let bus_address = format!("unix:path={}", socket.display());
-
-        let dbus_log = std::fs::File::create(dir.join("dbus.log"))?;
-        let mut dbus = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", dir.join("bus.conf").display()))
-            .args(["--nofork", "--nopidfile"])
-            .stdin(Stdio::null())
-            .stdout(dbus_log.try_clone()?)
-            .stderr(dbus_log)
-            .spawn()
-            .context("starting dbus-daemon")?;
-        if poll(Duration::from_secs(10), || {
-            Ok(socket.exists().then_some(()))
-        })?
-        .is_none()
-        {
-            let _ = dbus.kill();
-            let _ = dbus.wait();
-            bail!("dbus-daemon did not create {}", socket.display());
-        }
-
+        let mut bus = PrivateBus::start(&dir)?;
         let log = dir.join("jamid.log");
         let logf = match std::fs::File::create(&log) {
             Ok(f) => f,
             Err(e) => {
-                let _ = terminate(&mut dbus, TERM_GRACE);
+                bus.stop();
                 return Err(e.into());
             }
         };
@@ -205,7 +165,7 @@ impl Jamid {
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("HOME", &dir)
-            .env("DBUS_SESSION_BUS_ADDRESS", &bus_address)
+            .env("DBUS_SESSION_BUS_ADDRESS", bus.address())
             .env("XDG_CONFIG_HOME", dir.join("config"))
             .env("XDG_DATA_HOME", dir.join("data"))
             .env("XDG_CACHE_HOME", dir.join("cache"))
@@ -217,16 +177,15 @@ impl Jamid {
         let jamid = match spawned {
             Ok(c) => c,
             Err(e) => {
-                let _ = terminate(&mut dbus, TERM_GRACE);
+                bus.stop();
                 return Err(anyhow::Error::from(e).context("starting jamid"));
             }
         };
         let mut me = Jamid {
             dir,
             log,
-            bus_address,
             jamid,
-            dbus,
+            bus,
             conn: None,
             signals: Arc::new(SignalLog::default()),
             reader: None,
@@ -237,10 +196,7 @@ impl Jamid {
 
     /// Connect to the bus, start recording signals, and wait for jamid's bus name.
     fn connect(&mut self) -> Result<()> {
-        let conn = zbus::blocking::connection::Builder::address(self.bus_address.as_str())?
-            .method_timeout(METHOD_TIMEOUT)
-            .build()
-            .context("connecting to the private bus")?;
+        let conn = self.bus.connect()?;
         let rule = zbus::MatchRule::builder()
             .msg_type(zbus::message::Type::Signal)
             .path_namespace("/cx/ring/Ring")?
@@ -285,12 +241,12 @@ impl Jamid {
 
     /// The bus address (`unix:path=…`), for other clients.
     pub fn bus_address(&self) -> &str {
-        &self.bus_address
+        self.bus.address()
     }
 
     /// The PIDs this instance started: jamid, then its dbus-daemon.
     pub fn pids(&self) -> [u32; 2] {
-        [self.jamid.id(), self.dbus.id()]
+        [self.jamid.id(), self.bus.pid()]
     }
 
     /// jamid's log so far.
@@ -613,7 +569,7 @@ impl Jamid {
 
     /// After jamid is gone: stop its bus and the signal reader.
     fn finish(&mut self) {
-        terminate(&mut self.dbus, TERM_GRACE);
+        self.bus.stop();
         self.conn = None;
         // The reader ends when the bus closes; never let a stuck one hang the test.
         if let Some(r) = self.reader.take() {

@@ -4,6 +4,7 @@
 
 use conformance::dhtnode::DhtNode;
 use conformance::jamid::{internet_refs, AccountSetup, Jamid, LOOKUP_ERROR, NO_NAME_SERVER};
+use conformance::jamid::{PrivateBus, BUS_NAME};
 use conformance::netns::Netns;
 use conformance::TempDir;
 use std::net::SocketAddr;
@@ -226,6 +227,29 @@ fn two_jamids_see_each_other_online() {
     for pid in pids {
         assert!(!alive(pid), "process {pid} started by the harness is gone");
     }
+}
+
+#[test]
+fn private_bus_cannot_start_jamid() {
+    if !conformance::jamid_or_skip() {
+        return;
+    }
+    let dir = TempDir::new("jamid-bus").expect("temp dir");
+    let bus = PrivateBus::start(dir.path()).expect("dbus-daemon");
+    let conn = bus.connect().expect("connect");
+    let err = conn
+        .call_method(
+            Some("org.freedesktop.DBus"),
+            "/org/freedesktop/DBus",
+            Some("org.freedesktop.DBus"),
+            "StartServiceByName",
+            &(BUS_NAME, 0u32),
+        )
+        .expect_err("a bus without service files cannot activate jamid");
+    assert!(
+        err.to_string().contains("ServiceUnknown"),
+        "activation refused as unknown: {err}"
+    );
 }
 
 fn tail(j: &Jamid) -> String {
