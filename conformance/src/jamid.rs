@@ -408,7 +408,16 @@ impl Jamid {
         self.wait_for_volatile(account, "Account.registrationStatus", "REGISTERED", timeout)
     }
 
-    /// `exportToFile(account, path, password)`: writes the account archive (gzip).
+    /// Wait until the device announcement is on the DHT (`Account.deviceAnnounced`).
+    /// Peers cannot reach this device before that: a trust request sent earlier is
+    /// dropped.
+    pub fn wait_for_announced(&self, account: &str, timeout: Duration) -> Result<Duration> {
+        self.wait_for_volatile(account, "Account.deviceAnnounced", "true", timeout)
+    }
+
+    /// `exportToFile(account, path, password)`: writes the account archive (gzip JSON
+    /// when the account has no password). `password` is the account's current password;
+    /// a wrong one gives `false` (after the key derivation, about 2.5 s).
     pub fn export_to_file(&self, account: &str, path: &Path, password: &str) -> Result<bool> {
         let p = path.to_str().context("archive path is not UTF-8")?;
         self.config("exportToFile", &(account, p, password))

@@ -45,6 +45,19 @@ impl AccountSetup {
         }
     }
 
+    /// Import an existing account instead of creating one: `Account.archivePath` (a file
+    /// from `exportToFile`) and its password (`""` for none). jamid gives the imported
+    /// account a new device and keeps the Jami id.
+    pub fn with_archive(mut self, archive: &std::path::Path, password: &str) -> AccountSetup {
+        self.extra.insert(
+            "Account.archivePath".into(),
+            archive.to_string_lossy().into_owned(),
+        );
+        self.extra
+            .insert("Account.archivePassword".into(), password.into());
+        self
+    }
+
     /// `template` (from `getAccountTemplate("RING")`) with the loopback overrides applied.
     pub fn details(&self, template: &Details) -> Details {
         let mut d = template.clone();
