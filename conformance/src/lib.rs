@@ -2,6 +2,7 @@
 //! whether a test runs, skips, or (in CI with `JAMISIM_REQUIRE_PEERS=1`) fails.
 
 pub mod dhtnode;
+pub mod jamid;
 pub mod netns;
 pub mod python;
 
@@ -74,6 +75,35 @@ pub fn dhtnode_or_skip() -> bool {
         skip_or_fail("SKIP: dhtnode checks need root to create a network namespace");
     }
     ok && root
+}
+
+/// The skip line printed when the official Jami daemon is unavailable.
+pub const JAMID_SKIP: &str =
+    "SKIP: jamid not installed (apt-get install jami-daemon dbus; expects /usr/libexec/jamid)";
+
+/// Whether the official `jamid`, `dbus-daemon` and `dhtnode` (its bootstrap) are here and
+/// we are root (jamid must run in a network namespace of its own); applies the skip
+/// rule when not.
+pub fn jamid_or_skip() -> bool {
+    let runs = |p: &str, arg: &str| {
+        std::process::Command::new(p)
+            .arg(arg)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok()
+    };
+    if !std::path::Path::new(jamid::JAMID).exists() {
+        skip_or_fail(JAMID_SKIP);
+        return false;
+    }
+    if !runs("dbus-daemon", "--version") {
+        skip_or_fail("SKIP: dbus-daemon not installed (apt-get install dbus); jamid needs a bus");
+        return false;
+    }
+    // dhtnode_or_skip checks root and the DHT bootstrap node the accounts need.
+    dhtnode_or_skip()
 }
 
 #[cfg(test)]

@@ -59,6 +59,41 @@ impl Netns {
         &self.name
     }
 
+    /// Give the namespace a non-loopback link (idempotent): a veth pair with both ends
+    /// inside, `jp0` at 198.51.100.1/24, and a default route through it that leads
+    /// nowhere. jamid's ICE excludes loopback, so without this it has no host candidate.
+    pub fn add_host_link(&self) -> Result<()> {
+        if ip(&["-n", &self.name, "link", "show", "jp0"]).is_ok() {
+            return Ok(());
+        }
+        ip(&[
+            "-n", &self.name, "link", "add", "jp0", "type", "veth", "peer", "name", "jp1",
+        ])?;
+        ip(&[
+            "-n",
+            &self.name,
+            "addr",
+            "add",
+            "198.51.100.1/24",
+            "dev",
+            "jp0",
+        ])?;
+        ip(&["-n", &self.name, "link", "set", "jp0", "up"])?;
+        ip(&["-n", &self.name, "link", "set", "jp1", "up"])?;
+        ip(&[
+            "-n",
+            &self.name,
+            "route",
+            "add",
+            "default",
+            "via",
+            "198.51.100.254",
+            "dev",
+            "jp0",
+            "onlink",
+        ])
+    }
+
     /// A command that runs `program` inside the namespace.
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("ip");
