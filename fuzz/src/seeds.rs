@@ -39,6 +39,9 @@ pub fn write_if_asked(target: &str) {
         "crypto_key" => keys(),
         "crypto_cert" => certificates(),
         "crypto_decrypt" => cyphers(),
+        "dht_payload" => payloads(),
+        "identity" => identity(),
+        "nameserver" => names(),
         other => panic!("no seeds for target {other}"),
     };
     let n = write(Path::new(&dir), &seeds);
@@ -315,4 +318,79 @@ fn cyphers() -> Vec<Vec<u8>> {
         }
     }
     out
+}
+
+/// `dht_payload`: one of each payload, packed by our encoders.
+fn payloads() -> Vec<Vec<u8>> {
+    use node::dht::payload::*;
+    vec![
+        TrustRequest {
+            service: "jami".into(),
+            conversation_id: "0123abcd".into(),
+            payload: b"vcard".to_vec(),
+            confirm: true,
+        }
+        .pack(),
+        ImMessage {
+            id: 7,
+            msg: "hello".into(),
+            date: 1_700_000_000,
+            status: ImStatus::Received,
+            datatype: "text/plain".into(),
+            metadatas: [("k".to_string(), "v".to_string())].into(),
+        }
+        .pack(),
+        IceCandidates {
+            id: 9,
+            ice_data: b"a=candidate".to_vec(),
+        }
+        .pack(),
+        DhtMessage {
+            service: "svc".into(),
+            data: vec![1, 2, 3],
+        }
+        .pack(),
+        IpServiceAnnouncement {
+            addr: "192.0.2.1:4222".parse().unwrap(),
+        }
+        .pack(),
+        IpServiceAnnouncement {
+            addr: "[2001:db8::1]:4222".parse().unwrap(),
+        }
+        .pack(),
+    ]
+}
+
+/// `identity`: jamid 13.7's own files (node/tests/fixtures/jami-13.7) and the captured
+/// certificate announcements.
+fn identity() -> Vec<Vec<u8>> {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../node/tests/fixtures/jami-13.7");
+    let mut out: Vec<Vec<u8>> = [
+        "plain_archive.gz",
+        "plain_ring_device.crt",
+        "password_ring_device.crt",
+    ]
+    .iter()
+    .map(|f| std::fs::read(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}")))
+    .collect();
+    if let Ok(a) = node::identity::archive::AccountArchive::decode(&out[0], "") {
+        out.push(a.to_json().expect("archive JSON").into_bytes());
+    }
+    out.extend(certificates());
+    out
+}
+
+/// `nameserver`: names, addresses and a registration body as jamid sends it.
+fn names() -> Vec<Vec<u8>> {
+    use node::nameserver::domain::{registration_body, Name};
+    let name = Name::parse("fuzzed-name").expect("valid");
+    // SHA-512 signatures need a key of at least 1024 bits (fixed_key is 512).
+    let key = node::crypto::PrivateKey::generate(1024, &mut crate::rng(0x4e5)).expect("RSA keygen");
+    let body = registration_body(&key, &name, "").expect("body");
+    vec![
+        b"alice".to_vec(),
+        b"0x0123456789abcdef0123456789abcdef01234567".to_vec(),
+        body.into_bytes(),
+    ]
 }
