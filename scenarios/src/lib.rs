@@ -10,6 +10,7 @@ pub mod checks;
 pub mod expand;
 pub mod glue;
 pub mod model;
+pub mod names;
 pub mod runner;
 pub mod steps;
 pub mod world;

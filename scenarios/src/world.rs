@@ -61,6 +61,8 @@ pub const ACTOR_KINDS: &[&str] = &[
     "multicast",
     "dht-node",
     "dht-flood",
+    "name-server",
+    "name-device",
 ];
 
 fn link_params(sel: &Option<LinkSel>, default: &str) -> Result<(LinkParams, LinkParams)> {
@@ -510,6 +512,43 @@ impl World {
                 let (from, until) = (p.duration("from", "5s")?, p.duration("until", "25s")?);
                 self.sim.add_app(node, move || {
                     Box::new(crate::glue::DhtFlood::new(to, rate, from, until))
+                })
+            }
+            "name-server" => {
+                p.only(&["port", "persist"])?;
+                let (port, persist) = (port("port", 80)?, p.bool("persist", true)?);
+                self.sim.add_app(node, move || {
+                    Box::new(crate::names::NameServerApp::new(port, persist))
+                })
+            }
+            "name-device" => {
+                p.only(&["server", "port", "name", "register_at", "lookup_at"])?;
+                let server = self.sock(p.str("server")?, port("port", 80)?)?;
+                let name = p.str("name")?.to_string();
+                let register_at = match p.opt_str("register_at")? {
+                    Some(s) => {
+                        Some(netsim::parse_duration(s).map_err(|e| anyhow!("`register_at`: {e}"))?)
+                    }
+                    None => None,
+                };
+                let mut lookup_at = Vec::new();
+                for s in p.strs("lookup_at")? {
+                    lookup_at
+                        .push(netsim::parse_duration(s).map_err(|e| anyhow!("`lookup_at`: {e}"))?);
+                }
+                // The device's account key: from the scenario seed and the host name.
+                let mut key_seed: u64 = self.seed ^ 0x6e61_6d65;
+                for b in host.bytes() {
+                    key_seed = (key_seed ^ b as u64).wrapping_mul(0x100_0000_01b3);
+                }
+                self.sim.add_app(node, move || {
+                    Box::new(crate::names::NameDeviceApp::new(
+                        server,
+                        name.clone(),
+                        register_at,
+                        lookup_at.clone(),
+                        key_seed,
+                    ))
                 })
             }
             other => bail!(

@@ -1,0 +1,50 @@
+//! The `identity` suite: name registration races, a name server that restarts from its
+//! disk, and a device behind Tor. The checks must catch a server that forgets.
+
+mod common;
+
+use scenarios::checks::{self, Outcome};
+use scenarios::world::{BuildOpts, World};
+use scenarios::{runner, steps};
+
+#[test]
+fn every_identity_scenario_passes() {
+    let report = common::run_suite_all_passing("identity");
+    assert!(report.scenarios.len() >= 2);
+}
+
+/// The `names` case with the name server's `persist` set as given.
+fn names_with_persist(persist: bool) -> Outcome {
+    let mut c = runner::select(&["identity/names".to_string()])
+        .expect("suite loads")
+        .into_iter()
+        .next()
+        .expect("the names case");
+    for a in c.spec.actor.iter_mut().filter(|a| a.run == "name-server") {
+        a.params
+            .insert("persist".into(), toml::Value::Boolean(persist));
+    }
+    let mut w = World::build(&c, 1, &BuildOpts::default()).expect("builds");
+    steps::run(&mut w, &c.spec.step).expect("runs");
+    let mut out = Outcome::default();
+    for spec in &c.spec.check {
+        checks::evaluate(&w, spec, &mut out);
+    }
+    out
+}
+
+#[test]
+fn a_name_server_that_forgets_on_restart_fails_the_owner_check() {
+    let owner = |out: &Outcome| {
+        out.checks
+            .iter()
+            .find(|c| c.what == "name_owner")
+            .map(|c| (c.passed, c.detail.clone()))
+            .expect("the check ran")
+    };
+    let (kept, detail) = owner(&names_with_persist(true));
+    assert!(kept, "{detail}");
+    let (forgot, detail) = owner(&names_with_persist(false));
+    assert!(!forgot, "lookups after the restart must fail: {detail}");
+    assert!(detail.contains("replayed 0"), "{detail}");
+}
