@@ -8,12 +8,14 @@ use node::nameserver::{http, FileStore, Registry};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// A running name server over a [`FileStore`] file.
 pub struct NameServer {
     addr: SocketAddr,
+    connections: Arc<AtomicU64>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -26,12 +28,15 @@ impl NameServer {
         let registry = Arc::new(Registry::new(store));
         let (bound_tx, bound_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let connections = Arc::new(AtomicU64::new(0));
+        let counter = connections.clone();
         let thread = ns.spawn(move || {
             let run = || -> Result<()> {
                 let rt = runtime()?;
                 rt.block_on(async {
                     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                     let _ = bound_tx.send(Ok(listener.local_addr()?));
+                    let listener = Counting { listener, counter };
                     tokio::select! {
                         _ = http::serve(listener, registry) => {}
                         _ = stopped => {}
@@ -48,6 +53,7 @@ impl NameServer {
             .context("name server thread ended before binding")??;
         Ok(NameServer {
             addr,
+            connections,
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -56,6 +62,11 @@ impl NameServer {
     /// `127.0.0.1:<port>` inside the namespace.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// TCP connections accepted so far: shows whether a client asked the server at all.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// The value for an account's `RingNS.uri`.
@@ -72,6 +83,23 @@ impl Drop for NameServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// A listener that counts what it accepts.
+struct Counting {
+    listener: tokio::net::TcpListener,
+    counter: Arc<AtomicU64>,
+}
+
+impl http::Listener for Counting {
+    type Io = tokio::net::TcpStream;
+    async fn accept(&mut self) -> std::io::Result<(Self::Io, SocketAddr)> {
+        let r = self.listener.accept().await;
+        if r.is_ok() {
+            self.counter.fetch_add(1, Ordering::SeqCst);
+        }
+        r
     }
 }
 

@@ -180,15 +180,30 @@ fn jamid_registers_and_resolves_names_on_our_server() {
 
     // A taken name, an invalid one, then B's own.
     assert_eq!(b.register("alice_jami-1"), REGISTER_ALREADY_TAKEN);
+    // jamid checks names itself: invalid ones never reach the server.
+    let asked = server.connections();
     assert_eq!(b.register("no"), REGISTER_INVALID_NAME);
     assert_eq!(b.register("bad name!"), REGISTER_INVALID_NAME);
+    assert_eq!(server.connections(), asked, "invalid names were sent");
     assert_eq!(
         records(&db).len(),
         1,
         "refused registrations stored nothing"
     );
+    // It lower-cases a name before signing and sending it.
+    assert_eq!(b.register("Bob_Jami"), REGISTER_SUCCESS);
+    assert!(
+        server.connections() > asked,
+        "registrations reach the server"
+    );
+    assert_eq!(records(&db)[1].name, "bob_jami");
+    // Registering one's own name again succeeds.
     assert_eq!(b.register("bob_jami"), REGISTER_SUCCESS);
-    assert_eq!(a.lookup_name("bob_jami"), found(&b.uri, "bob_jami"));
+    // Any case resolves; jamid echoes the name as it was asked.
+    assert_eq!(a.lookup_name("BOB_jami"), found(&b.uri, "BOB_jami"));
+    // A already has a name: our server answers 403, which jamid reports as taken.
+    assert_eq!(a.register("alice-second"), REGISTER_ALREADY_TAKEN);
+    assert_eq!(records(&db).len(), 2);
 
     // Our client registers for an account we generated; jamid resolves it both ways.
     let mut rng = ChaCha20Rng::seed_from_u64(5);
