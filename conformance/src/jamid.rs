@@ -69,7 +69,8 @@ pub struct NameLookup {
 
 /// `registeredNameFound` status: the name/address pair was found.
 pub const LOOKUP_FOUND: i32 = 0;
-/// `registeredNameFound` status: the name is not valid.
+/// `registeredNameFound` status: the name is not valid, or the server's answer failed
+/// verification (jamid's `invalidResponse`: wrong signature, key not matching the address).
 pub const LOOKUP_INVALID_NAME: i32 = 1;
 /// `registeredNameFound` status: the server answered that there is no such pair.
 pub const LOOKUP_NOT_FOUND: i32 = 2;

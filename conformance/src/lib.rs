@@ -3,6 +3,7 @@
 
 pub mod dhtnode;
 pub mod jamid;
+pub mod nameserver;
 pub mod netns;
 pub mod python;
 
