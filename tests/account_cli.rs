@@ -102,6 +102,27 @@ fn create_show_export_import_revoke() {
     );
     assert!(!wrong && err.contains("wrong password"), "{err}");
     assert!(!b.join("archive.gz").exists(), "nothing written on failure");
+    let junk = tmp.join("junk.gz");
+    std::fs::write(&junk, &bytes[..bytes.len() / 2]).unwrap();
+    let (bad, _, err) = jamisim(
+        &[
+            &[
+                "import",
+                junk.to_str().unwrap(),
+                "--dir",
+                b_s,
+                "--password",
+                "pw",
+            ][..],
+            &bits,
+        ]
+        .concat(),
+    );
+    assert!(!bad && err.contains("wrong password or corrupted"), "{err}");
+    std::fs::write(&junk, b"\x1f\x8bnot really gzip").unwrap();
+    let (bad, _, err) =
+        jamisim(&[&["import", junk.to_str().unwrap(), "--dir", b_s][..], &bits].concat());
+    assert!(!bad && err.contains("not gzip or zlib"), "{err}");
 
     // Import: same account, new device; b's archive keeps the password.
     ok(&[&["import", ex, "--dir", b_s, "--password", "pw"][..], &bits].concat());
