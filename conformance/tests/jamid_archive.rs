@@ -3,15 +3,19 @@
 //! the same account (Jami ID, account certificate byte for byte, REGISTERED on the
 //! official dhtnode); we read the archives jamid exports and find the account and the
 //! device chain jamid runs with. Malformed archives and wrong passwords are refused by
-//! both sides.
+//! both sides. PIN linking over the DHT works both ways.
 
 use conformance::dhtnode::DhtNode;
 use conformance::jamid::{AccountSetup, Jamid};
 use conformance::netns::Netns;
 use conformance::TempDir;
 use node::crypto::hex;
+use node::dht::engine::{Config, Dht, Event};
+use node::dht::{InfoHash as DhtKey, Value, ValueData};
+use node::driver::{unix_ms, UdpDriver};
 use node::identity::account::JAMI_RSA_BITS;
 use node::identity::archive::generate_eth_key;
+use node::identity::link;
 use node::identity::{
     decode_chain, verify_device_chain, AccountArchive, AccountIdentity, ArchiveError, Certificate,
 };
@@ -274,5 +278,159 @@ fn we_read_the_archives_jamid_exports() {
             assert!(!jamid.export_to_file(&acc, &other, "wrong").unwrap());
         }
     }
+    jamid.stop(GRACE);
+}
+
+fn our_dht_node(seed: u64) -> Dht {
+    let verify: node::dht::engine::Verifier = Box::new(node::crypto::verify);
+    Dht::new(
+        Config {
+            id: DhtKey::get(format!("jamisim-link-{seed}")),
+            network: 0,
+            seed,
+            verify: Some(verify),
+        },
+        unix_ms(),
+    )
+}
+
+/// PIN linking (§4.4) with jamid, both ways, through the official dhtnode: jamid's
+/// `exportOnRing` PIN lets our node fetch and decrypt its archive; an archive we put
+/// under our PIN is imported by jamid (`Account.archivePIN`) as a new device of our
+/// account.
+#[test]
+fn pin_linking_with_jamid_both_ways() {
+    if !conformance::jamid_or_skip() {
+        return;
+    }
+    let _one = serial();
+    let mut rng = rng();
+    let home = TempDir::new("jamid-link").expect("temp dir");
+    let ns = Netns::create("jsjarch").expect("namespace");
+    let _dht = DhtNode::start(&ns, DHTNODE_PORT, None, false).expect("dhtnode");
+    let jamid = Jamid::start(&ns, home.path()).expect("jamid");
+
+    // jamid → us.
+    let mut setup = AccountSetup::new("exporter", bootstrap());
+    setup
+        .extra
+        .insert("Account.archivePassword".into(), PASSWORD.into());
+    setup
+        .extra
+        .insert("Account.archiveHasPassword".into(), "true".into());
+    let acc = jamid.create_account(&setup).expect("addAccount");
+    jamid
+        .wait_for_registration(&acc, REGISTER_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&jamid)));
+    let uri = jamid.account_uri(&acc).unwrap();
+    let t0 = Instant::now();
+    let (status, pin) = jamid
+        .export_on_ring(&acc, PASSWORD, Duration::from_secs(60))
+        .expect("exportOnRingEnded");
+    eprintln!(
+        "exportOnRing: status {status}, PIN {pin:?} in {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(status, 0, "export succeeded");
+    assert_eq!(pin.len(), link::PIN_LEN);
+    let seed = link::time_seed(now());
+    let keys: Vec<([u8; 32], [u8; 20])> = [seed, seed - 1]
+        .iter()
+        .map(|s| link::pin_key(PASSWORD, &pin, *s).expect("stretch"))
+        .collect();
+    let fetched = ns
+        .spawn(move || -> anyhow::Result<(Vec<u8>, usize)> {
+            let mut d = UdpDriver::bind(our_dht_node(1), "127.0.0.1:0".parse()?)?;
+            d.dht.bootstrap(unix_ms(), bootstrap());
+            anyhow::ensure!(
+                d.run_until(Duration::from_secs(10), |e| matches!(e, Event::Connected))?,
+                "no bootstrap"
+            );
+            for (i, (_, loc)) in keys.iter().enumerate() {
+                let op = d.dht.get(unix_ms(), DhtKey(*loc));
+                let mut found = None;
+                d.run_until(Duration::from_secs(10), |e| match e {
+                    Event::Values { op: o, values, .. } if *o == op => {
+                        found = values.iter().find_map(|v| match &v.data {
+                            ValueData::Plain(b) => Some(b.data.clone()),
+                            _ => None,
+                        });
+                        found.is_some()
+                    }
+                    Event::GetDone { op: o, .. } => *o == op,
+                    _ => false,
+                })?;
+                if let Some(data) = found {
+                    return Ok((data, i));
+                }
+            }
+            anyhow::bail!("nothing at the PIN locations")
+        })
+        .join()
+        .expect("our node thread")
+        .expect("our node gets jamid's export");
+    let (data, which) = fetched;
+    let key = link::pin_key(PASSWORD, &pin, seed - which as u64)
+        .unwrap()
+        .0;
+    let archive = link::import_archive(&data, &key).expect("decrypts with the PIN key");
+    assert_eq!(
+        hex(&archive.account().unwrap().account_id()),
+        uri,
+        "jamid's account"
+    );
+    assert!(
+        link::import_archive(&data, &link::pin_key("wrong", &pin, seed).unwrap().0).is_err(),
+        "a wrong password gives another key"
+    );
+    eprintln!(
+        "our node linked jamid's account {uri} in {:?}",
+        t0.elapsed()
+    );
+
+    // us → jamid.
+    let account = AccountIdentity::generate(JAMI_RSA_BITS, now(), &mut rng).expect("keys");
+    let ours = AccountArchive::new(&account, generate_eth_key(&mut rng).to_vec());
+    let pin = link::generate_pin(&mut rng);
+    let (key, loc) = link::pin_key("", &pin, link::time_seed(now())).unwrap();
+    let data = link::export_archive(&ours, &key, &mut rng).expect("export");
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let server = ns.spawn(move || -> anyhow::Result<usize> {
+        let mut d = UdpDriver::bind(our_dht_node(2), "127.0.0.1:0".parse()?)?;
+        d.dht.bootstrap(unix_ms(), bootstrap());
+        d.run_until(Duration::from_secs(10), |e| matches!(e, Event::Connected))?;
+        d.dht.put(unix_ms(), DhtKey(loc), Value::plain(1, 0, data));
+        let mut stored = 0;
+        d.run_until(Duration::from_secs(10), |e| {
+            if let Event::PutDone { stored_on, .. } = e {
+                stored = *stored_on;
+            }
+            matches!(e, Event::PutDone { .. })
+        })?;
+        // Keep serving until jamid is done.
+        while stop_rx.try_recv().is_err() {
+            d.turn(Duration::from_millis(50), &mut |_, _| {})?;
+        }
+        Ok(stored)
+    });
+    let t1 = Instant::now();
+    let mut setup = AccountSetup::new("linked", bootstrap());
+    // `ConfProperties::ARCHIVE_PIN`.
+    setup.extra.insert("Account.archivePIN".into(), pin.clone());
+    setup
+        .extra
+        .insert("Account.archivePassword".into(), String::new());
+    let acc = jamid.create_account(&setup).expect("addAccount with a PIN");
+    let res = jamid.wait_for_registration(&acc, REGISTER_TIMEOUT);
+    stop_tx.send(()).ok();
+    let stored = server.join().expect("server thread").expect("our node");
+    res.unwrap_or_else(|e| panic!("jamid links with our PIN: {e:#}\n{}", tail(&jamid)));
+    eprintln!(
+        "jamid linked our account with PIN {pin} in {:?} (our put stored on {stored} node(s))",
+        t1.elapsed()
+    );
+    assert_eq!(jamid.account_uri(&acc).unwrap(), hex(&account.account_id()));
+    let chain = device_chain(home.path(), &acc);
+    assert_eq!(&chain[1..], account.chain());
     jamid.stop(GRACE);
 }
