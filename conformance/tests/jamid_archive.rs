@@ -414,12 +414,7 @@ fn pin_linking_with_jamid_both_ways() {
         Ok(stored)
     });
     let t1 = Instant::now();
-    let mut setup = AccountSetup::new("linked", bootstrap());
-    // `ConfProperties::ARCHIVE_PIN`.
-    setup.extra.insert("Account.archivePIN".into(), pin.clone());
-    setup
-        .extra
-        .insert("Account.archivePassword".into(), String::new());
+    let setup = AccountSetup::new("linked", bootstrap()).with_pin(&pin, "");
     let acc = jamid.create_account(&setup).expect("addAccount with a PIN");
     let res = jamid.wait_for_registration(&acc, REGISTER_TIMEOUT);
     stop_tx.send(()).ok();
