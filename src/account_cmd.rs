@@ -7,6 +7,8 @@
 //!   CRL): gzip JSON, or encrypted when the account has a password (§4.3);
 //! * `ring_device.key` — this device's private key (PKCS#8 PEM, mode 0600);
 //! * `ring_device.crt` — this device's chain, device → account → CA (PEM).
+//!
+//! `link` fetches an archive published under a PIN over the DHT (§4.4).
 
 use anyhow::{anyhow, bail, Context, Result};
 use node::crypto::{hex, PrivateKey};
@@ -43,6 +45,11 @@ pub enum AccountOp {
         device: Option<String>,
         cert: Option<PathBuf>,
     },
+    Link {
+        pin: String,
+        bootstrap: Vec<std::net::SocketAddr>,
+        timeout_s: u64,
+    },
 }
 
 /// Options shared by every `account` subcommand.
@@ -78,6 +85,11 @@ pub fn run(opts: &AccountOpts, op: AccountOp) -> Result<()> {
         AccountOp::Export { out, out_password } => export(opts, &out, out_password),
         AccountOp::Import { archive } => import(opts, &archive),
         AccountOp::Revoke { device, cert } => revoke(opts, device, cert),
+        AccountOp::Link {
+            pin,
+            bootstrap,
+            timeout_s,
+        } => link(opts, &pin, &bootstrap, timeout_s),
     }
 }
 
@@ -101,6 +113,82 @@ fn import(opts: &AccountOpts, from: &Path) -> Result<()> {
     let device = account.new_device(opts.bits, now(), &mut rng)?;
     save(opts, &archive, &device, &mut rng)?;
     println!("imported account {}", hex(&account.account_id()));
+    println!("new device {}", hex(&device.device_id()));
+    Ok(())
+}
+
+/// PIN linking (§4.4): fetch the archive another device published under `pin` (jamid's
+/// "link another device"), for the current and the previous 20-minute seed, through a
+/// DHT node of our own joined via `bootstrap`; then a new device as for `import`.
+fn link(
+    opts: &AccountOpts,
+    pin: &str,
+    bootstrap: &[std::net::SocketAddr],
+    timeout_s: u64,
+) -> Result<()> {
+    use node::dht::engine::{Config, Dht, Event};
+    use node::dht::{InfoHash, ValueData};
+    use node::driver::{unix_ms, UdpDriver};
+    use node::identity::link;
+    use std::time::Duration;
+    refuse_existing(&opts.dir)?;
+    if bootstrap.is_empty() {
+        bail!("give at least one --bootstrap node");
+    }
+    let seed = link::time_seed(now());
+    let mut keys = Vec::new();
+    for s in [seed, seed - 1] {
+        keys.push(link::pin_key(&opts.password, pin, s)?);
+    }
+    let mut rng = rng();
+    let verify: node::dht::engine::Verifier = Box::new(node::crypto::verify);
+    let dht = Dht::new(
+        Config {
+            id: InfoHash(rng.random()),
+            network: 0,
+            seed: rng.random(),
+            verify: Some(verify),
+        },
+        unix_ms(),
+    );
+    let mut d = UdpDriver::bind(dht, "0.0.0.0:0".parse()?)?;
+    for b in bootstrap {
+        d.dht.bootstrap(unix_ms(), *b);
+    }
+    let timeout = Duration::from_secs(timeout_s);
+    if !d.run_until(timeout, |e| matches!(e, Event::Connected))? {
+        bail!("no DHT node answered within {timeout_s} s");
+    }
+    let mut found = None;
+    for (key, loc) in &keys {
+        let op = d.dht.get(unix_ms(), InfoHash(*loc));
+        let mut values = Vec::new();
+        d.run_until(timeout, |e| match e {
+            Event::Values {
+                op: o, values: v, ..
+            } if *o == op => {
+                values.extend(v.iter().filter_map(|v| match &v.data {
+                    ValueData::Plain(b) => Some(b.data.clone()),
+                    _ => None,
+                }));
+                false
+            }
+            Event::GetDone { op: o, .. } => *o == op,
+            _ => false,
+        })?;
+        found = values
+            .iter()
+            .find_map(|data| link::import_archive(data, key).ok());
+        if found.is_some() {
+            break;
+        }
+    }
+    let archive =
+        found.context("no archive found for this PIN and password (PINs last 20 to 40 minutes)")?;
+    let account = archive.account()?;
+    let device = account.new_device(opts.bits, now(), &mut rng)?;
+    save(opts, &archive, &device, &mut rng)?;
+    println!("linked account {}", hex(&account.account_id()));
     println!("new device {}", hex(&device.device_id()));
     Ok(())
 }

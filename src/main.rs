@@ -173,6 +173,21 @@ enum AccountCmd {
         #[arg(long)]
         cert: Option<PathBuf>,
     },
+    /// Link this directory to an account another device exports with a PIN over the
+    /// DHT (--password = the archive password the exporter used).
+    Link {
+        #[command(flatten)]
+        args: AccountArgs,
+        /// The PIN the exporting device shows.
+        #[arg(long)]
+        pin: String,
+        /// A DHT node to join through (repeatable).
+        #[arg(long, required = true)]
+        bootstrap: Vec<SocketAddr>,
+        /// Seconds to wait for the DHT at each step.
+        #[arg(long, default_value_t = 20)]
+        timeout: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -407,6 +422,19 @@ fn real_main() -> Result<bool> {
                 AccountCmd::Revoke { args, device, cert } => {
                     (args, AccountOp::Revoke { device, cert })
                 }
+                AccountCmd::Link {
+                    args,
+                    pin,
+                    bootstrap,
+                    timeout,
+                } => (
+                    args,
+                    AccountOp::Link {
+                        pin,
+                        bootstrap,
+                        timeout_s: timeout,
+                    },
+                ),
             };
             let opts = account_cmd::AccountOpts {
                 dir: args.dir,
