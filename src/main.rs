@@ -1,6 +1,7 @@
 //! `jamisim`: run scenario suites in the simulator, replay a failing seed, merge shard
 //! reports.
 
+mod account_cmd;
 mod nameserver_cmd;
 mod node_cmd;
 
@@ -106,6 +107,87 @@ enum NodeCmd {
         #[arg(long)]
         db: PathBuf,
     },
+    /// Jami accounts on disk: create, show, export, import, revoke a device. The
+    /// directory holds archive.gz, ring_device.key and ring_device.crt, as jamid's does.
+    Account {
+        #[command(subcommand)]
+        cmd: AccountCmd,
+    },
+}
+
+/// Options every `node account` subcommand takes.
+#[derive(clap::Args)]
+struct AccountArgs {
+    /// The account directory.
+    #[arg(long, default_value = "jami-account")]
+    dir: PathBuf,
+    /// The archive password (empty = none, a plain gzip archive).
+    #[arg(long, default_value = "")]
+    password: String,
+    /// RSA key size of new keys; jamid uses 4096. Smaller sizes are for tests only.
+    #[arg(long, default_value_t = node::identity::account::JAMI_RSA_BITS, hide = true)]
+    bits: usize,
+}
+
+#[derive(Subcommand)]
+enum AccountCmd {
+    /// A new account (RSA-4096 CA and account keys) with its first device.
+    Create {
+        #[command(flatten)]
+        args: AccountArgs,
+    },
+    /// Jami ID, device ids, certificate names and validity, revoked devices.
+    Show {
+        #[command(flatten)]
+        args: AccountArgs,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the account archive (importable by jamid as Account.archivePath).
+    Export {
+        #[command(flatten)]
+        args: AccountArgs,
+        /// Where to write the archive.
+        #[arg(long)]
+        out: PathBuf,
+        /// Password of the written archive (default: the account's own).
+        #[arg(long)]
+        out_password: Option<String>,
+    },
+    /// Import an archive (ours or jamid's): a new device of that account in --dir.
+    Import {
+        #[command(flatten)]
+        args: AccountArgs,
+        /// The archive file.
+        archive: PathBuf,
+    },
+    /// Revoke a device: its certificate joins the account CRL in archive.gz.
+    Revoke {
+        #[command(flatten)]
+        args: AccountArgs,
+        /// Device id (64 hex) or short id (40 hex) of this directory's device.
+        #[arg(long, conflicts_with = "cert")]
+        device: Option<String>,
+        /// The device's certificate (PEM, e.g. another directory's ring_device.crt).
+        #[arg(long)]
+        cert: Option<PathBuf>,
+    },
+    /// Link this directory to an account another device exports with a PIN over the
+    /// DHT (--password = the archive password the exporter used).
+    Link {
+        #[command(flatten)]
+        args: AccountArgs,
+        /// The PIN the exporting device shows.
+        #[arg(long)]
+        pin: String,
+        /// A DHT node to join through (repeatable).
+        #[arg(long, required = true)]
+        bootstrap: Vec<SocketAddr>,
+        /// Seconds to wait for the DHT at each step.
+        #[arg(long, default_value_t = 20)]
+        timeout: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -134,6 +216,21 @@ fn utc_now() -> (String, String) {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    let (y, m, d, h, mi, s) = civil(secs);
+    (
+        format!("{y:04}{m:02}{d:02}-{h:02}{mi:02}{s:02}"),
+        format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"),
+    )
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for unix seconds.
+fn utc_iso(secs: u64) -> String {
+    let (y, m, d, h, mi, s) = civil(secs);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// UTC calendar date and time of unix seconds.
+fn civil(secs: u64) -> (i64, i64, i64, u64, u64, u64) {
     let (days, rem) = (secs / 86400, secs % 86400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days as i64 + 719468;
@@ -145,11 +242,7 @@ fn utc_now() -> (String, String) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    let (h, mi, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    (
-        format!("{y:04}{m:02}{d:02}-{h:02}{mi:02}{s:02}"),
-        format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"),
-    )
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 fn print_summary(report: &reports::RunReport, out: &std::path::Path) -> bool {
@@ -311,6 +404,44 @@ fn real_main() -> Result<bool> {
             cmd: NodeCmd::Nameserver { port, bind, db },
         } => {
             nameserver_cmd::run(nameserver_cmd::NameServerOpts { port, bind, db })?;
+            Ok(true)
+        }
+        Cmd::Node {
+            cmd: NodeCmd::Account { cmd },
+        } => {
+            use account_cmd::AccountOp;
+            let (args, op) = match cmd {
+                AccountCmd::Create { args } => (args, AccountOp::Create),
+                AccountCmd::Show { args, json } => (args, AccountOp::Show { json }),
+                AccountCmd::Export {
+                    args,
+                    out,
+                    out_password,
+                } => (args, AccountOp::Export { out, out_password }),
+                AccountCmd::Import { args, archive } => (args, AccountOp::Import { archive }),
+                AccountCmd::Revoke { args, device, cert } => {
+                    (args, AccountOp::Revoke { device, cert })
+                }
+                AccountCmd::Link {
+                    args,
+                    pin,
+                    bootstrap,
+                    timeout,
+                } => (
+                    args,
+                    AccountOp::Link {
+                        pin,
+                        bootstrap,
+                        timeout_s: timeout,
+                    },
+                ),
+            };
+            let opts = account_cmd::AccountOpts {
+                dir: args.dir,
+                password: args.password,
+                bits: args.bits,
+            };
+            account_cmd::run(&opts, op)?;
             Ok(true)
         }
         Cmd::Report {

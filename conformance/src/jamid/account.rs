@@ -58,6 +58,16 @@ impl AccountSetup {
         self
     }
 
+    /// Link to an existing account over the DHT (§4.4): `Account.archivePIN` (jamid
+    /// 13.7's key; `Account.archivePin` is ignored and a new account is created) and the
+    /// archive password the exporter used.
+    pub fn with_pin(mut self, pin: &str, password: &str) -> AccountSetup {
+        self.extra.insert("Account.archivePIN".into(), pin.into());
+        self.extra
+            .insert("Account.archivePassword".into(), password.into());
+        self
+    }
+
     /// `template` (from `getAccountTemplate("RING")`) with the loopback overrides applied.
     pub fn details(&self, template: &Details) -> Details {
         let mut d = template.clone();
