@@ -57,9 +57,14 @@ pub struct DeviceAnnouncement {
 impl DeviceAnnouncement {
     /// What `makeReceipt` announces for `device`.
     pub fn for_device(device: &DeviceIdentity) -> Self {
+        Self::for_certificate(device.certificate())
+    }
+
+    /// The same from the device certificate alone.
+    pub fn for_certificate(device: &Certificate) -> Self {
         DeviceAnnouncement {
             dev: InfoHash(device.short_id()),
-            pk: Some(device.certificate().spki_der().to_vec()),
+            pk: Some(device.spki_der().to_vec()),
         }
     }
 
@@ -108,15 +113,16 @@ impl DeviceAnnouncement {
 }
 
 /// The signed value our device puts at its account id: seq 0, signed by the account
-/// key (as in the receipt jamid keeps; the value id is chosen when it is put).
+/// key. jamid packs it into the receipt with id 0 and OpenDHT gives it a random id when
+/// it is first put (so each jamid run announces under a new id).
 pub fn announcement_value(
     account: &AccountIdentity,
-    device: &DeviceIdentity,
+    device: &Certificate,
     id: u64,
 ) -> Result<Value, SecureError> {
     let body = Body {
         type_id: ANNOUNCEMENT_TYPE,
-        data: DeviceAnnouncement::for_device(device).pack(),
+        data: DeviceAnnouncement::for_certificate(device).pack(),
         utype: String::new(),
     };
     secure::sign(account.account_key(), id, 0, body, None)

@@ -105,7 +105,7 @@ fn data_is_msgpack_c_map_dev_then_pk() {
 #[test]
 fn our_announcement_is_account_signed_type_0_and_verifies() {
     let f = fx();
-    let v = announcement_value(&f.a, &f.a_dev, 77).unwrap();
+    let v = announcement_value(&f.a, f.a_dev.certificate(), 77).unwrap();
     let ValueData::Signed(s) = &v.data else {
         panic!("signed")
     };
@@ -132,7 +132,7 @@ fn our_announcement_is_account_signed_type_0_and_verifies() {
 fn forged_announcements_are_rejected() {
     let f = fx();
     let a_key = key_of(&f.a);
-    let good = announcement_value(&f.a, &f.a_dev, 1).unwrap();
+    let good = announcement_value(&f.a, f.a_dev.certificate(), 1).unwrap();
 
     // Tampered data, original signature.
     let mut tampered = good.clone();
@@ -152,7 +152,7 @@ fn forged_announcements_are_rejected() {
     );
 
     // Signed by account B, put at A's id.
-    let by_b = announcement_value(&f.b, &f.a_dev, 2).unwrap();
+    let by_b = announcement_value(&f.b, f.a_dev.certificate(), 2).unwrap();
     assert_eq!(
         check_announcement(&a_key, &by_b),
         Err(Rejection::WrongAccount)
@@ -167,7 +167,7 @@ fn forged_announcements_are_rejected() {
     assert_eq!(check_announcement(&a_key, &v), Err(Rejection::KeyMismatch));
 
     // B announces A's device at B's id: B's claim is fine, the device is not B's.
-    let b_claims_a_dev = announcement_value(&f.b, &f.a_dev, 4).unwrap();
+    let b_claims_a_dev = announcement_value(&f.b, f.a_dev.certificate(), 4).unwrap();
     let claim = check_announcement(&key_of(&f.b), &b_claims_a_dev).expect("b's own claim");
     assert_eq!(
         check_device(&claim, f.a_dev.chain(), &[]),
@@ -249,9 +249,9 @@ fn tracker_goes_online_counts_forgeries_and_goes_offline() {
 
     // Forged values arriving on the listen: counted, presence unchanged.
     let forged = vec![
-        announcement_value(&f.b, &f.a_dev, 20).unwrap(), // wrong signer
+        announcement_value(&f.b, f.a_dev.certificate(), 20).unwrap(), // wrong signer
         {
-            let mut v = announcement_value(&f.a, &f.b_dev, 21).unwrap();
+            let mut v = announcement_value(&f.a, f.b_dev.certificate(), 21).unwrap();
             if let ValueData::Signed(s) = &mut v.data {
                 s.sig[0] ^= 1;
             }
@@ -323,7 +323,11 @@ fn tracker_expires_unrefreshed_devices_and_honours_the_accounts_crl() {
         InfoHash(f.a_dev.short_id()),
         certificate_value(f.a_dev.chain_pem().as_bytes()),
     );
-    dht.put(now, a_key, announcement_value(&f.a, &f.a_dev, 10).unwrap());
+    dht.put(
+        now,
+        a_key,
+        announcement_value(&f.a, f.a_dev.certificate(), 10).unwrap(),
+    );
     t.track(&mut dht, now, a_key);
     pump(&mut dht, &mut t, now);
     assert!(t.is_online(&a_key));
@@ -371,7 +375,11 @@ fn tracker_expires_unrefreshed_devices_and_honours_the_accounts_crl() {
         InfoHash(f.a_dev.short_id()),
         certificate_value(f.a_dev.chain_pem().as_bytes()),
     );
-    dht.put(now, a_key, announcement_value(&f.a, &f.a_dev, 10).unwrap());
+    dht.put(
+        now,
+        a_key,
+        announcement_value(&f.a, f.a_dev.certificate(), 10).unwrap(),
+    );
     t.track(&mut dht, now, a_key);
     pump(&mut dht, &mut t, now);
     assert!(t.is_online(&a_key));

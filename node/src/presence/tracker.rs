@@ -48,7 +48,7 @@ impl DeviceAnnouncer {
     ) -> Result<Self, SecureError> {
         Ok(DeviceAnnouncer {
             key: InfoHash(account.account_id()),
-            value: announcement_value(account, device, id)?,
+            value: announcement_value(account, device.certificate(), id)?,
             next_at: None,
             puts: 0,
         })
