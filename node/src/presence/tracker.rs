@@ -407,6 +407,10 @@ impl PresenceTracker {
         let Some(c) = self.contacts.get_mut(&account) else {
             return;
         };
+        if !c.devices.contains_key(&claim.value_id) {
+            // Expired while its certificate was being looked up.
+            return;
+        }
         c.devices.insert(
             claim.value_id,
             Device {
