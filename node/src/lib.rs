@@ -7,3 +7,4 @@ pub mod dht;
 pub mod driver;
 pub mod identity;
 pub mod nameserver;
+pub mod presence;

@@ -1,0 +1,494 @@
+//! Presence over [`SecureDht`] (PROTOCOLS §9.5), sans-IO: [`DeviceAnnouncer`] keeps our
+//! device's announcement on the DHT; [`PresenceTracker`] listens at contacts' account
+//! ids and says a contact is online while at least one of its devices has a live
+//! announcement whose device chain checks out.
+//!
+//! jamid itself counts every signed type-0 value that unpacks as an announcement
+//! (`JamiAccount::trackPresence`: adds minus expirations, no chain check); this tracker is
+//! stricter on purpose: an announcement only counts once the device certificate found at
+//! `dev` is issued by the account and not revoked.
+//!
+//! Both take the node's [`SecureDht`] as an argument and the caller hands them the
+//! node's events and timeouts; they own no clock or socket.
+
+use super::announcement::{
+    announcement_value, check_announcement, check_device, device_chain, Claim, Rejection,
+    ANNOUNCEMENT_EXPIRATION_MS,
+};
+use crate::dht::engine::{Event, OpId};
+use crate::dht::infohash::InfoHash;
+use crate::dht::secure::{SecureDht, SecureError};
+use crate::dht::value::{Value, ValueData};
+use crate::identity::{AccountIdentity, Certificate, DeviceIdentity, DeviceInfo, RevocationList};
+use std::collections::{BTreeMap, VecDeque};
+
+/// OpenDHT refreshes a permanent put this long before the value type's expiry (10 s).
+pub const REANNOUNCE_MS: u64 = ANNOUNCEMENT_EXPIRATION_MS - 10_000;
+/// How often a tracked account is fetched again: a listen reports each value once, so a
+/// re-get is how a still-announced device proves it is still there.
+pub const RECHECK_MS: u64 = ANNOUNCEMENT_EXPIRATION_MS / 2;
+
+/// Keeps our device announced at our account id (a "permanent" put: put again before
+/// the 10-minute expiry).
+pub struct DeviceAnnouncer {
+    key: InfoHash,
+    value: Value,
+    next_at: Option<u64>,
+    /// Puts issued so far.
+    pub puts: u64,
+}
+
+impl DeviceAnnouncer {
+    /// The announcement of `device` for `account`, as value `id` (jamid takes a random
+    /// one when it first puts its receipt's announcement).
+    pub fn new(
+        account: &AccountIdentity,
+        device: &DeviceIdentity,
+        id: u64,
+    ) -> Result<Self, SecureError> {
+        Ok(DeviceAnnouncer {
+            key: InfoHash(account.account_id()),
+            value: announcement_value(account, device.certificate(), id)?,
+            next_at: None,
+            puts: 0,
+        })
+    }
+
+    /// The signed value we put.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// The account id it is put at.
+    pub fn key(&self) -> InfoHash {
+        self.key
+    }
+
+    /// Put now and schedule the refresh.
+    pub fn announce(&mut self, dht: &mut SecureDht, now: u64) -> OpId {
+        self.puts += 1;
+        self.next_at = Some(now + REANNOUNCE_MS);
+        dht.put(now, self.key, self.value.clone())
+    }
+
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.next_at
+    }
+
+    pub fn handle_timeout(&mut self, dht: &mut SecureDht, now: u64) {
+        if self.next_at.is_some_and(|t| t <= now) {
+            self.announce(dht, now);
+        }
+    }
+}
+
+/// What the tracker tells its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresenceEvent {
+    /// First live, verified device of an account.
+    Online(InfoHash),
+    /// Its last device expired or was revoked.
+    Offline(InfoHash),
+    /// A device of `account` passed every check.
+    DeviceVerified {
+        account: InfoHash,
+        device: DeviceInfo,
+    },
+    /// Something at a tracked account id was refused.
+    Rejected {
+        account: InfoHash,
+        reason: Rejection,
+    },
+}
+
+/// What the tracker accepted and refused, by reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PresenceStats {
+    pub verified: u64,
+    pub rejected: BTreeMap<Rejection, u64>,
+}
+
+impl PresenceStats {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+enum Op {
+    /// The listen (or a periodic re-get) at an account id.
+    Account(InfoHash),
+    /// Certificate lookup at `dev` for an announcement.
+    Certificate {
+        account: InfoHash,
+        claim: Box<Claim>,
+        done: bool,
+    },
+}
+
+struct Device {
+    dev: InfoHash,
+    /// Set once verified: what was checked (kept to re-check against new CRLs).
+    verified: Option<Verified>,
+    expires_at: u64,
+}
+
+struct Verified {
+    info: DeviceInfo,
+    claim: Claim,
+    chain: Vec<Certificate>,
+}
+
+struct Contact {
+    listen: OpId,
+    /// By announcement value id.
+    devices: BTreeMap<u64, Device>,
+    crls: Vec<RevocationList>,
+    online: bool,
+    next_check: u64,
+}
+
+/// Online/offline state of the accounts we track.
+#[derive(Default)]
+pub struct PresenceTracker {
+    contacts: BTreeMap<InfoHash, Contact>,
+    ops: BTreeMap<OpId, Op>,
+    events: VecDeque<PresenceEvent>,
+    pub stats: PresenceStats,
+}
+
+impl PresenceTracker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Listen at `account`'s id (jamid's `subscribeBuddy`).
+    pub fn track(&mut self, dht: &mut SecureDht, now: u64, account: InfoHash) {
+        if self.contacts.contains_key(&account) {
+            return;
+        }
+        let listen = dht.listen(now, account);
+        self.ops.insert(listen, Op::Account(account));
+        self.contacts.insert(
+            account,
+            Contact {
+                listen,
+                devices: BTreeMap::new(),
+                crls: Vec::new(),
+                online: false,
+                next_check: now + RECHECK_MS,
+            },
+        );
+    }
+
+    pub fn untrack(&mut self, dht: &mut SecureDht, account: &InfoHash) {
+        if let Some(c) = self.contacts.remove(account) {
+            dht.cancel(c.listen);
+        }
+        self.ops.retain(|_, op| match op {
+            Op::Account(a) | Op::Certificate { account: a, .. } => a != account,
+        });
+    }
+
+    pub fn is_online(&self, account: &InfoHash) -> bool {
+        self.contacts.get(account).is_some_and(|c| c.online)
+    }
+
+    /// The listen at `account`'s id, while tracked.
+    pub fn listen_op(&self, account: &InfoHash) -> Option<OpId> {
+        self.contacts.get(account).map(|c| c.listen)
+    }
+
+    /// Verified, live devices of `account`.
+    pub fn devices(&self, account: &InfoHash) -> Vec<DeviceInfo> {
+        self.contacts
+            .get(account)
+            .map(|c| {
+                c.devices
+                    .values()
+                    .filter_map(|d| d.verified.as_ref().map(|v| v.info))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn poll_event(&mut self) -> Option<PresenceEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.contacts
+            .values()
+            .flat_map(|c| {
+                let expiries = c.devices.values().filter(|d| d.verified.is_some());
+                std::iter::once(c.next_check).chain(expiries.map(|d| d.expires_at))
+            })
+            .min()
+    }
+
+    /// Expire devices not seen again in time; re-fetch accounts due for a check.
+    pub fn handle_timeout(&mut self, dht: &mut SecureDht, now: u64) {
+        let accounts: Vec<InfoHash> = self.contacts.keys().copied().collect();
+        for account in accounts {
+            let Some(c) = self.contacts.get_mut(&account) else {
+                continue;
+            };
+            c.devices
+                .retain(|_, d| d.verified.is_none() || d.expires_at > now);
+            let due = c.next_check <= now;
+            if due {
+                c.next_check = now + RECHECK_MS;
+            }
+            self.update(&account);
+            if due {
+                // What we store ourselves first: a get reports it only once the
+                // search has started, possibly after it finished.
+                let local = local_values(dht, &account);
+                self.account_values(dht, now, account, &local);
+                let op = dht.get(now, account);
+                self.ops.insert(op, Op::Account(account));
+            }
+        }
+    }
+
+    /// Feed one of the node's events; returns whether it belonged to the tracker.
+    pub fn handle_event(&mut self, dht: &mut SecureDht, now: u64, e: &Event) -> bool {
+        let op = match e {
+            Event::Values { op, .. }
+            | Event::Expired { op, .. }
+            | Event::GetDone { op, .. }
+            | Event::Failed { op, .. }
+            | Event::PutDone { op, .. } => *op,
+            Event::Connected => return false,
+        };
+        let Some(kind) = self.ops.get_mut(&op) else {
+            return false;
+        };
+        match (kind, e) {
+            (Op::Account(account), Event::Values { values, .. }) => {
+                let account = *account;
+                self.account_values(dht, now, account, values);
+            }
+            (Op::Account(account), Event::Expired { ids, .. }) => {
+                let account = *account;
+                if let Some(c) = self.contacts.get_mut(&account) {
+                    for id in ids {
+                        c.devices.remove(id);
+                    }
+                }
+                self.update(&account);
+            }
+            (Op::Account(account), Event::GetDone { .. } | Event::Failed { .. }) => {
+                let listening = self.contacts.get(account).is_some_and(|c| c.listen == op);
+                if !listening {
+                    self.ops.remove(&op);
+                }
+            }
+            (
+                Op::Certificate {
+                    account,
+                    claim,
+                    done,
+                },
+                Event::Values { values, .. },
+            ) => {
+                if *done {
+                    return true;
+                }
+                let dev = claim.announcement.dev;
+                let Some(chain) = values.iter().find_map(|v| device_chain(v, &dev)) else {
+                    return true;
+                };
+                *done = true;
+                let (account, claim) = (*account, claim.clone());
+                self.check_chain(now, account, *claim, chain);
+            }
+            (
+                Op::Certificate {
+                    account,
+                    claim,
+                    done,
+                },
+                Event::GetDone { .. } | Event::Failed { .. },
+            ) => {
+                let (account, id, done) = (*account, claim.value_id, *done);
+                self.ops.remove(&op);
+                if !done {
+                    self.reject_device(account, id, Rejection::NoCertificate);
+                }
+            }
+            _ => {}
+        }
+        true
+    }
+
+    fn account_values(
+        &mut self,
+        dht: &mut SecureDht,
+        now: u64,
+        account: InfoHash,
+        values: &[Value],
+    ) {
+        for v in values {
+            match &v.data {
+                ValueData::Signed(_) => match check_announcement(&account, v) {
+                    Ok(claim) => self.claimed(dht, now, claim),
+                    Err(Rejection::WrongType) => {}
+                    Err(r) => self.reject(account, r),
+                },
+                ValueData::Plain(b) if b.type_id == 0 => {
+                    if let Ok(crl) = RevocationList::from_value_data(&b.data) {
+                        self.add_crl(account, crl);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A valid-looking announcement: refresh a device we already verified, or look up
+    /// its certificate.
+    fn claimed(&mut self, dht: &mut SecureDht, now: u64, claim: Claim) {
+        let account = claim.account;
+        let Some(c) = self.contacts.get_mut(&account) else {
+            return;
+        };
+        if let Some(d) = c.devices.get_mut(&claim.value_id) {
+            if d.dev == claim.announcement.dev {
+                if d.verified.is_some() {
+                    d.expires_at = now + ANNOUNCEMENT_EXPIRATION_MS;
+                }
+                return;
+            }
+        }
+        c.devices.insert(
+            claim.value_id,
+            Device {
+                dev: claim.announcement.dev,
+                verified: None,
+                expires_at: now + ANNOUNCEMENT_EXPIRATION_MS,
+            },
+        );
+        let dev = claim.announcement.dev;
+        let local = local_values(dht, &dev);
+        if let Some(chain) = local.iter().find_map(|v| device_chain(v, &dev)) {
+            return self.check_chain(now, account, claim, chain);
+        }
+        let op = dht.get(now, dev);
+        self.ops.insert(
+            op,
+            Op::Certificate {
+                account,
+                claim: Box::new(claim),
+                done: false,
+            },
+        );
+    }
+
+    fn check_chain(&mut self, now: u64, account: InfoHash, claim: Claim, chain: Vec<Certificate>) {
+        let crls = self
+            .contacts
+            .get(&account)
+            .map(|c| c.crls.clone())
+            .unwrap_or_default();
+        match check_device(&claim, &chain, &crls) {
+            Ok(info) => self.verified(now, account, claim, chain, info),
+            Err(r) => self.reject_device(account, claim.value_id, r),
+        }
+    }
+
+    fn verified(
+        &mut self,
+        now: u64,
+        account: InfoHash,
+        claim: Claim,
+        chain: Vec<Certificate>,
+        info: DeviceInfo,
+    ) {
+        let Some(c) = self.contacts.get_mut(&account) else {
+            return;
+        };
+        if !c.devices.contains_key(&claim.value_id) {
+            // Expired while its certificate was being looked up.
+            return;
+        }
+        c.devices.insert(
+            claim.value_id,
+            Device {
+                dev: claim.announcement.dev,
+                verified: Some(Verified { info, claim, chain }),
+                expires_at: now + ANNOUNCEMENT_EXPIRATION_MS,
+            },
+        );
+        self.stats.verified += 1;
+        self.events.push_back(PresenceEvent::DeviceVerified {
+            account,
+            device: info,
+        });
+        self.update(&account);
+    }
+
+    /// A CRL found at the account id. Kept whoever signed it: `check_device` only
+    /// honours CRLs signed by the device's issuer. Verified devices are checked again.
+    fn add_crl(&mut self, account: InfoHash, crl: RevocationList) {
+        let Some(c) = self.contacts.get_mut(&account) else {
+            return;
+        };
+        if c.crls.iter().any(|k| k.der() == crl.der()) {
+            return;
+        }
+        c.crls.push(crl);
+        let crls = c.crls.clone();
+        let revoked: Vec<(u64, Rejection)> = c
+            .devices
+            .iter()
+            .filter_map(|(id, d)| {
+                let v = d.verified.as_ref()?;
+                check_device(&v.claim, &v.chain, &crls)
+                    .err()
+                    .map(|r| (*id, r))
+            })
+            .collect();
+        for (id, r) in revoked {
+            self.reject_device(account, id, r);
+        }
+    }
+
+    fn reject_device(&mut self, account: InfoHash, value_id: u64, r: Rejection) {
+        if let Some(c) = self.contacts.get_mut(&account) {
+            c.devices.remove(&value_id);
+        }
+        self.reject(account, r);
+        self.update(&account);
+    }
+
+    fn reject(&mut self, account: InfoHash, reason: Rejection) {
+        *self.stats.rejected.entry(reason).or_default() += 1;
+        self.events
+            .push_back(PresenceEvent::Rejected { account, reason });
+    }
+
+    /// Emit Online/Offline on a change.
+    fn update(&mut self, account: &InfoHash) {
+        let Some(c) = self.contacts.get_mut(account) else {
+            return;
+        };
+        let online = c.devices.values().any(|d| d.verified.is_some());
+        if online != c.online {
+            c.online = online;
+            self.events.push_back(if online {
+                PresenceEvent::Online(*account)
+            } else {
+                PresenceEvent::Offline(*account)
+            });
+        }
+    }
+}
+
+/// Values our own node stores at `key`.
+fn local_values(dht: &SecureDht, key: &InfoHash) -> Vec<Value> {
+    dht.storage()
+        .get(&key.0)
+        .iter()
+        .filter_map(|e| Value::unpack(&e.value.packed).ok())
+        .collect()
+}
