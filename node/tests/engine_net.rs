@@ -371,3 +371,28 @@ fn signed_edits_replace_and_forged_or_stale_ones_are_rejected() {
         "each refusal is counted ({rejected_before} -> {rejected})"
     );
 }
+
+#[test]
+fn a_lone_node_reports_its_own_values_before_the_get_is_done() {
+    let mut d = Dht::new(
+        Config {
+            id: InfoHash::get("alone"),
+            network: 0,
+            seed: 1,
+            verify: None,
+        },
+        0,
+    );
+    let key = InfoHash::get("kept here");
+    d.put(0, key, Value::plain(7, 0, b"local".to_vec()));
+    let op = d.get(1, key);
+    let mut order = Vec::new();
+    while let Some(e) = d.poll_event() {
+        match e {
+            Event::Values { op: o, .. } if o == op => order.push("values"),
+            Event::GetDone { op: o, .. } if o == op => order.push("done"),
+            _ => {}
+        }
+    }
+    assert_eq!(order, ["values", "done"]);
+}

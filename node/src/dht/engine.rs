@@ -317,10 +317,8 @@ impl Dht {
     /// Find the values stored at `key`.
     pub fn get(&mut self, now: u64, key: InfoHash) -> OpId {
         self.now = now;
-        let op = self.start_search(key, SearchKind::Get);
         // Values stored here answer too (we may be one of the closest nodes).
-        self.deliver_local(op, key);
-        op
+        self.start_search(key, SearchKind::Get, true)
     }
 
     fn deliver_local(&mut self, op: OpId, key: InfoHash) {
@@ -355,16 +353,15 @@ impl Dht {
                 packed,
                 sent: false,
             },
+            false,
         )
     }
 
     /// Be told about values at `key` as they arrive (until `cancel`).
     pub fn listen(&mut self, now: u64, key: InfoHash) -> OpId {
         self.now = now;
-        let op = self.start_search(key, SearchKind::Listen);
         // Values already stored here count too.
-        self.deliver_local(op, key);
-        op
+        self.start_search(key, SearchKind::Listen, true)
     }
 
     pub fn cancel(&mut self, op: OpId) {
@@ -797,7 +794,7 @@ impl Dht {
             self.events.push_back(Event::Connected);
             // Learn our neighbourhood, as OpenDHT does on its first contact.
             let own = self.cfg.id;
-            self.start_search(own, SearchKind::Find);
+            self.start_search(own, SearchKind::Find, false);
         }
         for n in &r.nodes4 {
             self.learn(n.id, node_addr(n, from), false);
@@ -988,7 +985,7 @@ impl Dht {
                     .values()
                     .any(|s| matches!(s.kind, SearchKind::Find) && !s.done)
                 {
-                    self.start_search(near, SearchKind::Find);
+                    self.start_search(near, SearchKind::Find, false);
                 }
             }
         }
@@ -1026,7 +1023,9 @@ impl Dht {
 
     // ---- searches ---------------------------------------------------------------------
 
-    fn start_search(&mut self, key: InfoHash, kind: SearchKind) -> OpId {
+    /// Start a search; with `local`, values stored here are delivered first (before a
+    /// search with no node to ask reports itself done).
+    fn start_search(&mut self, key: InfoHash, kind: SearchKind, local: bool) -> OpId {
         self.stats.searches_started += 1;
         let op = self.next_op;
         self.next_op += 1;
@@ -1055,6 +1054,9 @@ impl Dht {
                 found_depth: None,
             },
         );
+        if local {
+            self.deliver_local(op, key);
+        }
         self.step(op);
         op
     }
