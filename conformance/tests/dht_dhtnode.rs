@@ -359,5 +359,8 @@ fn python_opendht_joins_through_our_node_and_exchanges_values() {
         stdout.contains("bigput=True"),
         "python's 60 KiB put succeeds through us:\n{stdout}\n{stderr}"
     );
-    assert!(found, "we get python's value, and hold its 60 KiB value intact");
+    assert!(
+        found,
+        "we get python's value, and hold its 60 KiB value intact"
+    );
 }

@@ -110,8 +110,8 @@ async fn node_info(be: &Backend, peer: SocketAddr) -> Response<ProxyBody> {
             } else {
                 (empty, stats)
             };
+            // No `id`: OpenDHT writes it only for a node with an identity, which ours lacks.
             let body = serde_json::json!({
-                "id": i.node_id.to_string(),
                 "ipv4": v4,
                 "ipv6": v6,
                 "node_id": i.node_id.to_string(),
