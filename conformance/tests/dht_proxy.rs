@@ -6,10 +6,12 @@
 use conformance::dhtnode::DhtNode;
 use conformance::netns::Netns;
 use node::dht::engine::{Config, Dht, Event};
-use node::dht::proxy::{backend::Backend, client::ProxyClient, server};
+use node::dht::proxy::backend::{Backend, Counters};
+use node::dht::proxy::{client::ProxyClient, server};
 use node::dht::{InfoHash, Value, ValueData};
 use node::driver::{unix_ms, UdpDriver};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -188,25 +190,7 @@ fn dhtnode_proxy_client_through_our_proxy_server() {
         }
     });
     // Our proxy, its DHT node joined to the plain one.
-    let (ready_tx, ready) = mpsc::channel::<()>();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let proxy = ns.spawn(move || {
-        let be = Backend::start(addr(0), &[addr(4333)], 11).expect("proxy node");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind(addr(8081)).await.unwrap();
-            ready_tx.send(()).unwrap();
-            tokio::select! {
-                _ = server::serve(l, be.clone()) => {}
-                _ = stop_rx => {}
-            }
-            be.stop();
-        })
-    });
-    ready.recv_timeout(Duration::from_secs(10)).unwrap();
+    let (stop_tx, proxy, counters) = start_our_proxy(&ns, 8081, addr(4333));
     let mut official =
         DhtNode::start_with(&ns, 4224, None, false, &["--proxyclient", "127.0.0.1:8081"])
             .expect("dhtnode --proxyclient starts");
@@ -275,8 +259,110 @@ fn dhtnode_proxy_client_through_our_proxy_server() {
         t0.elapsed().as_millis()
     );
     drop(official);
+    assert!(
+        counters.puts.load(Relaxed) >= 1
+            && counters.gets.load(Relaxed) >= 1
+            && counters.listens.load(Relaxed) >= 1,
+        "dhtnode's p, g and l went through our proxy"
+    );
     let _ = stop_tx.send(());
     drop(cmd_tx);
     proxy.join().expect("proxy ran");
     udp_node.join().expect("udp node ran");
+}
+
+/// Start our proxy (its DHT node joined to `bootstrap`) on `port` in `ns`; it runs until
+/// the returned sender is dropped or used.
+fn start_our_proxy(
+    ns: &Netns,
+    port: u16,
+    bootstrap: SocketAddr,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+    std::sync::Arc<Counters>,
+) {
+    let (ready_tx, ready) = mpsc::channel::<std::sync::Arc<Counters>>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let t = ns.spawn(move || {
+        let be = Backend::start(addr(0), &[bootstrap], 23).expect("proxy node");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind(addr(port)).await.unwrap();
+            ready_tx.send(be.counters.clone()).unwrap();
+            tokio::select! {
+                _ = server::serve(l, be.clone()) => {}
+                _ = stop_rx => {}
+            }
+            be.stop();
+        })
+    });
+    let counters = ready.recv_timeout(Duration::from_secs(10)).unwrap();
+    (stop_tx, t, counters)
+}
+
+#[test]
+fn jamid_registers_through_our_proxy_and_is_seen_online() {
+    use conformance::jamid::{AccountSetup, Jamid};
+    if !conformance::jamid_or_skip() {
+        return;
+    }
+    let ns = Netns::create("jspxj").expect("namespace");
+    let _dht = DhtNode::start(&ns, 4222, None, false).expect("dhtnode");
+    let (stop, proxy, counters) = start_our_proxy(&ns, 8082, addr(4222));
+    let dir_a = conformance::TempDir::new("jamid-proxied").unwrap();
+    let dir_b = conformance::TempDir::new("jamid-plain").unwrap();
+    let a = Jamid::start(&ns, dir_a.path()).expect("jamid a");
+    let b = Jamid::start(&ns, dir_b.path()).expect("jamid b");
+    let mut setup = AccountSetup::new("proxied", addr(4222));
+    setup
+        .extra
+        .insert("Account.proxyEnabled".into(), "true".into());
+    setup
+        .extra
+        .insert("Account.proxyServer".into(), "127.0.0.1:8082".into());
+    let t0 = Instant::now();
+    let acc_a = a.create_account(&setup).expect("addAccount (proxied)");
+    let acc_b = b
+        .create_account(&AccountSetup::new("plain", addr(4222)))
+        .expect("addAccount (plain)");
+    let timeout = Duration::from_secs(90);
+    a.wait_for_registration(&acc_a, timeout)
+        .expect("the proxied account reaches REGISTERED through our proxy");
+    eprintln!("proxied account REGISTERED after {:?}", t0.elapsed());
+    let details = a.account_details(&acc_a).unwrap();
+    assert_eq!(details["Account.proxyEnabled"], "true");
+    assert_eq!(details["Account.proxyServer"], "127.0.0.1:8082");
+    b.wait_for_registration(&acc_b, timeout)
+        .expect("plain account");
+    let (uri_a, uri_b) = (
+        a.account_uri(&acc_a).unwrap(),
+        b.account_uri(&acc_b).unwrap(),
+    );
+    let (ma, mb) = (a.signals().mark(), b.signals().mark());
+    let t1 = Instant::now();
+    a.subscribe_buddy(&acc_a, &uri_b, true).unwrap();
+    b.subscribe_buddy(&acc_b, &uri_a, true).unwrap();
+    b.wait_for_presence(&acc_b, &uri_a, true, mb, Duration::from_secs(60))
+        .expect("the plain jamid sees the proxied one online");
+    eprintln!("plain sees proxied online after {:?}", t1.elapsed());
+    a.wait_for_presence(&acc_a, &uri_b, true, ma, Duration::from_secs(60))
+        .expect("the proxied jamid sees the plain one online (listen through our proxy)");
+    eprintln!("both online after {:?}", t1.elapsed());
+    let (puts, listens) = (counters.puts.load(Relaxed), counters.listens.load(Relaxed));
+    eprintln!(
+        "our proxy served {} requests: {puts} puts ({} permanent), {} gets, {listens} listens",
+        counters.requests.load(Relaxed),
+        counters.permanent_puts.load(Relaxed),
+        counters.gets.load(Relaxed)
+    );
+    assert!(
+        puts > 0 && listens > 0,
+        "the proxied jamid put and listened through our proxy"
+    );
+    let _ = stop.send(());
+    proxy.join().unwrap();
 }

@@ -10,7 +10,8 @@ use crate::driver::{unix_ms, UdpDriver};
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::mpsc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 use tokio::sync::{mpsc as tmpsc, oneshot};
 
@@ -75,12 +76,24 @@ struct Permanent {
     next_put: u64,
 }
 
+/// Requests served, by kind (for `/node/stats` and tests that must show a client
+/// really used the proxy).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub gets: AtomicU64,
+    pub listens: AtomicU64,
+    pub puts: AtomicU64,
+    pub permanent_puts: AtomicU64,
+}
+
 /// Handle to the DHT thread.
 #[derive(Clone)]
 pub struct Backend {
     tx: mpsc::Sender<Command>,
     pub node_id: InfoHash,
     pub udp: SocketAddr,
+    pub counters: Arc<Counters>,
 }
 
 impl Backend {
@@ -133,7 +146,12 @@ impl Backend {
         let (node_id, udp) = ready_rx
             .recv()
             .map_err(|_| io::Error::other("the DHT thread ended"))??;
-        Ok(Backend { tx, node_id, udp })
+        Ok(Backend {
+            tx,
+            node_id,
+            udp,
+            counters: Arc::default(),
+        })
     }
 
     /// Send a command; false when the thread has stopped.

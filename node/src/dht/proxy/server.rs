@@ -15,6 +15,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 use tokio::sync::{mpsc, oneshot};
 
@@ -136,6 +137,10 @@ async fn put(be: &Backend, key: InfoHash, body: &[u8]) -> Response<ProxyBody> {
         // OpenDHT's message, its typo included.
         None => return reply(400, "{\"err:\":\"Incorrect JSON\"}".into()),
     };
+    be.counters.puts.fetch_add(1, Relaxed);
+    if parsed.permanent {
+        be.counters.permanent_puts.fetch_add(1, Relaxed);
+    }
     let (tx, rx) = oneshot::channel();
     let sent = be.send(Command::Put {
         key,
@@ -151,6 +156,8 @@ async fn put(be: &Backend, key: InfoHash, body: &[u8]) -> Response<ProxyBody> {
 
 /// Answer one request.
 pub async fn handle(be: Backend, peer: SocketAddr, req: Request<Incoming>) -> Response<ProxyBody> {
+    let c = &be.counters;
+    c.requests.fetch_add(1, Relaxed);
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -171,8 +178,10 @@ pub async fn handle(be: Backend, peer: SocketAddr, req: Request<Incoming>) -> Re
                     200,
                     format!(
                         "{}\n",
-                        serde_json::json!({"listenCount": 0, "putCount": 0, "totalPermanentPuts": 0,
-                            "pushListenersCount": 0, "requestRate": 0.0,
+                        serde_json::json!({"listenCount": c.listens.load(Relaxed),
+                            "putCount": c.puts.load(Relaxed),
+                            "totalPermanentPuts": c.permanent_puts.load(Relaxed),
+                            "requestCount": c.requests.load(Relaxed),
                             "nodeInfo": {"node_id": i.node_id.to_string(), "ops": i.ops}})
                     ),
                 ),
@@ -197,6 +206,7 @@ pub async fn handle(be: Backend, peer: SocketAddr, req: Request<Incoming>) -> Re
         }
         (&Method::GET, _, Some(h), []) => {
             let (tx, rx) = mpsc::unbounded_channel();
+            c.gets.fetch_add(1, Relaxed);
             if be.send(Command::Get { key: key_of(h), tx }) {
                 stream(rx)
             } else {
@@ -205,6 +215,7 @@ pub async fn handle(be: Backend, peer: SocketAddr, req: Request<Incoming>) -> Re
         }
         (&Method::GET, _, Some(h), ["listen"]) => {
             let (tx, rx) = mpsc::unbounded_channel();
+            c.listens.fetch_add(1, Relaxed);
             if be.send(Command::Listen { key: key_of(h), tx }) {
                 stream(rx)
             } else {
