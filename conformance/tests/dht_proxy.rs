@@ -7,7 +7,7 @@ use conformance::dhtnode::DhtNode;
 use conformance::netns::Netns;
 use node::dht::engine::{Config, Dht, Event};
 use node::dht::proxy::backend::{Backend, Counters};
-use node::dht::proxy::{client::ProxyClient, server};
+use node::dht::proxy::{client::ProxyClient, json, server};
 use node::dht::{InfoHash, Value, ValueData};
 use node::driver::{unix_ms, UdpDriver};
 use std::net::SocketAddr;
@@ -51,7 +51,8 @@ fn our_proxy_client_against_dhtnode_proxy_server() {
         return;
     }
     let ns = Netns::create("jspxc").expect("namespace");
-    let mut plain = DhtNode::start(&ns, 4222, None, false).expect("plain dhtnode starts");
+    // With an identity, so it can sign (`s`).
+    let mut plain = DhtNode::start(&ns, 4222, None, true).expect("plain dhtnode starts");
     let proxy = DhtNode::start_with(
         &ns,
         4223,
@@ -63,6 +64,7 @@ fn our_proxy_client_against_dhtnode_proxy_server() {
     std::thread::sleep(Duration::from_secs(2));
     let (tx, rx) = mpsc::channel::<String>();
     let (go_tx, go) = mpsc::channel::<()>();
+    let (signed_tx, signed_go) = mpsc::channel::<()>();
     let worker = ns.spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -107,6 +109,34 @@ fn our_proxy_client_against_dhtnode_proxy_server() {
                 t0.elapsed().as_millis()
             ))
             .unwrap();
+            // A value dhtnode signed, as dhtnode's proxy writes it: our parse verifies
+            // (PEM owner, base64 signature, body re-serialised) and re-encodes to the
+            // same bytes.
+            while signed_go.try_recv().is_err() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let lines = c
+                .get_lines(&InfoHash::get("signed-key"))
+                .await
+                .expect("get");
+            let mut report = format!("{} lines", lines.len());
+            for line in &lines {
+                let p = json::from_str(line).expect("dhtnode's proxy line parses");
+                let verified = match &p.value.data {
+                    ValueData::Signed(s) => node::crypto::verify(
+                        &s.owner,
+                        &p.value.signed_body_bytes().unwrap(),
+                        &s.sig,
+                    ),
+                    _ => false,
+                };
+                let same = json::to_line(&p.value, false).trim_end() == line.trim_end();
+                if !same {
+                    eprintln!("theirs: {line}\nours:   {}", json::to_line(&p.value, false));
+                }
+                report.push_str(&format!("; verified {verified} same bytes {same}"));
+            }
+            tx.send(report).unwrap();
         })
     });
     let t = Duration::from_secs(30);
@@ -145,6 +175,21 @@ fn our_proxy_client_against_dhtnode_proxy_server() {
         "our listen stream sees dhtnode's put: {heard}"
     );
     eprintln!("{heard}");
+    let at = plain.log_len();
+    plain.command("s signed-key signed-by-dhtnode").unwrap();
+    assert!(
+        plain
+            .wait_for(at, "Put signed: success", Duration::from_secs(20))
+            .is_some(),
+        "dhtnode's signed put:\n{}",
+        &plain.log_text()[at..]
+    );
+    signed_tx.send(()).unwrap();
+    assert_eq!(
+        rx.recv_timeout(t).unwrap(),
+        "1 lines; verified true same bytes true",
+        "a signed value from dhtnode's proxy"
+    );
     worker.join().expect("client ran");
 }
 

@@ -146,6 +146,19 @@ impl ProxyClient {
         Ok(out)
     }
 
+    /// `GET /key/:hash` as the proxy wrote it: one line per value (to compare bytes).
+    pub async fn get_lines(&self, key: &InfoHash) -> Result<Vec<String>, ClientError> {
+        let mut lines = self.lines(Method::GET, &format!("/key/{key}")).await?;
+        let mut out = Vec::new();
+        while let Some(l) = lines.next_line().await {
+            let l = l?;
+            if !l.trim().is_empty() {
+                out.push(l);
+            }
+        }
+        Ok(out)
+    }
+
     /// `GET /key/:hash/listen`: a stream of values (and expiries) until dropped.
     pub async fn listen(&self, key: &InfoHash) -> Result<Lines, ClientError> {
         self.lines(Method::GET, &format!("/key/{key}/listen")).await

@@ -37,7 +37,9 @@ pub struct ProxyValue {
 const PEM_BEGIN: &str = "-----BEGIN PUBLIC KEY-----";
 const PEM_END: &str = "-----END PUBLIC KEY-----";
 
-/// DER SubjectPublicKeyInfo as GnuTLS exports it in PEM (64 columns, final newline).
+/// DER SubjectPublicKeyInfo as OpenDHT 2.4.12 writes it: GnuTLS's PEM (64 columns, final
+/// newline) followed by a NUL byte (`PublicKey::toString` keeps the terminator GnuTLS
+/// counts in its size; seen in `dhtnode --proxyserver` output).
 pub fn public_key_pem(der: &[u8]) -> String {
     let b64 = B64.encode(der);
     let mut s = String::with_capacity(b64.len() + 64);
@@ -48,7 +50,7 @@ pub fn public_key_pem(der: &[u8]) -> String {
         s.push('\n');
     }
     s.push_str(PEM_END);
-    s.push('\n');
+    s.push_str("\n\0");
     s
 }
 
@@ -290,7 +292,7 @@ mod tests {
         assert_eq!(j["sig"], "AQIDBA==");
         let owner = j["owner"].as_str().unwrap();
         assert!(owner.starts_with("-----BEGIN PUBLIC KEY-----\n"));
-        assert!(owner.ends_with("\n-----END PUBLIC KEY-----\n"));
+        assert!(owner.ends_with("\n-----END PUBLIC KEY-----\n\0"));
         assert!(owner.lines().all(|l| l.len() <= 64));
         assert_eq!(from_json(&j).unwrap().value, v);
     }
