@@ -146,13 +146,37 @@ async fn proxy_routes_and_values_on_loopback() {
         Ok(v) => assert_eq!(v.id, 1),
         Err(e) => panic!("put with a node behind the proxy: {e}"),
     }
-    assert!(matches!(ProxyClient::new(http).node_info().await, Ok(_)));
+    assert!(ProxyClient::new(http).node_info().await.is_ok());
     let missing = raw(
         http,
         "GET /node/nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(missing.starts_with("HTTP/1.1 404"));
+    be.stop();
+    stop.store(true, Ordering::Relaxed);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn permanent_puts_are_put_again_by_the_proxy() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let udp = udp_node(stop.clone());
+    // Re-put every 200 ms instead of 5 min.
+    let be = Backend::start_with("127.0.0.1:0".parse().unwrap(), &[udp], 3, 200).unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let c = ProxyClient::new(l.local_addr().unwrap());
+    tokio::spawn(server::serve(l, be.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let once = Value::plain(5, 0, b"once".to_vec());
+    c.put(&InfoHash::get("k1"), &once, false).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(be.counters.reputs.load(Ordering::Relaxed), 0);
+    let kept = Value::plain(6, 0, b"kept".to_vec());
+    c.put(&InfoHash::get("k2"), &kept, true).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let n = be.counters.reputs.load(Ordering::Relaxed);
+    assert!((2..=8).contains(&n), "about 5 re-puts in 1.1 s: {n}");
+    assert_eq!(be.counters.permanent_puts.load(Ordering::Relaxed), 1);
     be.stop();
     stop.store(true, Ordering::Relaxed);
 }

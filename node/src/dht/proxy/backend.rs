@@ -10,7 +10,7 @@ use crate::driver::{unix_ms, UdpDriver};
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 use tokio::sync::{mpsc as tmpsc, oneshot};
@@ -85,6 +85,8 @@ pub struct Counters {
     pub listens: AtomicU64,
     pub puts: AtomicU64,
     pub permanent_puts: AtomicU64,
+    /// Permanent values put again by the proxy.
+    pub reputs: AtomicU64,
 }
 
 /// Handle to the DHT thread.
@@ -99,6 +101,16 @@ pub struct Backend {
 impl Backend {
     /// Bind the UDP socket, bootstrap, and start the thread.
     pub fn start(bind: SocketAddr, bootstrap: &[SocketAddr], seed: u64) -> io::Result<Backend> {
+        Self::start_with(bind, bootstrap, seed, REPUT_MS)
+    }
+
+    /// [`Backend::start`] with another period for re-putting permanent values.
+    pub fn start_with(
+        bind: SocketAddr,
+        bootstrap: &[SocketAddr],
+        seed: u64,
+        reput_ms: u64,
+    ) -> io::Result<Backend> {
         let mut id = [0u8; 20];
         let mut s = seed;
         for b in id.iter_mut() {
@@ -112,6 +124,8 @@ impl Backend {
         let bootstrap = bootstrap.to_vec();
         let (tx, rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let thread_counters = counters.clone();
         // The engine is not `Send` (its verifier is a plain boxed closure): it is built in
         // its thread, which reports back the bound address.
         std::thread::Builder::new()
@@ -136,7 +150,7 @@ impl Backend {
                             driver.dht.bootstrap(unix_ms(), *b);
                         }
                         let _ = ready_tx.send(Ok((node_id, udp)));
-                        run(driver, rx, seed)
+                        run(driver, rx, seed, reput_ms, &thread_counters)
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -150,7 +164,7 @@ impl Backend {
             tx,
             node_id,
             udp,
-            counters: Arc::default(),
+            counters,
         })
     }
 
@@ -164,7 +178,13 @@ impl Backend {
     }
 }
 
-fn run(mut d: UdpDriver<SecureDht>, rx: mpsc::Receiver<Command>, seed: u64) {
+fn run(
+    mut d: UdpDriver<SecureDht>,
+    rx: mpsc::Receiver<Command>,
+    seed: u64,
+    reput_ms: u64,
+    counters: &Counters,
+) {
     let mut routes: BTreeMap<OpId, Route> = BTreeMap::new();
     let mut permanent: BTreeMap<(InfoHash, u64), Permanent> = BTreeMap::new();
     let mut next_id = seed | 1;
@@ -172,7 +192,14 @@ fn run(mut d: UdpDriver<SecureDht>, rx: mpsc::Receiver<Command>, seed: u64) {
         loop {
             match rx.try_recv() {
                 Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => return,
-                Ok(c) => command(&mut d, &mut routes, &mut permanent, &mut next_id, c),
+                Ok(c) => command(
+                    &mut d,
+                    &mut routes,
+                    &mut permanent,
+                    &mut next_id,
+                    reput_ms,
+                    c,
+                ),
                 Err(mpsc::TryRecvError::Empty) => break,
             }
         }
@@ -180,7 +207,8 @@ fn run(mut d: UdpDriver<SecureDht>, rx: mpsc::Receiver<Command>, seed: u64) {
         for ((key, _), p) in permanent.iter_mut() {
             if p.next_put <= now {
                 d.dht.put(now, *key, p.value.clone());
-                p.next_put = now + REPUT_MS;
+                counters.reputs.fetch_add(1, Ordering::Relaxed);
+                p.next_put = now + reput_ms;
             }
         }
         permanent.retain(|_, p| p.expires > now);
@@ -211,6 +239,7 @@ fn command(
     routes: &mut BTreeMap<OpId, Route>,
     permanent: &mut BTreeMap<(InfoHash, u64), Permanent>,
     next_id: &mut u64,
+    reput_ms: u64,
     c: Command,
 ) {
     let now = unix_ms();
@@ -249,7 +278,7 @@ fn command(
                     Permanent {
                         value: value.clone(),
                         expires: now + PERMANENT_TTL_MS,
-                        next_put: now + REPUT_MS,
+                        next_put: now + reput_ms,
                     },
                 );
             }
@@ -318,12 +347,11 @@ fn event(_dht: &mut SecureDht, routes: &mut BTreeMap<OpId, Route>, e: Event) {
                 routes.remove(&op);
             }
         }
-        Event::Failed { op, .. } => match routes.remove(&op) {
-            Some(Route::Put { reply: Some(r), .. }) => {
+        Event::Failed { op, .. } => {
+            if let Some(Route::Put { reply: Some(r), .. }) = routes.remove(&op) {
                 let _ = r.send(None);
             }
-            _ => {}
-        },
+        }
         Event::Connected => {}
     }
 }

@@ -154,9 +154,9 @@ fn b64_field(m: &Map<String, Json>, key: &'static str) -> Result<Option<Vec<u8>>
     }
 }
 
-fn int_field<T: TryFrom<i64>>(m: &Map<String, Json>, key: &'static str) -> Result<T, JsonError>
+fn int_field<T>(m: &Map<String, Json>, key: &'static str) -> Result<T, JsonError>
 where
-    T: Default,
+    T: TryFrom<i64> + Default,
 {
     match m.get(key) {
         None | Some(Json::Null) => Ok(T::default()),
