@@ -4,6 +4,7 @@
 mod account_cmd;
 mod nameserver_cmd;
 mod node_cmd;
+mod proxy_cmd;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -106,6 +107,21 @@ enum NodeCmd {
         /// The registration file (append-only JSON lines; created on first use).
         #[arg(long)]
         db: PathBuf,
+    },
+    /// An OpenDHT-compatible DHT proxy (REST: GET /node/info, GET /key/<hash>[/listen],
+    /// POST /key/<hash>) backed by our DHT node on UDP.
+    Proxy {
+        /// HTTP port.
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+        /// UDP port of the DHT node behind it (0: any).
+        #[arg(long, default_value_t = 0)]
+        dht_port: u16,
+        /// A node to join through, HOST:PORT (repeatable).
+        #[arg(long)]
+        bootstrap: Vec<String>,
+        #[arg(long, default_value = "0.0.0.0")]
+        bind: std::net::IpAddr,
     },
     /// Jami accounts on disk: create, show, export, import, revoke a device. The
     /// directory holds archive.gz, ring_device.key and ring_device.crt, as jamid's does.
@@ -442,6 +458,23 @@ fn real_main() -> Result<bool> {
                 bits: args.bits,
             };
             account_cmd::run(&opts, op)?;
+            Ok(true)
+        }
+        Cmd::Node {
+            cmd:
+                NodeCmd::Proxy {
+                    port,
+                    dht_port,
+                    bootstrap,
+                    bind,
+                },
+        } => {
+            proxy_cmd::run(proxy_cmd::ProxyOpts {
+                port,
+                dht_port,
+                bind,
+                bootstrap,
+            })?;
             Ok(true)
         }
         Cmd::Report {

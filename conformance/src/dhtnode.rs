@@ -31,6 +31,18 @@ impl DhtNode {
         bootstrap: Option<SocketAddr>,
         identity: bool,
     ) -> Result<DhtNode> {
+        Self::start_with(ns, port, bootstrap, identity, &[])
+    }
+
+    /// [`DhtNode::start`] with more command-line arguments (e.g. `--proxyserver PORT`,
+    /// `--proxyclient HOST:PORT`).
+    pub fn start_with(
+        ns: &Netns,
+        port: u16,
+        bootstrap: Option<SocketAddr>,
+        identity: bool,
+        extra_args: &[&str],
+    ) -> Result<DhtNode> {
         let log = std::env::temp_dir().join(format!("jamisim-dhtnode-{}-{port}.log", ns.name()));
         let logf = std::fs::File::create(&log).context("creating the dhtnode log")?;
         let mut cmd = ns.command("dhtnode");
@@ -41,6 +53,7 @@ impl DhtNode {
         if let Some(b) = bootstrap {
             cmd.args(["-b", &b.to_string()]);
         }
+        cmd.args(extra_args);
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(logf.try_clone()?)

@@ -5,6 +5,7 @@ pub mod engine;
 pub mod infohash;
 pub mod msgpack;
 pub mod payload;
+pub mod proxy;
 pub mod routing;
 pub mod secure;
 pub mod storage;

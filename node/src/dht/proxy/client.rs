@@ -1,0 +1,207 @@
+//! A DHT proxy client (OpenDHT 2.4.12 `DhtProxyClient`'s requests): a node that talks to
+//! the DHT through a proxy's REST API over TCP instead of over UDP. One HTTP/1.1
+//! connection per operation, as OpenDHT's client does for its streams.
+
+use super::json::{self, ProxyValue};
+use crate::dht::{InfoHash, Value};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Why a proxy request failed.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("connection: {0}")]
+    Io(#[from] io::Error),
+    #[error("http: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("the proxy answered {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("bad value from the proxy: {0}")]
+    Json(#[from] json::JsonError),
+}
+
+/// A proxy at `addr` (`http://addr`).
+#[derive(Clone, Debug)]
+pub struct ProxyClient {
+    pub addr: SocketAddr,
+}
+
+/// A response body read line by line.
+pub struct Lines {
+    body: Incoming,
+    buf: Vec<u8>,
+    done: bool,
+}
+
+impl Lines {
+    /// The next complete line (without its newline), `None` at the end of the stream.
+    pub async fn next_line(&mut self) -> Option<Result<String, ClientError>> {
+        loop {
+            if let Some(n) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=n).collect();
+                return Some(Ok(String::from_utf8_lossy(&line[..n]).into_owned()));
+            }
+            if self.done {
+                return None;
+            }
+            match self.body.frame().await {
+                Some(Ok(f)) => {
+                    if let Ok(d) = f.into_data() {
+                        self.buf.extend_from_slice(&d);
+                    }
+                }
+                Some(Err(e)) => return Some(Err(e.into())),
+                None => {
+                    self.done = true;
+                    if !self.buf.is_empty() {
+                        let line = std::mem::take(&mut self.buf);
+                        return Some(Ok(String::from_utf8_lossy(&line).into_owned()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next value of a get or listen stream (empty lines and `{}` skipped).
+    pub async fn next_value(&mut self) -> Option<Result<ProxyValue, ClientError>> {
+        loop {
+            let line = match self.next_line().await? {
+                Ok(l) => l,
+                Err(e) => return Some(Err(e)),
+            };
+            let t = line.trim();
+            if t.is_empty() || t == "{}" {
+                continue;
+            }
+            return Some(json::from_str(t).map_err(Into::into));
+        }
+    }
+}
+
+impl ProxyClient {
+    pub fn new(addr: SocketAddr) -> Self {
+        ProxyClient { addr }
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<hyper::Response<Incoming>, ClientError> {
+        let tcp = tokio::net::TcpStream::connect(self.addr).await?;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, self.addr.to_string())
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| ClientError::Io(io::Error::other(e)))?;
+        let resp = send.send_request(req).await?;
+        if resp.status() != 200 {
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await?.to_bytes();
+            return Err(ClientError::Status {
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
+        }
+        Ok(resp)
+    }
+
+    async fn lines(&self, method: Method, path: &str) -> Result<Lines, ClientError> {
+        let resp = self.request(method, path, None).await?;
+        Ok(Lines {
+            body: resp.into_body(),
+            buf: Vec::new(),
+            done: false,
+        })
+    }
+
+    /// `GET /node/info`: the proxy's node id, table stats and our public address.
+    pub async fn node_info(&self) -> Result<serde_json::Value, ClientError> {
+        let resp = self.request(Method::GET, "/node/info", None).await?;
+        let body = resp.into_body().collect().await?.to_bytes();
+        serde_json::from_slice(&body).map_err(|e| json::JsonError::Syntax(e.to_string()).into())
+    }
+
+    /// `GET /key/:hash`: every value the proxy's get finds, once the get completes.
+    pub async fn get(&self, key: &InfoHash) -> Result<Vec<Value>, ClientError> {
+        let mut lines = self.lines(Method::GET, &format!("/key/{key}")).await?;
+        let mut out = Vec::new();
+        while let Some(v) = lines.next_value().await {
+            out.push(v?.value);
+        }
+        Ok(out)
+    }
+
+    /// `GET /key/:hash` as the proxy wrote it: one line per value (to compare bytes).
+    pub async fn get_lines(&self, key: &InfoHash) -> Result<Vec<String>, ClientError> {
+        let mut lines = self.lines(Method::GET, &format!("/key/{key}")).await?;
+        let mut out = Vec::new();
+        while let Some(l) = lines.next_line().await {
+            let l = l?;
+            if !l.trim().is_empty() {
+                out.push(l);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `GET /key/:hash/listen`: a stream of values (and expiries) until dropped.
+    pub async fn listen(&self, key: &InfoHash) -> Result<Lines, ClientError> {
+        self.lines(Method::GET, &format!("/key/{key}/listen")).await
+    }
+
+    /// `POST /key/:hash`: the value as stored (a value with id 0 gets one from the proxy).
+    pub async fn put(
+        &self,
+        key: &InfoHash,
+        value: &Value,
+        permanent: bool,
+    ) -> Result<Value, ClientError> {
+        let mut j = json::to_json(value);
+        if permanent {
+            if let serde_json::Value::Object(m) = &mut j {
+                m.insert("permanent".into(), true.into());
+            }
+        }
+        let resp = self
+            .request(Method::POST, &format!("/key/{key}"), Some(j.to_string()))
+            .await?;
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok(json::from_str(String::from_utf8_lossy(&body).trim())?.value)
+    }
+
+    /// A permanent put, sent again every `every` so the proxy keeps it past its 24 h
+    /// limit, until the returned task is aborted.
+    pub async fn put_permanent(
+        &self,
+        key: InfoHash,
+        value: &Value,
+        every: Duration,
+    ) -> Result<(Value, tokio::task::JoinHandle<()>), ClientError> {
+        let stored = self.put(&key, value, true).await?;
+        let me = self.clone();
+        let v = stored.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                // A failed refresh is retried at the next period, as OpenDHT's client does.
+                let _ = me.put(&key, &v, true).await;
+            }
+        });
+        Ok((stored, task))
+    }
+}
