@@ -141,14 +141,8 @@ fn link(
         keys.push(link::pin_key(&opts.password, pin, s)?);
     }
     let mut rng = rng();
-    let verify: node::dht::engine::Verifier = Box::new(node::crypto::verify);
     let dht = Dht::new(
-        Config {
-            id: InfoHash(rng.random()),
-            network: 0,
-            seed: rng.random(),
-            verify: Some(verify),
-        },
+        Config::verifying(InfoHash(rng.random()), rng.random()),
         unix_ms(),
     );
     let mut d = UdpDriver::bind(dht, "0.0.0.0:0".parse()?)?;

@@ -87,14 +87,8 @@ pub fn run(opts: DhtNodeOpts) -> Result<()> {
         None => None,
     };
     // With an identity the node id derives from the key, as in OpenDHT's SecureDht.
-    let verify: node::dht::engine::Verifier = Box::new(node::crypto::verify);
     let dht = SecureDht::new(
-        Config {
-            id: InfoHash(rng.random()),
-            network: 0,
-            seed: rng.random(),
-            verify: Some(verify),
-        },
+        Config::verifying(InfoHash(rng.random()), rng.random()),
         identity,
         unix_ms(),
     );

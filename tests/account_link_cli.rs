@@ -15,14 +15,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 fn dht(seed: u64) -> Dht {
-    let verify: node::dht::engine::Verifier = Box::new(node::crypto::verify);
     Dht::new(
-        Config {
-            id: InfoHash::get(format!("link-cli-{seed}")),
-            network: 0,
-            seed,
-            verify: Some(verify),
-        },
+        Config::verifying(InfoHash::get(format!("link-cli-{seed}")), seed),
         unix_ms(),
     )
 }

@@ -20,16 +20,7 @@ const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An engine as `jamisim node dht` makes one (network 0, signatures checked).
 pub fn engine(id: InfoHash, seed: u64) -> Dht {
-    let verify: node::dht::engine::Verifier = Box::new(node::crypto::verify);
-    Dht::new(
-        Config {
-            id,
-            network: 0,
-            seed,
-            verify: Some(verify),
-        },
-        unix_ms(),
-    )
+    Dht::new(Config::verifying(id, seed), unix_ms())
 }
 
 /// Run `f` on a thread inside `ns` (or here when there is none) and wait for it.

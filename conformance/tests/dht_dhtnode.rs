@@ -14,14 +14,8 @@ use std::time::Duration;
 const DHTNODE_PORT: u16 = 4222;
 
 fn our_node(seed: u64) -> Dht {
-    let verify: node::dht::engine::Verifier = Box::new(node::crypto::verify);
     Dht::new(
-        Config {
-            id: InfoHash::get(format!("jamisim-{seed}")),
-            network: 0,
-            seed,
-            verify: Some(verify),
-        },
+        Config::verifying(InfoHash::get(format!("jamisim-{seed}")), seed),
         unix_ms(),
     )
 }

@@ -43,14 +43,8 @@ fn encrypted_values_cross_between_our_node_and_dhtnode_both_ways() {
         let identity = NodeIdentity::generate(2048, unix_ms() / 1000, &mut rng).unwrap();
         let our_key = identity.short_id();
         let our_node_id = identity.node_id();
-        let verify: node::dht::engine::Verifier = Box::new(node::crypto::verify);
         let dht = SecureDht::new(
-            Config {
-                id: InfoHash::get("replaced by the identity's"),
-                network: 0,
-                seed: 11,
-                verify: Some(verify),
-            },
+            Config::verifying(InfoHash::get("replaced by the identity's"), 11),
             Some(identity),
             unix_ms(),
         );

@@ -16,14 +16,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 fn our_node(seed: u64) -> Dht {
-    let verify: node::dht::engine::Verifier = Box::new(node::crypto::verify);
     Dht::new(
-        Config {
-            id: InfoHash::get(format!("jamisim-proxy-{seed}")),
-            network: 0,
-            seed,
-            verify: Some(verify),
-        },
+        Config::verifying(InfoHash::get(format!("jamisim-proxy-{seed}")), seed),
         unix_ms(),
     )
 }

@@ -17,14 +17,8 @@ use std::time::{Duration, Instant};
 const DHTNODE_PORT: u16 = 4230;
 
 fn node(seed: u64) -> Dht {
-    let verify: node::dht::engine::Verifier = Box::new(node::crypto::verify);
     Dht::new(
-        Config {
-            id: InfoHash::get(format!("edits-{seed}")),
-            network: 0,
-            seed,
-            verify: Some(verify),
-        },
+        Config::verifying(InfoHash::get(format!("edits-{seed}")), seed),
         unix_ms(),
     )
 }

@@ -282,14 +282,8 @@ fn we_read_the_archives_jamid_exports() {
 }
 
 fn our_dht_node(seed: u64) -> Dht {
-    let verify: node::dht::engine::Verifier = Box::new(node::crypto::verify);
     Dht::new(
-        Config {
-            id: DhtKey::get(format!("jamisim-link-{seed}")),
-            network: 0,
-            seed,
-            verify: Some(verify),
-        },
+        Config::verifying(DhtKey::get(format!("jamisim-link-{seed}")), seed),
         unix_ms(),
     )
 }

@@ -148,13 +148,7 @@ impl State {
 fn run_node(ours: Ours, cmds: Receiver<Cmd>, tx: Sender<Report>) -> (PresenceStats, u64) {
     let identity = NodeIdentity::new(ours.device.key().clone(), ours.device.chain().to_vec())
         .expect("device identity");
-    let verify: node::dht::engine::Verifier = Box::new(crypto::verify);
-    let cfg = Config {
-        id: InfoHash::get("replaced by the device's"),
-        network: 0,
-        seed: 47,
-        verify: Some(verify),
-    };
+    let cfg = Config::verifying(InfoHash::get("replaced by the device's"), 47);
     let dht = SecureDht::new(cfg, Some(identity), unix_ms());
     assert_eq!(
         dht.id().0,

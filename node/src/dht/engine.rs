@@ -53,6 +53,19 @@ pub struct Config {
     pub verify: Option<Verifier>,
 }
 
+impl Config {
+    /// Network 0 (Jami's), signatures of signed values checked with our crypto: the
+    /// configuration of a node on the real network.
+    pub fn verifying(id: InfoHash, seed: u64) -> Config {
+        Config {
+            id,
+            network: 0,
+            seed,
+            verify: Some(Box::new(crate::crypto::verify)),
+        }
+    }
+}
+
 /// A datagram to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {

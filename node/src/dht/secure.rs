@@ -288,33 +288,22 @@ impl SecureDht {
         body: Body,
     ) -> OpId {
         let recipient = self.keys.get(&to.0).cloned();
-        if recipient.is_some() {
+        let known = recipient.is_some();
+        let step = Step::EncryptedPut {
+            key,
+            to,
+            id,
+            body,
+            recipient,
+        };
+        if known {
             // Known key: no lookup needed (OpenDHT caches found certificates too).
             let op = self.dht.reserve_op();
-            self.finish(
-                now,
-                op,
-                Step::EncryptedPut {
-                    key,
-                    to,
-                    id,
-                    body,
-                    recipient,
-                },
-            );
+            self.finish(now, op, step);
             return op;
         }
         let op = self.dht.get(now, to);
-        self.steps.insert(
-            op,
-            Step::EncryptedPut {
-                key,
-                to,
-                id,
-                body,
-                recipient,
-            },
-        );
+        self.steps.insert(op, step);
         op
     }
 
