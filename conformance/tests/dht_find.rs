@@ -14,7 +14,7 @@ use node::driver::{unix_ms, UdpDriver};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const DHTNODE_PORT: u16 = 4240;
 const OUR_NODES: u16 = 32;
@@ -83,7 +83,9 @@ enum Cmd {
     Table(mpsc::Sender<Table>),
 }
 
-/// Ask `to` for the nodes closest to `target`; the ids in its answer, in order.
+/// Ask `to` for the nodes closest to `target`; the ids in its answer, in order. UDP: a
+/// request may be lost (or dropped by a busy node's rate limit), so it is sent again,
+/// with the same transaction id, up to 3 times.
 fn ask(probe: &UdpSocket, to: SocketAddr, tid: u32, target: InfoHash) -> Vec<[u8; 20]> {
     let msg = Message {
         tid,
@@ -95,23 +97,27 @@ fn ask(probe: &UdpSocket, to: SocketAddr, tid: u32, target: InfoHash) -> Vec<[u8
             want: None,
         }),
     };
-    probe.send_to(&wire::encode(&msg), to).unwrap();
     let mut buf = [0u8; 4096];
-    loop {
-        let (n, from) = probe
-            .recv_from(&mut buf)
-            .unwrap_or_else(|e| panic!("no answer to find {tid} from {to}: {e}"));
-        if let Ok(Message {
-            tid: t,
-            body: MessageBody::Reply(r),
-            ..
-        }) = wire::decode(&buf[..n])
-        {
-            if t == tid && from == to {
-                return r.nodes4.iter().map(|n| n.id.0).collect();
+    for _attempt in 0..3 {
+        probe.send_to(&wire::encode(&msg), to).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            let Ok((n, from)) = probe.recv_from(&mut buf) else {
+                continue;
+            };
+            if let Ok(Message {
+                tid: t,
+                body: MessageBody::Reply(r),
+                ..
+            }) = wire::decode(&buf[..n])
+            {
+                if t == tid && from == to {
+                    return r.nodes4.iter().map(|n| n.id.0).collect();
+                }
             }
         }
     }
+    panic!("no answer to find {tid} from {to} after 3 attempts");
 }
 
 #[test]
@@ -180,7 +186,7 @@ fn find_answers_the_closest_nodes_as_dhtnode_does_for_the_same_table() {
 
         let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
         probe
-            .set_read_timeout(Some(Duration::from_secs(3)))
+            .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         let ours = SocketAddr::from(([127, 0, 0, 1], 4250));
         let targets: Vec<InfoHash> = (0..TARGETS)
