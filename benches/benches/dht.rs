@@ -167,6 +167,7 @@ fn snapshot(w: &mut World, heap0: usize) -> Snapshot {
             put_at: None,
             get_at: None,
             get_keys: Vec::new(),
+            proxy_port: None,
         });
         drop(std::mem::replace(a, empty));
     }

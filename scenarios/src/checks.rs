@@ -34,6 +34,7 @@ pub const CHECK_KINDS: &[&str] = &[
     "dht_gets",
     "dht_flood",
     "name_owner",
+    "proxy_put",
 ];
 
 /// What the checks of one run produced.
@@ -266,6 +267,18 @@ fn eval(w: &World, c: &CheckSpec, out: &mut Outcome) -> Result<()> {
         }
         "dht_gets" => dht_gets(w, &p, out),
         "name_owner" => name_owner(w, &p, out),
+        "proxy_put" => {
+            p.only(&["host"])?;
+            let host = p.str("host")?;
+            let (_, app) = w.actor_state::<crate::glue::ProxyPutApp>(host, "proxy-put")?;
+            out.push(
+                "proxy_put",
+                format!("{host} puts its value through the DHT proxy"),
+                app.status == Some(200) && app.echoed,
+                format!("status {:?}, value echoed: {}", app.status, app.echoed),
+            );
+            Ok(())
+        }
         "dht_flood" => {
             p.only(&["host", "flooder", "max_pending", "max_sources"])?;
             let host = p.str("host")?;

@@ -26,6 +26,8 @@ pub struct DhtWorkload {
     /// Get these keys (host names, meaning `k-<host>`) at this time.
     pub get_at: Option<Duration>,
     pub get_keys: Vec<String>,
+    /// Also serve OpenDHT's proxy API (GET/POST /key/<key>) on this TCP port.
+    pub proxy_port: Option<u16>,
 }
 
 /// The record of one get.
@@ -47,6 +49,12 @@ pub struct DhtApp {
     pub connected_at: Option<SimTime>,
     pub puts_done: Vec<(String, usize)>,
     pub gets: BTreeMap<OpId, GetRecord>,
+    /// Proxy: request bytes per connection, and the connection waiting on each op (with
+    /// the values a get found, or the value a put stores).
+    http: BTreeMap<netsim::ConnId, Vec<u8>>,
+    proxied: BTreeMap<OpId, (netsim::ConnId, Vec<Value>)>,
+    /// Requests the proxy answered.
+    pub proxy_requests: u64,
 }
 
 impl DhtApp {
@@ -59,6 +67,9 @@ impl DhtApp {
             connected_at: None,
             puts_done: Vec::new(),
             gets: BTreeMap::new(),
+            http: BTreeMap::new(),
+            proxied: BTreeMap::new(),
+            proxy_requests: 0,
         }
     }
 
@@ -104,7 +115,88 @@ impl DhtApp {
         }
     }
 
+    /// A proxy request parsed off a connection: start the DHT operation behind it.
+    fn proxy_request(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        conn: netsim::ConnId,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) {
+        use node::dht::proxy::json;
+        let now = Self::now_ms(cx);
+        let key = path
+            .trim_start_matches("/key/")
+            .trim_start_matches('/')
+            .to_string();
+        let key: InfoHash = key.parse().unwrap_or_else(|_| InfoHash::get(&key));
+        let Some(dht) = self.dht.as_mut() else { return };
+        let op = match method {
+            "GET" => Some((dht.get(now, key), Vec::new())),
+            "POST" => match std::str::from_utf8(body).ok().map(json::from_str) {
+                Some(Ok(pv)) => Some((dht.put(now, key, pv.value.clone()), vec![pv.value])),
+                _ => None,
+            },
+            _ => None,
+        };
+        match op {
+            Some((op, values)) => {
+                self.proxied.insert(op, (conn, values));
+            }
+            None => {
+                let r = crate::http::http_response(
+                    400,
+                    &serde_json::json!({"err": "Missing parameters"}),
+                );
+                let _ = cx.tcp_send(conn, &r);
+                cx.tcp_close(conn);
+            }
+        }
+    }
+
+    /// An event of an op a proxy client waits on: answer it. False if not a proxy op.
+    fn proxy_event(&mut self, cx: &mut Ctx<'_>, e: &Event) -> bool {
+        use node::dht::proxy::json;
+        let op = match e {
+            Event::Values { op, .. } | Event::GetDone { op, .. } | Event::PutDone { op, .. } => *op,
+            _ => return false,
+        };
+        let Some((conn, values)) = self.proxied.get_mut(&op) else {
+            return false;
+        };
+        let conn = *conn;
+        let answer = match e {
+            Event::Values { values: found, .. } => {
+                values.extend(found.iter().cloned());
+                return true;
+            }
+            // One JSON value per line, as OpenDHT's proxy streams them.
+            Event::GetDone { .. } => values
+                .iter()
+                .map(|v| json::to_line(v, false))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            _ => values
+                .first()
+                .map(|v| json::to_json(v).to_string())
+                .unwrap_or_default(),
+        };
+        self.proxied.remove(&op);
+        self.proxy_requests += 1;
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            answer.len()
+        );
+        let _ = cx.tcp_send(conn, &[head.as_bytes(), answer.as_bytes()].concat());
+        cx.tcp_close(conn);
+        true
+    }
+
     fn on_event(&mut self, cx: &mut Ctx<'_>, e: Event) {
+        if self.proxy_event(cx, &e) {
+            return;
+        }
         let now = cx.sim_now();
         match e {
             Event::Connected => {
@@ -159,6 +251,9 @@ impl App for DhtApp {
             }
         }
         self.dht = Some(dht);
+        if let Some(p) = self.w.proxy_port {
+            let _ = cx.tcp_listen(SocketAddr::from(([0, 0, 0, 0], p)));
+        }
         // A restarted host does not replay what its previous life was due to do.
         let age = cx.sim_now().since(SimTime::ZERO);
         if let Some(t) = self.w.put_at.filter(|t| *t > age) {
@@ -224,6 +319,104 @@ impl App for DhtApp {
             _ => {}
         }
         self.flush(cx);
+    }
+
+    fn on_tcp(&mut self, cx: &mut Ctx<'_>, ev: netsim::TcpEvent) {
+        use netsim::TcpEvent;
+        match ev {
+            TcpEvent::Accepted { conn, .. } => {
+                self.http.insert(conn, Vec::new());
+            }
+            TcpEvent::Data { conn, data } => {
+                let Some(buf) = self.http.get_mut(&conn) else {
+                    return;
+                };
+                buf.extend_from_slice(&data);
+                match crate::http::parse_request(buf) {
+                    Ok(None) => {}
+                    Ok(Some((method, path, body))) => {
+                        self.http.remove(&conn);
+                        self.proxy_request(cx, conn, &method, &path, &body);
+                    }
+                    Err(why) => {
+                        self.http.remove(&conn);
+                        let r = crate::http::http_response(400, &serde_json::json!({ "err": why }));
+                        let _ = cx.tcp_send(conn, &r);
+                        cx.tcp_close(conn);
+                    }
+                }
+            }
+            TcpEvent::PeerClosed { conn } | TcpEvent::Reset { conn, .. } => {
+                self.http.remove(&conn);
+                self.proxied.retain(|_, (c, _)| *c != conn);
+            }
+            TcpEvent::Connected { .. } => {}
+        }
+        self.flush(cx);
+    }
+
+    netsim::app_any!();
+}
+
+/// A device that cannot use UDP (behind Tor) puts its value on the DHT through a proxy:
+/// one `POST /key/<its key>` over TCP at `put_at`, the value DHT nodes put for their host.
+pub struct ProxyPutApp {
+    proxy: SocketAddr,
+    put_at: Duration,
+    conn: Option<netsim::ConnId>,
+    buf: Vec<u8>,
+    /// The proxy's answer: status, and whether it echoed our value.
+    pub status: Option<u16>,
+    pub echoed: bool,
+}
+
+impl ProxyPutApp {
+    pub fn new(proxy: SocketAddr, put_at: Duration) -> Self {
+        ProxyPutApp {
+            proxy,
+            put_at,
+            conn: None,
+            buf: Vec::new(),
+            status: None,
+            echoed: false,
+        }
+    }
+}
+
+impl App for ProxyPutApp {
+    fn start(&mut self, cx: &mut Ctx<'_>) {
+        let age = cx.sim_now().since(SimTime::ZERO);
+        cx.set_timer(self.put_at.saturating_sub(age), 0);
+    }
+
+    fn on_timer(&mut self, cx: &mut Ctx<'_>, _token: u64) {
+        self.conn = cx.tcp_connect(self.proxy).ok();
+    }
+
+    fn on_tcp(&mut self, cx: &mut Ctx<'_>, ev: netsim::TcpEvent) {
+        use netsim::TcpEvent;
+        let host = cx.host_name().to_string();
+        match ev {
+            TcpEvent::Connected { conn } => {
+                let body = node::dht::proxy::json::to_json(&DhtApp::value_of(&host)).to_string();
+                let req = format!(
+                    "POST /key/{} HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    DhtApp::key_of(&host),
+                    body.len()
+                );
+                let _ = cx.tcp_send(conn, req.as_bytes());
+            }
+            TcpEvent::Data { data, .. } => self.buf.extend_from_slice(&data),
+            TcpEvent::PeerClosed { conn } => {
+                if let Some((status, body)) = crate::http::parse_response(&self.buf) {
+                    self.status = Some(status);
+                    self.echoed = node::dht::proxy::json::from_json(&body)
+                        .is_ok_and(|pv| pv.value == DhtApp::value_of(&host));
+                }
+                cx.tcp_close(conn);
+            }
+            _ => {}
+        }
     }
 
     netsim::app_any!();

@@ -9,6 +9,7 @@
 pub mod checks;
 pub mod expand;
 pub mod glue;
+pub mod http;
 pub mod model;
 pub mod names;
 pub mod runner;

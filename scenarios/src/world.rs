@@ -63,6 +63,7 @@ pub const ACTOR_KINDS: &[&str] = &[
     "dht-flood",
     "name-server",
     "name-device",
+    "proxy-put",
 ];
 
 fn link_params(sel: &Option<LinkSel>, default: &str) -> Result<(LinkParams, LinkParams)> {
@@ -456,6 +457,7 @@ impl World {
                     "get_random",
                     "population",
                     "population_count",
+                    "proxy_port",
                 ])?;
                 let port = port("port", 4222)?;
                 let mut bootstrap = Vec::new();
@@ -500,6 +502,10 @@ impl World {
                     put_at: opt_dur("put_at")?,
                     get_at: opt_dur("get_at")?,
                     get_keys,
+                    proxy_port: match p.int("proxy_port", 0)? {
+                        0 => None,
+                        v => Some(u16::try_from(v).map_err(|_| anyhow!("bad `proxy_port`"))?),
+                    },
                 };
                 self.sim
                     .add_app(node, move || Box::new(crate::glue::DhtApp::new(w.clone())))
@@ -512,6 +518,14 @@ impl World {
                 let (from, until) = (p.duration("from", "5s")?, p.duration("until", "25s")?);
                 self.sim.add_app(node, move || {
                     Box::new(crate::glue::DhtFlood::new(to, rate, from, until))
+                })
+            }
+            "proxy-put" => {
+                p.only(&["proxy", "port", "put_at"])?;
+                let proxy = self.sock(p.str("proxy")?, port("port", 8000)?)?;
+                let at = p.duration("put_at", "10s")?;
+                self.sim.add_app(node, move || {
+                    Box::new(crate::glue::ProxyPutApp::new(proxy, at))
                 })
             }
             "name-server" => {

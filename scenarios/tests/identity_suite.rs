@@ -48,3 +48,25 @@ fn a_name_server_that_forgets_on_restart_fails_the_owner_check() {
     assert!(!forgot, "lookups after the restart must fail: {detail}");
     assert!(detail.contains("replayed 0"), "{detail}");
 }
+
+#[test]
+fn without_a_proxy_the_device_behind_tor_is_not_found() {
+    let mut c = runner::select(&["identity/dht-via-proxy".to_string()])
+        .expect("suite loads")
+        .into_iter()
+        .next()
+        .expect("the case");
+    for a in c.spec.actor.iter_mut().filter(|a| a.run == "dht-node") {
+        a.params.remove("proxy_port");
+    }
+    let mut w = World::build(&c, 1, &BuildOpts::default()).expect("builds");
+    steps::run(&mut w, &c.spec.step).expect("runs");
+    let mut out = Outcome::default();
+    for spec in &c.spec.check {
+        checks::evaluate(&w, spec, &mut out);
+    }
+    let passed = |what: &str| out.checks.iter().find(|c| c.what == what).map(|c| c.passed);
+    assert_eq!(passed("proxy_put"), Some(false), "{:?}", out.checks);
+    assert_eq!(passed("dht_gets"), Some(false), "{:?}", out.checks);
+    assert_eq!(passed("never_sees"), Some(true));
+}
