@@ -184,11 +184,7 @@ impl DhtApp {
         };
         self.proxied.remove(&op);
         self.proxy_requests += 1;
-        let head = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            answer.len()
-        );
-        let _ = cx.tcp_send(conn, &[head.as_bytes(), answer.as_bytes()].concat());
+        let _ = cx.tcp_send(conn, &crate::http::http_response_text(200, &answer));
         cx.tcp_close(conn);
         true
     }

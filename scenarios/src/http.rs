@@ -53,7 +53,11 @@ pub fn parse_response(buf: &[u8]) -> Option<(u16, serde_json::Value)> {
 }
 
 pub fn http_response(status: u16, body: &serde_json::Value) -> Vec<u8> {
-    let body = body.to_string();
+    http_response_text(status, &body.to_string())
+}
+
+/// A response whose body is already JSON text (e.g. one JSON value per line).
+pub fn http_response_text(status: u16, body: &str) -> Vec<u8> {
     format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         if status == 200 { "OK" } else { "Error" },

@@ -13,17 +13,14 @@ fn every_identity_scenario_passes() {
     assert!(report.scenarios.len() >= 2);
 }
 
-/// The `names` case with the name server's `persist` set as given.
-fn names_with_persist(persist: bool) -> Outcome {
-    let mut c = runner::select(&["identity/names".to_string()])
+/// Run `id` with seed 1 after `tamper` changed its scenario; the checks' results.
+fn run_case(id: &str, tamper: impl FnOnce(&mut scenarios::Case)) -> Outcome {
+    let mut c = runner::select(&[id.to_string()])
         .expect("suite loads")
         .into_iter()
         .next()
-        .expect("the names case");
-    for a in c.spec.actor.iter_mut().filter(|a| a.run == "name-server") {
-        a.params
-            .insert("persist".into(), toml::Value::Boolean(persist));
-    }
+        .expect("the case");
+    tamper(&mut c);
     let mut w = World::build(&c, 1, &BuildOpts::default()).expect("builds");
     steps::run(&mut w, &c.spec.step).expect("runs");
     let mut out = Outcome::default();
@@ -31,6 +28,16 @@ fn names_with_persist(persist: bool) -> Outcome {
         checks::evaluate(&w, spec, &mut out);
     }
     out
+}
+
+/// The `names` case with the name server's `persist` set as given.
+fn names_with_persist(persist: bool) -> Outcome {
+    run_case("identity/names", |c| {
+        for a in c.spec.actor.iter_mut().filter(|a| a.run == "name-server") {
+            a.params
+                .insert("persist".into(), toml::Value::Boolean(persist));
+        }
+    })
 }
 
 #[test]
@@ -51,20 +58,11 @@ fn a_name_server_that_forgets_on_restart_fails_the_owner_check() {
 
 #[test]
 fn without_a_proxy_the_device_behind_tor_is_not_found() {
-    let mut c = runner::select(&["identity/dht-via-proxy".to_string()])
-        .expect("suite loads")
-        .into_iter()
-        .next()
-        .expect("the case");
-    for a in c.spec.actor.iter_mut().filter(|a| a.run == "dht-node") {
-        a.params.remove("proxy_port");
-    }
-    let mut w = World::build(&c, 1, &BuildOpts::default()).expect("builds");
-    steps::run(&mut w, &c.spec.step).expect("runs");
-    let mut out = Outcome::default();
-    for spec in &c.spec.check {
-        checks::evaluate(&w, spec, &mut out);
-    }
+    let out = run_case("identity/dht-via-proxy", |c| {
+        for a in c.spec.actor.iter_mut().filter(|a| a.run == "dht-node") {
+            a.params.remove("proxy_port");
+        }
+    });
     let passed = |what: &str| out.checks.iter().find(|c| c.what == what).map(|c| c.passed);
     assert_eq!(passed("proxy_put"), Some(false), "{:?}", out.checks);
     assert_eq!(passed("dht_gets"), Some(false), "{:?}", out.checks);
