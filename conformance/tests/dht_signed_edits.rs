@@ -44,23 +44,28 @@ fn put(d: &mut UdpDriver, key: InfoHash, v: Value) {
     assert!(done, "put finished");
 }
 
-/// Every value a get at `key` returns, as (id, seq, data text).
-fn get_all(d: &mut UdpDriver, key: InfoHash) -> Vec<(u64, Option<u16>, String)> {
+/// A value as the assertions compare it: (id, seq of a signed value, data as text).
+type Seen = (u64, Option<u16>, String);
+
+fn seen(v: &Value) -> Seen {
+    let seq = match &v.data {
+        ValueData::Signed(s) => Some(s.seq),
+        _ => None,
+    };
+    let text = v
+        .body()
+        .map(|b| String::from_utf8_lossy(&b.data).into_owned())
+        .unwrap_or_default();
+    (v.id, seq, text)
+}
+
+/// Every value a get at `key` returns.
+fn get_all(d: &mut UdpDriver, key: InfoHash) -> Vec<Seen> {
     let op = d.dht.get(unix_ms(), key);
     let mut found = Vec::new();
     d.run_until(Duration::from_secs(5), |e| match e {
         Event::Values { op: o, values, .. } if *o == op => {
-            for v in values {
-                let seq = match &v.data {
-                    ValueData::Signed(s) => Some(s.seq),
-                    _ => None,
-                };
-                let text = v
-                    .body()
-                    .map(|b| String::from_utf8_lossy(&b.data).into_owned())
-                    .unwrap_or_default();
-                found.push((v.id, seq, text));
-            }
+            found.extend(values.iter().map(seen));
             false
         }
         Event::GetDone { op: o, .. } => *o == op,
@@ -71,27 +76,31 @@ fn get_all(d: &mut UdpDriver, key: InfoHash) -> Vec<(u64, Option<u16>, String)> 
     found
 }
 
-/// What our storage holds at `key`, as (id, seq, data text).
-fn stored(d: &UdpDriver, key: InfoHash) -> Vec<(u64, u16, String)> {
-    let mut v: Vec<(u64, u16, String)> = d
+/// What our storage holds at `key`.
+fn stored(d: &UdpDriver, key: InfoHash) -> Vec<Seen> {
+    let mut v: Vec<Seen> = d
         .dht
         .storage()
         .get(&key.0)
         .iter()
         .filter_map(|e| Value::unpack(&e.value.packed).ok())
-        .map(|v| {
-            let seq = match &v.data {
-                ValueData::Signed(s) => s.seq,
-                _ => 0,
-            };
-            let text =
-                String::from_utf8_lossy(&v.body().map(|b| b.data.clone()).unwrap_or_default())
-                    .into_owned();
-            (v.id, seq, text)
-        })
+        .map(|v| seen(&v))
         .collect();
     v.sort();
     v
+}
+
+/// A node of ours (seed `seed`) that joined the DHT through dhtnode.
+fn joined(seed: u64) -> UdpDriver {
+    let mut d = UdpDriver::bind(node(seed), "127.0.0.1:0".parse().unwrap()).unwrap();
+    d.dht
+        .bootstrap(unix_ms(), SocketAddr::from(([127, 0, 0, 1], DHTNODE_PORT)));
+    assert!(
+        d.run_until(Duration::from_secs(5), |e| matches!(e, Event::Connected))
+            .unwrap(),
+        "our node {seed} joins through dhtnode"
+    );
+    d
 }
 
 /// Keep our node turning until dhtnode prints `needle` after `at` (15 s at most).
@@ -121,12 +130,7 @@ fn signed_edits_replace_and_stale_foreign_or_forged_ones_are_refused_on_both_sid
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
         let alice = PrivateKey::generate(2048, &mut rng).unwrap();
         let mallory = PrivateKey::generate(2048, &mut rng).unwrap();
-        let dhtnode = SocketAddr::from(([127, 0, 0, 1], DHTNODE_PORT));
-        let mut a = UdpDriver::bind(node(1), "127.0.0.1:0".parse().unwrap()).unwrap();
-        a.dht.bootstrap(unix_ms(), dhtnode);
-        assert!(a
-            .run_until(Duration::from_secs(5), |e| matches!(e, Event::Connected))
-            .unwrap());
+        let mut a = joined(1);
 
         // 1. Our edits, stored by dhtnode (and by us).
         let k1 = InfoHash::get("edited-by-rust");
@@ -215,72 +219,55 @@ fn signed_edits_replace_and_stale_foreign_or_forged_ones_are_refused_on_both_sid
         drop(a);
 
         // 3. What dhtnode kept: a fresh node whose only peer is dhtnode asks.
-        let mut b = UdpDriver::bind(node(2), "127.0.0.1:0".parse().unwrap()).unwrap();
-        b.dht.bootstrap(unix_ms(), dhtnode);
-        assert!(b
-            .run_until(Duration::from_secs(5), |e| matches!(e, Event::Connected))
-            .unwrap());
+        let mut b = joined(2);
         let dhtnode_k1 = get_all(&mut b, k1);
         let dhtnode_k2 = get_all(&mut b, k2);
-        (
-            dhtnode_get,
-            heard_after,
+        assert!(
+            dhtnode_get.contains("signed (v2)") && dhtnode_get.contains("\"edit v2\""),
+            "dhtnode gets our signed value (its signature verified there):\n{dhtnode_get}"
+        );
+        eprintln!("dhtnode's listen heard our put after {heard_after:?}");
+        assert!(
+            heard_after < Duration::from_secs(1),
+            "dhtnode's listen hears our put within 1 s: {heard_after:?}"
+        );
+        let edit_v2 = (0x5eed, Some(2), "edit v2".to_string());
+        assert_eq!(
             after_edit,
+            vec![edit_v2.clone()],
+            "seq 2 replaced seq 1 here"
+        );
+        assert_eq!(
             ours_k1,
-            ours_k2,
-            rejected_here,
+            vec![edit_v2.clone()],
+            "stale, foreign and forged edits refused here"
+        );
+        assert_eq!(
             dhtnode_k1,
-            dhtnode_k2,
-        )
+            vec![edit_v2.clone()],
+            "dhtnode replaced seq 1 by seq 2 and refused the stale, foreign and forged edits"
+        );
+        assert_eq!(
+            ours_k2.len(),
+            1,
+            "one value at dhtnode's key here: {ours_k2:?}"
+        );
+        assert_eq!(
+            ours_k2[0].2, "official",
+            "dhtnode's value survives here: {ours_k2:?}"
+        );
+        assert!(rejected_here >= 3, "refusals counted here: {rejected_here}");
+        assert_eq!(
+            dhtnode_k2.len(),
+            1,
+            "dhtnode keeps one value: {dhtnode_k2:?}"
+        );
+        assert_eq!(
+            dhtnode_k2[0].2, "official",
+            "dhtnode refused the takeover and the forgery of its value: {dhtnode_k2:?}"
+        );
     });
-    let (
-        dhtnode_get,
-        heard_after,
-        after_edit,
-        ours_k1,
-        ours_k2,
-        rejected_here,
-        dhtnode_k1,
-        dhtnode_k2,
-    ) = worker.join().expect("our nodes ran");
-    assert!(
-        dhtnode_get.contains("signed (v2)") && dhtnode_get.contains("\"edit v2\""),
-        "dhtnode gets our signed value (its signature verified there):\n{dhtnode_get}"
-    );
-    eprintln!("dhtnode's listen heard our put after {heard_after:?}");
-    assert!(
-        heard_after < Duration::from_secs(1),
-        "dhtnode's listen hears our put within 1 s: {heard_after:?}"
-    );
-    let v2 = (0x5eed, 2, "edit v2".to_string());
-    assert_eq!(after_edit, vec![v2.clone()], "seq 2 replaced seq 1 here");
-    assert_eq!(
-        ours_k1,
-        vec![v2.clone()],
-        "stale, foreign and forged edits refused here"
-    );
-    assert_eq!(
-        dhtnode_k1,
-        vec![(0x5eed, Some(2), "edit v2".to_string())],
-        "dhtnode replaced seq 1 by seq 2 and refused the stale, foreign and forged edits"
-    );
-    assert_eq!(
-        ours_k2.len(),
-        1,
-        "one value at dhtnode's key here: {ours_k2:?}"
-    );
-    assert_eq!(
-        ours_k2[0].2, "official",
-        "dhtnode's value survives here: {ours_k2:?}"
-    );
-    assert!(rejected_here >= 3, "refusals counted here: {rejected_here}");
-    assert_eq!(
-        dhtnode_k2.len(),
-        1,
-        "dhtnode keeps one value: {dhtnode_k2:?}"
-    );
-    assert_eq!(
-        dhtnode_k2[0].2, "official",
-        "dhtnode refused the takeover and the forgery of its value: {dhtnode_k2:?}"
-    );
+    worker
+        .join()
+        .expect("our nodes ran and saw all of the above");
 }
