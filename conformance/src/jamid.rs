@@ -36,6 +36,14 @@ pub const BUS_NAME: &str = "cx.ring.Ring";
 /// 3072-bit DH parameters for about 5 s on two cores.
 pub const TERM_GRACE: Duration = Duration::from_secs(10);
 
+/// Held by a test while its jamids run: one jamid scenario at a time in a test binary.
+/// Each new account generates RSA-4096 keys and 3072-bit DH parameters; three daemons
+/// doing that at once on two cores take longer than two scenarios in a row.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A running jamid with its private bus.
 pub struct Jamid {
     /// The directory holding the bus socket, HOME, XDG dirs and logs.

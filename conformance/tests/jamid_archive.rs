@@ -23,7 +23,6 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 const DHTNODE_PORT: u16 = 4223;
@@ -32,12 +31,6 @@ const DHTNODE_PORT: u16 = 4223;
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(120);
 const GRACE: Duration = Duration::from_secs(3);
 const PASSWORD: &str = "archive pw é";
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn bootstrap() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], DHTNODE_PORT))
@@ -79,7 +72,7 @@ fn jamid_runs_the_accounts_of_our_archives() {
     if !conformance::jamid_or_skip() {
         return;
     }
-    let _one = serial();
+    let _one = conformance::jamid::one_at_a_time();
     let mut rng = rng();
     let home = TempDir::new("jamid-import").expect("temp dir");
     let t0 = Instant::now();
@@ -202,7 +195,7 @@ fn we_read_the_archives_jamid_exports() {
     if !conformance::jamid_or_skip() {
         return;
     }
-    let _one = serial();
+    let _one = conformance::jamid::one_at_a_time();
     let mut rng = rng();
     let home = TempDir::new("jamid-export").expect("temp dir");
     let ns = Netns::create("jsjarch").expect("namespace");
@@ -297,7 +290,7 @@ fn pin_linking_with_jamid_both_ways() {
     if !conformance::jamid_or_skip() {
         return;
     }
-    let _one = serial();
+    let _one = conformance::jamid::one_at_a_time();
     let mut rng = rng();
     let home = TempDir::new("jamid-link").expect("temp dir");
     let ns = Netns::create("jsjarch").expect("namespace");

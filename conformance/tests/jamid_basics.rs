@@ -8,7 +8,6 @@ use conformance::jamid::{PrivateBus, BUS_NAME};
 use conformance::netns::Netns;
 use conformance::TempDir;
 use std::net::SocketAddr;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 const DHTNODE_PORT: u16 = 4222;
@@ -19,15 +18,6 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(90);
 /// parameters (about 5 s, longer on a busy machine); these tests only need the
 /// processes gone, so they do not wait for that.
 const GRACE: Duration = Duration::from_secs(3);
-
-/// One scenario at a time: each new account generates RSA-4096 keys and 3072-bit DH
-/// parameters, and three daemons doing that at once on two cores take longer than two
-/// scenarios in a row.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn bootstrap() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], DHTNODE_PORT))
@@ -72,7 +62,7 @@ fn account_reaches_registered_on_the_official_dhtnode() {
     if !conformance::jamid_or_skip() {
         return;
     }
-    let _one = serial();
+    let _one = conformance::jamid::one_at_a_time();
     let ns = Netns::create("jsjamid").expect("namespace");
     let _dht = DhtNode::start(&ns, DHTNODE_PORT, None, false).expect("dhtnode");
     let t0 = Instant::now();
@@ -168,7 +158,7 @@ fn two_jamids_see_each_other_online() {
     if !conformance::jamid_or_skip() {
         return;
     }
-    let _one = serial();
+    let _one = conformance::jamid::one_at_a_time();
     let ns = Netns::create("jsjamid").expect("namespace");
     let _dht = DhtNode::start(&ns, DHTNODE_PORT, None, false).expect("dhtnode");
     let t0 = Instant::now();

@@ -19,7 +19,6 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 const DHTNODE_PORT: u16 = 4222;
@@ -28,13 +27,6 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(90);
 /// One name request: NOTES.md measured about 0.11 s; jamid's own HTTP timeout is longer.
 const NAME_TIMEOUT: Duration = Duration::from_secs(30);
 const GRACE: Duration = Duration::from_secs(3);
-
-/// One jamid scenario at a time (two cores; see jamid_basics.rs).
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn bootstrap() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], DHTNODE_PORT))
@@ -128,7 +120,7 @@ fn jamid_registers_and_resolves_names_on_our_server() {
     if !conformance::jamid_or_skip() {
         return;
     }
-    let _one = serial();
+    let _one = conformance::jamid::one_at_a_time();
     let t0 = Instant::now();
     let ns = Netns::create("jsnames").expect("namespace");
     let _dht = DhtNode::start(&ns, DHTNODE_PORT, None, false).expect("dhtnode");
@@ -256,7 +248,7 @@ fn jamid_refuses_records_that_do_not_verify() {
     if !conformance::jamid_or_skip() {
         return;
     }
-    let _one = serial();
+    let _one = conformance::jamid::one_at_a_time();
     let mut rng = ChaCha20Rng::seed_from_u64(9);
     let (k1, k2, k3) = (
         PrivateKey::generate(2048, &mut rng).unwrap(),
