@@ -201,7 +201,8 @@ pub struct SecureDht {
     identity: Option<Identity>,
     rng: ChaCha20Rng,
     steps: BTreeMap<OpId, Step>,
-    /// Inner op → the op id the user was given.
+    /// Inner op → the op id the user was given; 0 marks our own ops (the certificate
+    /// announcement), whose events nobody asked for. Op ids start at 1.
     alias: BTreeMap<OpId, OpId>,
     /// Public keys found by certificate lookups, by short id.
     keys: BTreeMap<[u8; 20], PublicKey>,
