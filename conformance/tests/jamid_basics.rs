@@ -92,11 +92,13 @@ fn account_reaches_registered_on_the_official_dhtnode() {
     assert!(!details["RingNS.uri"].is_empty());
     assert_eq!(details["Account.upnpEnabled"], "false");
 
-    // The registration signal was recorded as well as the state.
+    // The registration signal was recorded as well as the state. The state can be read
+    // over D-Bus a moment before the recorder thread has logged the signal, so allow it
+    // a few seconds to arrive.
     let sig = p
         .jamid
         .signals()
-        .wait("registrationStateChanged", 0, Duration::ZERO, |s| {
+        .wait("registrationStateChanged", 0, Duration::from_secs(5), |s| {
             s.args::<(String, String, i32, String)>()
                 .is_ok_and(|(a, st, _, _)| a == p.account && st == "REGISTERED")
         })
