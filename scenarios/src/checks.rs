@@ -14,6 +14,7 @@ use netsim::link::parse_rate;
 use netsim::oracle::{self, PathKind};
 use netsim::{NodeKind, SimTime};
 use reports::{Cell, CheckResult, Series, SeriesKind, Table};
+use std::time::Duration;
 
 pub const CHECK_KINDS: &[&str] = &[
     "nat_type",
@@ -35,6 +36,8 @@ pub const CHECK_KINDS: &[&str] = &[
     "dht_flood",
     "name_owner",
     "proxy_put",
+    "online",
+    "jami_announced",
 ];
 
 /// What the checks of one run produced.
@@ -276,6 +279,24 @@ fn eval(w: &World, c: &CheckSpec, out: &mut Outcome) -> Result<()> {
                 format!("{host} puts its value through the DHT proxy"),
                 app.status == Some(200) && app.echoed,
                 format!("status {:?}, value echoed: {}", app.status, app.echoed),
+            );
+            Ok(())
+        }
+        "online" => online(w, &p, out),
+        "jami_announced" => {
+            p.only(&["host"])?;
+            let host = p.str("host")?;
+            let (_, app) = w.actor_state::<crate::jami::JamiDeviceApp>(host, "jami-device")?;
+            let got: Vec<String> = app
+                .exchanges
+                .iter()
+                .map(|e| format!("{} {:?} echoed {}", e.what, e.status, e.echoed))
+                .collect();
+            out.push(
+                "jami_announced",
+                format!("{host} puts its certificate and device announcement through the proxy"),
+                app.announced(),
+                got.join("; "),
             );
             Ok(())
         }
@@ -525,6 +546,75 @@ fn path(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
         );
     }
     out.summary.push(achieved.to_string());
+    Ok(())
+}
+
+/// `online`: each of `hosts` (DHT nodes that `track` them) saw each of `of` online, with
+/// that account's own device verified (by `by`, when given); `expect = false` asserts
+/// the opposite, and `rejected` names a refusal (a `Rejection`) that must be counted.
+fn online(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
+    p.only(&["hosts", "of", "by", "expect", "rejected"])?;
+    let expect = p.bool("expect", true)?;
+    let by = p
+        .opt_str("by")?
+        .map(|s| netsim::parse_duration(s).map_err(|e| anyhow!("`by`: {e}")))
+        .transpose()?;
+    let rejected = p.opt_str("rejected")?;
+    let (mut lines, mut ok) = (Vec::new(), true);
+    for h in p.strs("hosts")? {
+        let (_, app) = w.actor_state::<DhtApp>(h, "dht-node")?;
+        for o in p.strs("of")? {
+            let id = w
+                .jami
+                .get(&(o.to_string(), String::new()))
+                .ok_or_else(|| anyhow!("`{o}` has no Jami account (is it tracked by `{h}`?)"))?;
+            let seen = app
+                .seen
+                .get(&id.account_id())
+                .ok_or_else(|| anyhow!("`{h}` does not track `{o}`"))?;
+            let device = id.device.device_id();
+            let verified = seen.devices.iter().any(|d| d.device_id == device);
+            let at = seen.online_at.map(|t| t.since(SimTime::ZERO));
+            let off = seen.offline_at.map(|t| t.since(SimTime::ZERO));
+            // Online now: went online and did not go offline since.
+            let online_now = at.is_some() && off.is_none_or(|o| at.is_some_and(|a| a > o));
+            let in_time = at.is_some_and(|t| by.is_none_or(|b| t <= b));
+            let pass = if expect {
+                in_time && online_now && verified
+            } else {
+                !online_now
+            } && rejected.is_none_or(|r| seen.rejected.contains_key(r));
+            ok &= pass;
+            let secs = |t: Option<Duration>| {
+                t.map(|t| format!("{:.3} s", t.as_secs_f64()))
+                    .unwrap_or_else(|| "never".into())
+            };
+            lines.push(format!(
+                "{h} sees {o}: online at {}, offline at {}, own device verified: {verified}, refused: {:?}",
+                secs(at),
+                secs(off),
+                seen.rejected
+            ));
+            if let (true, Some(t)) = (expect, at) {
+                out.summary
+                    .push(format!("{o} online at {:.2} s", t.as_secs_f64()));
+            }
+        }
+    }
+    let what = if expect { "online" } else { "not online" };
+    out.push(
+        "online",
+        format!(
+            "{} see {} {what}{}",
+            p.strs("hosts")?.join(", "),
+            p.strs("of")?.join(", "),
+            rejected
+                .map(|r| format!(", refusing {r}"))
+                .unwrap_or_default()
+        ),
+        ok && !lines.is_empty(),
+        lines.join("; "),
+    );
     Ok(())
 }
 

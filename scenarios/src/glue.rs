@@ -4,7 +4,10 @@
 
 use netsim::{App, Ctx, SimTime, SockId};
 use node::dht::engine::{Config, Dht, Event, OpId};
+use node::dht::secure::SecureDht;
 use node::dht::{InfoHash, Value, ValueData};
+use node::identity::DeviceInfo;
+use node::presence::{PresenceEvent, PresenceTracker};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,6 +18,7 @@ pub const EPOCH_MS: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 const T_ENGINE: u64 = 1;
 const T_PUT: u64 = 2;
 const T_GET: u64 = 3;
+const T_TRACK: u64 = 4;
 
 /// What a DHT node on a host is told to do.
 #[derive(Clone, Debug)]
@@ -28,6 +32,22 @@ pub struct DhtWorkload {
     pub get_keys: Vec<String>,
     /// Also serve OpenDHT's proxy API (GET/POST /key/<key>) on this TCP port.
     pub proxy_port: Option<u16>,
+    /// Track the presence of these hosts' Jami accounts (host, account id) from
+    /// `track_at` on, as jamid's `subscribeBuddy` does.
+    pub track: Vec<(String, InfoHash)>,
+    pub track_at: Duration,
+}
+
+/// What a node learnt of one tracked account.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Seen {
+    pub host: String,
+    pub online_at: Option<SimTime>,
+    pub offline_at: Option<SimTime>,
+    /// Devices whose announcement and certificate chain checked out.
+    pub devices: Vec<DeviceInfo>,
+    /// Refusals, by reason (`Rejection`'s name).
+    pub rejected: BTreeMap<String, u64>,
 }
 
 /// The record of one get.
@@ -43,7 +63,7 @@ pub struct GetRecord {
 /// An OpenDHT-compatible node on a simulated host.
 pub struct DhtApp {
     w: DhtWorkload,
-    dht: Option<Dht>,
+    dht: Option<SecureDht>,
     sock: Option<SockId>,
     timer_at: Option<u64>,
     pub connected_at: Option<SimTime>,
@@ -55,6 +75,10 @@ pub struct DhtApp {
     proxied: BTreeMap<OpId, (netsim::ConnId, Vec<Value>)>,
     /// Requests the proxy answered.
     pub proxy_requests: u64,
+    /// Presence of the tracked accounts (`node::presence`, the stricter-than-jamid
+    /// tracker: an announcement counts once its device chain verifies).
+    pub presence: PresenceTracker,
+    pub seen: BTreeMap<InfoHash, Seen>,
 }
 
 impl DhtApp {
@@ -70,6 +94,8 @@ impl DhtApp {
             http: BTreeMap::new(),
             proxied: BTreeMap::new(),
             proxy_requests: 0,
+            presence: PresenceTracker::new(),
+            seen: BTreeMap::new(),
         }
     }
 
@@ -84,28 +110,38 @@ impl DhtApp {
     }
 
     pub fn engine(&self) -> Option<&Dht> {
-        self.dht.as_ref()
+        self.dht.as_deref()
     }
 
     fn now_ms(cx: &Ctx<'_>) -> u64 {
         EPOCH_MS + cx.now().as_nanos() / 1_000_000
     }
 
-    /// Move the engine's output onto the network and (re)arm its timer.
+    /// Move the engine's output onto the network and (re)arm its timer. Events may
+    /// start operations (the tracker's certificate lookups): loop until none is left.
     fn flush(&mut self, cx: &mut Ctx<'_>) {
-        let Some(dht) = self.dht.as_mut() else { return };
         let Some(sock) = self.sock else { return };
-        while let Some(t) = dht.poll_transmit() {
-            let _ = cx.udp_send(sock, t.to, &t.bytes);
+        loop {
+            let Some(dht) = self.dht.as_mut() else { return };
+            while let Some(t) = dht.poll_transmit() {
+                let _ = cx.udp_send(sock, t.to, &t.bytes);
+            }
+            let mut events = Vec::new();
+            while let Some(e) = dht.poll_event() {
+                events.push(e);
+            }
+            if events.is_empty() {
+                break;
+            }
+            for e in events {
+                self.on_event(cx, e);
+            }
         }
-        let mut events = Vec::new();
-        while let Some(e) = dht.poll_event() {
-            events.push(e);
-        }
-        let next = dht.poll_timeout();
-        for e in events {
-            self.on_event(cx, e);
-        }
+        let Some(dht) = self.dht.as_ref() else { return };
+        let next = match (dht.poll_timeout(), self.presence.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if let Some(t) = next {
             if self.timer_at.is_none_or(|cur| t < cur) {
                 self.timer_at = Some(t);
@@ -189,9 +225,52 @@ impl DhtApp {
         true
     }
 
+    /// Presence events into [`Seen`] records.
+    fn presence_events(&mut self, cx: &mut Ctx<'_>) {
+        let now = cx.sim_now();
+        while let Some(e) = self.presence.poll_event() {
+            cx.trace(&match &e {
+                PresenceEvent::Online(a) => format!("presence: {a} online"),
+                PresenceEvent::Offline(a) => format!("presence: {a} offline"),
+                PresenceEvent::DeviceVerified { account, device } => format!(
+                    "presence: {account} device {} verified",
+                    InfoHash(device.device_short_id)
+                ),
+                PresenceEvent::Rejected { account, reason } => {
+                    format!("presence: {account} refused: {reason}")
+                }
+            });
+            let account = match &e {
+                PresenceEvent::Online(a)
+                | PresenceEvent::Offline(a)
+                | PresenceEvent::DeviceVerified { account: a, .. }
+                | PresenceEvent::Rejected { account: a, .. } => *a,
+            };
+            let Some(seen) = self.seen.get_mut(&account) else {
+                continue;
+            };
+            match e {
+                PresenceEvent::Online(_) => {
+                    seen.online_at.get_or_insert(now);
+                }
+                PresenceEvent::Offline(_) => seen.offline_at = Some(now),
+                PresenceEvent::DeviceVerified { device, .. } => seen.devices.push(device),
+                PresenceEvent::Rejected { reason, .. } => {
+                    *seen.rejected.entry(format!("{reason:?}")).or_default() += 1
+                }
+            }
+        }
+    }
+
     fn on_event(&mut self, cx: &mut Ctx<'_>, e: Event) {
         if self.proxy_event(cx, &e) {
             return;
+        }
+        if let Some(dht) = self.dht.as_mut() {
+            if self.presence.handle_event(dht, Self::now_ms(cx), &e) {
+                self.presence_events(cx);
+                return;
+            }
         }
         let now = cx.sim_now();
         match e {
@@ -232,13 +311,16 @@ impl App for DhtApp {
         // Seed from the host's own stream: deterministic per scenario seed and host.
         let seed = rand_seed(cx);
         let now = Self::now_ms(cx);
-        let mut dht = Dht::new(
+        // Storage checks signatures, as OpenDHT's does (only signed values cost a check).
+        let verify: node::dht::engine::Verifier = Box::new(node::crypto::verify);
+        let mut dht = SecureDht::new(
             Config {
                 id: InfoHash::get(format!("node:{host}")),
                 network: 0,
                 seed,
-                verify: None,
+                verify: Some(verify),
             },
+            None,
             now,
         );
         for b in &self.w.bootstrap {
@@ -257,6 +339,9 @@ impl App for DhtApp {
         }
         if let Some(t) = self.w.get_at.filter(|t| *t > age) {
             cx.set_timer(t - age, T_GET);
+        }
+        if !self.w.track.is_empty() {
+            cx.set_timer(self.w.track_at.saturating_sub(age), T_TRACK);
         }
         self.flush(cx);
     }
@@ -285,6 +370,24 @@ impl App for DhtApp {
                 if let Some(d) = self.dht.as_mut() {
                     if d.poll_timeout().is_some_and(|t| t <= now) {
                         d.handle_timeout(now);
+                    }
+                    if self.presence.poll_timeout().is_some_and(|t| t <= now) {
+                        self.presence.handle_timeout(d, now);
+                    }
+                }
+                self.presence_events(cx);
+            }
+            T_TRACK => {
+                if let Some(d) = self.dht.as_mut() {
+                    for (host, account) in &self.w.track {
+                        self.presence.track(d, now, *account);
+                        self.seen.insert(
+                            *account,
+                            Seen {
+                                host: host.clone(),
+                                ..Seen::default()
+                            },
+                        );
                     }
                 }
             }

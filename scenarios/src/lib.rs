@@ -10,6 +10,7 @@ pub mod checks;
 pub mod expand;
 pub mod glue;
 pub mod http;
+pub mod jami;
 pub mod model;
 pub mod names;
 pub mod runner;

@@ -44,6 +44,8 @@ pub struct World {
     pub nodes: BTreeMap<String, NodeId>,
     pub actors: Vec<Actor>,
     pub duration: Duration,
+    /// Jami identities of hosts, by (host, role): made once per world, from the seed.
+    pub jami: BTreeMap<(String, String), crate::jami::JamiIdentity>,
 }
 
 /// The actor kinds a scenario may `run`.
@@ -64,6 +66,7 @@ pub const ACTOR_KINDS: &[&str] = &[
     "name-server",
     "name-device",
     "proxy-put",
+    "jami-device",
 ];
 
 fn link_params(sel: &Option<LinkSel>, default: &str) -> Result<(LinkParams, LinkParams)> {
@@ -89,6 +92,7 @@ impl World {
             nodes: BTreeMap::new(),
             actors: Vec::new(),
             duration,
+            jami: BTreeMap::new(),
         };
         // A NAT of type "none" is a placeholder: what sits behind it sits where it sits.
         let mut aliases: BTreeMap<String, Option<NodeId>> = BTreeMap::new();
@@ -321,6 +325,18 @@ impl World {
         Ok((a, state))
     }
 
+    /// The Jami account of `host` (`role` "" for its own; others for forgers).
+    pub fn jami_identity(&mut self, host: &str, role: &str) -> Result<crate::jami::JamiIdentity> {
+        let k = (host.to_string(), role.to_string());
+        if let Some(j) = self.jami.get(&k) {
+            return Ok(j.clone());
+        }
+        let j = crate::jami::JamiIdentity::derive(self.seed, host, role)
+            .with_context(|| format!("Jami identity of `{host}`"))?;
+        self.jami.insert(k, j.clone());
+        Ok(j)
+    }
+
     fn sock(&self, host: &str, port: u16) -> Result<SocketAddr> {
         Ok(SocketAddr::new(self.addr_of(host)?, port))
     }
@@ -458,6 +474,8 @@ impl World {
                     "population",
                     "population_count",
                     "proxy_port",
+                    "track",
+                    "track_at",
                 ])?;
                 let port = port("port", 4222)?;
                 let mut bootstrap = Vec::new();
@@ -496,7 +514,14 @@ impl World {
                         .map(|s| netsim::parse_duration(s).map_err(|e| anyhow!("`{k}`: {e}")))
                         .transpose()
                 };
+                let mut track = Vec::new();
+                for t in p.strs("track")? {
+                    self.host_node(t).context("`track`")?;
+                    track.push((t.to_string(), self.jami_identity(t, "")?.account_id()));
+                }
                 let w = crate::glue::DhtWorkload {
+                    track,
+                    track_at: p.duration("track_at", "1s")?,
                     port,
                     bootstrap,
                     put_at: opt_dur("put_at")?,
@@ -526,6 +551,25 @@ impl World {
                 let at = p.duration("put_at", "10s")?;
                 self.sim.add_app(node, move || {
                     Box::new(crate::glue::ProxyPutApp::new(proxy, at))
+                })
+            }
+            "jami-device" => {
+                p.only(&["proxy", "port", "announce_at", "forge"])?;
+                let proxy = self.sock(p.str("proxy")?, port("port", 8000)?)?;
+                let at = p.duration("announce_at", "10s")?;
+                let forge: crate::jami::Forgery = p
+                    .opt_str("forge")?
+                    .unwrap_or("none")
+                    .parse()
+                    .map_err(|e: String| anyhow!(e))?;
+                let me = self.jami_identity(host, "")?;
+                let other = match forge {
+                    crate::jami::Forgery::None => me.clone(),
+                    _ => self.jami_identity(host, "forger")?,
+                };
+                let puts = crate::jami::device_puts(&me, &other, forge)?;
+                self.sim.add_app(node, move || {
+                    Box::new(crate::jami::JamiDeviceApp::new(proxy, at, puts.clone()))
                 })
             }
             "name-server" => {

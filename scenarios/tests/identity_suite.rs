@@ -68,3 +68,71 @@ fn without_a_proxy_the_device_behind_tor_is_not_found() {
     assert_eq!(passed("dht_gets"), Some(false), "{:?}", out.checks);
     assert_eq!(passed("never_sees"), Some(true));
 }
+
+/// `identity/presence-via-proxy` with the device's announcement spoiled as `forge`.
+fn presence_forged(forge: &str) -> Outcome {
+    run_case("identity/presence-via-proxy", |c| {
+        for a in c.spec.actor.iter_mut().filter(|a| a.run == "jami-device") {
+            a.params
+                .insert("forge".into(), toml::Value::String(forge.into()));
+        }
+    })
+}
+
+/// The `online` checks' results (passed, detail).
+fn online_checks(out: &Outcome) -> Vec<(bool, String)> {
+    out.checks
+        .iter()
+        .filter(|c| c.what == "online")
+        .map(|c| (c.passed, c.detail.clone()))
+        .collect()
+}
+
+#[test]
+fn forged_presence_is_refused_by_every_watcher() {
+    // Announcement signed by another account; device issued by another account; device
+    // revoked by its own account (CRL at the account id): never online, refusal counted.
+    for (forge, reason) in [
+        ("signer", "WrongAccount"),
+        ("issuer", "NotIssuedByAccount"),
+        ("revoked", "Revoked"),
+    ] {
+        let out = presence_forged(forge);
+        let online = online_checks(&out);
+        assert_eq!(online.len(), 2, "{forge}: {:?}", out.checks);
+        for (passed, detail) in online {
+            assert!(!passed, "{forge}: must not be online: {detail}");
+            // A revocation may land after the device was verified: then it goes offline.
+            let never = detail.contains("online at never");
+            assert!(
+                never || (forge == "revoked" && !detail.contains("offline at never")),
+                "{forge}: {detail}"
+            );
+            assert!(
+                detail.contains(reason),
+                "{forge}: {reason} counted: {detail}"
+            );
+        }
+        let announced = out.checks.iter().find(|c| c.what == "jami_announced");
+        assert_eq!(
+            announced.map(|c| c.passed),
+            Some(true),
+            "the proxy took the puts"
+        );
+    }
+}
+
+#[test]
+fn without_a_proxy_the_device_behind_tor_is_never_online() {
+    let out = run_case("identity/presence-via-proxy", |c| {
+        for a in c.spec.actor.iter_mut().filter(|a| a.run == "dht-node") {
+            a.params.remove("proxy_port");
+        }
+    });
+    for (passed, detail) in online_checks(&out) {
+        assert!(!passed, "{detail}");
+        assert!(detail.contains("online at never"), "{detail}");
+    }
+    let announced = out.checks.iter().find(|c| c.what == "jami_announced");
+    assert_eq!(announced.map(|c| c.passed), Some(false));
+}

@@ -455,8 +455,55 @@ impl Dht {
         if id == self.cfg.id {
             return;
         }
-        if let Insert::PingDubious(dubious) = self.table.heard(id.0, addr, self.now, replied) {
-            self.ping(dubious);
+        match self.table.heard(id.0, addr, self.now, replied) {
+            Insert::PingDubious(dubious) => self.ping(dubious),
+            Insert::Added => self.listens_see(id, addr),
+            _ => {}
+        }
+    }
+
+    /// A node new to the table: each listen it would rank among the closest takes it in
+    /// and, once synced again, listens there too (OpenDHT's `onNewNode`). A listen
+    /// started while the table was small thus moves to the key's real neighbourhood,
+    /// where later puts land.
+    fn listens_see(&mut self, id: InfoHash, addr: SocketAddr) {
+        let now = self.now;
+        let mut restep = Vec::new();
+        for (op, s) in &mut self.searches {
+            if !matches!(s.kind, SearchKind::Listen)
+                || s.nodes.iter().any(|n| n.id == id || n.addr == addr)
+            {
+                continue;
+            }
+            let key = s.key;
+            let worst = s
+                .nodes
+                .iter()
+                .filter(|n| n.state != NodeState::Failed)
+                .nth(TARGET_NODES - 1);
+            if worst.is_some_and(|w| xor_cmp(&id, &w.id, &key) != std::cmp::Ordering::Less) {
+                continue;
+            }
+            s.nodes.push(SearchNode {
+                id,
+                addr,
+                state: NodeState::Candidate,
+                acked: false,
+                sid: 0,
+                refresh_at: now,
+                depth: 1,
+            });
+            s.nodes.sort_by(|a, b| xor_cmp(&a.id, &b.id, &key));
+            let mut kept = 0;
+            s.nodes.retain(|n| {
+                kept += 1;
+                kept <= SEARCH_NODES || n.state == NodeState::Requested
+            });
+            s.done = false;
+            restep.push(*op);
+        }
+        for op in restep {
+            self.step(op);
         }
     }
 
@@ -1290,11 +1337,14 @@ impl Dht {
         s.done = true;
         let key = s.key;
         let mut sends = Vec::new();
+        // Nodes already listened to (a listen synced again after new nodes) keep their
+        // socket id and are refreshed by `refresh_listens`.
         for (n, sid) in s
             .nodes
             .iter_mut()
             .filter(|n| matches!(&n.state, NodeState::Answered { token } if !token.is_empty()))
             .take(LISTEN_NODES)
+            .filter(|n| n.sid == 0)
             .zip(sids)
         {
             if let NodeState::Answered { token } = &n.state {
