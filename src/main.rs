@@ -4,6 +4,7 @@
 mod account_cmd;
 mod nameserver_cmd;
 mod node_cmd;
+mod node_proxy_cmd;
 mod proxy_cmd;
 
 use anyhow::{bail, Context, Result};
@@ -97,6 +98,10 @@ enum NodeCmd {
         /// Print every result as one JSON object per line.
         #[arg(long)]
         json: bool,
+        /// Use the DHT through this DHT proxy (HOST:PORT, ours or OpenDHT's) instead of
+        /// joining it over UDP, as `dhtnode --proxyclient` does.
+        #[arg(long, conflicts_with = "bootstrap")]
+        proxy: Option<String>,
     },
     /// A Jami name server (HTTP: GET /name/<name>, GET /addr/<addr>, POST /name/<name>).
     Nameserver {
@@ -405,6 +410,7 @@ fn real_main() -> Result<bool> {
                     bootstrap,
                     identity,
                     json,
+                    proxy,
                 },
         } => {
             node_cmd::run(node_cmd::DhtNodeOpts {
@@ -413,6 +419,7 @@ fn real_main() -> Result<bool> {
                 bootstrap,
                 identity,
                 json,
+                proxy,
             })?;
             Ok(true)
         }

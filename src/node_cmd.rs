@@ -24,27 +24,29 @@ pub struct DhtNodeOpts {
     pub bootstrap: Vec<SocketAddr>,
     pub identity: Option<std::path::PathBuf>,
     pub json: bool,
+    /// Reach the DHT through this proxy (`host:port`) instead of joining it over UDP.
+    pub proxy: Option<String>,
 }
 
 /// A key from its text the way dhtnode reads it: 40 hex digits, or the SHA-1 of the text.
-fn key_of(s: &str) -> InfoHash {
+pub(crate) fn key_of(s: &str) -> InfoHash {
     s.parse().unwrap_or_else(|_| InfoHash::get(s))
 }
 
 /// Load `DIR/dht.key` + `DIR/dht.crt`, creating what is missing the way `dhtnode -i`
 /// does (an RSA-4096 key certified by a fresh EC CA).
-fn load_identity(dir: &Path, rng: &mut ChaCha20Rng) -> Result<NodeIdentity> {
+pub(crate) fn load_identity(dir: &Path, rng: &mut ChaCha20Rng) -> Result<NodeIdentity> {
     let now = unix_ms() / 1000;
     NodeIdentity::load_or_create(dir, node::crypto::DEFAULT_RSA_BITS, now, rng)
         .map_err(|e| anyhow::anyhow!("identity in {}: {e}", dir.display()))
 }
 
-struct Printer {
-    json: bool,
+pub(crate) struct Printer {
+    pub(crate) json: bool,
 }
 
 impl Printer {
-    fn say(&self, kind: &str, text: String, fields: serde_json::Value) {
+    pub(crate) fn say(&self, kind: &str, text: String, fields: serde_json::Value) {
         if self.json {
             let mut obj = serde_json::json!({ "event": kind });
             if let (Some(o), serde_json::Value::Object(f)) = (obj.as_object_mut(), fields) {
@@ -57,7 +59,7 @@ impl Printer {
     }
 }
 
-fn value_json(v: &Value) -> serde_json::Value {
+pub(crate) fn value_json(v: &Value) -> serde_json::Value {
     match &v.data {
         ValueData::Plain(b) => {
             serde_json::json!({"id": format!("{:x}", v.id), "type": b.type_id, "data": hex(&b.data)})
@@ -82,6 +84,9 @@ pub fn run(opts: DhtNodeOpts) -> Result<()> {
     let mut seed = [0u8; 32];
     rand::rng().fill(&mut seed);
     let mut rng = ChaCha20Rng::from_seed(seed);
+    if let Some(proxy) = &opts.proxy {
+        return crate::node_proxy_cmd::run(&opts, proxy, rng);
+    }
     let identity = match &opts.identity {
         Some(dir) => Some(load_identity(dir, &mut rng)?),
         None => None,

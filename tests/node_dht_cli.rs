@@ -44,7 +44,8 @@ impl CliNode {
             .recv_timeout(Duration::from_secs(10))
             .expect("a started line");
         assert_eq!(started["event"], "started");
-        let addr = started["addr"].as_str().unwrap().to_string();
+        // A node using a proxy has no UDP address of its own.
+        let addr = started["addr"].as_str().unwrap_or_default().to_string();
         CliNode {
             child,
             stdin,
@@ -213,4 +214,122 @@ fn identity_dir_gains_a_certificate_and_keeps_its_node_id() {
     assert_eq!(node_id(&dir_arg), expected);
     assert_eq!(std::fs::read(dir.join("dht.crt")).unwrap(), crt, "reused");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `jamisim node proxy` on loopback, joined to the DHT through `bootstrap`.
+struct CliProxy {
+    child: Child,
+    addr: String,
+}
+
+impl CliProxy {
+    fn start(bootstrap: &str) -> CliProxy {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jamisim"))
+            .args(["node", "proxy", "--port", "0", "--bind", "127.0.0.1"])
+            .args(["--bootstrap", bootstrap])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("jamisim node proxy starts");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        // "DHT proxy on http://127.0.0.1:PORT (node ... on UDP ...)"
+        let addr = first
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("proxy address in {first:?}"))
+            .to_string();
+        CliProxy { child, addr }
+    }
+}
+
+impl Drop for CliProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `--proxy`: a node that never touches UDP puts, gets, listens, signs and encrypts
+/// through `jamisim node proxy`, with a plain UDP node on the other side.
+#[test]
+fn a_cli_node_in_proxy_client_mode_uses_the_dht_through_the_proxy() {
+    let (da, db) = (identity_dir("pa", 3), identity_dir("pb", 4));
+    let mut a = CliNode::start(&["--identity", da.to_str().unwrap()]);
+    let a_key = a
+        .wait("public_key_id", Duration::from_secs(10))
+        .expect("a's public key id")["public_key_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let proxy = CliProxy::start(&a.addr.clone());
+    let mut b = CliNode::start(&["--identity", db.to_str().unwrap(), "--proxy", &proxy.addr]);
+    let b_key = b
+        .wait("public_key_id", Duration::from_secs(10))
+        .expect("b's public key id")["public_key_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        b.wait("connected", Duration::from_secs(10)).is_some(),
+        "b is connected once the proxy's node knows a"
+    );
+    // Plain put through the proxy; the UDP node gets it.
+    b.send("p via-proxy hello through the proxy");
+    let done = b.wait("put_done", Duration::from_secs(10)).expect("put");
+    assert_eq!(done["ok"], true, "{done}");
+    a.send("g via-proxy");
+    let v = a.wait("value", Duration::from_secs(10)).expect("a gets it");
+    assert_eq!(v["value"]["data"], hex("hello through the proxy"));
+    // b listens through the proxy and hears a's put over UDP.
+    b.send("l to-b");
+    assert!(b.wait("listening", Duration::from_secs(10)).is_some());
+    a.send("p to-b hello from udp");
+    let v = b
+        .wait("value", Duration::from_secs(10))
+        .expect("b hears it");
+    assert_eq!(v["value"]["data"], hex("hello from udp"));
+    // Signed through the proxy: a sees b's signature.
+    b.send("s signed-via-proxy signed by b");
+    assert!(b.wait("put_done", Duration::from_secs(10)).is_some());
+    a.send("g signed-via-proxy");
+    let v = a.wait("value", Duration::from_secs(10)).expect("a gets it");
+    assert_eq!(v["value"]["owner"], b_key, "{v}");
+    // b finds a's certificate through the proxy and encrypts for a.
+    b.send(&format!("e secret-via-proxy {a_key} only for a"));
+    let done = b.wait("put_done", Duration::from_secs(10)).expect("put");
+    assert_eq!(done["ok"], true, "{done}");
+    a.send("g secret-via-proxy");
+    let v = a
+        .wait("value", Duration::from_secs(10))
+        .expect("a decrypts it");
+    assert_eq!(v["value"]["data"], hex("only for a"), "{v}");
+    // a finds b's certificate (announced through the proxy) and encrypts for b.
+    a.send(&format!("e secret-for-b {b_key} only for b"));
+    let done = a.wait("put_done", Duration::from_secs(15)).expect("put");
+    assert!(done["stored_on"].as_u64().unwrap() >= 1, "{done}");
+    b.send("g secret-for-b");
+    let v = b
+        .wait("value", Duration::from_secs(10))
+        .expect("b decrypts it");
+    assert_eq!(v["value"]["data"], hex("only for b"), "{v}");
+    assert_eq!(v["value"]["to"], b_key, "{v}");
+    // What needs UDP is refused, not faked.
+    b.send("lr");
+    let e = b
+        .wait("error", Duration::from_secs(5))
+        .expect("an error line");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("not available through a proxy"),
+        "{e}"
+    );
+    drop(b);
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&da);
+    let _ = std::fs::remove_dir_all(&db);
 }

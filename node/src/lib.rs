@@ -7,4 +7,5 @@ pub mod dht;
 pub mod driver;
 pub mod identity;
 pub mod nameserver;
+pub mod net;
 pub mod presence;

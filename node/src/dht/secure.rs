@@ -415,28 +415,8 @@ impl SecureDht {
         }
     }
 
-    /// SecureDht's get filter: decrypt what is addressed to us, drop forged signatures.
     fn filter(&mut self, values: Vec<Value>) -> Vec<Value> {
-        let mut out = Vec::with_capacity(values.len());
-        for v in values {
-            match &v.data {
-                ValueData::Encrypted(_) => {
-                    match self.identity.as_ref().map(|i| decrypt(i.key(), &v)) {
-                        Some(Ok(plain)) => out.push(plain),
-                        // Not ours (or forged): still reported, as the opaque value it is.
-                        _ => {
-                            self.secure_stats.undecryptable += 1;
-                            out.push(v);
-                        }
-                    }
-                }
-                ValueData::Signed(_) if !signature_ok(&v) => {
-                    self.secure_stats.bad_signatures += 1;
-                }
-                _ => out.push(v),
-            }
-        }
-        out
+        filter(self.identity.as_ref(), values, &mut self.secure_stats)
     }
 
     /// The first step (a get) finished: do the put, or fail.
@@ -486,6 +466,29 @@ impl SecureDht {
             reason: reason.to_string(),
         });
     }
+}
+
+/// SecureDht's get filter: decrypt what is addressed to us, drop forged signatures
+/// (counted in `stats`). Also used by the proxy client's secure layer.
+pub fn filter(me: Option<&Identity>, values: Vec<Value>, stats: &mut SecureStats) -> Vec<Value> {
+    let mut out = Vec::with_capacity(values.len());
+    for v in values {
+        match &v.data {
+            ValueData::Encrypted(_) => match me.map(|i| decrypt(i.key(), &v)) {
+                Some(Ok(plain)) => out.push(plain),
+                // Not ours (or forged): still reported, as the opaque value it is.
+                _ => {
+                    stats.undecryptable += 1;
+                    out.push(v);
+                }
+            },
+            ValueData::Signed(_) if !signature_ok(&v) => {
+                stats.bad_signatures += 1;
+            }
+            _ => out.push(v),
+        }
+    }
+    out
 }
 
 /// Feed values found by a step's get into it.

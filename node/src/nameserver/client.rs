@@ -14,31 +14,14 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::io;
 use std::sync::Mutex;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 /// Largest answer read (jamid's `MAX_RESPONSE_SIZE` is 1 MiB).
 const MAX_RESPONSE: usize = 1024 * 1024;
 
-/// Opens byte streams to the server (real TCP, or turmoil in tests).
-pub trait Connector: Send + Sync {
-    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
-    fn connect(&self, host_port: &str) -> impl Future<Output = io::Result<Self::Io>> + Send;
-}
-
-/// Real TCP.
-pub struct TcpConnector;
-
-impl Connector for TcpConnector {
-    type Io = tokio::net::TcpStream;
-    fn connect(&self, host_port: &str) -> impl Future<Output = io::Result<Self::Io>> + Send {
-        tokio::net::TcpStream::connect(host_port.to_string())
-    }
-}
+pub use crate::net::{Connector, TcpConnector};
 
 /// Why a lookup gave no answer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -9,9 +9,6 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use std::future::Future;
-use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -103,17 +100,7 @@ where
 }
 
 /// Something that accepts byte-stream connections (a TCP listener, real or simulated).
-pub trait Listener {
-    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
-    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Io, SocketAddr)>>;
-}
-
-impl Listener for tokio::net::TcpListener {
-    type Io = tokio::net::TcpStream;
-    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Io, SocketAddr)>> {
-        tokio::net::TcpListener::accept(self)
-    }
-}
+pub use crate::net::Listener;
 
 /// Accepts connections forever, one task each. A failed accept (e.g. out of file
 /// descriptors) is retried after a pause rather than taking the server down.

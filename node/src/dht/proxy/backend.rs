@@ -1,12 +1,14 @@
-//! The DHT node behind the proxy: the sans-IO engine on a UDP socket, in a thread of
-//! its own that takes [`Command`]s over a channel and routes engine events, by op id,
-//! back to the HTTP requests that asked (get and listen streams, put answers).
+//! The DHT node behind the proxy: the sans-IO engine on a datagram socket (real UDP in
+//! a thread of its own, or turmoil's in tests), taking [`Command`]s over a channel and
+//! routing engine events, by op id, back to the HTTP requests that asked (get and
+//! listen streams, put answers).
 //! It also keeps permanent puts alive, as OpenDHT's proxy does, for [`PERMANENT_TTL_MS`].
 
 use crate::dht::engine::{Config, Event, OpId};
 use crate::dht::secure::SecureDht;
 use crate::dht::{InfoHash, Value};
-use crate::driver::{unix_ms, UdpDriver};
+use crate::driver::unix_ms;
+use crate::net::Datagrams;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
@@ -89,13 +91,27 @@ pub struct Counters {
     pub reputs: AtomicU64,
 }
 
-/// Handle to the DHT thread.
+/// Handle to the DHT node behind the proxy (its own thread, or a task the caller runs).
 #[derive(Clone)]
 pub struct Backend {
-    tx: mpsc::Sender<Command>,
+    tx: tmpsc::UnboundedSender<Command>,
     pub node_id: InfoHash,
     pub udp: SocketAddr,
     pub counters: Arc<Counters>,
+}
+
+/// The DHT node's id for a seed: splitmix64 bytes, distinct per seed.
+fn node_id(seed: u64) -> InfoHash {
+    let mut id = [0u8; 20];
+    let mut s = seed;
+    for b in id.iter_mut() {
+        s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        *b = (z ^ (z >> 31)) as u8;
+    }
+    InfoHash(id)
 }
 
 impl Backend {
@@ -111,64 +127,83 @@ impl Backend {
         seed: u64,
         reput_ms: u64,
     ) -> io::Result<Backend> {
-        let mut id = [0u8; 20];
-        let mut s = seed;
-        for b in id.iter_mut() {
-            // splitmix64 bytes: a distinct id per seed without another RNG dependency here.
-            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            *b = (z ^ (z >> 31)) as u8;
-        }
         let bootstrap = bootstrap.to_vec();
-        let (tx, rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
-        let counters = Arc::new(Counters::default());
-        let thread_counters = counters.clone();
-        // The engine is not `Send` (its verifier is a plain boxed closure): it is built in
-        // its thread, which reports back the bound address.
         std::thread::Builder::new()
             .name("dht-proxy-node".into())
             .spawn(move || {
-                let verify: crate::dht::engine::Verifier = Box::new(crate::crypto::verify);
-                let dht = SecureDht::new(
-                    Config {
-                        id: InfoHash(id),
-                        network: 0,
-                        seed,
-                        verify: Some(verify),
-                    },
-                    None,
-                    unix_ms(),
-                );
-                let node_id = dht.id();
-                let bound = UdpDriver::bind(dht, bind).and_then(|d| Ok((d.local_addr()?, d)));
-                match bound {
-                    Ok((udp, mut driver)) => {
-                        for b in &bootstrap {
-                            driver.dht.bootstrap(unix_ms(), *b);
-                        }
-                        let _ = ready_tx.send(Ok((node_id, udp)));
-                        run(driver, rx, seed, reput_ms, &thread_counters)
-                    }
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
+                        return;
                     }
-                }
+                };
+                rt.block_on(async move {
+                    match tokio::net::UdpSocket::bind(bind).await {
+                        Ok(sock) => {
+                            match Backend::on_socket(sock, &bootstrap, seed, reput_ms, unix_ms) {
+                                Ok((be, node)) => {
+                                    let _ = ready_tx.send(Ok(be));
+                                    node.await
+                                }
+                                Err(e) => {
+                                    let _ = ready_tx.send(Err(e));
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                })
             })?;
-        let (node_id, udp) = ready_rx
+        ready_rx
             .recv()
-            .map_err(|_| io::Error::other("the DHT thread ended"))??;
-        Ok(Backend {
-            tx,
-            node_id,
-            udp,
-            counters,
-        })
+            .map_err(|_| io::Error::other("the DHT thread ended"))?
     }
 
-    /// Send a command; false when the thread has stopped.
+    /// The node on any datagram socket and clock (unix ms): the handle, and the future
+    /// that runs the node until [`Backend::stop`] or every handle is dropped. Real UDP
+    /// in [`Backend::start`]; turmoil's simulated UDP and clock in tests.
+    pub fn on_socket<S: Datagrams>(
+        sock: S,
+        bootstrap: &[SocketAddr],
+        seed: u64,
+        reput_ms: u64,
+        clock: impl Fn() -> u64,
+    ) -> io::Result<(Backend, impl std::future::Future<Output = ()>)> {
+        let udp = sock.local_addr()?;
+        let verify: crate::dht::engine::Verifier = Box::new(crate::crypto::verify);
+        let mut dht = SecureDht::new(
+            Config {
+                id: node_id(seed),
+                network: 0,
+                seed,
+                verify: Some(verify),
+            },
+            None,
+            clock(),
+        );
+        for b in bootstrap {
+            dht.bootstrap(clock(), *b);
+        }
+        let (tx, rx) = tmpsc::unbounded_channel();
+        let be = Backend {
+            tx,
+            node_id: dht.id(),
+            udp,
+            counters: Arc::new(Counters::default()),
+        };
+        let counters = be.counters.clone();
+        let node = run(dht, sock, rx, seed, reput_ms, counters, clock);
+        Ok((be, node))
+    }
+
+    /// Send a command; false when the node has stopped.
     pub fn send(&self, c: Command) -> bool {
         self.tx.send(c).is_ok()
     }
@@ -178,46 +213,37 @@ impl Backend {
     }
 }
 
-fn run(
-    mut d: UdpDriver<SecureDht>,
-    rx: mpsc::Receiver<Command>,
+/// The node's loop: datagrams, commands and timeouts in; datagrams, stream items and
+/// put answers out. Waits at most 1 s, so streams whose client left are noticed.
+async fn run<S: Datagrams>(
+    mut dht: SecureDht,
+    sock: S,
+    mut rx: tmpsc::UnboundedReceiver<Command>,
     seed: u64,
     reput_ms: u64,
-    counters: &Counters,
+    counters: Arc<Counters>,
+    clock: impl Fn() -> u64,
 ) {
     let mut routes: BTreeMap<OpId, Route> = BTreeMap::new();
     let mut permanent: BTreeMap<(InfoHash, u64), Permanent> = BTreeMap::new();
     let mut next_id = seed | 1;
+    let mut buf = vec![0u8; 65536];
+    let udp = sock
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     loop {
-        loop {
-            match rx.try_recv() {
-                Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => return,
-                Ok(c) => command(
-                    &mut d,
-                    &mut routes,
-                    &mut permanent,
-                    &mut next_id,
-                    reput_ms,
-                    c,
-                ),
-                Err(mpsc::TryRecvError::Empty) => break,
-            }
+        while let Some(e) = dht.poll_event() {
+            event(&mut routes, e);
         }
-        let now = unix_ms();
+        let now = clock();
         for ((key, _), p) in permanent.iter_mut() {
             if p.next_put <= now {
-                d.dht.put(now, *key, p.value.clone());
+                dht.put(now, *key, p.value.clone());
                 counters.reputs.fetch_add(1, Ordering::Relaxed);
                 p.next_put = now + reput_ms;
             }
         }
         permanent.retain(|_, p| p.expires > now);
-        let turned = d.turn(Duration::from_millis(10), &mut |dht, e| {
-            event(dht, &mut routes, e)
-        });
-        if turned.is_err() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
         // Streams whose HTTP client went away: stop their DHT operations.
         let gone: Vec<OpId> = routes
             .iter()
@@ -229,27 +255,54 @@ fn run(
             .collect();
         for op in gone {
             routes.remove(&op);
-            d.dht.cancel(op);
+            dht.cancel(op);
+        }
+        while let Some(t) = dht.poll_transmit() {
+            // A send error (unreachable, no route) is a lost datagram, as on the wire.
+            let _ = sock.send_to(&t.bytes, t.to).await;
+        }
+        let next = permanent
+            .values()
+            .map(|p| p.next_put)
+            .chain(dht.poll_timeout())
+            .min()
+            .unwrap_or(now + 1000);
+        let wait = Duration::from_millis(next.saturating_sub(now).clamp(1, 1000));
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => {
+                if let Ok((n, from)) = r {
+                    dht.handle_datagram(clock(), from, &buf[..n]);
+                }
+            }
+            c = rx.recv() => match c {
+                None | Some(Command::Stop) => return,
+                Some(c) => command(&mut dht, &mut routes, &mut permanent, &mut next_id, reput_ms, (clock(), udp), c),
+            },
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let now = clock();
+        if dht.poll_timeout().is_some_and(|t| t <= now) {
+            dht.handle_timeout(now);
         }
     }
 }
 
 fn command(
-    d: &mut UdpDriver<SecureDht>,
+    dht: &mut SecureDht,
     routes: &mut BTreeMap<OpId, Route>,
     permanent: &mut BTreeMap<(InfoHash, u64), Permanent>,
     next_id: &mut u64,
     reput_ms: u64,
+    (now, udp): (u64, SocketAddr),
     c: Command,
 ) {
-    let now = unix_ms();
     match c {
         Command::Get { key, tx } => {
-            let op = d.dht.get(now, key);
+            let op = dht.get(now, key);
             routes.insert(op, Route::Get(tx));
         }
         Command::Listen { key, tx } => {
-            let op = d.dht.listen(now, key);
+            let op = dht.listen(now, key);
             routes.insert(
                 op,
                 Route::Listen {
@@ -282,7 +335,7 @@ fn command(
                     },
                 );
             }
-            let op = d.dht.put(now, key, value.clone());
+            let op = dht.put(now, key, value.clone());
             routes.insert(
                 op,
                 Route::Put {
@@ -292,23 +345,21 @@ fn command(
             );
         }
         Command::Info(reply) => {
-            let t = d.dht.routing_table();
+            let t = dht.routing_table();
             let good = t.nodes().filter(|n| n.is_good(now)).count();
             let _ = reply.send(NodeInfo {
-                node_id: d.dht.id(),
+                node_id: dht.id(),
                 good,
                 dubious: t.len() - good,
                 ops: routes.len(),
-                udp: d
-                    .local_addr()
-                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+                udp,
             });
         }
         Command::Stop => {}
     }
 }
 
-fn event(_dht: &mut SecureDht, routes: &mut BTreeMap<OpId, Route>, e: Event) {
+fn event(routes: &mut BTreeMap<OpId, Route>, e: Event) {
     match e {
         Event::Values { op, values, .. } => match routes.get_mut(&op) {
             Some(Route::Get(tx)) => {

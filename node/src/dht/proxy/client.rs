@@ -1,9 +1,12 @@
 //! A DHT proxy client (OpenDHT 2.4.12 `DhtProxyClient`'s requests): a node that talks to
 //! the DHT through a proxy's REST API over TCP instead of over UDP. One HTTP/1.1
-//! connection per operation, as OpenDHT's client does for its streams.
+//! connection per operation, as OpenDHT's client does for its streams. Generic over the
+//! transport ([`Connector`]: real TCP, or turmoil's in tests); every request has a
+//! deadline, so a proxy that went silent is a clear [`ClientError::Timeout`], not a hang.
 
 use super::json::{self, ProxyValue};
 use crate::dht::{InfoHash, Value};
+use crate::net::{Connector, TcpConnector};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -11,8 +14,13 @@ use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
+
+/// Default deadline of one request (connect, send, and the answer's head; for a get, the
+/// whole answer).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a proxy request failed.
 #[derive(Debug, Error)]
@@ -25,12 +33,25 @@ pub enum ClientError {
     Status { status: u16, body: String },
     #[error("bad value from the proxy: {0}")]
     Json(#[from] json::JsonError),
+    #[error("no answer from the proxy within {0:?}")]
+    Timeout(Duration),
 }
 
-/// A proxy at `addr` (`http://addr`).
-#[derive(Clone, Debug)]
-pub struct ProxyClient {
-    pub addr: SocketAddr,
+/// A proxy at `server` (`host:port`), reached through `C`.
+pub struct ProxyClient<C = TcpConnector> {
+    connector: Arc<C>,
+    pub server: String,
+    pub timeout: Duration,
+}
+
+impl<C> Clone for ProxyClient<C> {
+    fn clone(&self) -> Self {
+        ProxyClient {
+            connector: self.connector.clone(),
+            server: self.server.clone(),
+            timeout: self.timeout,
+        }
+    }
 }
 
 /// A response body read line by line.
@@ -86,8 +107,35 @@ impl Lines {
 }
 
 impl ProxyClient {
+    /// A proxy on real TCP at `addr`.
     pub fn new(addr: SocketAddr) -> Self {
-        ProxyClient { addr }
+        ProxyClient::with_connector(TcpConnector, addr.to_string())
+    }
+}
+
+impl<C: Connector + 'static> ProxyClient<C> {
+    pub fn with_connector(connector: C, server: impl Into<String>) -> Self {
+        ProxyClient {
+            connector: Arc::new(connector),
+            server: server.into(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Another deadline per request.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    /// `fut` within the deadline.
+    async fn timed<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| ClientError::Timeout(self.timeout))?
     }
 
     async fn request(
@@ -96,15 +144,24 @@ impl ProxyClient {
         path: &str,
         body: Option<String>,
     ) -> Result<hyper::Response<Incoming>, ClientError> {
-        let tcp = tokio::net::TcpStream::connect(self.addr).await?;
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        self.timed(self.request_once(method, path, body)).await
+    }
+
+    async fn request_once(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<hyper::Response<Incoming>, ClientError> {
+        let io = self.connector.connect(&self.server).await?;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
         let req = Request::builder()
             .method(method)
             .uri(path)
-            .header(hyper::header::HOST, self.addr.to_string())
+            .header(hyper::header::HOST, self.server.as_str())
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| ClientError::Io(io::Error::other(e)))?;
@@ -131,35 +188,45 @@ impl ProxyClient {
 
     /// `GET /node/info`: the proxy's node id, table stats and our public address.
     pub async fn node_info(&self) -> Result<serde_json::Value, ClientError> {
-        let resp = self.request(Method::GET, "/node/info", None).await?;
-        let body = resp.into_body().collect().await?.to_bytes();
-        serde_json::from_slice(&body).map_err(|e| json::JsonError::Syntax(e.to_string()).into())
+        self.timed(async {
+            let resp = self.request_once(Method::GET, "/node/info", None).await?;
+            let body = resp.into_body().collect().await?.to_bytes();
+            serde_json::from_slice(&body).map_err(|e| json::JsonError::Syntax(e.to_string()).into())
+        })
+        .await
     }
 
     /// `GET /key/:hash`: every value the proxy's get finds, once the get completes.
     pub async fn get(&self, key: &InfoHash) -> Result<Vec<Value>, ClientError> {
-        let mut lines = self.lines(Method::GET, &format!("/key/{key}")).await?;
-        let mut out = Vec::new();
-        while let Some(v) = lines.next_value().await {
-            out.push(v?.value);
-        }
-        Ok(out)
+        self.timed(async {
+            let mut lines = self.lines(Method::GET, &format!("/key/{key}")).await?;
+            let mut out = Vec::new();
+            while let Some(v) = lines.next_value().await {
+                out.push(v?.value);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// `GET /key/:hash` as the proxy wrote it: one line per value (to compare bytes).
     pub async fn get_lines(&self, key: &InfoHash) -> Result<Vec<String>, ClientError> {
-        let mut lines = self.lines(Method::GET, &format!("/key/{key}")).await?;
-        let mut out = Vec::new();
-        while let Some(l) = lines.next_line().await {
-            let l = l?;
-            if !l.trim().is_empty() {
-                out.push(l);
+        self.timed(async {
+            let mut lines = self.lines(Method::GET, &format!("/key/{key}")).await?;
+            let mut out = Vec::new();
+            while let Some(l) = lines.next_line().await {
+                let l = l?;
+                if !l.trim().is_empty() {
+                    out.push(l);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
-    /// `GET /key/:hash/listen`: a stream of values (and expiries) until dropped.
+    /// `GET /key/:hash/listen`: a stream of values (and expiries) until dropped. The
+    /// deadline covers the answer's head only: a listen may stay quiet for hours.
     pub async fn listen(&self, key: &InfoHash) -> Result<Lines, ClientError> {
         self.lines(Method::GET, &format!("/key/{key}/listen")).await
     }
@@ -177,11 +244,14 @@ impl ProxyClient {
                 m.insert("permanent".into(), true.into());
             }
         }
-        let resp = self
-            .request(Method::POST, &format!("/key/{key}"), Some(j.to_string()))
-            .await?;
-        let body = resp.into_body().collect().await?.to_bytes();
-        Ok(json::from_str(String::from_utf8_lossy(&body).trim())?.value)
+        self.timed(async {
+            let resp = self
+                .request_once(Method::POST, &format!("/key/{key}"), Some(j.to_string()))
+                .await?;
+            let body = resp.into_body().collect().await?.to_bytes();
+            Ok(json::from_str(String::from_utf8_lossy(&body).trim())?.value)
+        })
+        .await
     }
 
     /// A permanent put, sent again every `every` so the proxy keeps it past its 24 h

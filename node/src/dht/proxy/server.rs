@@ -245,8 +245,8 @@ where
         .await
 }
 
-/// Accept connections forever, one task each.
-pub async fn serve(listener: tokio::net::TcpListener, be: Backend) {
+/// Accept connections forever, one task each (real TCP, or turmoil's in tests).
+pub async fn serve<L: crate::net::Listener>(mut listener: L, be: Backend) {
     loop {
         let (io, peer) = match listener.accept().await {
             Ok(x) => x,
