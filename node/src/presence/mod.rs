@@ -2,12 +2,14 @@
 //! DHT it belongs to an account, and how a peer decides that account is online.
 
 pub mod announcement;
+pub mod receipt;
 pub mod tracker;
 
 pub use announcement::{
     announcement_value, check_announcement, check_device, device_chain, Claim, DeviceAnnouncement,
     Rejection, ANNOUNCEMENT_EXPIRATION_MS, ANNOUNCEMENT_TYPE,
 };
+pub use receipt::{Receipt, ReceiptError};
 pub use tracker::{DeviceAnnouncer, PresenceEvent, PresenceStats, PresenceTracker};
 
 #[cfg(test)]
