@@ -168,6 +168,8 @@ fn snapshot(w: &mut World, heap0: usize) -> Snapshot {
             get_at: None,
             get_keys: Vec::new(),
             proxy_port: None,
+            track: Vec::new(),
+            track_at: std::time::Duration::ZERO,
         });
         drop(std::mem::replace(a, empty));
     }
