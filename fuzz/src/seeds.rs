@@ -42,11 +42,24 @@ pub fn write_if_asked(target: &str) {
         "dht_payload" => payloads(),
         "identity" => identity(),
         "nameserver" => names(),
+        "proxy_json" => proxy_json(),
         other => panic!("no seeds for target {other}"),
     };
     let n = write(Path::new(&dir), &seeds);
     eprintln!("{target}: wrote {n} seeds to {}", Path::new(&dir).display());
     std::process::exit(0);
+}
+
+/// Every captured value as the proxy's JSON line (plain, signed, encrypted), expired too.
+fn proxy_json() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for b in captured_values() {
+        if let Ok(v) = Value::unpack(&b) {
+            out.push(node::dht::proxy::json::to_line(&v, false).into_bytes());
+            out.push(node::dht::proxy::json::to_line(&v, true).into_bytes());
+        }
+    }
+    out
 }
 
 fn write(dir: &Path, seeds: &[Vec<u8>]) -> usize {
