@@ -290,6 +290,19 @@ fn show(opts: &AccountOpts, json: bool) -> Result<()> {
             })
         })
         .collect();
+    // What jamid keeps in its config.yml for this device (`ringAccountReceipt` and its
+    // signature), made from the archive: the account key and the eth key's address.
+    let eth = archive
+        .as_ref()
+        .ok()
+        .and_then(|a| node::identity::eth::eth_address(&a.eth_key).ok());
+    let receipt = match (&archive, &eth) {
+        (Ok(a), Some(eth)) => a
+            .account()
+            .ok()
+            .and_then(|acc| node::presence::Receipt::make(&acc, &chain[0], eth).ok()),
+        _ => None,
+    };
     let doc = serde_json::json!({
         "jami_id": hex(&info.account_id),
         "uri": format!("jami:{}", hex(&info.account_id)),
@@ -305,6 +318,12 @@ fn show(opts: &AccountOpts, json: bool) -> Result<()> {
             "serial": hex(&r.serial), "at": utc(r.at),
         })).collect::<Vec<_>>(),
         "chain": certs,
+        "eth_address": eth,
+        "receipt": receipt.as_ref().map(|(j, _)| String::from_utf8_lossy(j).into_owned()),
+        "receipt_signature": receipt.as_ref().map(|(_, s)| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(s)
+        }),
     });
     if json {
         println!("{doc}");
@@ -328,6 +347,9 @@ fn show(opts: &AccountOpts, json: bool) -> Result<()> {
         }
     );
     println!("archive          {}", doc["archive"].as_str().unwrap_or(""));
+    if let Some(eth) = &eth {
+        println!("eth address      {eth}");
+    }
     println!(
         "revoked devices  {}{}",
         revoked.len(),

@@ -85,6 +85,25 @@ fn create_show_export_import_revoke() {
     );
     let text = ok(&["show", "--dir", a_s]);
     assert!(text.contains(&id) && text.contains("Jami CA"), "{text}");
+    // The eth key's address and the device receipt jamid would keep in its config.
+    let eth = node::identity::eth::eth_address(&archive.eth_key).unwrap();
+    assert_eq!(sa["eth_address"], eth);
+    assert!(text.contains(&eth), "{text}");
+    let receipt = sa["receipt"]
+        .as_str()
+        .expect("a receipt")
+        .as_bytes()
+        .to_vec();
+    let sig = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(sa["receipt_signature"].as_str().unwrap())
+            .unwrap()
+    };
+    let r = node::presence::Receipt::verify(&receipt, &sig, &account.account_key().public_key())
+        .expect("the receipt verifies with the account key");
+    assert_eq!(r.eth, eth);
+    assert_eq!(r.dev.0, chain[0].short_id());
 
     // Export with a password; the file needs it.
     let exported = tmp.join("export.gz");

@@ -13,9 +13,6 @@ use proptest::prelude::*;
 
 const PASSWORD_ACCOUNT: &str = "bcc7095f046ede47d523d05b192a8dbb4b28fcc0";
 const PASSWORD_DEVICE_SHORT: &str = "2399086b1be39a60ebeb0cb51b81c9f034573aad";
-/// The one input not recomputed here: the eth address of the archive's `ethKey`
-/// (Keccak-256 of its secp256k1 public key), which needs curve code the node lacks.
-const PASSWORD_ETH: &str = "4f80659bff682d349d8fbc88b6fea9dd0d509098";
 const PLAIN_DEVICE_SHORT: &str = "904c3bd6754969a3ddd2bf4b4db664365549c8a4";
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -30,6 +27,8 @@ fn fixture(name: &str) -> Vec<u8> {
 /// archive costs an Argon2 run).
 struct Accounts {
     password: AccountIdentity,
+    /// The eth address of the password archive's `ethKey`, derived here.
+    password_eth: String,
     password_device: Certificate,
     plain: AccountIdentity,
     plain_device: Certificate,
@@ -40,13 +39,16 @@ fn accounts() -> &'static Accounts {
     A.get_or_init(|| {
         let account = |file, pw| {
             let archive = AccountArchive::decode(&fixture(file), pw).expect("archive");
-            archive.account().expect("account")
+            let eth = node::identity::eth::eth_address(&archive.eth_key).expect("eth key");
+            (archive.account().expect("account"), eth)
         };
         let device = |file| decode_chain(&fixture(file)).expect("chain").remove(0);
+        let (password, password_eth) = account("password_archive.gz", "secret pw");
         Accounts {
-            password: account("password_archive.gz", "secret pw"),
+            password,
+            password_eth,
             password_device: device("password_ring_device.crt"),
-            plain: account("plain_archive.gz", ""),
+            plain: account("plain_archive.gz", "").0,
             plain_device: device("plain_ring_device.crt"),
         }
     })
@@ -76,7 +78,8 @@ fn field(json: &[u8], name: &str) -> String {
 fn our_receipt_is_byte_identical_to_jamids() {
     let a = accounts();
     assert_eq!(crypto::hex(&a.password.account_id()), PASSWORD_ACCOUNT);
-    let (json, sig) = Receipt::make(&a.password, &a.password_device, PASSWORD_ETH).expect("make");
+    let (json, sig) =
+        Receipt::make(&a.password, &a.password_device, &a.password_eth).expect("make");
     assert_eq!(
         String::from_utf8(json).expect("utf-8"),
         String::from_utf8(fixture("password_receipt.json")).expect("utf-8")
@@ -95,7 +98,7 @@ fn jamids_receipt_verifies_and_reencodes() {
     let r = Receipt::verify(&json, &fixture("password_receipt.sig"), account_key).expect("valid");
     assert_eq!(r.account.to_string(), PASSWORD_ACCOUNT);
     assert_eq!(r.dev.to_string(), PASSWORD_DEVICE_SHORT);
-    assert_eq!(r.eth, PASSWORD_ETH);
+    assert_eq!(r.eth, accounts().password_eth);
     assert_eq!(r.announce.id, 0);
     assert_eq!(r.announcement.pk.as_deref(), Some(chain[0].spki_der()));
     assert_eq!(r.to_json(), json);
@@ -130,7 +133,7 @@ fn flipped_byte_is_refused() {
 #[test]
 fn receipt_of_another_account_is_refused() {
     let a = accounts();
-    let (json, sig) = Receipt::make(&a.plain, &a.plain_device, PASSWORD_ETH).expect("make");
+    let (json, sig) = Receipt::make(&a.plain, &a.plain_device, &a.password_eth).expect("make");
     let ok = Receipt::verify(&json, &sig, &key(&a.plain)).expect("valid for its own account");
     assert_eq!(ok.dev.to_string(), PLAIN_DEVICE_SHORT);
     assert_eq!(
@@ -158,7 +161,7 @@ fn receipt_of_another_account_is_refused() {
 #[test]
 fn announce_for_another_device_is_refused() {
     let a = accounts();
-    let (other, _) = Receipt::make(&a.password, &a.plain_device, PASSWORD_ETH).expect("make");
+    let (other, _) = Receipt::make(&a.password, &a.plain_device, &a.password_eth).expect("make");
     assert_eq!(field(&other, "dev"), PLAIN_DEVICE_SHORT);
     let (json, sig) = edited(
         &fixture("password_receipt.json"),
@@ -247,4 +250,16 @@ proptest! {
             prop_assert_eq!(r.announcement.dev, r.dev);
         }
     }
+}
+
+/// Our eth address derivation (secp256k1 + Keccak-256) gives the address jamid wrote
+/// into its receipt, from the archive's `ethKey` alone.
+#[test]
+fn eth_address_of_the_archive_key_is_jamids() {
+    let a = accounts();
+    assert_eq!(
+        a.password_eth,
+        field(&fixture("password_receipt.json"), "eth")
+    );
+    assert_eq!(a.password_eth, "4f80659bff682d349d8fbc88b6fea9dd0d509098");
 }

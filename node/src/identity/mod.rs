@@ -11,6 +11,7 @@ pub mod cert;
 pub mod chain;
 pub mod crl;
 pub mod ec;
+pub mod eth;
 pub mod link;
 pub mod name;
 pub mod store;
