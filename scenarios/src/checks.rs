@@ -560,7 +560,7 @@ fn online(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
         .map(|s| netsim::parse_duration(s).map_err(|e| anyhow!("`by`: {e}")))
         .transpose()?;
     let rejected = p.opt_str("rejected")?;
-    let (mut lines, mut ok) = (Vec::new(), true);
+    let (mut lines, mut ok, mut points) = (Vec::new(), true, Vec::new());
     for h in p.strs("hosts")? {
         let (_, app) = w.actor_state::<DhtApp>(h, "dht-node")?;
         for o in p.strs("of")? {
@@ -599,7 +599,29 @@ fn online(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
                 out.summary
                     .push(format!("{o} online at {:.2} s", t.as_secs_f64()));
             }
+            // Online (1) or not (0) over the run, as this watcher saw it.
+            let end = w.duration.as_secs_f64();
+            let mut line = vec![(0.0, 0.0)];
+            if let Some(t) = at {
+                line.extend([(t.as_secs_f64(), 0.0), (t.as_secs_f64(), 1.0)]);
+                if let Some(o) = off.filter(|o| *o >= t) {
+                    line.extend([(o.as_secs_f64(), 1.0), (o.as_secs_f64(), 0.0)]);
+                }
+            }
+            let last = line.last().map(|p| p.1).unwrap_or(0.0);
+            line.push((end, last));
+            points.push((format!("{h} sees {o}"), line));
         }
+    }
+    for (label, line) in points {
+        out.series.push(Series {
+            chart: "Presence".into(),
+            label,
+            kind: SeriesKind::Line,
+            x_label: "simulated s".into(),
+            y_label: "online".into(),
+            points: line,
+        });
     }
     let what = if expect { "online" } else { "not online" };
     out.push(
