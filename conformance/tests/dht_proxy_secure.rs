@@ -101,6 +101,20 @@ fn signed_and_encrypted_values_through_dhtnodes_proxy() {
                 .await
                 .map(|_| ());
             tx.send(format!("signed {signed:?}")).unwrap();
+            // dhtnode -i announces its certificate once it has a peer: wait until it can
+            // be found through the proxy (putEncrypted fails without it, as OpenDHT's).
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(15) {
+                let found = px.client.get(&their_key).await.is_ok_and(|vs| {
+                    vs.iter()
+                        .any(|v| node::dht::secure::certificate_key(v, &their_key).is_some())
+                });
+                if found {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            eprintln!("dhtnode's certificate found after {:?}", t0.elapsed());
             let enc = px
                 .put_encrypted(
                     &InfoHash::get("enc-for-dhtnode"),

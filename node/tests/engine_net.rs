@@ -396,3 +396,62 @@ fn a_lone_node_reports_its_own_values_before_the_get_is_done() {
     }
     assert_eq!(order, ["values", "done"]);
 }
+
+/// How many of the `n` nodes closest to `key` (of all in the net) store something there.
+fn closest_storing(net: &Net, key: &InfoHash, n: usize) -> usize {
+    let mut by: Vec<usize> = (0..net.nodes.len()).collect();
+    by.sort_by(|&a, &b| node::dht::xor_cmp(&net.nodes[a].id(), &net.nodes[b].id(), key));
+    by[..n]
+        .iter()
+        .filter(|&&j| !net.nodes[j].storage().get(&key.0).is_empty())
+        .count()
+}
+
+/// A put, a permanent put and a listen made while a node knows one other node; then
+/// 28 more join. Only the permanent put reaches the key's real neighbourhood, and the
+/// listen moves there too (OpenDHT's `onNewNode`), so it hears a later put.
+#[test]
+fn permanent_puts_and_listens_follow_the_growing_table() {
+    let mut net = Net::new(30);
+    let now = net.now;
+    let boot = net.addrs[0];
+    net.nodes[1].bootstrap(now, boot);
+    net.run_for(2_000);
+    let (plain, permanent, live) = (
+        InfoHash::get("plain put"),
+        InfoHash::get("permanent put"),
+        InfoHash::get("early listen"),
+    );
+    let now = net.now;
+    net.nodes[1].put(now, plain, Value::plain(1, 0, b"p".to_vec()));
+    let op = net.nodes[1].put_permanent(now, permanent, Value::plain(2, 0, b"q".to_vec()));
+    net.nodes[1].listen(now, live);
+    net.run_for(2_000);
+    for i in 2..30 {
+        let now = net.now;
+        net.nodes[i].bootstrap(now, boot);
+    }
+    net.run_for(40_000);
+    let on_plain = closest_storing(&net, &plain, 8);
+    let on_permanent = closest_storing(&net, &permanent, 8);
+    assert!(
+        on_permanent >= 6,
+        "permanent put on {on_permanent} of the 8 closest"
+    );
+    assert!(
+        on_plain <= 2,
+        "a plain put stays where it went: {on_plain} of the 8 closest"
+    );
+    let reports = net.events[&1]
+        .iter()
+        .filter(|e| matches!(e, Event::PutDone { op: o, .. } if *o == op))
+        .count();
+    assert_eq!(reports, 1, "one PutDone for a permanent put");
+    let now = net.now;
+    net.nodes[17].put(now, live, Value::plain(3, 0, b"late".to_vec()));
+    net.run_for(3_000);
+    assert!(
+        values_seen(&net, 1).iter().any(|v| v.id == 3),
+        "the early listen hears a put made in the grown network"
+    );
+}

@@ -549,7 +549,8 @@ fn path(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
     Ok(())
 }
 
-/// `online`: each of `hosts` (DHT nodes that `track` them) saw each of `of` online, with
+/// `online`: each of `hosts` (DHT nodes or proxy devices that `track` them) saw each of
+/// `of` online, with
 /// that account's own device verified (by `by`, when given); `expect = false` asserts
 /// the opposite, and `rejected` names a refusal (a `Rejection`) that must be counted.
 fn online(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
@@ -562,14 +563,22 @@ fn online(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
     let rejected = p.opt_str("rejected")?;
     let (mut lines, mut ok, mut points) = (Vec::new(), true, Vec::new());
     for h in p.strs("hosts")? {
-        let (_, app) = w.actor_state::<DhtApp>(h, "dht-node")?;
+        // A node on the DHT, or a device that tracks through a proxy.
+        let seen_by = match w.actor_state::<DhtApp>(h, "dht-node") {
+            Ok((_, app)) => &app.seen,
+            Err(_) => {
+                &w.actor_state::<crate::jami::JamiDeviceApp>(h, "jami-device")
+                    .map_err(|_| anyhow!("`{h}` runs no `dht-node` or `jami-device` that tracks"))?
+                    .1
+                    .seen
+            }
+        };
         for o in p.strs("of")? {
             let id = w
                 .jami
                 .get(&(o.to_string(), String::new()))
                 .ok_or_else(|| anyhow!("`{o}` has no Jami account (is it tracked by `{h}`?)"))?;
-            let seen = app
-                .seen
+            let seen = seen_by
                 .get(&id.account_id())
                 .ok_or_else(|| anyhow!("`{h}` does not track `{o}`"))?;
             let device = id.device.device_id();

@@ -36,6 +36,10 @@ pub struct DhtWorkload {
     /// `track_at` on, as jamid's `subscribeBuddy` does.
     pub track: Vec<(String, InfoHash)>,
     pub track_at: Duration,
+    /// Run as this Jami device: the node's identity is the device's (its certificate is
+    /// announced at its key id), and it announces the device at the account id once
+    /// connected, as jamid does.
+    pub jami: Option<crate::jami::JamiIdentity>,
 }
 
 /// What a node learnt of one tracked account.
@@ -73,12 +77,17 @@ pub struct DhtApp {
     /// the values a get found, or the value a put stores).
     http: BTreeMap<netsim::ConnId, Vec<u8>>,
     proxied: BTreeMap<OpId, (netsim::ConnId, Vec<Value>)>,
+    /// Proxy listens: the connection each streams to, and the values it was sent (an
+    /// expiry is streamed as the value with `"expired": true`).
+    listens: BTreeMap<OpId, (netsim::ConnId, BTreeMap<u64, Value>)>,
     /// Requests the proxy answered.
     pub proxy_requests: u64,
     /// Presence of the tracked accounts (`node::presence`, the stricter-than-jamid
     /// tracker: an announcement counts once its device chain verifies).
     pub presence: PresenceTracker,
     pub seen: BTreeMap<InfoHash, Seen>,
+    announcer: Option<node::presence::DeviceAnnouncer>,
+    announce_ops: std::collections::BTreeSet<OpId>,
 }
 
 impl DhtApp {
@@ -93,9 +102,12 @@ impl DhtApp {
             gets: BTreeMap::new(),
             http: BTreeMap::new(),
             proxied: BTreeMap::new(),
+            listens: BTreeMap::new(),
             proxy_requests: 0,
             presence: PresenceTracker::new(),
             seen: BTreeMap::new(),
+            announcer: None,
+            announce_ops: Default::default(),
         }
     }
 
@@ -138,10 +150,14 @@ impl DhtApp {
             }
         }
         let Some(dht) = self.dht.as_ref() else { return };
-        let next = match (dht.poll_timeout(), self.presence.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let next = [
+            dht.poll_timeout(),
+            self.presence.poll_timeout(),
+            self.announcer.as_ref().and_then(|a| a.poll_timeout()),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if let Some(t) = next {
             if self.timer_at.is_none_or(|cur| t < cur) {
                 self.timer_at = Some(t);
@@ -162,12 +178,21 @@ impl DhtApp {
     ) {
         use node::dht::proxy::json;
         let now = Self::now_ms(cx);
-        let key = path
-            .trim_start_matches("/key/")
-            .trim_start_matches('/')
-            .to_string();
-        let key: InfoHash = key.parse().unwrap_or_else(|_| InfoHash::get(&key));
+        let rest = path.trim_start_matches("/key/").trim_start_matches('/');
+        let (key, listen) = match rest.strip_suffix("/listen") {
+            Some(k) => (k, true),
+            None => (rest, false),
+        };
+        let key: InfoHash = key.parse().unwrap_or_else(|_| InfoHash::get(key));
         let Some(dht) = self.dht.as_mut() else { return };
+        if listen && method == "GET" {
+            // Open until the client leaves: one chunk per value line, as OpenDHT streams.
+            let op = dht.listen(now, key);
+            self.listens.insert(op, (conn, BTreeMap::new()));
+            self.proxy_requests += 1;
+            let _ = cx.tcp_send(conn, crate::http::CHUNKED_HEAD.as_bytes());
+            return;
+        }
         let op = match method {
             "GET" => Some((dht.get(now, key), Vec::new())),
             "POST" => match std::str::from_utf8(body).ok().map(json::from_str) {
@@ -194,6 +219,31 @@ impl DhtApp {
     /// An event of an op a proxy client waits on: answer it. False if not a proxy op.
     fn proxy_event(&mut self, cx: &mut Ctx<'_>, e: &Event) -> bool {
         use node::dht::proxy::json;
+        let listen_op = match e {
+            Event::Values { op, .. } | Event::Expired { op, .. } => Some(*op),
+            _ => None,
+        };
+        if let Some((conn, sent)) = listen_op.and_then(|op| self.listens.get_mut(&op)) {
+            let mut lines = String::new();
+            match e {
+                Event::Values { values, .. } => {
+                    for v in values {
+                        sent.insert(v.id, v.clone());
+                        lines.push_str(&json::to_line(v, false));
+                    }
+                }
+                Event::Expired { ids, .. } => {
+                    for v in ids.iter().filter_map(|id| sent.remove(id)) {
+                        lines.push_str(&json::to_line(&v, true));
+                    }
+                }
+                _ => {}
+            }
+            if !lines.is_empty() {
+                let _ = cx.tcp_send(*conn, &crate::http::chunk(lines.as_bytes()));
+            }
+            return true;
+        }
         let op = match e {
             Event::Values { op, .. } | Event::GetDone { op, .. } | Event::PutDone { op, .. } => *op,
             _ => return false,
@@ -227,39 +277,7 @@ impl DhtApp {
 
     /// Presence events into [`Seen`] records.
     fn presence_events(&mut self, cx: &mut Ctx<'_>) {
-        let now = cx.sim_now();
-        while let Some(e) = self.presence.poll_event() {
-            cx.trace(&match &e {
-                PresenceEvent::Online(a) => format!("presence: {a} online"),
-                PresenceEvent::Offline(a) => format!("presence: {a} offline"),
-                PresenceEvent::DeviceVerified { account, device } => format!(
-                    "presence: {account} device {} verified",
-                    InfoHash(device.device_short_id)
-                ),
-                PresenceEvent::Rejected { account, reason } => {
-                    format!("presence: {account} refused: {reason}")
-                }
-            });
-            let account = match &e {
-                PresenceEvent::Online(a)
-                | PresenceEvent::Offline(a)
-                | PresenceEvent::DeviceVerified { account: a, .. }
-                | PresenceEvent::Rejected { account: a, .. } => *a,
-            };
-            let Some(seen) = self.seen.get_mut(&account) else {
-                continue;
-            };
-            match e {
-                PresenceEvent::Online(_) => {
-                    seen.online_at.get_or_insert(now);
-                }
-                PresenceEvent::Offline(_) => seen.offline_at = Some(now),
-                PresenceEvent::DeviceVerified { device, .. } => seen.devices.push(device),
-                PresenceEvent::Rejected { reason, .. } => {
-                    *seen.rejected.entry(format!("{reason:?}")).or_default() += 1
-                }
-            }
-        }
+        record_presence(cx, &mut self.presence, &mut self.seen);
     }
 
     fn on_event(&mut self, cx: &mut Ctx<'_>, e: Event) {
@@ -276,6 +294,11 @@ impl DhtApp {
         match e {
             Event::Connected => {
                 self.connected_at.get_or_insert(now);
+                if let (Some(a), Some(d)) = (self.announcer.as_mut(), self.dht.as_mut()) {
+                    if a.poll_timeout().is_none() {
+                        self.announce_ops.insert(a.announce(d, Self::now_ms(cx)));
+                    }
+                }
             }
             Event::Values { op, values, .. } => {
                 if let Some(g) = self.gets.get_mut(&op) {
@@ -292,6 +315,7 @@ impl DhtApp {
                     g.hops = hops;
                 }
             }
+            Event::PutDone { op, .. } if self.announce_ops.remove(&op) => {}
             Event::PutDone { stored_on, .. } => {
                 let host = cx.host_name().to_string();
                 self.puts_done.push((host, stored_on));
@@ -313,6 +337,14 @@ impl App for DhtApp {
         let now = Self::now_ms(cx);
         // Storage checks signatures, as OpenDHT's does (only signed values cost a check).
         let verify: node::dht::engine::Verifier = Box::new(node::crypto::verify);
+        let identity = self.w.jami.as_ref().and_then(|j| {
+            node::identity::NodeIdentity::new(j.device.key().clone(), j.device.chain().to_vec())
+                .ok()
+        });
+        self.announcer = self.w.jami.as_ref().and_then(|j| {
+            let id = u64::from_be_bytes(j.device.short_id()[..8].try_into().ok()?) | 1;
+            node::presence::DeviceAnnouncer::new(&j.account, &j.device, id).ok()
+        });
         let mut dht = SecureDht::new(
             Config {
                 id: InfoHash::get(format!("node:{host}")),
@@ -320,7 +352,7 @@ impl App for DhtApp {
                 seed,
                 verify: Some(verify),
             },
-            None,
+            identity,
             now,
         );
         for b in &self.w.bootstrap {
@@ -373,6 +405,11 @@ impl App for DhtApp {
                     }
                     if self.presence.poll_timeout().is_some_and(|t| t <= now) {
                         self.presence.handle_timeout(d, now);
+                    }
+                    if let Some(a) = self.announcer.as_mut() {
+                        if a.poll_timeout().is_some_and(|t| t <= now) {
+                            self.announce_ops.insert(a.announce(d, now));
+                        }
                     }
                 }
                 self.presence_events(cx);
@@ -448,6 +485,18 @@ impl App for DhtApp {
             TcpEvent::PeerClosed { conn } | TcpEvent::Reset { conn, .. } => {
                 self.http.remove(&conn);
                 self.proxied.retain(|_, (c, _)| *c != conn);
+                let gone: Vec<OpId> = self
+                    .listens
+                    .iter()
+                    .filter(|(_, (c, _))| *c == conn)
+                    .map(|(op, _)| *op)
+                    .collect();
+                for op in gone {
+                    self.listens.remove(&op);
+                    if let Some(d) = self.dht.as_mut() {
+                        d.cancel(op);
+                    }
+                }
             }
             TcpEvent::Connected { .. } => {}
         }
@@ -455,6 +504,47 @@ impl App for DhtApp {
     }
 
     netsim::app_any!();
+}
+
+/// The tracker's news into [`Seen`] records (and the trace).
+pub fn record_presence(
+    cx: &mut Ctx<'_>,
+    tracker: &mut PresenceTracker,
+    seen: &mut BTreeMap<InfoHash, Seen>,
+) {
+    let now = cx.sim_now();
+    while let Some(e) = tracker.poll_event() {
+        cx.trace(&match &e {
+            PresenceEvent::Online(a) => format!("presence: {a} online"),
+            PresenceEvent::Offline(a) => format!("presence: {a} offline"),
+            PresenceEvent::DeviceVerified { account, device } => format!(
+                "presence: {account} device {} verified",
+                InfoHash(device.device_short_id)
+            ),
+            PresenceEvent::Rejected { account, reason } => {
+                format!("presence: {account} refused: {reason}")
+            }
+        });
+        let account = match &e {
+            PresenceEvent::Online(a)
+            | PresenceEvent::Offline(a)
+            | PresenceEvent::DeviceVerified { account: a, .. }
+            | PresenceEvent::Rejected { account: a, .. } => *a,
+        };
+        let Some(seen) = seen.get_mut(&account) else {
+            continue;
+        };
+        match e {
+            PresenceEvent::Online(_) => {
+                seen.online_at.get_or_insert(now);
+            }
+            PresenceEvent::Offline(_) => seen.offline_at = Some(now),
+            PresenceEvent::DeviceVerified { device, .. } => seen.devices.push(device),
+            PresenceEvent::Rejected { reason, .. } => {
+                *seen.rejected.entry(format!("{reason:?}")).or_default() += 1
+            }
+        }
+    }
 }
 
 /// A device that cannot use UDP (behind Tor) puts its value on the DHT through a proxy:

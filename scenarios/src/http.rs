@@ -1,6 +1,7 @@
 //! Minimal HTTP/1.1 framing for simulated services over netsim TCP: one request per
-//! connection, `Content-Length` bodies, the server closes after its answer. Parsing of
-//! untrusted bytes is httparse's; this only frames.
+//! connection, `Content-Length` bodies, the server closes after its answer; streams
+//! (the DHT proxy's listen) are chunked and stay open. Parsing of untrusted bytes is
+//! httparse's; this only frames.
 
 /// Largest request body a simulated service accepts.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -66,9 +67,127 @@ pub fn http_response_text(status: u16, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The head of a streamed answer (a proxy listen): chunked, open until the client leaves.
+pub const CHUNKED_HEAD: &str =
+    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+/// One chunk of a chunked body.
+pub fn chunk(data: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:x}\r\n", data.len()).into_bytes();
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// A response head at the start of `buf`: (status, head length, chunked?), or `None`
+/// while incomplete.
+pub fn parse_head(buf: &[u8]) -> Result<Option<(u16, usize, bool)>, &'static str> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    let head = match resp.parse(buf).map_err(|_| "malformed response")? {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => return Ok(None),
+    };
+    let chunked = resp.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("transfer-encoding")
+            && String::from_utf8_lossy(h.value)
+                .to_ascii_lowercase()
+                .contains("chunked")
+    });
+    Ok(Some((resp.code.ok_or("no status")?, head, chunked)))
+}
+
+/// Incremental decoder of a chunked body (RFC 9112 §7.1): bytes in as they arrive,
+/// the body's data out. Chunk extensions and trailers are skipped; a malformed size or
+/// a chunk over [`MAX_BODY`] is an error, never a panic.
+#[derive(Default, Debug)]
+pub struct Chunked {
+    buf: Vec<u8>,
+    /// Bytes of the current chunk still to come (then its CRLF).
+    left: Option<usize>,
+    pub done: bool,
+}
+
+impl Chunked {
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<u8>, &'static str> {
+        self.buf.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        loop {
+            if self.done {
+                self.buf.clear();
+                return Ok(out);
+            }
+            match self.left {
+                None => {
+                    let Some(eol) = self.buf.windows(2).position(|w| w == b"\r\n") else {
+                        if self.buf.len() > 1024 {
+                            return Err("chunk size line too long");
+                        }
+                        return Ok(out);
+                    };
+                    let line = String::from_utf8_lossy(&self.buf[..eol]).into_owned();
+                    let size = line.split(';').next().unwrap_or("").trim();
+                    let n = usize::from_str_radix(size, 16).map_err(|_| "bad chunk size")?;
+                    if n > MAX_BODY {
+                        return Err("chunk too large");
+                    }
+                    self.buf.drain(..eol + 2);
+                    if n == 0 {
+                        self.done = true;
+                    } else {
+                        self.left = Some(n);
+                    }
+                }
+                Some(n) => {
+                    if self.buf.len() < n + 2 {
+                        return Ok(out);
+                    }
+                    if &self.buf[n..n + 2] != b"\r\n" {
+                        return Err("chunk not followed by CRLF");
+                    }
+                    out.extend_from_slice(&self.buf[..n]);
+                    self.buf.drain(..n + 2);
+                    self.left = None;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunked_bodies_decode_in_any_split() {
+        let mut wire = CHUNKED_HEAD.as_bytes().to_vec();
+        let head_len = wire.len();
+        wire.extend(chunk(b"{\"id\":\"1\"}\n"));
+        wire.extend(chunk(b"second line\n"));
+        wire.extend_from_slice(b"0\r\n\r\n");
+        assert_eq!(parse_head(&wire[..10]), Ok(None));
+        assert_eq!(parse_head(&wire), Ok(Some((200, head_len, true))));
+        for split in 0..wire.len() - head_len {
+            let body = &wire[head_len..];
+            let mut d = Chunked::default();
+            let mut got = d.feed(&body[..split]).unwrap();
+            got.extend(d.feed(&body[split..]).unwrap());
+            assert_eq!(got, b"{\"id\":\"1\"}\nsecond line\n");
+            assert!(d.done);
+        }
+        assert!(Chunked::default().feed(b"zz\r\n").is_err());
+        assert!(Chunked::default().feed(b"3\r\nabcXY").is_err());
+        assert!(Chunked::default().feed(b"fffffffff\r\n").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn chunked_decoder_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let mut d = Chunked::default();
+            let _ = d.feed(&bytes);
+            let _ = parse_head(&bytes);
+        }
+    }
 
     #[test]
     fn requests_frame_by_content_length() {

@@ -476,6 +476,7 @@ impl World {
                     "proxy_port",
                     "track",
                     "track_at",
+                    "jami",
                 ])?;
                 let port = port("port", 4222)?;
                 let mut bootstrap = Vec::new();
@@ -519,7 +520,12 @@ impl World {
                     self.host_node(t).context("`track`")?;
                     track.push((t.to_string(), self.jami_identity(t, "")?.account_id()));
                 }
+                let jami = match p.bool("jami", false)? {
+                    true => Some(self.jami_identity(host, "")?),
+                    false => None,
+                };
                 let w = crate::glue::DhtWorkload {
+                    jami,
                     track,
                     track_at: p.duration("track_at", "1s")?,
                     port,
@@ -554,7 +560,13 @@ impl World {
                 })
             }
             "jami-device" => {
-                p.only(&["proxy", "port", "announce_at", "forge"])?;
+                p.only(&["proxy", "port", "announce_at", "forge", "track", "track_at"])?;
+                let mut track = Vec::new();
+                for t in p.strs("track")? {
+                    self.host_node(t).context("`track`")?;
+                    track.push((t.to_string(), self.jami_identity(t, "")?.account_id()));
+                }
+                let track_at = p.duration("track_at", "20s")?;
                 let proxy = self.sock(p.str("proxy")?, port("port", 8000)?)?;
                 let at = p.duration("announce_at", "10s")?;
                 let forge: crate::jami::Forgery = p
@@ -569,7 +581,10 @@ impl World {
                 };
                 let puts = crate::jami::device_puts(&me, &other, forge)?;
                 self.sim.add_app(node, move || {
-                    Box::new(crate::jami::JamiDeviceApp::new(proxy, at, puts.clone()))
+                    Box::new(
+                        crate::jami::JamiDeviceApp::new(proxy, at, puts.clone())
+                            .tracking(track.clone(), track_at),
+                    )
                 })
             }
             "name-server" => {

@@ -157,13 +157,22 @@ struct SearchNode {
     refresh_at: u64,
     /// Lookup round that found this node (1 for nodes from our own table).
     depth: u8,
+    /// A put was sent to it.
+    put_sent: bool,
 }
 
 #[derive(Clone, Debug)]
 enum SearchKind {
     Find,
     Get,
-    Put { packed: Vec<u8>, sent: bool },
+    /// `permanent`: kept after it is done and sent to new closer nodes as they appear
+    /// (OpenDHT's permanent announce); `reported`: its `PutDone` was given.
+    Put {
+        packed: Vec<u8>,
+        sent: bool,
+        permanent: bool,
+        reported: bool,
+    },
     Listen,
 }
 
@@ -348,6 +357,17 @@ impl Dht {
 
     /// Store `value` at `key` on the closest nodes (and locally).
     pub fn put(&mut self, now: u64, key: InfoHash, value: Value) -> OpId {
+        self.put_with(now, key, value, false)
+    }
+
+    /// [`Dht::put`], and keep putting it on every node that becomes one of the key's
+    /// closest while the table grows, until `cancel` (OpenDHT's `put(..., permanent)`,
+    /// as jamid announces its device). One `PutDone`, for the first round.
+    pub fn put_permanent(&mut self, now: u64, key: InfoHash, value: Value) -> OpId {
+        self.put_with(now, key, value, true)
+    }
+
+    fn put_with(&mut self, now: u64, key: InfoHash, value: Value, permanent: bool) -> OpId {
         self.now = now;
         let packed = value.pack();
         // Our own storage applies the same policy as for remote puts (a refused edit is
@@ -365,6 +385,8 @@ impl Dht {
             SearchKind::Put {
                 packed,
                 sent: false,
+                permanent,
+                reported: false,
             },
             false,
         )
@@ -457,22 +479,28 @@ impl Dht {
         }
         match self.table.heard(id.0, addr, self.now, replied) {
             Insert::PingDubious(dubious) => self.ping(dubious),
-            Insert::Added => self.listens_see(id, addr),
+            Insert::Added => self.searches_see(id, addr),
             _ => {}
         }
     }
 
-    /// A node new to the table: each listen it would rank among the closest takes it in
-    /// and, once synced again, listens there too (OpenDHT's `onNewNode`). A listen
-    /// started while the table was small thus moves to the key's real neighbourhood,
-    /// where later puts land.
-    fn listens_see(&mut self, id: InfoHash, addr: SocketAddr) {
+    /// A node new to the table: each listen and permanent put it would rank among the
+    /// closest takes it in and, once synced again, listens or puts there too (OpenDHT's
+    /// `onNewNode`). A listen or announcement made while the table was small thus moves
+    /// to the key's real neighbourhood, where others look.
+    fn searches_see(&mut self, id: InfoHash, addr: SocketAddr) {
         let now = self.now;
         let mut restep = Vec::new();
         for (op, s) in &mut self.searches {
-            if !matches!(s.kind, SearchKind::Listen)
-                || s.nodes.iter().any(|n| n.id == id || n.addr == addr)
-            {
+            let follows = matches!(
+                s.kind,
+                SearchKind::Listen
+                    | SearchKind::Put {
+                        permanent: true,
+                        ..
+                    }
+            );
+            if !follows || s.nodes.iter().any(|n| n.id == id || n.addr == addr) {
                 continue;
             }
             let key = s.key;
@@ -492,6 +520,7 @@ impl Dht {
                 sid: 0,
                 refresh_at: now,
                 depth: 1,
+                put_sent: false,
             });
             s.nodes.sort_by(|a, b| xor_cmp(&a.id, &b.id, &key));
             let mut kept = 0;
@@ -1034,8 +1063,17 @@ impl Dht {
                     self.rng.random_range(60_000..=180_000)
                 };
             // Finished searches are only bookkeeping: forget them.
-            self.searches
-                .retain(|_, s| !s.done || matches!(s.kind, SearchKind::Listen));
+            self.searches.retain(|_, s| {
+                !s.done
+                    || matches!(
+                        s.kind,
+                        SearchKind::Listen
+                            | SearchKind::Put {
+                                permanent: true,
+                                ..
+                            }
+                    )
+            });
             if !self.table.is_empty() {
                 let own = self.cfg.id;
                 let mut near = own;
@@ -1101,6 +1139,7 @@ impl Dht {
                 sid: 0,
                 refresh_at: 0,
                 depth: 1,
+                put_sent: false,
             })
             .collect();
         self.searches.insert(
@@ -1149,6 +1188,7 @@ impl Dht {
                 sid: 0,
                 refresh_at: now,
                 depth: depth.saturating_add(1),
+                put_sent: false,
             });
         }
         let key = s.key;
@@ -1255,7 +1295,9 @@ impl Dht {
                     hops,
                 });
             }
-            SearchKind::Put { sent, .. } if *sent => {}
+            SearchKind::Put {
+                sent, permanent, ..
+            } if *sent && !*permanent => {}
             SearchKind::Put { .. } => self.send_puts(op),
             SearchKind::Listen => self.send_listens(op),
         }
@@ -1266,25 +1308,36 @@ impl Dht {
         let Some(s) = self.searches.get_mut(&op) else {
             return;
         };
-        let SearchKind::Put { packed, sent } = &mut s.kind else {
+        let SearchKind::Put { packed, sent, .. } = &mut s.kind else {
             return;
         };
-        *sent = true;
+        let again = std::mem::replace(sent, true);
         let (slots, blobs) = pack_values(vec![packed.clone()]);
         let key = s.key;
+        // The closest answered nodes, less those a permanent put already went to.
         let targets: Vec<(InfoHash, SocketAddr, Vec<u8>)> = s
             .nodes
-            .iter()
+            .iter_mut()
+            .filter(|n| matches!(&n.state, NodeState::Answered { token } if !token.is_empty()))
+            .take(TARGET_NODES)
+            .filter(|n| !n.put_sent)
             .filter_map(|n| match &n.state {
-                NodeState::Answered { token } if !token.is_empty() => {
+                NodeState::Answered { token } => {
+                    n.put_sent = true;
                     Some((n.id, n.addr, token.clone()))
                 }
                 _ => None,
             })
-            .take(TARGET_NODES)
             .collect();
-        if targets.is_empty() {
+        if again {
+            if targets.is_empty() {
+                s.done = true;
+            }
+        } else if targets.is_empty() {
             s.done = true;
+            if let SearchKind::Put { reported, .. } = &mut s.kind {
+                *reported = true;
+            }
             self.events.push_back(Event::PutDone {
                 op,
                 key,
@@ -1321,6 +1374,11 @@ impl Dht {
         s.done = true;
         let stored_on = s.nodes.iter().filter(|n| n.acked).count();
         let key = s.key;
+        if let SearchKind::Put { reported, .. } = &mut s.kind {
+            if std::mem::replace(reported, true) {
+                return;
+            }
+        }
         self.events.push_back(Event::PutDone { op, key, stored_on });
     }
 

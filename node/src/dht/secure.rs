@@ -208,6 +208,8 @@ pub struct SecureDht {
     keys: BTreeMap<[u8; 20], PublicKey>,
     events: VecDeque<Event>,
     announce_at: Option<u64>,
+    /// The put of our certificate (replaced at each announcement).
+    cert_op: Option<OpId>,
     pub secure_stats: SecureStats,
 }
 
@@ -246,6 +248,7 @@ impl SecureDht {
             keys,
             events: VecDeque::new(),
             announce_at: None,
+            cert_op: None,
             secure_stats: SecureStats::default(),
         }
     }
@@ -352,7 +355,13 @@ impl SecureDht {
         if let Some(i) = &self.identity {
             let key = InfoHash(i.key().public_key().short_id());
             let v = certificate_value(i.chain_pem().as_bytes());
-            let op = self.dht.put(now, key, v);
+            // Permanent, as OpenDHT announces it: it follows the key's neighbourhood as
+            // the table grows; the next announcement replaces it.
+            if let Some(old) = self.cert_op.take() {
+                self.dht.cancel(old);
+            }
+            let op = self.dht.put_permanent(now, key, v);
+            self.cert_op = Some(op);
             // Nobody asked for it: its events are ours.
             self.alias.insert(op, 0);
         }

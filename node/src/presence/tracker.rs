@@ -22,6 +22,36 @@ use crate::dht::value::{Value, ValueData};
 use crate::identity::{AccountIdentity, Certificate, DeviceIdentity, DeviceInfo, RevocationList};
 use std::collections::{BTreeMap, VecDeque};
 
+/// What the tracker needs of a DHT: our own node's ([`SecureDht`]), or the DHT reached
+/// through a proxy (a phone's jamid with `Account.proxyEnabled`), whose answers come
+/// back as the same [`Event`]s.
+pub trait PresenceDht {
+    fn listen(&mut self, now: u64, key: InfoHash) -> OpId;
+    fn get(&mut self, now: u64, key: InfoHash) -> OpId;
+    fn cancel(&mut self, op: OpId);
+    /// Values already at hand for `key` (a node's own storage; none through a proxy).
+    fn local_values(&self, key: &InfoHash) -> Vec<Value>;
+}
+
+impl PresenceDht for SecureDht {
+    fn listen(&mut self, now: u64, key: InfoHash) -> OpId {
+        crate::dht::engine::Dht::listen(self, now, key)
+    }
+    fn get(&mut self, now: u64, key: InfoHash) -> OpId {
+        crate::dht::engine::Dht::get(self, now, key)
+    }
+    fn cancel(&mut self, op: OpId) {
+        crate::dht::engine::Dht::cancel(self, op)
+    }
+    fn local_values(&self, key: &InfoHash) -> Vec<Value> {
+        self.storage()
+            .get(&key.0)
+            .iter()
+            .filter_map(|e| Value::unpack(&e.value.packed).ok())
+            .collect()
+    }
+}
+
 /// OpenDHT refreshes a permanent put this long before the value type's expiry (10 s).
 pub const REANNOUNCE_MS: u64 = ANNOUNCEMENT_EXPIRATION_MS - 10_000;
 /// How often a tracked account is fetched again: a listen reports each value once, so a
@@ -34,6 +64,8 @@ pub struct DeviceAnnouncer {
     key: InfoHash,
     value: Value,
     next_at: Option<u64>,
+    /// The current put (cancelled by the next).
+    op: Option<OpId>,
     /// Puts issued so far.
     pub puts: u64,
 }
@@ -50,6 +82,7 @@ impl DeviceAnnouncer {
             key: InfoHash(account.account_id()),
             value: announcement_value(account, device.certificate(), id)?,
             next_at: None,
+            op: None,
             puts: 0,
         })
     }
@@ -64,11 +97,17 @@ impl DeviceAnnouncer {
         self.key
     }
 
-    /// Put now and schedule the refresh.
+    /// Put now (permanently: the put follows the key's neighbourhood as the table
+    /// grows, as jamid's does) and schedule the refresh, which replaces it.
     pub fn announce(&mut self, dht: &mut SecureDht, now: u64) -> OpId {
         self.puts += 1;
         self.next_at = Some(now + REANNOUNCE_MS);
-        dht.put(now, self.key, self.value.clone())
+        if let Some(old) = self.op.take() {
+            dht.cancel(old);
+        }
+        let op = dht.put_permanent(now, self.key, self.value.clone());
+        self.op = Some(op);
+        op
     }
 
     pub fn poll_timeout(&self) -> Option<u64> {
@@ -162,7 +201,7 @@ impl PresenceTracker {
     }
 
     /// Listen at `account`'s id (jamid's `subscribeBuddy`).
-    pub fn track(&mut self, dht: &mut SecureDht, now: u64, account: InfoHash) {
+    pub fn track<D: PresenceDht + ?Sized>(&mut self, dht: &mut D, now: u64, account: InfoHash) {
         if self.contacts.contains_key(&account) {
             return;
         }
@@ -180,7 +219,7 @@ impl PresenceTracker {
         );
     }
 
-    pub fn untrack(&mut self, dht: &mut SecureDht, account: &InfoHash) {
+    pub fn untrack<D: PresenceDht + ?Sized>(&mut self, dht: &mut D, account: &InfoHash) {
         if let Some(c) = self.contacts.remove(account) {
             dht.cancel(c.listen);
         }
@@ -226,7 +265,7 @@ impl PresenceTracker {
     }
 
     /// Expire devices not seen again in time; re-fetch accounts due for a check.
-    pub fn handle_timeout(&mut self, dht: &mut SecureDht, now: u64) {
+    pub fn handle_timeout<D: PresenceDht + ?Sized>(&mut self, dht: &mut D, now: u64) {
         let accounts: Vec<InfoHash> = self.contacts.keys().copied().collect();
         for account in accounts {
             let Some(c) = self.contacts.get_mut(&account) else {
@@ -242,7 +281,7 @@ impl PresenceTracker {
             if due {
                 // What we store ourselves first: a get reports it only once the
                 // search has started, possibly after it finished.
-                let local = local_values(dht, &account);
+                let local = dht.local_values(&account);
                 self.account_values(dht, now, account, &local);
                 let op = dht.get(now, account);
                 self.ops.insert(op, Op::Account(account));
@@ -251,7 +290,12 @@ impl PresenceTracker {
     }
 
     /// Feed one of the node's events; returns whether it belonged to the tracker.
-    pub fn handle_event(&mut self, dht: &mut SecureDht, now: u64, e: &Event) -> bool {
+    pub fn handle_event<D: PresenceDht + ?Sized>(
+        &mut self,
+        dht: &mut D,
+        now: u64,
+        e: &Event,
+    ) -> bool {
         let op = match e {
             Event::Values { op, .. }
             | Event::Expired { op, .. }
@@ -321,9 +365,9 @@ impl PresenceTracker {
         true
     }
 
-    fn account_values(
+    fn account_values<D: PresenceDht + ?Sized>(
         &mut self,
-        dht: &mut SecureDht,
+        dht: &mut D,
         now: u64,
         account: InfoHash,
         values: &[Value],
@@ -347,7 +391,7 @@ impl PresenceTracker {
 
     /// A valid-looking announcement: refresh a device we already verified, or look up
     /// its certificate.
-    fn claimed(&mut self, dht: &mut SecureDht, now: u64, claim: Claim) {
+    fn claimed<D: PresenceDht + ?Sized>(&mut self, dht: &mut D, now: u64, claim: Claim) {
         let account = claim.account;
         let Some(c) = self.contacts.get_mut(&account) else {
             return;
@@ -369,7 +413,7 @@ impl PresenceTracker {
             },
         );
         let dev = claim.announcement.dev;
-        let local = local_values(dht, &dev);
+        let local = dht.local_values(&dev);
         if let Some(chain) = local.iter().find_map(|v| device_chain(v, &dev)) {
             return self.check_chain(now, account, claim, chain);
         }
@@ -482,13 +526,4 @@ impl PresenceTracker {
             });
         }
     }
-}
-
-/// Values our own node stores at `key`.
-fn local_values(dht: &SecureDht, key: &InfoHash) -> Vec<Value> {
-    dht.storage()
-        .get(&key.0)
-        .iter()
-        .filter_map(|e| Value::unpack(&e.value.packed).ok())
-        .collect()
 }
