@@ -161,16 +161,7 @@ fn snapshot(w: &mut World, heap0: usize) -> Snapshot {
             table_entries += d.routing_table().len();
             stored_keys += d.storage().key_count();
         }
-        let empty = DhtApp::new(DhtWorkload {
-            port: 0,
-            bootstrap: Vec::new(),
-            put_at: None,
-            get_at: None,
-            get_keys: Vec::new(),
-            proxy_port: None,
-            track: Vec::new(),
-            track_at: std::time::Duration::ZERO,
-        });
+        let empty = DhtApp::new(DhtWorkload::default());
         drop(std::mem::replace(a, empty));
     }
     let freed = before.saturating_sub(live_bytes());

@@ -21,7 +21,7 @@ const T_GET: u64 = 3;
 const T_TRACK: u64 = 4;
 
 /// What a DHT node on a host is told to do.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct DhtWorkload {
     pub port: u16,
     pub bootstrap: Vec<SocketAddr>,
