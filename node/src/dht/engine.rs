@@ -214,6 +214,9 @@ pub struct Dht {
     tids: BTreeMap<SocketAddr, u32>,
     partials: BTreeMap<(SocketAddr, u32), (PartialMessage, u64, u64)>,
     searches: BTreeMap<OpId, Search>,
+    /// The searches that follow the table as it grows (listens, permanent puts): kept
+    /// apart so a new node costs nothing when there are none.
+    follows: BTreeSet<OpId>,
     next_op: OpId,
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -241,6 +244,7 @@ impl Dht {
             tids: BTreeMap::new(),
             partials: BTreeMap::new(),
             searches: BTreeMap::new(),
+            follows: BTreeSet::new(),
             next_op: 1,
             out: VecDeque::new(),
             events: VecDeque::new(),
@@ -401,6 +405,7 @@ impl Dht {
 
     pub fn cancel(&mut self, op: OpId) {
         self.searches.remove(&op);
+        self.follows.remove(&op);
     }
 
     // ---- input ------------------------------------------------------------------------
@@ -491,16 +496,11 @@ impl Dht {
     fn searches_see(&mut self, id: InfoHash, addr: SocketAddr) {
         let now = self.now;
         let mut restep = Vec::new();
-        for (op, s) in &mut self.searches {
-            let follows = matches!(
-                s.kind,
-                SearchKind::Listen
-                    | SearchKind::Put {
-                        permanent: true,
-                        ..
-                    }
-            );
-            if !follows || s.nodes.iter().any(|n| n.id == id || n.addr == addr) {
+        for op in &self.follows {
+            let Some(s) = self.searches.get_mut(op) else {
+                continue;
+            };
+            if s.nodes.iter().any(|n| n.id == id || n.addr == addr) {
                 continue;
             }
             let key = s.key;
@@ -1127,6 +1127,16 @@ impl Dht {
         self.stats.searches_started += 1;
         let op = self.next_op;
         self.next_op += 1;
+        if matches!(
+            kind,
+            SearchKind::Listen
+                | SearchKind::Put {
+                    permanent: true,
+                    ..
+                }
+        ) {
+            self.follows.insert(op);
+        }
         let nodes = self
             .table
             .closest(&key.0, SEARCH_NODES)
