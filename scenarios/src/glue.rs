@@ -73,13 +73,15 @@ pub struct DhtApp {
     pub connected_at: Option<SimTime>,
     pub puts_done: Vec<(String, usize)>,
     pub gets: BTreeMap<OpId, GetRecord>,
-    /// Proxy: request bytes per connection, and the connection waiting on each op (with
-    /// the values a get found, or the value a put stores).
+    /// Proxy: request bytes per connection, and the connection waiting on each put
+    /// (with the value it stores).
     http: BTreeMap<netsim::ConnId, Vec<u8>>,
-    proxied: BTreeMap<OpId, (netsim::ConnId, Vec<Value>)>,
-    /// Proxy listens: the connection each streams to, and the values it was sent (an
-    /// expiry is streamed as the value with `"expired": true`).
-    listens: BTreeMap<OpId, (netsim::ConnId, BTreeMap<u64, Value>)>,
+    proxied: BTreeMap<OpId, (netsim::ConnId, Value)>,
+    /// Proxy gets and listens, streamed as OpenDHT's proxy does (chunked, one value
+    /// line per value as found): the connection, the values sent (an expiry is
+    /// streamed as the value with `"expired": true`), and whether the stream ends with
+    /// the op (a get) or stays open until the client leaves (a listen).
+    streams: BTreeMap<OpId, (netsim::ConnId, BTreeMap<u64, Value>, bool)>,
     /// Requests the proxy answered.
     pub proxy_requests: u64,
     /// Presence of the tracked accounts (`node::presence`, the stricter-than-jamid
@@ -102,7 +104,7 @@ impl DhtApp {
             gets: BTreeMap::new(),
             http: BTreeMap::new(),
             proxied: BTreeMap::new(),
-            listens: BTreeMap::new(),
+            streams: BTreeMap::new(),
             proxy_requests: 0,
             presence: PresenceTracker::new(),
             seen: BTreeMap::new(),
@@ -185,25 +187,26 @@ impl DhtApp {
         };
         let key: InfoHash = key.parse().unwrap_or_else(|_| InfoHash::get(key));
         let Some(dht) = self.dht.as_mut() else { return };
-        if listen && method == "GET" {
-            // Open until the client leaves: one chunk per value line, as OpenDHT streams.
-            let op = dht.listen(now, key);
-            self.listens.insert(op, (conn, BTreeMap::new()));
+        if method == "GET" {
+            let op = match listen {
+                true => dht.listen(now, key),
+                false => dht.get(now, key),
+            };
+            self.streams.insert(op, (conn, BTreeMap::new(), !listen));
             self.proxy_requests += 1;
             let _ = cx.tcp_send(conn, crate::http::CHUNKED_HEAD.as_bytes());
             return;
         }
         let op = match method {
-            "GET" => Some((dht.get(now, key), Vec::new())),
             "POST" => match std::str::from_utf8(body).ok().map(json::from_str) {
-                Some(Ok(pv)) => Some((dht.put(now, key, pv.value.clone()), vec![pv.value])),
+                Some(Ok(pv)) => Some((dht.put(now, key, pv.value.clone()), pv.value)),
                 _ => None,
             },
             _ => None,
         };
         match op {
-            Some((op, values)) => {
-                self.proxied.insert(op, (conn, values));
+            Some((op, value)) => {
+                self.proxied.insert(op, (conn, value));
             }
             None => {
                 let r = crate::http::http_response(
@@ -219,11 +222,14 @@ impl DhtApp {
     /// An event of an op a proxy client waits on: answer it. False if not a proxy op.
     fn proxy_event(&mut self, cx: &mut Ctx<'_>, e: &Event) -> bool {
         use node::dht::proxy::json;
-        let listen_op = match e {
-            Event::Values { op, .. } | Event::Expired { op, .. } => Some(*op),
+        let stream_op = match e {
+            Event::Values { op, .. } | Event::Expired { op, .. } | Event::GetDone { op, .. } => {
+                Some(*op)
+            }
             _ => None,
         };
-        if let Some((conn, sent)) = listen_op.and_then(|op| self.listens.get_mut(&op)) {
+        if let Some((conn, sent, _)) = stream_op.and_then(|op| self.streams.get_mut(&op)) {
+            let conn = *conn;
             let mut lines = String::new();
             match e {
                 Event::Values { values, .. } => {
@@ -240,37 +246,34 @@ impl DhtApp {
                 _ => {}
             }
             if !lines.is_empty() {
-                let _ = cx.tcp_send(*conn, &crate::http::chunk(lines.as_bytes()));
+                let _ = cx.tcp_send(conn, &crate::http::chunk(lines.as_bytes()));
+            }
+            if let (Event::GetDone { op, .. }, Some((_, _, true))) =
+                (e, stream_op.and_then(|op| self.streams.get(&op)))
+            {
+                // A get's stream ends with the get.
+                self.streams.remove(op);
+                let _ = cx.tcp_send(conn, b"0\r\n\r\n");
+                cx.tcp_close(conn);
             }
             return true;
         }
-        let op = match e {
-            Event::Values { op, .. } | Event::GetDone { op, .. } | Event::PutDone { op, .. } => *op,
+        // A put is answered once it is done: the stored value, or 502 as OpenDHT's
+        // proxy says when no node stored it.
+        let (op, stored) = match e {
+            Event::PutDone { op, stored_on, .. } => (*op, *stored_on > 0),
+            Event::Failed { op, .. } => (*op, false),
             _ => return false,
         };
-        let Some((conn, values)) = self.proxied.get_mut(&op) else {
+        let Some((conn, value)) = self.proxied.remove(&op) else {
             return false;
         };
-        let conn = *conn;
-        let answer = match e {
-            Event::Values { values: found, .. } => {
-                values.extend(found.iter().cloned());
-                return true;
-            }
-            // One JSON value per line, as OpenDHT's proxy streams them.
-            Event::GetDone { .. } => values
-                .iter()
-                .map(|v| json::to_line(v, false))
-                .collect::<Vec<_>>()
-                .join("\n"),
-            _ => values
-                .first()
-                .map(|v| json::to_json(v).to_string())
-                .unwrap_or_default(),
-        };
-        self.proxied.remove(&op);
         self.proxy_requests += 1;
-        let _ = cx.tcp_send(conn, &crate::http::http_response_text(200, &answer));
+        let answer = match stored {
+            true => crate::http::http_response_text(200, &json::to_json(&value).to_string()),
+            false => crate::http::http_response(502, &serde_json::json!({"err": "Put failed"})),
+        };
+        let _ = cx.tcp_send(conn, &answer);
         cx.tcp_close(conn);
         true
     }
@@ -486,13 +489,13 @@ impl App for DhtApp {
                 self.http.remove(&conn);
                 self.proxied.retain(|_, (c, _)| *c != conn);
                 let gone: Vec<OpId> = self
-                    .listens
+                    .streams
                     .iter()
-                    .filter(|(_, (c, _))| *c == conn)
+                    .filter(|(_, (c, _, _))| *c == conn)
                     .map(|(op, _)| *op)
                     .collect();
                 for op in gone {
-                    self.listens.remove(&op);
+                    self.streams.remove(&op);
                     if let Some(d) = self.dht.as_mut() {
                         d.cancel(op);
                     }
