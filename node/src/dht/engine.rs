@@ -161,6 +161,22 @@ struct SearchNode {
     put_sent: bool,
 }
 
+impl SearchNode {
+    /// A node to ask, found in round `depth`.
+    fn candidate(id: InfoHash, addr: SocketAddr, refresh_at: u64, depth: u8) -> Self {
+        SearchNode {
+            id,
+            addr,
+            state: NodeState::Candidate,
+            acked: false,
+            sid: 0,
+            refresh_at,
+            depth,
+            put_sent: false,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 enum SearchKind {
     Find,
@@ -176,6 +192,20 @@ enum SearchKind {
     Listen,
 }
 
+impl SearchKind {
+    /// Listens and permanent puts follow the key's neighbourhood as the table grows.
+    fn follows_table(&self) -> bool {
+        matches!(
+            self,
+            SearchKind::Listen
+                | SearchKind::Put {
+                    permanent: true,
+                    ..
+                }
+        )
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Search {
     key: InfoHash,
@@ -185,6 +215,19 @@ struct Search {
     done: bool,
     /// Lookup round of the first node that returned values.
     found_depth: Option<u8>,
+}
+
+impl Search {
+    /// Sort by distance and keep the closest, but never forget a node we wait for.
+    fn keep_closest(&mut self) {
+        let key = self.key;
+        self.nodes.sort_by(|a, b| xor_cmp(&a.id, &b.id, &key));
+        let mut kept = 0;
+        self.nodes.retain(|n| {
+            kept += 1;
+            kept <= SEARCH_NODES || n.state == NodeState::Requested
+        });
+    }
 }
 
 /// Counters for reports and flood scenarios.
@@ -512,22 +555,8 @@ impl Dht {
             if worst.is_some_and(|w| xor_cmp(&id, &w.id, &key) != std::cmp::Ordering::Less) {
                 continue;
             }
-            s.nodes.push(SearchNode {
-                id,
-                addr,
-                state: NodeState::Candidate,
-                acked: false,
-                sid: 0,
-                refresh_at: now,
-                depth: 1,
-                put_sent: false,
-            });
-            s.nodes.sort_by(|a, b| xor_cmp(&a.id, &b.id, &key));
-            let mut kept = 0;
-            s.nodes.retain(|n| {
-                kept += 1;
-                kept <= SEARCH_NODES || n.state == NodeState::Requested
-            });
+            s.nodes.push(SearchNode::candidate(id, addr, now, 1));
+            s.keep_closest();
             s.done = false;
             restep.push(*op);
         }
@@ -1063,17 +1092,8 @@ impl Dht {
                     self.rng.random_range(60_000..=180_000)
                 };
             // Finished searches are only bookkeeping: forget them.
-            self.searches.retain(|_, s| {
-                !s.done
-                    || matches!(
-                        s.kind,
-                        SearchKind::Listen
-                            | SearchKind::Put {
-                                permanent: true,
-                                ..
-                            }
-                    )
-            });
+            self.searches
+                .retain(|_, s| !s.done || s.kind.follows_table());
             if !self.table.is_empty() {
                 let own = self.cfg.id;
                 let mut near = own;
@@ -1127,30 +1147,14 @@ impl Dht {
         self.stats.searches_started += 1;
         let op = self.next_op;
         self.next_op += 1;
-        if matches!(
-            kind,
-            SearchKind::Listen
-                | SearchKind::Put {
-                    permanent: true,
-                    ..
-                }
-        ) {
+        if kind.follows_table() {
             self.follows.insert(op);
         }
         let nodes = self
             .table
             .closest(&key.0, SEARCH_NODES)
             .into_iter()
-            .map(|n| SearchNode {
-                id: InfoHash(n.id),
-                addr: n.addr,
-                state: NodeState::Candidate,
-                acked: false,
-                sid: 0,
-                refresh_at: 0,
-                depth: 1,
-                put_sent: false,
-            })
+            .map(|n| SearchNode::candidate(InfoHash(n.id), n.addr, 0, 1))
             .collect();
         self.searches.insert(
             op,
@@ -1190,25 +1194,15 @@ impl Dht {
                 continue;
             }
             let addr = node_addr(&info, from);
-            s.nodes.push(SearchNode {
-                id: info.id,
+            s.nodes.push(SearchNode::candidate(
+                info.id,
                 addr,
-                state: NodeState::Candidate,
-                acked: false,
-                sid: 0,
-                refresh_at: now,
-                depth: depth.saturating_add(1),
-                put_sent: false,
-            });
+                now,
+                depth.saturating_add(1),
+            ));
         }
         let key = s.key;
-        s.nodes.sort_by(|a, b| xor_cmp(&a.id, &b.id, &key));
-        // Keep the closest, but never forget a node we are waiting for.
-        let mut kept = 0;
-        s.nodes.retain(|n| {
-            kept += 1;
-            kept <= SEARCH_NODES || n.state == NodeState::Requested
-        });
+        s.keep_closest();
         let values: Vec<Value> = r
             .values
             .into_iter()
@@ -1321,7 +1315,7 @@ impl Dht {
         let SearchKind::Put { packed, sent, .. } = &mut s.kind else {
             return;
         };
-        let again = std::mem::replace(sent, true);
+        let first = !std::mem::replace(sent, true);
         let (slots, blobs) = pack_values(vec![packed.clone()]);
         let key = s.key;
         // The closest answered nodes, less those a permanent put already went to.
@@ -1339,20 +1333,17 @@ impl Dht {
                 _ => None,
             })
             .collect();
-        if again {
-            if targets.is_empty() {
-                s.done = true;
-            }
-        } else if targets.is_empty() {
+        if targets.is_empty() {
             s.done = true;
-            if let SearchKind::Put { reported, .. } = &mut s.kind {
+            // Nobody to put on at all: the first round is done, stored nowhere.
+            if let (true, SearchKind::Put { reported, .. }) = (first, &mut s.kind) {
                 *reported = true;
+                self.events.push_back(Event::PutDone {
+                    op,
+                    key,
+                    stored_on: 0,
+                });
             }
-            self.events.push_back(Event::PutDone {
-                op,
-                key,
-                stored_on: 0,
-            });
             return;
         }
         for (id, addr, token) in targets {

@@ -198,9 +198,16 @@ impl Backend {
             udp,
             counters: Arc::new(Counters::default()),
         };
-        let counters = be.counters.clone();
-        let node = run(dht, sock, rx, seed, reput_ms, counters, clock);
-        Ok((be, node))
+        let node = ProxyNode {
+            dht,
+            routes: BTreeMap::new(),
+            permanent: BTreeMap::new(),
+            next_id: seed | 1,
+            reput_ms,
+            udp,
+            counters: be.counters.clone(),
+        };
+        Ok((be, run(node, sock, rx, clock)))
     }
 
     /// Send a command; false when the node has stopped.
@@ -213,39 +220,73 @@ impl Backend {
     }
 }
 
+/// The node behind the proxy and what it owes the HTTP side.
+struct ProxyNode {
+    dht: SecureDht,
+    /// Which request each DHT operation answers.
+    routes: BTreeMap<OpId, Route>,
+    /// Permanent puts, by key and value id.
+    permanent: BTreeMap<(InfoHash, u64), Permanent>,
+    /// Ids for values posted without one.
+    next_id: u64,
+    reput_ms: u64,
+    udp: SocketAddr,
+    counters: Arc<Counters>,
+}
+
 /// The node's loop: datagrams, commands and timeouts in; datagrams, stream items and
 /// put answers out. Waits at most 1 s, so streams whose client left are noticed.
 async fn run<S: Datagrams>(
-    mut dht: SecureDht,
+    mut node: ProxyNode,
     sock: S,
     mut rx: tmpsc::UnboundedReceiver<Command>,
-    seed: u64,
-    reput_ms: u64,
-    counters: Arc<Counters>,
     clock: impl Fn() -> u64,
 ) {
-    let mut routes: BTreeMap<OpId, Route> = BTreeMap::new();
-    let mut permanent: BTreeMap<(InfoHash, u64), Permanent> = BTreeMap::new();
-    let mut next_id = seed | 1;
     let mut buf = vec![0u8; 65536];
-    let udp = sock
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     loop {
-        while let Some(e) = dht.poll_event() {
-            event(&mut routes, e);
+        while let Some(e) = node.dht.poll_event() {
+            event(&mut node.routes, e);
         }
         let now = clock();
-        for ((key, _), p) in permanent.iter_mut() {
+        node.maintain(now);
+        while let Some(t) = node.dht.poll_transmit() {
+            // A send error (unreachable, no route) is a lost datagram, as on the wire.
+            let _ = sock.send_to(&t.bytes, t.to).await;
+        }
+        let wait = Duration::from_millis(node.next_wakeup(now).saturating_sub(now).clamp(1, 1000));
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => {
+                if let Ok((n, from)) = r {
+                    node.dht.handle_datagram(clock(), from, &buf[..n]);
+                }
+            }
+            c = rx.recv() => match c {
+                None | Some(Command::Stop) => return,
+                Some(c) => node.command(clock(), c),
+            },
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let now = clock();
+        if node.dht.poll_timeout().is_some_and(|t| t <= now) {
+            node.dht.handle_timeout(now);
+        }
+    }
+}
+
+impl ProxyNode {
+    /// Put permanent values again when due, drop expired ones, and stop the DHT
+    /// operations of streams whose HTTP client went away.
+    fn maintain(&mut self, now: u64) {
+        for ((key, _), p) in self.permanent.iter_mut() {
             if p.next_put <= now {
-                dht.put(now, *key, p.value.clone());
-                counters.reputs.fetch_add(1, Ordering::Relaxed);
-                p.next_put = now + reput_ms;
+                self.dht.put(now, *key, p.value.clone());
+                self.counters.reputs.fetch_add(1, Ordering::Relaxed);
+                p.next_put = now + self.reput_ms;
             }
         }
-        permanent.retain(|_, p| p.expires > now);
-        // Streams whose HTTP client went away: stop their DHT operations.
-        let gone: Vec<OpId> = routes
+        self.permanent.retain(|_, p| p.expires > now);
+        let gone: Vec<OpId> = self
+            .routes
             .iter()
             .filter(|(_, r)| match r {
                 Route::Get(tx) | Route::Listen { tx, .. } => tx.is_closed(),
@@ -254,108 +295,85 @@ async fn run<S: Datagrams>(
             .map(|(op, _)| *op)
             .collect();
         for op in gone {
-            routes.remove(&op);
-            dht.cancel(op);
-        }
-        while let Some(t) = dht.poll_transmit() {
-            // A send error (unreachable, no route) is a lost datagram, as on the wire.
-            let _ = sock.send_to(&t.bytes, t.to).await;
-        }
-        let next = permanent
-            .values()
-            .map(|p| p.next_put)
-            .chain(dht.poll_timeout())
-            .min()
-            .unwrap_or(now + 1000);
-        let wait = Duration::from_millis(next.saturating_sub(now).clamp(1, 1000));
-        tokio::select! {
-            r = sock.recv_from(&mut buf) => {
-                if let Ok((n, from)) = r {
-                    dht.handle_datagram(clock(), from, &buf[..n]);
-                }
-            }
-            c = rx.recv() => match c {
-                None | Some(Command::Stop) => return,
-                Some(c) => command(&mut dht, &mut routes, &mut permanent, &mut next_id, reput_ms, (clock(), udp), c),
-            },
-            _ = tokio::time::sleep(wait) => {}
-        }
-        let now = clock();
-        if dht.poll_timeout().is_some_and(|t| t <= now) {
-            dht.handle_timeout(now);
+            self.routes.remove(&op);
+            self.dht.cancel(op);
         }
     }
-}
 
-fn command(
-    dht: &mut SecureDht,
-    routes: &mut BTreeMap<OpId, Route>,
-    permanent: &mut BTreeMap<(InfoHash, u64), Permanent>,
-    next_id: &mut u64,
-    reput_ms: u64,
-    (now, udp): (u64, SocketAddr),
-    c: Command,
-) {
-    match c {
-        Command::Get { key, tx } => {
-            let op = dht.get(now, key);
-            routes.insert(op, Route::Get(tx));
-        }
-        Command::Listen { key, tx } => {
-            let op = dht.listen(now, key);
-            routes.insert(
-                op,
-                Route::Listen {
-                    tx,
-                    seen: BTreeMap::new(),
-                },
-            );
-        }
-        Command::Put {
-            key,
-            mut value,
-            permanent: keep,
-            reply,
-        } => {
-            if value.id == 0 {
-                // OpenDHT gives a value without id a random one; ours is a per-node sequence
-                // mixed with the seed (unique here, and deterministic for a seed).
-                *next_id = next_id
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                value.id = (*next_id >> 1).max(1);
+    /// When the node next has something to do (at most 1 s away).
+    fn next_wakeup(&self, now: u64) -> u64 {
+        self.permanent
+            .values()
+            .map(|p| p.next_put)
+            .chain(self.dht.poll_timeout())
+            .min()
+            .unwrap_or(now + 1000)
+    }
+
+    fn command(&mut self, now: u64, c: Command) {
+        let dht = &mut self.dht;
+        match c {
+            Command::Get { key, tx } => {
+                let op = dht.get(now, key);
+                self.routes.insert(op, Route::Get(tx));
             }
-            if keep {
-                permanent.insert(
-                    (key, value.id),
-                    Permanent {
-                        value: value.clone(),
-                        expires: now + PERMANENT_TTL_MS,
-                        next_put: now + reput_ms,
+            Command::Listen { key, tx } => {
+                let op = dht.listen(now, key);
+                self.routes.insert(
+                    op,
+                    Route::Listen {
+                        tx,
+                        seen: BTreeMap::new(),
                     },
                 );
             }
-            let op = dht.put(now, key, value.clone());
-            routes.insert(
-                op,
-                Route::Put {
-                    value,
-                    reply: Some(reply),
-                },
-            );
+            Command::Put {
+                key,
+                mut value,
+                permanent: keep,
+                reply,
+            } => {
+                if value.id == 0 {
+                    // OpenDHT gives a value without id a random one; ours is a per-node
+                    // sequence mixed with the seed (unique here, deterministic for a seed).
+                    self.next_id = self
+                        .next_id
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    value.id = (self.next_id >> 1).max(1);
+                }
+                if keep {
+                    self.permanent.insert(
+                        (key, value.id),
+                        Permanent {
+                            value: value.clone(),
+                            expires: now + PERMANENT_TTL_MS,
+                            next_put: now + self.reput_ms,
+                        },
+                    );
+                }
+                let op = dht.put(now, key, value.clone());
+                self.routes.insert(
+                    op,
+                    Route::Put {
+                        value,
+                        reply: Some(reply),
+                    },
+                );
+            }
+            Command::Info(reply) => {
+                let t = dht.routing_table();
+                let good = t.nodes().filter(|n| n.is_good(now)).count();
+                let _ = reply.send(NodeInfo {
+                    node_id: dht.id(),
+                    good,
+                    dubious: t.len() - good,
+                    ops: self.routes.len(),
+                    udp: self.udp,
+                });
+            }
+            Command::Stop => {}
         }
-        Command::Info(reply) => {
-            let t = dht.routing_table();
-            let good = t.nodes().filter(|n| n.is_good(now)).count();
-            let _ = reply.send(NodeInfo {
-                node_id: dht.id(),
-                good,
-                dubious: t.len() - good,
-                ops: routes.len(),
-                udp,
-            });
-        }
-        Command::Stop => {}
     }
 }
 
