@@ -79,6 +79,74 @@ fn hex(b: &[u8]) -> String {
     node::crypto::hex(b)
 }
 
+/// What `p`, `s` and `e` put.
+pub(crate) enum PutKind {
+    Plain,
+    Signed,
+    /// For the owner of this public key id.
+    Encrypted(InfoHash),
+}
+
+/// A parsed `p <key> <text>`, `s <key> <text>` or `e <key> <to> <text>` (shared by the
+/// UDP node and proxy-client mode).
+pub(crate) struct PutCmd {
+    pub(crate) key: InfoHash,
+    pub(crate) kind: PutKind,
+    pub(crate) body: Body,
+    /// A random value id, as dhtnode picks.
+    pub(crate) id: u64,
+}
+
+impl PutCmd {
+    pub(crate) fn parse<'a>(
+        c: &str,
+        key: &str,
+        mut words: impl Iterator<Item = &'a str>,
+        has_identity: bool,
+        rng: &mut ChaCha20Rng,
+    ) -> Result<PutCmd> {
+        let kind = match c {
+            "e" => match words.next().map(|t| t.parse::<InfoHash>()) {
+                Some(Ok(to)) => PutKind::Encrypted(to),
+                _ => bail!("usage: e <key> <public key id (40 hex)> <text>"),
+            },
+            "s" => PutKind::Signed,
+            _ => PutKind::Plain,
+        };
+        if !matches!(kind, PutKind::Plain) && !has_identity {
+            bail!("`{c}` needs --identity DIR");
+        }
+        let text: Vec<&str> = words.collect();
+        Ok(PutCmd {
+            key: key_of(key),
+            kind,
+            body: Body {
+                type_id: 0,
+                data: text.join(" ").into_bytes(),
+                utype: String::new(),
+            },
+            id: rng.random::<u64>().max(1),
+        })
+    }
+
+    pub(crate) fn plain_value(self) -> Value {
+        Value {
+            id: self.id,
+            data: ValueData::Plain(self.body),
+            priority: 0,
+        }
+    }
+
+    /// The `putting` line, once the put has its op.
+    pub(crate) fn say_putting(out: &Printer, op: u64, key: InfoHash, id: u64) {
+        out.say(
+            "putting",
+            format!("Putting value {id:x} at {key}"),
+            serde_json::json!({"op": op, "key": key.to_string(), "id": format!("{id:x}")}),
+        );
+    }
+}
+
 /// Run until `x` or end of input.
 pub fn run(opts: DhtNodeOpts) -> Result<()> {
     let mut seed = [0u8; 32];
@@ -205,44 +273,15 @@ fn command(
             );
         }
         (Some(c @ ("p" | "s" | "e")), Some(k)) => {
-            let key = key_of(k);
-            let to = if c == "e" {
-                match words.next().map(|t| t.parse::<InfoHash>()) {
-                    Some(Ok(to)) => Some(to),
-                    _ => bail!("usage: e <key> <public key id (40 hex)> <text>"),
-                }
-            } else {
-                None
-            };
-            let text: Vec<&str> = words.collect();
-            let body = Body {
-                type_id: 0,
-                data: text.join(" ").into_bytes(),
-                utype: String::new(),
-            };
-            if c != "p" && dht.identity().is_none() {
-                bail!("`{c}` needs --identity DIR");
-            }
-            let id: u64 = rng.random::<u64>().max(1);
-            let op = match to {
-                Some(to) => dht.put_encrypted(now, key, to, id, body),
-                None if c == "s" => dht.put_signed(now, key, id, body),
-                None => dht.put(
-                    now,
-                    key,
-                    Value {
-                        id,
-                        data: ValueData::Plain(body),
-                        priority: 0,
-                    },
-                ),
+            let put = PutCmd::parse(c, k, words, dht.identity().is_some(), rng)?;
+            let (key, id) = (put.key, put.id);
+            let op = match put.kind {
+                PutKind::Encrypted(to) => dht.put_encrypted(now, key, to, id, put.body),
+                PutKind::Signed => dht.put_signed(now, key, id, put.body),
+                PutKind::Plain => dht.put(now, key, put.plain_value()),
             };
             ops.insert(op, ("put", key));
-            out.say(
-                "putting",
-                format!("Putting value {id:x} at {key}"),
-                serde_json::json!({"op": op, "key": key.to_string(), "id": format!("{id:x}")}),
-            );
+            PutCmd::say_putting(out, op, key, id);
         }
         (Some("b"), Some(a)) => match a.parse::<SocketAddr>() {
             Ok(addr) => dht.bootstrap(now, addr),

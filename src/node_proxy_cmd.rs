@@ -3,13 +3,12 @@
 //! `Account.proxyEnabled` use the DHT. Same command letters and JSON lines as on UDP;
 //! what only a UDP node has (`lr`, `la`, `b`) is refused with an error line.
 
-use crate::node_cmd::{key_of, load_identity, value_json, DhtNodeOpts, Printer};
+use crate::node_cmd::{key_of, load_identity, value_json, DhtNodeOpts, Printer, PutCmd, PutKind};
 use anyhow::{bail, Result};
 use node::dht::proxy::client::ProxyClient;
-use node::dht::proxy::secure_client::{SecureProxy, SecureProxyError};
-use node::dht::{Body, InfoHash, Value, ValueData};
+use node::dht::proxy::secure_client::SecureProxy;
+use node::dht::{InfoHash, Value};
 use node::net::TcpConnector;
-use rand::RngExt;
 use rand_chacha::ChaCha20Rng;
 use serde_json::json;
 use std::io::BufRead;
@@ -106,7 +105,7 @@ async fn connect(px: Proxy, out: Arc<Printer>) {
     }
 }
 
-fn failed(out: &Printer, op: u64, key: &InfoHash, e: &SecureProxyError) {
+fn failed(out: &Printer, op: u64, key: &InfoHash, e: &dyn std::fmt::Display) {
     out.say(
         "failed",
         format!("Operation {op} at {key} failed: {e}"),
@@ -182,58 +181,22 @@ fn command(
                                 value_line(&out, "listen", op, &key, &pv.value, pv.expired);
                             }
                         }
-                        Err(e) => return failed(&out, op, &key, &e.into()),
+                        Err(e) => return failed(&out, op, &key, &e),
                     }
                 }
-                failed(
-                    &out,
-                    op,
-                    &key,
-                    &SecureProxyError::Client(node::dht::proxy::client::ClientError::Io(
-                        std::io::Error::other("the proxy closed the listen stream"),
-                    )),
-                );
+                failed(&out, op, &key, &"the proxy closed the listen stream");
             });
             Ok(true)
         }
         (Some(c @ ("p" | "s" | "e")), Some(k)) => {
-            let key = key_of(k);
-            let to = match c {
-                "e" => match words.next().map(|t| t.parse::<InfoHash>()) {
-                    Some(Ok(to)) => Some(to),
-                    _ => bail!("usage: e <key> <public key id (40 hex)> <text>"),
-                },
-                _ => None,
-            };
-            if c != "p" && px.public_key_id().is_none() {
-                bail!("`{c}` needs --identity DIR");
-            }
-            let text: Vec<&str> = words.collect();
-            let body = Body {
-                type_id: 0,
-                data: text.join(" ").into_bytes(),
-                utype: String::new(),
-            };
-            let id: u64 = rng.random::<u64>().max(1);
-            out.say(
-                "putting",
-                format!("Putting value {id:x} at {key}"),
-                json!({"op": op, "key": key.to_string(), "id": format!("{id:x}")}),
-            );
-            let (px, out) = (px.clone(), out.clone());
-            let c = c.to_string();
+            let put = PutCmd::parse(c, k, words, px.public_key_id().is_some(), rng)?;
+            PutCmd::say_putting(out, op, put.key, put.id);
+            let (px, out, key) = (px.clone(), out.clone(), put.key);
             tokio::spawn(async move {
-                let r = match (c.as_str(), to) {
-                    ("e", Some(to)) => px.put_encrypted(&key, &to, id, body).await,
-                    ("s", _) => px.put_signed(&key, id, body).await,
-                    _ => {
-                        let v = Value {
-                            id,
-                            data: ValueData::Plain(body),
-                            priority: 0,
-                        };
-                        px.put(&key, &v, false).await
-                    }
+                let r = match put.kind {
+                    PutKind::Encrypted(to) => px.put_encrypted(&key, &to, put.id, put.body).await,
+                    PutKind::Signed => px.put_signed(&key, put.id, put.body).await,
+                    PutKind::Plain => px.put(&key, &put.plain_value(), false).await,
                 };
                 match r {
                     Ok(_) => out.say(

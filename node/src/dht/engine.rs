@@ -390,13 +390,17 @@ impl Dht {
         self.start_search(key, SearchKind::Get, true)
     }
 
-    fn deliver_local(&mut self, op: OpId, key: InfoHash) {
-        let local: Vec<Value> = self
-            .storage
+    /// The values this node itself stores at `key`.
+    pub fn local_values(&self, key: &InfoHash) -> Vec<Value> {
+        self.storage
             .get(&key.0)
             .iter()
             .filter_map(|e| Value::unpack(&e.value.packed).ok())
-            .collect();
+            .collect()
+    }
+
+    fn deliver_local(&mut self, op: OpId, key: InfoHash) {
+        let local = self.local_values(&key);
         if !local.is_empty() {
             self.deliver(op, key, local);
         }

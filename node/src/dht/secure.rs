@@ -382,7 +382,7 @@ impl SecureDht {
             match e {
                 Event::Connected => self.events.push_back(Event::Connected),
                 Event::Values { op, key, values } => {
-                    let values = self.filter(values);
+                    let values = filter(self.identity.as_ref(), values, &mut self.secure_stats);
                     if let Some(step) = self.steps.get_mut(&op) {
                         step_values(step, &values, &mut self.keys, self.identity.as_ref());
                     } else if !values.is_empty() {
@@ -422,10 +422,6 @@ impl SecureDht {
             Some(u) => Some(*u),
             None => Some(op),
         }
-    }
-
-    fn filter(&mut self, values: Vec<Value>) -> Vec<Value> {
-        filter(self.identity.as_ref(), values, &mut self.secure_stats)
     }
 
     /// The first step (a get) finished: do the put, or fail.
@@ -500,6 +496,19 @@ pub fn filter(me: Option<&Identity>, values: Vec<Value>, stats: &mut SecureStats
     out
 }
 
+/// putSigned's `seq`: one more than the highest of `owner`'s values with id `id` among
+/// `values` (0 when there is none).
+pub fn next_seq_of(values: &[Value], id: u64, owner: &[u8]) -> u16 {
+    values
+        .iter()
+        .filter_map(|v| match &v.data {
+            ValueData::Signed(s) if v.id == id && s.owner == owner => Some(s.seq.saturating_add(1)),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Feed values found by a step's get into it.
 fn step_values(
     step: &mut Step,
@@ -509,13 +518,9 @@ fn step_values(
 ) {
     match step {
         Step::SignedPut { id, next_seq, .. } => {
-            let owner = me.map(|i| i.key().public_key().spki_der().to_vec());
-            for v in values {
-                if let ValueData::Signed(s) = &v.data {
-                    if v.id == *id && Some(&s.owner) == owner.as_ref() {
-                        *next_seq = (*next_seq).max(s.seq.saturating_add(1));
-                    }
-                }
+            if let Some(i) = me {
+                let owner = i.key().public_key().spki_der().to_vec();
+                *next_seq = (*next_seq).max(next_seq_of(values, *id, &owner));
             }
         }
         Step::EncryptedPut { to, recipient, .. } => {

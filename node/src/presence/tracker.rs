@@ -44,11 +44,7 @@ impl PresenceDht for SecureDht {
         crate::dht::engine::Dht::cancel(self, op)
     }
     fn local_values(&self, key: &InfoHash) -> Vec<Value> {
-        self.storage()
-            .get(&key.0)
-            .iter()
-            .filter_map(|e| Value::unpack(&e.value.packed).ok())
-            .collect()
+        crate::dht::engine::Dht::local_values(self, key)
     }
 }
 

@@ -144,15 +144,6 @@ impl<C: Connector + 'static> ProxyClient<C> {
         path: &str,
         body: Option<String>,
     ) -> Result<hyper::Response<Incoming>, ClientError> {
-        self.timed(self.request_once(method, path, body)).await
-    }
-
-    async fn request_once(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<String>,
-    ) -> Result<hyper::Response<Incoming>, ClientError> {
         let io = self.connector.connect(&self.server).await?;
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
         tokio::spawn(async move {
@@ -177,8 +168,9 @@ impl<C: Connector + 'static> ProxyClient<C> {
         Ok(resp)
     }
 
-    async fn lines(&self, method: Method, path: &str) -> Result<Lines, ClientError> {
-        let resp = self.request(method, path, None).await?;
+    /// A GET whose answer is read line by line (no deadline of its own: callers set it).
+    async fn lines(&self, path: &str) -> Result<Lines, ClientError> {
+        let resp = self.request(Method::GET, path, None).await?;
         Ok(Lines {
             body: resp.into_body(),
             buf: Vec::new(),
@@ -189,7 +181,7 @@ impl<C: Connector + 'static> ProxyClient<C> {
     /// `GET /node/info`: the proxy's node id, table stats and our public address.
     pub async fn node_info(&self) -> Result<serde_json::Value, ClientError> {
         self.timed(async {
-            let resp = self.request_once(Method::GET, "/node/info", None).await?;
+            let resp = self.request(Method::GET, "/node/info", None).await?;
             let body = resp.into_body().collect().await?.to_bytes();
             serde_json::from_slice(&body).map_err(|e| json::JsonError::Syntax(e.to_string()).into())
         })
@@ -199,7 +191,7 @@ impl<C: Connector + 'static> ProxyClient<C> {
     /// `GET /key/:hash`: every value the proxy's get finds, once the get completes.
     pub async fn get(&self, key: &InfoHash) -> Result<Vec<Value>, ClientError> {
         self.timed(async {
-            let mut lines = self.lines(Method::GET, &format!("/key/{key}")).await?;
+            let mut lines = self.lines(&format!("/key/{key}")).await?;
             let mut out = Vec::new();
             while let Some(v) = lines.next_value().await {
                 out.push(v?.value);
@@ -212,7 +204,7 @@ impl<C: Connector + 'static> ProxyClient<C> {
     /// `GET /key/:hash` as the proxy wrote it: one line per value (to compare bytes).
     pub async fn get_lines(&self, key: &InfoHash) -> Result<Vec<String>, ClientError> {
         self.timed(async {
-            let mut lines = self.lines(Method::GET, &format!("/key/{key}")).await?;
+            let mut lines = self.lines(&format!("/key/{key}")).await?;
             let mut out = Vec::new();
             while let Some(l) = lines.next_line().await {
                 let l = l?;
@@ -228,7 +220,7 @@ impl<C: Connector + 'static> ProxyClient<C> {
     /// `GET /key/:hash/listen`: a stream of values (and expiries) until dropped. The
     /// deadline covers the answer's head only: a listen may stay quiet for hours.
     pub async fn listen(&self, key: &InfoHash) -> Result<Lines, ClientError> {
-        self.lines(Method::GET, &format!("/key/{key}/listen")).await
+        self.timed(self.lines(&format!("/key/{key}/listen"))).await
     }
 
     /// `POST /key/:hash`: the value as stored (a value with id 0 gets one from the proxy).
@@ -246,7 +238,7 @@ impl<C: Connector + 'static> ProxyClient<C> {
         }
         self.timed(async {
             let resp = self
-                .request_once(Method::POST, &format!("/key/{key}"), Some(j.to_string()))
+                .request(Method::POST, &format!("/key/{key}"), Some(j.to_string()))
                 .await?;
             let body = resp.into_body().collect().await?.to_bytes();
             Ok(json::from_str(String::from_utf8_lossy(&body).trim())?.value)

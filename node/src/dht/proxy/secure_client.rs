@@ -7,7 +7,7 @@
 use super::client::{ClientError, Lines, ProxyClient};
 use super::json::ProxyValue;
 use crate::dht::secure::{self, certificate_key, certificate_value, SecureError, SecureStats};
-use crate::dht::{Body, InfoHash, Value, ValueData};
+use crate::dht::{Body, InfoHash, Value};
 use crate::identity::NodeIdentity;
 use crate::net::{Connector, TcpConnector};
 use rand_chacha::ChaCha20Rng;
@@ -96,18 +96,7 @@ impl<C: Connector + 'static> SecureProxy<C> {
     ) -> Result<Value, SecureProxyError> {
         let me = self.identity.as_ref().ok_or(SecureProxyError::NoIdentity)?;
         let owner = me.key().public_key().spki_der().to_vec();
-        let seq = self
-            .get(key)
-            .await?
-            .iter()
-            .filter_map(|v| match &v.data {
-                ValueData::Signed(s) if v.id == id && s.owner == owner => {
-                    Some(s.seq.saturating_add(1))
-                }
-                _ => None,
-            })
-            .max()
-            .unwrap_or(0);
+        let seq = secure::next_seq_of(&self.get(key).await?, id, &owner);
         let v = secure::sign(me.key(), id, seq, body, None)?;
         self.put(key, &v, false).await
     }
