@@ -118,6 +118,15 @@ impl DhtNode {
         }
     }
 
+    /// The public key id `dhtnode -i` printed at start (`Public key ID <40 hex>`).
+    pub fn public_key_id(&self) -> Option<node::dht::InfoHash> {
+        self.log_text()
+            .split("Public key ID ")
+            .nth(1)
+            .and_then(|r| r.get(..40))
+            .and_then(|h| h.parse().ok())
+    }
+
     /// Bytes of output so far (to wait for what comes after a command).
     pub fn log_len(&self) -> usize {
         self.log_text().len()

@@ -16,14 +16,6 @@ use std::time::{Duration, Instant};
 
 const DHTNODE_PORT: u16 = 4235;
 
-fn text(s: &str) -> Body {
-    Body {
-        type_id: 0,
-        data: s.as_bytes().to_vec(),
-        utype: "text/plain".into(),
-    }
-}
-
 #[test]
 fn encrypted_values_cross_between_our_node_and_dhtnode_both_ways() {
     if !conformance::dhtnode_or_skip() {
@@ -31,13 +23,12 @@ fn encrypted_values_cross_between_our_node_and_dhtnode_both_ways() {
     }
     let ns = Netns::create("jsenc").expect("namespace");
     let mut official = DhtNode::start(&ns, DHTNODE_PORT, None, true).expect("dhtnode starts");
-    let log = official.log_text();
-    let their_key: InfoHash = log
-        .split("Public key ID ")
-        .nth(1)
-        .and_then(|r| r.get(..40))
-        .and_then(|h| h.parse().ok())
-        .unwrap_or_else(|| panic!("dhtnode -i prints its public key id:\n{log}"));
+    let their_key = official.public_key_id().unwrap_or_else(|| {
+        panic!(
+            "dhtnode -i prints its public key id:\n{}",
+            official.log_text()
+        )
+    });
     let worker = ns.spawn(move || {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
         let identity = NodeIdentity::generate(2048, unix_ms() / 1000, &mut rng).unwrap();
@@ -117,7 +108,7 @@ fn encrypted_values_cross_between_our_node_and_dhtnode_both_ways() {
             InfoHash::get("enc-for-dhtnode"),
             their_key,
             0xe1,
-            text("secret-for-dhtnode"),
+            Body::text("secret-for-dhtnode"),
         );
         let mut stored_on = None;
         d.run_until(Duration::from_secs(10), |e| match e {

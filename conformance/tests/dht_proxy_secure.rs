@@ -20,24 +20,13 @@ const PLAIN_PORT: u16 = 4240;
 const PROXY_UDP_PORT: u16 = 4241;
 const PROXY_HTTP_PORT: u16 = 8090;
 
-fn text(s: &str) -> Body {
-    Body {
-        type_id: 0,
-        data: s.as_bytes().to_vec(),
-        utype: "text/plain".into(),
-    }
-}
-
-/// What dhtnode printed after `from` once `needle` appears (or it ran out of time).
-fn wait_tail(n: &DhtNode, from: usize, needle: &str, secs: u64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let tail = n.log_text()[from..].to_string();
-        if tail.contains(needle) || Instant::now() > deadline {
-            return tail;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Run `line` on dhtnode and return what it printed once `needle` appears (or all it
+/// printed by the deadline, for the failure message).
+fn run_on(n: &mut DhtNode, line: &str, needle: &str, secs: u64) -> String {
+    let at = n.log_len();
+    n.command(line).unwrap();
+    n.wait_for(at, needle, Duration::from_secs(secs))
+        .unwrap_or_else(|| n.log_text()[at..].to_string())
 }
 
 #[test]
@@ -55,13 +44,12 @@ fn signed_and_encrypted_values_through_dhtnodes_proxy() {
         &["--proxyserver", &PROXY_HTTP_PORT.to_string()],
     )
     .expect("dhtnode --proxyserver starts");
-    let log = official.log_text();
-    let their_key: InfoHash = log
-        .split("Public key ID ")
-        .nth(1)
-        .and_then(|r| r.get(..40))
-        .and_then(|h| h.parse().ok())
-        .unwrap_or_else(|| panic!("dhtnode -i prints its public key id:\n{log}"));
+    let their_key = official.public_key_id().unwrap_or_else(|| {
+        panic!(
+            "dhtnode -i prints its public key id:\n{}",
+            official.log_text()
+        )
+    });
 
     let (tx, rx) = mpsc::channel::<String>();
     let (go_tx, go) = mpsc::channel::<()>();
@@ -96,7 +84,7 @@ fn signed_and_encrypted_values_through_dhtnodes_proxy() {
                 .put_signed(
                     &InfoHash::get("signed-via-proxy"),
                     0x5a,
-                    text("signed-through-proxy"),
+                    Body::text("signed-through-proxy"),
                 )
                 .await
                 .map(|_| ());
@@ -120,7 +108,7 @@ fn signed_and_encrypted_values_through_dhtnodes_proxy() {
                     &InfoHash::get("enc-for-dhtnode"),
                     &their_key,
                     0xe2,
-                    text("secret-via-proxy"),
+                    Body::text("secret-via-proxy"),
                 )
                 .await
                 .map(|_| ());
@@ -160,27 +148,20 @@ fn signed_and_encrypted_values_through_dhtnodes_proxy() {
     );
 
     // dhtnode sees our signature, and decrypts what we encrypted for it.
-    let at = official.log_len();
-    official.command("g signed-via-proxy").unwrap();
-    let got = wait_tail(&official, at, "Get: ", 10);
+    let got = run_on(&mut official, "g signed-via-proxy", "Get: ", 10);
     assert!(
         got.contains("signed (v0)") && got.contains("signed-through-proxy"),
         "dhtnode gets our signed value:\n{got}"
     );
-    let at = official.log_len();
-    official.command("g enc-for-dhtnode").unwrap();
-    let got = wait_tail(&official, at, "Get: ", 10);
+    let got = run_on(&mut official, "g enc-for-dhtnode", "Get: ", 10);
     assert!(
         got.contains("decrypted") && got.contains("secret-via-proxy"),
         "dhtnode decrypts our value:\n{got}"
     );
 
     // dhtnode finds our certificate (announced through its proxy) and encrypts for us.
-    let at = official.log_len();
-    official
-        .command(&format!("e enc-for-proxy-user {me} secret-for-proxy-user"))
-        .unwrap();
-    let put = wait_tail(&official, at, "Put encrypted: ", 15);
+    let line = format!("e enc-for-proxy-user {me} secret-for-proxy-user");
+    let put = run_on(&mut official, &line, "Put encrypted: ", 15);
     assert!(
         put.contains("Put encrypted: success"),
         "dhtnode found our certificate:\n{put}"

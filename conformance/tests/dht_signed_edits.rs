@@ -23,15 +23,6 @@ fn node(seed: u64) -> Dht {
     )
 }
 
-fn body(text: &str) -> Body {
-    Body {
-        type_id: 0,
-        data: text.as_bytes().to_vec(),
-        // dhtnode prints text/plain data as text.
-        utype: "text/plain".into(),
-    }
-}
-
 /// Put and wait for the put to finish.
 fn put(d: &mut UdpDriver, key: InfoHash, v: Value) {
     let op = d.dht.put(unix_ms(), key, v);
@@ -135,11 +126,11 @@ fn signed_edits_replace_and_stale_foreign_or_forged_ones_are_refused_on_both_sid
         // 1. Our edits, stored by dhtnode (and by us).
         let k1 = InfoHash::get("edited-by-rust");
         let id = 0x5eed;
-        let v1 = sign(&alice, id, 1, body("edit v1"), None).unwrap();
-        let v2 = sign(&alice, id, 2, body("edit v2"), None).unwrap();
-        let stale = sign(&alice, id, 1, body("edit stale"), None).unwrap();
-        let foreign = sign(&mallory, id, 3, body("edit foreign"), None).unwrap();
-        let mut forged = sign(&alice, id, 4, body("edit forged"), None).unwrap();
+        let v1 = sign(&alice, id, 1, Body::text("edit v1"), None).unwrap();
+        let v2 = sign(&alice, id, 2, Body::text("edit v2"), None).unwrap();
+        let stale = sign(&alice, id, 1, Body::text("edit stale"), None).unwrap();
+        let foreign = sign(&mallory, id, 3, Body::text("edit foreign"), None).unwrap();
+        let mut forged = sign(&alice, id, 4, Body::text("edit forged"), None).unwrap();
         if let (ValueData::Signed(f), ValueData::Signed(good)) = (&mut forged.data, &v2.data) {
             f.sig = good.sig.clone();
         }
@@ -202,7 +193,7 @@ fn signed_edits_replace_and_stale_foreign_or_forged_ones_are_refused_on_both_sid
             &alice,
             theirs.id,
             official_signed.seq + 1,
-            body("hijacked"),
+            Body::text("hijacked"),
             None,
         )
         .unwrap();

@@ -33,6 +33,18 @@ pub struct Body {
     pub utype: String,
 }
 
+impl Body {
+    /// Text as `dhtnode`'s commands put it: type 0, user type `text/plain` (which
+    /// `dhtnode` prints as text).
+    pub fn text(s: &str) -> Body {
+        Body {
+            type_id: 0,
+            data: s.as_bytes().to_vec(),
+            utype: "text/plain".into(),
+        }
+    }
+}
+
 /// A signed value's body and signature.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SignedValue {
