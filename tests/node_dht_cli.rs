@@ -72,6 +72,17 @@ impl CliNode {
     }
 }
 
+impl CliNode {
+    /// The public key id the node prints at start (with `--identity`).
+    fn public_key_id(&self) -> String {
+        self.wait("public_key_id", Duration::from_secs(10))
+            .expect("a public_key_id line")["public_key_id"]
+            .as_str()
+            .expect("hex")
+            .to_string()
+    }
+}
+
 impl Drop for CliNode {
     fn drop(&mut self) {
         let _ = writeln!(self.stdin, "x");
@@ -135,12 +146,7 @@ fn identity_dir(tag: &str, seed: u64) -> std::path::PathBuf {
 fn signed_and_encrypted_puts_between_two_cli_nodes() {
     let (da, db) = (identity_dir("a", 1), identity_dir("b", 2));
     let mut a = CliNode::start(&["--identity", da.to_str().unwrap()]);
-    let a_key = a
-        .wait("public_key_id", Duration::from_secs(10))
-        .expect("a prints its public key id")["public_key_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let a_key = a.public_key_id();
     let mut b = CliNode::start(&[
         "--identity",
         db.to_str().unwrap(),
@@ -258,20 +264,10 @@ impl Drop for CliProxy {
 fn a_cli_node_in_proxy_client_mode_uses_the_dht_through_the_proxy() {
     let (da, db) = (identity_dir("pa", 3), identity_dir("pb", 4));
     let mut a = CliNode::start(&["--identity", da.to_str().unwrap()]);
-    let a_key = a
-        .wait("public_key_id", Duration::from_secs(10))
-        .expect("a's public key id")["public_key_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let a_key = a.public_key_id();
     let proxy = CliProxy::start(&a.addr.clone());
     let mut b = CliNode::start(&["--identity", db.to_str().unwrap(), "--proxy", &proxy.addr]);
-    let b_key = b
-        .wait("public_key_id", Duration::from_secs(10))
-        .expect("b's public key id")["public_key_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let b_key = b.public_key_id();
     assert!(
         b.wait("connected", Duration::from_secs(10)).is_some(),
         "b is connected once the proxy's node knows a"

@@ -3,6 +3,9 @@
 //! signing the same announcement with the account key from the archive gives jamid's
 //! bytes exactly.
 
+mod jami_fixtures;
+use jami_fixtures::*;
+
 use base64::Engine;
 use node::crypto;
 use node::dht::{InfoHash, Value, ValueData};
@@ -11,17 +14,6 @@ use node::identity::decode_chain;
 use node::presence::{
     announcement_value, check_announcement, check_device, DeviceAnnouncement, ANNOUNCEMENT_TYPE,
 };
-
-const PASSWORD_ACCOUNT: &str = "bcc7095f046ede47d523d05b192a8dbb4b28fcc0";
-const PASSWORD_DEVICE_SHORT: &str = "2399086b1be39a60ebeb0cb51b81c9f034573aad";
-
-fn fixture(name: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/tests/fixtures/jami-13.7/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 /// The packed announcement in `password_receipt.json`.
 fn jamid_announcement() -> Vec<u8> {

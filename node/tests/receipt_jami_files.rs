@@ -3,6 +3,9 @@
 //! archive's account key and the device certificate, read it back, and refuse tampered,
 //! foreign and mismatched receipts.
 
+mod jami_fixtures;
+use jami_fixtures::*;
+
 use std::sync::OnceLock;
 
 use node::crypto::{self, PublicKey};
@@ -10,18 +13,6 @@ use node::identity::archive::AccountArchive;
 use node::identity::{decode_chain, AccountIdentity, Certificate};
 use node::presence::{Receipt, ReceiptError, Rejection};
 use proptest::prelude::*;
-
-const PASSWORD_ACCOUNT: &str = "bcc7095f046ede47d523d05b192a8dbb4b28fcc0";
-const PASSWORD_DEVICE_SHORT: &str = "2399086b1be39a60ebeb0cb51b81c9f034573aad";
-const PLAIN_DEVICE_SHORT: &str = "904c3bd6754969a3ddd2bf4b4db664365549c8a4";
-
-fn fixture(name: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/tests/fixtures/jami-13.7/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 /// The two jamid accounts with their device certificates (decoded once: the password
 /// archive costs an Argon2 run).
@@ -43,7 +34,7 @@ fn accounts() -> &'static Accounts {
             (archive.account().expect("account"), eth)
         };
         let device = |file| decode_chain(&fixture(file)).expect("chain").remove(0);
-        let (password, password_eth) = account("password_archive.gz", "secret pw");
+        let (password, password_eth) = account("password_archive.gz", PASSWORD);
         Accounts {
             password,
             password_eth,
