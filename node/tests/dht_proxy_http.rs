@@ -3,33 +3,37 @@
 //! turmoil (simulated TCP, UDP and clock, the same backend code); turmoil alone adds
 //! partitions and held links between the client, the proxy and the DHT node behind it.
 
+mod turmoil_net;
+
 use node::dht::proxy::backend::{Backend, REPUT_MS};
 use node::dht::proxy::client::{ClientError, ProxyClient};
 use node::dht::proxy::server;
 use node::dht::{InfoHash, Value};
-use node::net::{Connector, Datagrams, Listener};
-use std::future::Future;
-use std::io;
+use node::net::Connector;
 use std::net::SocketAddr;
 use std::time::Duration;
+use turmoil_net::{SimConnector, SimListener, SimUdp};
 
 /// Unix time of the simulated clock's zero (values carry creation times).
 const SIM_EPOCH_MS: u64 = 1_767_225_600_000;
 
-/// The client scenario, for any transport: the proxy has one DHT node behind it.
-async fn client_body<C: Connector + 'static>(c: ProxyClient<C>) {
-    // Node info: the node behind the proxy is counted once it answered.
-    let mut good = 0;
+/// Wait until the proxy's node counts the one node behind it; its node info.
+async fn ready<C: Connector + 'static>(c: &ProxyClient<C>) -> serde_json::Value {
     for _ in 0..100 {
         let info = c.node_info().await.expect("node info");
-        good = info["ipv4"]["good"].as_u64().unwrap_or(0);
-        if good >= 1 {
-            assert!(info["node_id"].as_str().is_some_and(|s| s.len() == 40));
-            break;
+        if info["ipv4"]["good"].as_u64() == Some(1) {
+            return info;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(good, 1, "the proxy's node knows the node behind it");
+    panic!("the proxy's node never knew the node behind it");
+}
+
+/// The client scenario, for any transport: the proxy has one DHT node behind it.
+async fn client_body<C: Connector + 'static>(c: ProxyClient<C>) {
+    // Node info: the node behind the proxy is counted once it answered.
+    let info = ready(&c).await;
+    assert!(info["node_id"].as_str().is_some_and(|s| s.len() == 40));
 
     // A put without id gets one; a get finds exactly it; an unknown key has nothing.
     let k = InfoHash::get("body-key");
@@ -101,39 +105,6 @@ async fn a_proxy_that_is_gone_is_a_clear_error() {
 
 // ----- turmoil ------------------------------------------------------------------------
 
-struct SimConnector;
-
-impl Connector for SimConnector {
-    type Io = turmoil::net::TcpStream;
-    fn connect(&self, host_port: &str) -> impl Future<Output = io::Result<Self::Io>> + Send {
-        let hp = host_port.to_string();
-        async move { turmoil::net::TcpStream::connect(hp.as_str()).await }
-    }
-}
-
-struct SimListener(turmoil::net::TcpListener);
-
-impl Listener for SimListener {
-    type Io = turmoil::net::TcpStream;
-    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Io, SocketAddr)>> {
-        self.0.accept()
-    }
-}
-
-struct SimUdp(turmoil::net::UdpSocket);
-
-impl Datagrams for SimUdp {
-    fn send_to(&self, buf: &[u8], to: SocketAddr) -> impl Future<Output = io::Result<usize>> {
-        self.0.send_to(buf, to)
-    }
-    fn recv_from(&self, buf: &mut [u8]) -> impl Future<Output = io::Result<(usize, SocketAddr)>> {
-        self.0.recv_from(buf)
-    }
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
-    }
-}
-
 /// The simulated clock, as the engine wants it (unix ms).
 fn sim_clock() -> impl Fn() -> u64 {
     let t0 = tokio::time::Instant::now();
@@ -176,18 +147,6 @@ fn client_body_in_turmoil() {
         Ok(())
     });
     sim.run().unwrap();
-}
-
-/// Wait until the proxy's node counts the node behind it.
-async fn ready(c: &ProxyClient<SimConnector>) {
-    for _ in 0..100 {
-        let info = c.node_info().await.expect("node info");
-        if info["ipv4"]["good"].as_u64() == Some(1) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the proxy never saw the node behind it");
 }
 
 #[test]

@@ -3,18 +3,20 @@
 //! adds partitions (timeouts, retries, the cache answering meanwhile); loopback
 //! alone adds a server restart on the same db file.
 
+mod turmoil_net;
+
 use node::crypto::{self, PrivateKey};
 use node::nameserver::client::Connector;
-use node::nameserver::http::{self, Listener};
+use node::nameserver::http;
 use node::nameserver::{
     ClientConfig, FileStore, LookupError, NsClient, RegisterError, Registry, TcpConnector,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use turmoil_net::{SimConnector, SimListener};
 
 fn keys() -> &'static [PrivateKey; 2] {
     static KEYS: OnceLock<[PrivateKey; 2]> = OnceLock::new();
@@ -151,25 +153,6 @@ async fn registrations_survive_a_server_restart() {
 }
 
 // ----- turmoil -----------------------------------------------------------------------
-
-struct SimConnector;
-
-impl Connector for SimConnector {
-    type Io = turmoil::net::TcpStream;
-    fn connect(&self, host_port: &str) -> impl Future<Output = std::io::Result<Self::Io>> + Send {
-        let hp = host_port.to_string();
-        async move { turmoil::net::TcpStream::connect(hp.as_str()).await }
-    }
-}
-
-struct SimListener(turmoil::net::TcpListener);
-
-impl Listener for SimListener {
-    type Io = turmoil::net::TcpStream;
-    fn accept(&mut self) -> impl Future<Output = std::io::Result<(Self::Io, SocketAddr)>> {
-        self.0.accept()
-    }
-}
 
 fn sim_with_server(seed: u64) -> turmoil::Sim<'static> {
     let mut sim = turmoil::Builder::new()
