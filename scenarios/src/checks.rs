@@ -583,10 +583,9 @@ fn online(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
                 .ok_or_else(|| anyhow!("`{h}` does not track `{o}`"))?;
             let device = id.device.device_id();
             let verified = seen.devices.iter().any(|d| d.device_id == device);
-            let at = seen.online_at.map(|t| t.since(SimTime::ZERO));
-            let off = seen.offline_at.map(|t| t.since(SimTime::ZERO));
-            // Online now: went online and did not go offline since.
-            let online_now = at.is_some() && off.is_none_or(|o| at.is_some_and(|a| a > o));
+            let at = seen.first_online().map(|t| t.since(SimTime::ZERO));
+            let off = seen.last_offline().map(|t| t.since(SimTime::ZERO));
+            let online_now = seen.online_at_end();
             let in_time = at.is_some_and(|t| by.is_none_or(|b| t <= b));
             let pass = if expect {
                 in_time && online_now && verified
@@ -608,17 +607,16 @@ fn online(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
                 out.summary
                     .push(format!("{o} online at {:.2} s", t.as_secs_f64()));
             }
-            // Online (1) or not (0) over the run, as this watcher saw it.
-            let end = w.duration.as_secs_f64();
+            // Online (1) or not (0) over the run, as this watcher saw it: a step line.
             let mut line = vec![(0.0, 0.0)];
-            if let Some(t) = at {
-                line.extend([(t.as_secs_f64(), 0.0), (t.as_secs_f64(), 1.0)]);
-                if let Some(o) = off.filter(|o| *o >= t) {
-                    line.extend([(o.as_secs_f64(), 1.0), (o.as_secs_f64(), 0.0)]);
-                }
+            for (t, online) in &seen.changes {
+                let (x, y) = (
+                    t.since(SimTime::ZERO).as_secs_f64(),
+                    f64::from(u8::from(*online)),
+                );
+                line.extend([(x, 1.0 - y), (x, y)]);
             }
-            let last = line.last().map(|p| p.1).unwrap_or(0.0);
-            line.push((end, last));
+            line.push((w.duration.as_secs_f64(), f64::from(u8::from(online_now))));
             points.push((format!("{h} sees {o}"), line));
         }
     }

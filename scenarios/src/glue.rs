@@ -46,12 +46,29 @@ pub struct DhtWorkload {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Seen {
     pub host: String,
-    pub online_at: Option<SimTime>,
-    pub offline_at: Option<SimTime>,
+    /// Each change of the account's presence: when, and online or not.
+    pub changes: Vec<(SimTime, bool)>,
     /// Devices whose announcement and certificate chain checked out.
     pub devices: Vec<DeviceInfo>,
     /// Refusals, by reason (`Rejection`'s name).
     pub rejected: BTreeMap<String, u64>,
+}
+
+impl Seen {
+    /// When it was first seen online.
+    pub fn first_online(&self) -> Option<SimTime> {
+        self.changes.iter().find(|c| c.1).map(|c| c.0)
+    }
+
+    /// When it last went offline.
+    pub fn last_offline(&self) -> Option<SimTime> {
+        self.changes.iter().rev().find(|c| !c.1).map(|c| c.0)
+    }
+
+    /// Online when the run ended.
+    pub fn online_at_end(&self) -> bool {
+        self.changes.last().is_some_and(|c| c.1)
+    }
 }
 
 /// The record of one get.
@@ -345,8 +362,7 @@ impl App for DhtApp {
                 .ok()
         });
         self.announcer = self.w.jami.as_ref().and_then(|j| {
-            let id = u64::from_be_bytes(j.device.short_id()[..8].try_into().ok()?) | 1;
-            node::presence::DeviceAnnouncer::new(&j.account, &j.device, id).ok()
+            node::presence::DeviceAnnouncer::new(&j.account, &j.device, j.announcement_id()).ok()
         });
         let mut dht = SecureDht::new(
             Config {
@@ -538,10 +554,8 @@ pub fn record_presence(
             continue;
         };
         match e {
-            PresenceEvent::Online(_) => {
-                seen.online_at.get_or_insert(now);
-            }
-            PresenceEvent::Offline(_) => seen.offline_at = Some(now),
+            PresenceEvent::Online(_) => seen.changes.push((now, true)),
+            PresenceEvent::Offline(_) => seen.changes.push((now, false)),
             PresenceEvent::DeviceVerified { device, .. } => seen.devices.push(device),
             PresenceEvent::Rejected { reason, .. } => {
                 *seen.rejected.entry(format!("{reason:?}")).or_default() += 1
@@ -591,12 +605,9 @@ impl App for ProxyPutApp {
         match ev {
             TcpEvent::Connected { conn } => {
                 let body = node::dht::proxy::json::to_json(&DhtApp::value_of(&host)).to_string();
-                let req = format!(
-                    "POST /key/{} HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                    DhtApp::key_of(&host),
-                    body.len()
-                );
-                let _ = cx.tcp_send(conn, req.as_bytes());
+                let path = format!("/key/{}", DhtApp::key_of(&host));
+                let req = crate::http::request("POST", "proxy", &path, Some(&body));
+                let _ = cx.tcp_send(conn, &req);
             }
             TcpEvent::Data { data, .. } => self.buf.extend_from_slice(&data),
             TcpEvent::PeerClosed { conn } => {

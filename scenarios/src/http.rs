@@ -42,6 +42,19 @@ fn content_length(headers: &[httparse::Header<'_>]) -> Result<usize, &'static st
     }
 }
 
+/// A request as the simulated clients send it: `POST` with a JSON body (its
+/// `Content-Length` set), or a bodiless `GET`.
+pub fn request(method: &str, host: &str, path: &str, json_body: Option<&str>) -> Vec<u8> {
+    match json_body {
+        Some(body) => format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+        None => format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+    }
+    .into_bytes()
+}
+
 /// A whole response in `buf` (the server closes after it): status and body.
 pub fn parse_response(buf: &[u8]) -> Option<(u16, serde_json::Value)> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
@@ -205,6 +218,24 @@ mod tests {
             MAX_BODY + 1
         );
         assert!(parse_request(big.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn requests_we_send_parse_back() {
+        let r = request("POST", "proxy", "/key/k", Some("{\"a\":1}"));
+        assert_eq!(
+            parse_request(&r),
+            Ok(Some((
+                "POST".into(),
+                "/key/k".into(),
+                b"{\"a\":1}".to_vec()
+            )))
+        );
+        let r = request("GET", "ns", "/name/x", None);
+        assert_eq!(
+            parse_request(&r),
+            Ok(Some(("GET".into(), "/name/x".into(), Vec::new())))
+        );
     }
 
     #[test]

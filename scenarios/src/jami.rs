@@ -51,6 +51,12 @@ impl JamiIdentity {
     pub fn account_id(&self) -> InfoHash {
         InfoHash(self.account.account_id())
     }
+
+    /// The value id of this device's announcement (from its short id, so a restart
+    /// announces under the same id).
+    pub fn announcement_id(&self) -> u64 {
+        u64::from_be_bytes(self.device.short_id()[..8].try_into().unwrap_or_default()) | 1
+    }
 }
 
 /// How a device's announcement is spoiled on purpose, to show peers refuse it.
@@ -106,7 +112,7 @@ pub fn device_puts(
     } else {
         &me.account
     };
-    let id = u64::from_be_bytes(me.device.short_id()[..8].try_into().unwrap_or_default()) | 1;
+    let id = me.announcement_id();
     let mut puts = vec![
         (
             "certificate",
@@ -511,8 +517,7 @@ impl App for JamiDeviceApp {
                     } else {
                         format!("/key/{}", s.key)
                     };
-                    let req = format!("GET {path} HTTP/1.1\r\nHost: proxy\r\n\r\n");
-                    let _ = cx.tcp_send(conn, req.as_bytes());
+                    let _ = cx.tcp_send(conn, &crate::http::request("GET", "proxy", &path, None));
                 }
                 TcpEvent::Data { data, .. } => self.stream_data(cx, conn, &data),
                 TcpEvent::PeerClosed { .. } => {
@@ -540,12 +545,13 @@ impl App for JamiDeviceApp {
                     // jamid's puts through a proxy are all permanent.
                     m.insert("permanent".into(), true.into());
                 }
-                let body = body.to_string();
-                let req = format!(
-                    "POST /key/{key} HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
+                let req = crate::http::request(
+                    "POST",
+                    "proxy",
+                    &format!("/key/{key}"),
+                    Some(&body.to_string()),
                 );
-                let _ = cx.tcp_send(conn, req.as_bytes());
+                let _ = cx.tcp_send(conn, &req);
             }
             TcpEvent::Data { conn, data } => {
                 if let Some((_, buf)) = self.open.get_mut(&conn) {

@@ -177,21 +177,16 @@ impl NameDeviceApp {
                 let body = Name::parse(&self.name)
                     .and_then(|n| registration_body(&self.key, &n, ""))
                     .unwrap_or_default();
-                format!(
-                    "POST /name/{} HTTP/1.1\r\nHost: ns\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                    self.name,
-                    body.len()
-                )
+                crate::http::request("POST", "ns", &format!("/name/{}", self.name), Some(&body))
             }
             Request::Lookup => {
-                format!("GET /name/{} HTTP/1.1\r\nHost: ns\r\n\r\n", self.name)
+                crate::http::request("GET", "ns", &format!("/name/{}", self.name), None)
             }
         };
         let at = cx.sim_now().since(netsim::SimTime::ZERO);
         match cx.tcp_connect(self.server) {
             Ok(conn) => {
-                self.open
-                    .insert(conn, (at, request, bytes.into_bytes(), Vec::new()));
+                self.open.insert(conn, (at, request, bytes, Vec::new()));
             }
             Err(_) => self.done.push(Exchange {
                 at,

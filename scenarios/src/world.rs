@@ -337,6 +337,16 @@ impl World {
         Ok(j)
     }
 
+    /// An actor's `track`: the hosts whose Jami accounts it follows, with their ids.
+    fn tracked(&mut self, p: &Params<'_>) -> Result<Vec<(String, node::dht::InfoHash)>> {
+        let mut out = Vec::new();
+        for t in p.strs("track")? {
+            self.host_node(t).context("`track`")?;
+            out.push((t.to_string(), self.jami_identity(t, "")?.account_id()));
+        }
+        Ok(out)
+    }
+
     fn sock(&self, host: &str, port: u16) -> Result<SocketAddr> {
         Ok(SocketAddr::new(self.addr_of(host)?, port))
     }
@@ -515,11 +525,7 @@ impl World {
                         .map(|s| netsim::parse_duration(s).map_err(|e| anyhow!("`{k}`: {e}")))
                         .transpose()
                 };
-                let mut track = Vec::new();
-                for t in p.strs("track")? {
-                    self.host_node(t).context("`track`")?;
-                    track.push((t.to_string(), self.jami_identity(t, "")?.account_id()));
-                }
+                let track = self.tracked(&p)?;
                 let jami = match p.bool("jami", false)? {
                     true => Some(self.jami_identity(host, "")?),
                     false => None,
@@ -561,11 +567,7 @@ impl World {
             }
             "jami-device" => {
                 p.only(&["proxy", "port", "announce_at", "forge", "track", "track_at"])?;
-                let mut track = Vec::new();
-                for t in p.strs("track")? {
-                    self.host_node(t).context("`track`")?;
-                    track.push((t.to_string(), self.jami_identity(t, "")?.account_id()));
-                }
+                let track = self.tracked(&p)?;
                 let track_at = p.duration("track_at", "20s")?;
                 let proxy = self.sock(p.str("proxy")?, port("port", 8000)?)?;
                 let at = p.duration("announce_at", "10s")?;
