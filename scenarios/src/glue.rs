@@ -88,6 +88,8 @@ pub struct DhtApp {
     sock: Option<SockId>,
     timer_at: Option<u64>,
     pub connected_at: Option<SimTime>,
+    /// The op of the host's own put (`put_at`): its `PutDone` goes in `puts_done`.
+    own_put: Option<OpId>,
     pub puts_done: Vec<(String, usize)>,
     pub gets: BTreeMap<OpId, GetRecord>,
     /// Proxy: request bytes per connection, and the connection waiting on each put
@@ -106,7 +108,6 @@ pub struct DhtApp {
     pub presence: PresenceTracker,
     pub seen: BTreeMap<InfoHash, Seen>,
     announcer: Option<node::presence::DeviceAnnouncer>,
-    announce_ops: std::collections::BTreeSet<OpId>,
 }
 
 impl DhtApp {
@@ -117,6 +118,7 @@ impl DhtApp {
             sock: None,
             timer_at: None,
             connected_at: None,
+            own_put: None,
             puts_done: Vec::new(),
             gets: BTreeMap::new(),
             http: BTreeMap::new(),
@@ -126,7 +128,6 @@ impl DhtApp {
             presence: PresenceTracker::new(),
             seen: BTreeMap::new(),
             announcer: None,
-            announce_ops: Default::default(),
         }
     }
 
@@ -316,7 +317,7 @@ impl DhtApp {
                 self.connected_at.get_or_insert(now);
                 if let (Some(a), Some(d)) = (self.announcer.as_mut(), self.dht.as_mut()) {
                     if a.poll_timeout().is_none() {
-                        self.announce_ops.insert(a.announce(d, Self::now_ms(cx)));
+                        a.announce(d, Self::now_ms(cx));
                     }
                 }
             }
@@ -335,12 +336,12 @@ impl DhtApp {
                     g.hops = hops;
                 }
             }
-            Event::PutDone { op, .. } if self.announce_ops.remove(&op) => {}
-            Event::PutDone { stored_on, .. } => {
+            Event::PutDone { op, stored_on, .. } if self.own_put == Some(op) => {
                 let host = cx.host_name().to_string();
                 self.puts_done.push((host, stored_on));
             }
-            Event::Expired { .. } | Event::Failed { .. } => {}
+            // Announcements' puts are the announcer's business.
+            Event::PutDone { .. } | Event::Expired { .. } | Event::Failed { .. } => {}
         }
     }
 }
@@ -427,7 +428,7 @@ impl App for DhtApp {
                     }
                     if let Some(a) = self.announcer.as_mut() {
                         if a.poll_timeout().is_some_and(|t| t <= now) {
-                            self.announce_ops.insert(a.announce(d, now));
+                            a.announce(d, now);
                         }
                     }
                 }
@@ -449,7 +450,7 @@ impl App for DhtApp {
             }
             T_PUT => {
                 if let Some(d) = self.dht.as_mut() {
-                    d.put(now, Self::key_of(&host), Self::value_of(&host));
+                    self.own_put = Some(d.put(now, Self::key_of(&host), Self::value_of(&host)));
                 }
             }
             T_GET => {
