@@ -102,6 +102,22 @@ impl Netns {
     }
 
     /// Run `f` on a new thread inside the namespace: sockets it opens live there.
+    /// Runs `fut` on a tokio runtime of its own, on a thread inside this namespace (our
+    /// async clients and servers, reachable only there).
+    pub fn spawn_async<F>(&self, fut: F) -> std::thread::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime")
+                .block_on(fut)
+        })
+    }
+
     pub fn spawn<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,

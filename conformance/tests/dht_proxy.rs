@@ -59,79 +59,71 @@ fn our_proxy_client_against_dhtnode_proxy_server() {
     let (tx, rx) = mpsc::channel::<String>();
     let (go_tx, go) = mpsc::channel::<()>();
     let (signed_tx, signed_go) = mpsc::channel::<()>();
-    let worker = ns.spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let c = ProxyClient::new(addr(8080));
-            let info = c.node_info().await.expect("node info");
-            tx.send(format!(
-                "node_id {}",
-                info["node_id"].as_str().unwrap_or("")
-            ))
-            .unwrap();
-            let key = InfoHash::get("via-our-client");
-            let v = Value::plain(0x51, 0, b"through-the-proxy".to_vec());
-            let put = c.put(&key, &v, false).await.map(|s| s == v);
-            tx.send(format!("put {put:?}")).unwrap();
-            while go.try_recv().is_err() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            let got = c.get(&InfoHash::get("from-dhtnode")).await.expect("get");
-            let hit = got.iter().any(|v| data_of(v) == b"pushed-by-dhtnode");
-            tx.send(format!("get {hit}")).unwrap();
-            let mut l = c
-                .listen(&InfoHash::get("listen-key"))
-                .await
-                .expect("listen");
-            tx.send("listening".into()).unwrap();
-            let t0 = Instant::now();
-            let heard = tokio::time::timeout(Duration::from_secs(15), async {
-                while let Some(Ok(p)) = l.next_value().await {
-                    if data_of(&p.value) == b"live" && !p.expired {
-                        return true;
-                    }
-                }
-                false
-            })
+    let worker = ns.spawn_async(async move {
+        let c = ProxyClient::new(addr(8080));
+        let info = c.node_info().await.expect("node info");
+        tx.send(format!(
+            "node_id {}",
+            info["node_id"].as_str().unwrap_or("")
+        ))
+        .unwrap();
+        let key = InfoHash::get("via-our-client");
+        let v = Value::plain(0x51, 0, b"through-the-proxy".to_vec());
+        let put = c.put(&key, &v, false).await.map(|s| s == v);
+        tx.send(format!("put {put:?}")).unwrap();
+        while go.try_recv().is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let got = c.get(&InfoHash::get("from-dhtnode")).await.expect("get");
+        let hit = got.iter().any(|v| data_of(v) == b"pushed-by-dhtnode");
+        tx.send(format!("get {hit}")).unwrap();
+        let mut l = c
+            .listen(&InfoHash::get("listen-key"))
             .await
-            .unwrap_or(false);
-            tx.send(format!(
-                "listen {heard} after {} ms",
-                t0.elapsed().as_millis()
-            ))
-            .unwrap();
-            // A value dhtnode signed, as dhtnode's proxy writes it: our parse verifies
-            // (PEM owner, base64 signature, body re-serialised) and re-encodes to the
-            // same bytes.
-            while signed_go.try_recv().is_err() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            let lines = c
-                .get_lines(&InfoHash::get("signed-key"))
-                .await
-                .expect("get");
-            let mut report = format!("{} lines", lines.len());
-            for line in &lines {
-                let p = json::from_str(line).expect("dhtnode's proxy line parses");
-                let verified = match &p.value.data {
-                    ValueData::Signed(s) => node::crypto::verify(
-                        &s.owner,
-                        &p.value.signed_body_bytes().unwrap(),
-                        &s.sig,
-                    ),
-                    _ => false,
-                };
-                let same = json::to_line(&p.value, false).trim_end() == line.trim_end();
-                if !same {
-                    eprintln!("theirs: {line}\nours:   {}", json::to_line(&p.value, false));
+            .expect("listen");
+        tx.send("listening".into()).unwrap();
+        let t0 = Instant::now();
+        let heard = tokio::time::timeout(Duration::from_secs(15), async {
+            while let Some(Ok(p)) = l.next_value().await {
+                if data_of(&p.value) == b"live" && !p.expired {
+                    return true;
                 }
-                report.push_str(&format!("; verified {verified} same bytes {same}"));
             }
-            tx.send(report).unwrap();
+            false
         })
+        .await
+        .unwrap_or(false);
+        tx.send(format!(
+            "listen {heard} after {} ms",
+            t0.elapsed().as_millis()
+        ))
+        .unwrap();
+        // A value dhtnode signed, as dhtnode's proxy writes it: our parse verifies
+        // (PEM owner, base64 signature, body re-serialised) and re-encodes to the
+        // same bytes.
+        while signed_go.try_recv().is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let lines = c
+            .get_lines(&InfoHash::get("signed-key"))
+            .await
+            .expect("get");
+        let mut report = format!("{} lines", lines.len());
+        for line in &lines {
+            let p = json::from_str(line).expect("dhtnode's proxy line parses");
+            let verified = match &p.value.data {
+                ValueData::Signed(s) => {
+                    node::crypto::verify(&s.owner, &p.value.signed_body_bytes().unwrap(), &s.sig)
+                }
+                _ => false,
+            };
+            let same = json::to_line(&p.value, false).trim_end() == line.trim_end();
+            if !same {
+                eprintln!("theirs: {line}\nours:   {}", json::to_line(&p.value, false));
+            }
+            report.push_str(&format!("; verified {verified} same bytes {same}"));
+        }
+        tx.send(report).unwrap();
     });
     let t = Duration::from_secs(30);
     assert_eq!(
@@ -323,21 +315,15 @@ fn start_our_proxy(
 ) {
     let (ready_tx, ready) = mpsc::channel::<std::sync::Arc<Counters>>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let t = ns.spawn(move || {
+    let t = ns.spawn_async(async move {
         let be = Backend::start(addr(0), &[bootstrap], 23).expect("proxy node");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind(addr(port)).await.unwrap();
-            ready_tx.send(be.counters.clone()).unwrap();
-            tokio::select! {
-                _ = server::serve(l, be.clone()) => {}
-                _ = stop_rx => {}
-            }
-            be.stop();
-        })
+        let l = tokio::net::TcpListener::bind(addr(port)).await.unwrap();
+        ready_tx.send(be.counters.clone()).unwrap();
+        tokio::select! {
+            _ = server::serve(l, be.clone()) => {}
+            _ = stop_rx => {}
+        }
+        be.stop();
     });
     let counters = ready.recv_timeout(Duration::from_secs(10)).unwrap();
     (stop_tx, t, counters)

@@ -53,84 +53,78 @@ fn signed_and_encrypted_values_through_dhtnodes_proxy() {
 
     let (tx, rx) = mpsc::channel::<String>();
     let (go_tx, go) = mpsc::channel::<()>();
-    let worker = ns.spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(41);
-            let identity = NodeIdentity::generate(2048, unix_ms() / 1000, &mut rng).unwrap();
-            let client = ProxyClient::new(SocketAddr::from(([127, 0, 0, 1], PROXY_HTTP_PORT)));
-            let px = SecureProxy::new(client, Some(identity), rng);
-            let me = px.public_key_id().unwrap();
-            tx.send(format!("key {me}")).unwrap();
-            // Connected as OpenDHT's proxy client decides it: the proxy's node has a
-            // good node.
-            let mut good = 0;
-            for _ in 0..100 {
-                if let Ok(info) = px.client.node_info().await {
-                    good = info["ipv4"]["good"].as_u64().unwrap_or(0);
-                    if good > 0 {
-                        break;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            tx.send(format!("good {}", good > 0)).unwrap();
-            let announced = px.announce().await.map(|v| v.is_some());
-            tx.send(format!("announced {announced:?}")).unwrap();
-            let signed = px
-                .put_signed(
-                    &InfoHash::get("signed-via-proxy"),
-                    0x5a,
-                    Body::text("signed-through-proxy"),
-                )
-                .await
-                .map(|_| ());
-            tx.send(format!("signed {signed:?}")).unwrap();
-            // dhtnode -i announces its certificate once it has a peer: wait until it can
-            // be found through the proxy (putEncrypted fails without it, as OpenDHT's).
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(15) {
-                let found = px.client.get(&their_key).await.is_ok_and(|vs| {
-                    vs.iter()
-                        .any(|v| node::dht::secure::certificate_key(v, &their_key).is_some())
-                });
-                if found {
+    let worker = ns.spawn_async(async move {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(41);
+        let identity = NodeIdentity::generate(2048, unix_ms() / 1000, &mut rng).unwrap();
+        let client = ProxyClient::new(SocketAddr::from(([127, 0, 0, 1], PROXY_HTTP_PORT)));
+        let px = SecureProxy::new(client, Some(identity), rng);
+        let me = px.public_key_id().unwrap();
+        tx.send(format!("key {me}")).unwrap();
+        // Connected as OpenDHT's proxy client decides it: the proxy's node has a
+        // good node.
+        let mut good = 0;
+        for _ in 0..100 {
+            if let Ok(info) = px.client.node_info().await {
+                good = info["ipv4"]["good"].as_u64().unwrap_or(0);
+                if good > 0 {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            eprintln!("dhtnode's certificate found after {:?}", t0.elapsed());
-            let enc = px
-                .put_encrypted(
-                    &InfoHash::get("enc-for-dhtnode"),
-                    &their_key,
-                    0xe2,
-                    Body::text("secret-via-proxy"),
-                )
-                .await
-                .map(|_| ());
-            tx.send(format!("encrypted {enc:?}")).unwrap();
-            go.recv().unwrap();
-            let got = px
-                .get(&InfoHash::get("enc-for-proxy-user"))
-                .await
-                .expect("get");
-            let plain: Vec<String> = got
-                .iter()
-                .filter_map(|v| match &v.data {
-                    ValueData::Signed(s) if s.to == Some(me) => Some(format!(
-                        "{} from {}",
-                        String::from_utf8_lossy(&s.body.data),
-                        InfoHash(node::crypto::short_id(&s.owner))
-                    )),
-                    _ => None,
-                })
-                .collect();
-            tx.send(format!("decrypted {plain:?}")).unwrap();
-        })
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tx.send(format!("good {}", good > 0)).unwrap();
+        let announced = px.announce().await.map(|v| v.is_some());
+        tx.send(format!("announced {announced:?}")).unwrap();
+        let signed = px
+            .put_signed(
+                &InfoHash::get("signed-via-proxy"),
+                0x5a,
+                Body::text("signed-through-proxy"),
+            )
+            .await
+            .map(|_| ());
+        tx.send(format!("signed {signed:?}")).unwrap();
+        // dhtnode -i announces its certificate once it has a peer: wait until it can
+        // be found through the proxy (putEncrypted fails without it, as OpenDHT's).
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(15) {
+            let found = px.client.get(&their_key).await.is_ok_and(|vs| {
+                vs.iter()
+                    .any(|v| node::dht::secure::certificate_key(v, &their_key).is_some())
+            });
+            if found {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        eprintln!("dhtnode's certificate found after {:?}", t0.elapsed());
+        let enc = px
+            .put_encrypted(
+                &InfoHash::get("enc-for-dhtnode"),
+                &their_key,
+                0xe2,
+                Body::text("secret-via-proxy"),
+            )
+            .await
+            .map(|_| ());
+        tx.send(format!("encrypted {enc:?}")).unwrap();
+        go.recv().unwrap();
+        let got = px
+            .get(&InfoHash::get("enc-for-proxy-user"))
+            .await
+            .expect("get");
+        let plain: Vec<String> = got
+            .iter()
+            .filter_map(|v| match &v.data {
+                ValueData::Signed(s) if s.to == Some(me) => Some(format!(
+                    "{} from {}",
+                    String::from_utf8_lossy(&s.body.data),
+                    InfoHash(node::crypto::short_id(&s.owner))
+                )),
+                _ => None,
+            })
+            .collect();
+        tx.send(format!("decrypted {plain:?}")).unwrap();
     });
     let t = Duration::from_secs(30);
     let me: InfoHash = rx.recv_timeout(t).unwrap()["key ".len()..].parse().unwrap();
