@@ -138,7 +138,7 @@ fn create_show_export_import_revoke() {
         .concat(),
     );
     assert!(!bad && err.contains("wrong password or corrupted"), "{err}");
-    std::fs::write(&junk, b"\x1f\x8bnot really gzip").unwrap();
+    std::fs::write(&junk, b"\x1f\x8b\x08not really gzip").unwrap();
     let (bad, _, err) =
         jamisim(&[&["import", junk.to_str().unwrap(), "--dir", b_s][..], &bits].concat());
     assert!(!bad && err.contains("not gzip or zlib"), "{err}");

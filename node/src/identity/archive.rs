@@ -8,8 +8,14 @@
 //!
 //! File: without a password, a gzip file of the JSON; with one,
 //! `salt(16) ‖ IV(12) ‖ AES-256-GCM(zlib(JSON)) ‖ tag(16)` with the Argon2i-stretched
-//! key (`crypto::aes_encrypt_password`). Readers take zlib or gzip either way. An
-//! empty password means "no password", as in jamid.
+//! key (`crypto::aes_encrypt_password`). An empty password means "no password", as in
+//! jamid.
+//!
+//! Which of the two a file is, is decided as jamid's `readArchive` decides it: a file read
+//! without a password must start with the gzip magic `1f 8b 08`; anything else needs a
+//! password. An encrypted file starts with a random salt, so the writer draws it again in
+//! the one case in 2^24 where it would start with that magic (jamid would take the file for
+//! gzip): every file we write is read back the right way.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -41,6 +47,9 @@ pub mod keys {
         "TLS.certificateFile",
     ];
 }
+
+/// The gzip magic and deflate method: what jamid checks to read an archive as unencrypted.
+const GZIP_MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
 
 /// Decompressed archives larger than this are refused (a real one is ~14 KB plus
 /// contacts and conversations).
@@ -263,17 +272,19 @@ impl AccountArchive {
         if password.is_empty() {
             return gzip(json.as_bytes());
         }
-        Ok(crypto::aes_encrypt_password(
-            &zlib(json.as_bytes())?,
-            password.as_bytes(),
-            rng,
-        )?)
+        let compressed = zlib(json.as_bytes())?;
+        loop {
+            let file = crypto::aes_encrypt_password(&compressed, password.as_bytes(), rng)?;
+            if !file.starts_with(&GZIP_MAGIC) {
+                return Ok(file);
+            }
+        }
     }
 
     /// Reads an `archive.gz` file written by [`encode`](Self::encode) or jamid.
     pub fn decode(file: &[u8], password: &str) -> Result<Self> {
         let json = if password.is_empty() {
-            if !is_compressed(file) {
+            if !file.starts_with(&GZIP_MAGIC) {
                 return Err(ArchiveError::PasswordRequired);
             }
             decompress(file)?
@@ -320,10 +331,6 @@ fn object_field(value: &Value) -> std::result::Result<BTreeMap<String, Value>, S
         Value::Object(map) => Ok(map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
         _ => Err("not an object".into()),
     }
-}
-
-fn is_compressed(data: &[u8]) -> bool {
-    data.starts_with(&[0x1f, 0x8b]) || is_zlib(data)
 }
 
 /// RFC 1950 header: CM = 8 and (CMF·256 + FLG) divisible by 31.
@@ -475,6 +482,50 @@ mod unit {
             AccountArchive::decode(&file[..40], "pw").err(),
             Some(ArchiveError::Decrypt)
         );
+    }
+
+    /// The first `n` bytes the seeded generator yields: the salt's first bytes.
+    fn first_bytes<const N: usize>(seed: u64) -> [u8; N] {
+        let mut b = [0u8; N];
+        rand::Rng::fill_bytes(&mut ChaCha20Rng::seed_from_u64(seed), &mut b);
+        b
+    }
+
+    /// The flake this replaced: a salt that happens to look like a zlib header (about one
+    /// in 500) made an encrypted archive read without a password fail as "corrupt deflate
+    /// stream" instead of "a password is needed". Only the gzip magic counts, as in jamid.
+    #[test]
+    fn encrypted_archive_whose_salt_looks_like_zlib_still_needs_a_password() {
+        let seed = (0u64..)
+            .find(|&s| is_zlib(&first_bytes::<2>(s)))
+            .expect("a seed");
+        let file = archive()
+            .encode("pw", &mut ChaCha20Rng::seed_from_u64(seed))
+            .expect("encode");
+        assert!(is_zlib(&file), "the salt starts like a zlib stream");
+        assert_eq!(
+            AccountArchive::decode(&file, "").err(),
+            Some(ArchiveError::PasswordRequired)
+        );
+        same(archive(), &AccountArchive::decode(&file, "pw").expect("decode"));
+    }
+
+    /// A salt starting with the gzip magic would make jamid (and us) read the file as
+    /// plain gzip: the writer draws the salt again.
+    #[test]
+    fn encrypted_archive_never_starts_with_the_gzip_magic() {
+        // Found by search: this seed's first three bytes are 1f 8b 08.
+        const SEED: u64 = 8_223_658;
+        assert_eq!(first_bytes::<3>(SEED), GZIP_MAGIC);
+        let file = archive()
+            .encode("pw", &mut ChaCha20Rng::seed_from_u64(SEED))
+            .expect("encode");
+        assert!(!file.starts_with(&GZIP_MAGIC));
+        assert_eq!(
+            AccountArchive::decode(&file, "").err(),
+            Some(ArchiveError::PasswordRequired)
+        );
+        same(archive(), &AccountArchive::decode(&file, "pw").expect("decode"));
     }
 
     #[test]
