@@ -21,11 +21,12 @@ pub mod oracle;
 pub mod packet;
 pub mod pcap;
 pub mod sim;
-pub mod stun;
 pub mod tcp;
 pub mod time;
 pub mod trace;
 
+/// The STUN/TURN codec lives in its own crate so the node's ICE agent can use it too.
+pub use stun;
 pub use app::{App, AppId, Ctx, NetError, TcpEvent};
 pub use link::{LinkParams, LinkSpec, Loss};
 pub use nat::{Behaviour, NatConfig, NatType};

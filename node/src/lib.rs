@@ -2,6 +2,7 @@
 //! arrive) connections, swarm conversations and calls. Protocol cores are sans-IO: they
 //! take time and randomness as inputs and never touch a socket.
 
+pub mod connect;
 pub mod crypto;
 pub mod dht;
 pub mod driver;
