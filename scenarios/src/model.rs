@@ -201,6 +201,17 @@ impl<'a> Params<'a> {
         let s = self.opt_str(k)?.unwrap_or(default);
         netsim::parse_duration(s).map_err(|e| anyhow::anyhow!("{}: `{k}`: {e}", self.ctx))
     }
+    pub fn opt_duration(&self, k: &str) -> anyhow::Result<Option<std::time::Duration>> {
+        self.opt_str(k)?
+            .map(|s| {
+                netsim::parse_duration(s).map_err(|e| anyhow::anyhow!("{}: `{k}`: {e}", self.ctx))
+            })
+            .transpose()
+    }
+    pub fn port(&self, k: &str, default: u16) -> anyhow::Result<u16> {
+        u16::try_from(self.int(k, default.into())?)
+            .map_err(|_| anyhow::anyhow!("{}: `{k}` is not a port number", self.ctx))
+    }
     pub fn strs(&self, k: &str) -> anyhow::Result<Vec<&'a str>> {
         match self.t.get(k) {
             None => Ok(Vec::new()),
