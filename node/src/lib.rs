@@ -4,6 +4,7 @@
 
 pub mod connect;
 pub mod crypto;
+pub mod device;
 pub mod dht;
 pub mod driver;
 pub mod identity;
