@@ -36,6 +36,7 @@ pub fn write_if_asked(target: &str) {
         "dht_value" => captured_values(),
         "dht_engine" => engine(),
         "stun" => stun(),
+        "stun_stream" => stun_stream(),
         "crypto_key" => keys(),
         "crypto_cert" => certificates(),
         "crypto_decrypt" => cyphers(),
@@ -126,6 +127,33 @@ fn engine() -> Vec<Vec<u8>> {
         );
     }
     out
+}
+
+/// TURN-over-TCP streams: a chunk-size byte, then RFC 6062 requests and padded
+/// ChannelData back to back.
+fn stun_stream() -> Vec<Vec<u8>> {
+    let txid = *b"jamisim-fuzz";
+    let peer: SocketAddr = "192.0.2.1:80".parse().expect("addr");
+    let connect = stun::Message::new(Class::Request, Method::Connect, txid)
+        .with(Attribute::XorPeerAddress(peer))
+        .encode();
+    let attempt = stun::Message::new(Class::Indication, Method::ConnectionAttempt, txid)
+        .with(Attribute::ConnectionId(42))
+        .with(Attribute::XorPeerAddress(peer))
+        .encode();
+    let bind = stun::Message::new(Class::Request, Method::ConnectionBind, txid)
+        .with(Attribute::ConnectionId(42))
+        .encode_with_integrity(&stun::long_term_key("ring", "ring", "ring"));
+    let cd = ChannelData {
+        channel: 0x4000,
+        data: b"hello".to_vec(),
+    }
+    .encode_padded();
+    [1u8, 7, 64, 255]
+        .into_iter()
+        .map(|size| [vec![size], connect.clone(), cd.clone(), attempt.clone(), bind.clone()].concat())
+        .chain(stun().into_iter().map(|s| [vec![16], s].concat()))
+        .collect()
 }
 
 fn stun() -> Vec<Vec<u8>> {
