@@ -4,3 +4,4 @@
 //! tokio driver and the simulator run the same code.
 
 pub mod request;
+pub mod mux;

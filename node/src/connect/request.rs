@@ -92,7 +92,9 @@ impl PeerConnectionRequest {
         let mut out = PeerConnectionRequest::default();
         let mut seen = [false; 4];
         for (k, v) in map {
-            let key = k.as_str_bytes().ok_or(RequestError::Shape("non-string key"))?;
+            let key = k
+                .as_str_bytes()
+                .ok_or(RequestError::Shape("non-string key"))?;
             let slot = match key {
                 b"id" => 0,
                 b"ice_msg" => 1,

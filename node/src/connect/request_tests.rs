@@ -60,11 +60,17 @@ fn unpack_follows_msgpack_c_define_map() {
     w.str("id").uint(9);
     w.str("ice_msg").bin(b"x");
     let r = PeerConnectionRequest::unpack(&w.into_bytes()).unwrap();
-    assert_eq!((r.id, r.ice_msg.as_str(), r.conn_type.as_str()), (9, "x", ""));
+    assert_eq!(
+        (r.id, r.ice_msg.as_str(), r.conn_type.as_str()),
+        (9, "x", "")
+    );
     // First of a repeated key wins.
     let mut w = Writer::new();
     w.map_len(2).str("id").uint(1).str("id").uint(2);
-    assert_eq!(PeerConnectionRequest::unpack(&w.into_bytes()).unwrap().id, 1);
+    assert_eq!(
+        PeerConnectionRequest::unpack(&w.into_bytes()).unwrap().id,
+        1
+    );
     // Wrong types and non-string keys are refused.
     for bad in [
         {
@@ -88,7 +94,11 @@ fn unpack_follows_msgpack_c_define_map() {
             w.into_bytes()
         },
     ] {
-        assert!(PeerConnectionRequest::unpack(&bad).is_err(), "{}", hex::encode(&bad));
+        assert!(
+            PeerConnectionRequest::unpack(&bad).is_err(),
+            "{}",
+            hex::encode(&bad)
+        );
     }
 }
 
@@ -194,7 +204,11 @@ fn treated_set_is_bounded() {
     let mut book = PeerRequests::new();
     for id in 1..=(MAX_TREATED as u64 + 10) {
         let req = PeerConnectionRequest { id, ..sample() };
-        let r = Received { req, from: InfoHash([1; 20]), owner: Vec::new() };
+        let r = Received {
+            req,
+            from: InfoHash([1; 20]),
+            owner: Vec::new(),
+        };
         assert!(book.handle_received(0, r).is_ok());
     }
     assert_eq!(book.treated_len(), MAX_TREATED);
