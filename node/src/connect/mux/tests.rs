@@ -692,3 +692,44 @@ proptest! {
         while m.poll_event().is_some() {}
     }
 }
+
+proptest! {
+    #[test]
+    fn frames_round_trip_through_the_decoder(channel: u16, data in proptest::collection::vec(any::<u8>(), 0..700)) {
+        let bytes = frame_bytes(channel, &data);
+        let (n, f) = FrameDecoder::new().push(&bytes).unwrap();
+        prop_assert_eq!(n, bytes.len());
+        let f = f.unwrap();
+        prop_assert_eq!(f.channel, Some(channel));
+        prop_assert_eq!(f.data, data);
+    }
+
+    #[test]
+    fn frame_decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let mut d = FrameDecoder::new();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            match d.push(rest) {
+                Ok((n, _)) => { prop_assert!(n > 0 && n <= rest.len()); rest = &rest[n..]; }
+                Err(_) => break,
+            }
+        }
+        prop_assert!(d.buffered() <= MAX_FRAME_PAYLOAD);
+    }
+
+    #[test]
+    fn control_objects_round_trip(name in "[ -~]{0,40}", channel: u16, state in 0u8..3, v: i64, p: bool) {
+        let state = [ChannelState::Request, ChannelState::Accept, ChannelState::Decline][usize::from(state)];
+        let req = ChannelRequest { name, channel, state };
+        let msgs = [ControlMsg::Channel(req), ControlMsg::Version(v), ControlMsg::Beacon(p)];
+        let bytes: Vec<u8> = msgs.iter().flat_map(control::pack).collect();
+        let back: Vec<ControlMsg> = control::parse_all(&bytes).map(|m| m.unwrap()).collect();
+        prop_assert_eq!(back, msgs.to_vec());
+    }
+
+    #[test]
+    fn control_parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let n = control::parse_all(&bytes).count();
+        prop_assert!(n <= bytes.len());
+    }
+}
