@@ -107,6 +107,8 @@ pub enum MuxError {
     NameTooLong,
     #[error("send queue full; drain poll_stream_write first")]
     Blocked,
+    #[error("nothing buffered on this channel yet")]
+    NothingToRead,
 }
 
 /// Counters of refused or dropped input.
@@ -328,6 +330,8 @@ impl Mux {
 
     /// Read buffered data of `channel` into `buf`. `Ok(0)` with a non-empty `buf` means
     /// the peer closed the channel and everything was read; the channel is then gone.
+    /// [`MuxError::NothingToRead`] when the channel is open and its buffer empty (wait for
+    /// [`Event::Readable`]).
     pub fn read(&mut self, channel: u16, buf: &mut [u8]) -> Result<usize, MuxError> {
         let c = self
             .channels
@@ -345,7 +349,10 @@ impl Mux {
             *dst = src;
         }
         self.recv_total -= n;
-        if n == 0 && !buf.is_empty() && c.state == State::RemoteClosed {
+        if n == 0 && !buf.is_empty() {
+            if c.state != State::RemoteClosed {
+                return Err(MuxError::NothingToRead);
+            }
             self.channels.remove(&channel);
         }
         self.unstall();

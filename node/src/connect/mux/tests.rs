@@ -227,6 +227,8 @@ fn channels_both_ways_carry_data_and_close() {
     }
     assert_eq!(got, big);
     assert_eq!(read_all(&mut p.a, ba), b"from b");
+    // Open and drained: nothing to read, which is not an end of stream.
+    assert_eq!(p.a.read(ba, &mut [0; 8]), Err(MuxError::NothingToRead));
 
     // a closes ab: b sees the EOF; its read then reports 0 and the channel is gone.
     p.a.close(ab).unwrap();
