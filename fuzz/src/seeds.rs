@@ -44,6 +44,8 @@ pub fn write_if_asked(target: &str) {
         "identity" => identity(),
         "nameserver" => names(),
         "proxy_json" => proxy_json(),
+        "mux_frames" => mux_frames(),
+        "connection_request" => connection_requests(),
         other => panic!("no seeds for target {other}"),
     };
     let n = write(Path::new(&dir), &seeds);
@@ -434,4 +436,61 @@ fn names() -> Vec<Vec<u8>> {
         b"0x0123456789abcdef0123456789abcdef01234567".to_vec(),
         body.into_bytes(),
     ]
+}
+
+/// `mux_frames`: what a peer's mux sends (version, channel requests, data split at 65,535
+/// bytes, close, beacon answers), each prefixed with a piece size.
+fn mux_frames() -> Vec<Vec<u8>> {
+    use node::connect::mux::{Event, Mux};
+    let mut a = Mux::new(crate::rng(1));
+    let mut b = Mux::new(crate::rng(2));
+    let mut wire = a.poll_stream_write().unwrap_or_default();
+    b.handle_stream_bytes(0, &wire);
+    let ch = a.open_channel("sip").expect("open");
+    let _ = a.open_channel("git://0123/abcd").expect("open");
+    let to_b = a.poll_stream_write().unwrap_or_default();
+    b.handle_stream_bytes(0, &to_b);
+    while let Some(ev) = b.poll_event() {
+        if let Event::ChannelRequested { channel, .. } = ev {
+            if channel == ch {
+                b.accept(channel).expect("accept");
+            } else {
+                b.decline(channel).expect("decline");
+            }
+        }
+    }
+    b.write(ch, &[7u8; 70_000]).expect("write");
+    b.write(ch, b"INVITE sip:x SIP/2.0\r\n\r\n").expect("write");
+    b.close(ch).expect("close");
+    wire = b.poll_stream_write().unwrap_or_default();
+    let small: Vec<u8> = wire.iter().copied().take(600).collect();
+    vec![
+        [&[255u8][..], &wire].concat(),
+        [&[1u8][..], &small].concat(),
+        [&[7u8][..], &to_b].concat(),
+    ]
+}
+
+/// `connection_request`: a request and an answer map, and a request sealed to the fixed key.
+fn connection_requests() -> Vec<Vec<u8>> {
+    use node::connect::request::{seal, PeerConnectionRequest};
+    let req = PeerConnectionRequest {
+        id: 0x1f_0000_0001,
+        ice_msg: "ufrag\npwd\n1 1 TCP 2130706431 192.0.2.1 9 typ host tcptype active\n".into(),
+        is_answer: false,
+        conn_type: "application/im-gitmessage-id".into(),
+    };
+    let answer = req.answer("u2\np2\n".into());
+    // SHA-512 signatures need a key of at least 1024 bits (fixed_key is 512).
+    let sender =
+        node::crypto::PrivateKey::generate(1024, &mut crate::rng(0xc0)).expect("RSA keygen");
+    let (_, sealed) = seal(
+        &req,
+        &sender,
+        &fixed_key().public_key(),
+        5,
+        &mut crate::rng(3),
+    )
+    .expect("seal");
+    vec![req.pack(), answer.pack(), sealed.pack()]
 }

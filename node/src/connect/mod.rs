@@ -5,3 +5,5 @@
 
 pub mod stun_client;
 pub mod turn;
+pub mod request;
+pub mod mux;
