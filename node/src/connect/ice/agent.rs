@@ -603,7 +603,7 @@ impl Agent {
                 self.stats.role_conflicts_sent += 1;
                 return self.reply(via, check::error(msg, check::ROLE_CONFLICT, &key));
             }
-            (true, Some(true)) | (false, Some(false)) => self.switch_role(),
+            (true, Some(true)) | (false, Some(false)) => self.switch_role(now),
             _ => {}
         }
         let mapped = match via {
@@ -689,9 +689,17 @@ impl Agent {
         Some(p)
     }
 
-    fn switch_role(&mut self) {
+    fn switch_role(&mut self, now: u64) {
         self.controlling = !self.controlling;
         self.stats.role_switches += 1;
+        if self.controlling {
+            if self.pairs.iter().any(|p| p.state == PairState::Succeeded) {
+                self.nominate_at = Some(now + self.cfg.timing.nominated_check_delay);
+            }
+        } else {
+            self.nominating = None;
+            self.nominate_at = None;
+        }
     }
 
     fn on_response(&mut self, now: u64, via: Via, raw: &[u8], msg: &Message) {
@@ -730,7 +738,7 @@ impl Agent {
                 if msg.class == Class::ErrorResponse {
                     if msg.error_code().map(|e| e.code) == Some(check::ROLE_CONFLICT) {
                         if self.controlling == controlling {
-                            self.switch_role();
+                            self.switch_role(now);
                         }
                         self.pairs[pair].state = PairState::Waiting;
                         self.triggered.push_back(pair);
@@ -795,7 +803,7 @@ impl Agent {
                 self.pairs[q].state = PairState::Waiting;
             }
         }
-        if use_candidate || (!self.controlling && self.pairs[p].nominated) {
+        if (use_candidate && self.controlling) || (!self.controlling && self.pairs[p].nominated) {
             return self.select(now, p);
         }
         if self.controlling && self.nominating.is_none() {
