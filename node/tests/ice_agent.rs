@@ -65,8 +65,18 @@ enum End {
 
 #[derive(Debug)]
 enum Ev {
-    Udp { src: SocketAddr, dst: SocketAddr, bytes: Vec<u8> },
-    Syn { from: usize, conn: ConnId, local: SocketAddr, src: SocketAddr, dst: SocketAddr },
+    Udp {
+        src: SocketAddr,
+        dst: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    Syn {
+        from: usize,
+        conn: ConnId,
+        local: SocketAddr,
+        src: SocketAddr,
+        dst: SocketAddr,
+    },
     Connected(usize, ConnId),
     Data(End, Vec<u8>),
     Closed(usize, ConnId),
@@ -101,7 +111,19 @@ struct Spec {
 
 impl Spec {
     fn new(seed: u64, controlling: bool, ip: &'static str) -> Spec {
-        Spec { seed, controlling, ip, udp: true, tcp: false, so: false, nat: None, stun: false, relay: None, dead_udp: None, filter: Box::new(|_| {}) }
+        Spec {
+            seed,
+            controlling,
+            ip,
+            udp: true,
+            tcp: false,
+            so: false,
+            nat: None,
+            stun: false,
+            relay: None,
+            dead_udp: None,
+            filter: Box::new(|_| {}),
+        }
     }
     fn tcp_only(mut self) -> Self {
         (self.udp, self.tcp) = (false, true);
@@ -118,11 +140,19 @@ impl Net {
                 let cfg = Config {
                     seed: s.seed,
                     controlling: s.controlling,
-                    udp_sockets: if s.udp { vec![SocketAddr::new(ip, 5000)] } else { vec![] }
-                        .into_iter()
-                        .chain(s.dead_udp.map(sa))
-                        .collect(),
-                    tcp_listen: if s.tcp { vec![SocketAddr::new(ip, 6000)] } else { vec![] },
+                    udp_sockets: if s.udp {
+                        vec![SocketAddr::new(ip, 5000)]
+                    } else {
+                        vec![]
+                    }
+                    .into_iter()
+                    .chain(s.dead_udp.map(sa))
+                    .collect(),
+                    tcp_listen: if s.tcp {
+                        vec![SocketAddr::new(ip, 6000)]
+                    } else {
+                        vec![]
+                    },
                     tcp_so: s.so,
                     stun_server: s.stun.then(|| sa(STUN)),
                     timing: Timing::default(),
@@ -133,7 +163,11 @@ impl Net {
                 }
                 Side {
                     agent,
-                    nat: s.nat.map(|(p, filtering)| Nat { public: Some(p.parse().unwrap()), filtering, ..Nat::default() }),
+                    nat: s.nat.map(|(p, filtering)| Nat {
+                        public: Some(p.parse().unwrap()),
+                        filtering,
+                        ..Nat::default()
+                    }),
                     hosts: [ip].into(),
                     relay: s.relay.map(sa),
                     filter: s.filter,
@@ -146,7 +180,17 @@ impl Net {
                 }
             })
             .collect();
-        Net { now: 0, sides, queue: BTreeMap::new(), seq: 0, links: BTreeMap::new(), stun_bufs: BTreeMap::new(), block_direct: false, exchanged: false, transcript: vec![] }
+        Net {
+            now: 0,
+            sides,
+            queue: BTreeMap::new(),
+            seq: 0,
+            links: BTreeMap::new(),
+            stun_bufs: BTreeMap::new(),
+            block_direct: false,
+            exchanged: false,
+            transcript: vec![],
+        }
     }
 
     fn at(&mut self, delay: u64, ev: Ev) {
@@ -168,7 +212,9 @@ impl Net {
                 return Some((j, dst));
             }
             match &s.nat {
-                Some(n) if n.public == Some(dst.ip()) => return n.inbound(dst.port(), src).map(|p| (j, p)),
+                Some(n) if n.public == Some(dst.ip()) => {
+                    return n.inbound(dst.port(), src).map(|p| (j, p))
+                }
                 None if s.hosts.contains(&dst.ip()) => return Some((j, dst)),
                 _ => {}
             }
@@ -193,9 +239,20 @@ impl Net {
             while let Some(t) = self.sides[i].agent.poll_transmit() {
                 self.transcript.push(format!("{} {i} {t:?}", self.now));
                 match t {
-                    Transmit::Udp { local, remote, payload } => {
+                    Transmit::Udp {
+                        local,
+                        remote,
+                        payload,
+                    } => {
                         let src = self.outward(i, local, remote);
-                        self.at(LAT, Ev::Udp { src, dst: remote, bytes: payload });
+                        self.at(
+                            LAT,
+                            Ev::Udp {
+                                src,
+                                dst: remote,
+                                bytes: payload,
+                            },
+                        );
                     }
                     Transmit::Tcp { conn, payload } => {
                         if let Some(peer) = self.links.get(&(i, conn)).copied() {
@@ -243,14 +300,27 @@ impl Net {
             Command::Listen { local } => {
                 self.sides[i].listeners.insert(local);
             }
-            Command::Connect { conn, mut local, remote } => {
+            Command::Connect {
+                conn,
+                mut local,
+                remote,
+            } => {
                 if local.port() == 0 {
                     local.set_port(self.sides[i].next_port);
                     self.sides[i].next_port += 1;
                 }
                 let src = self.outward(i, local, remote);
                 self.sides[i].pending.insert(conn, (local, remote));
-                self.at(LAT, Ev::Syn { from: i, conn, local, src, dst: remote });
+                self.at(
+                    LAT,
+                    Ev::Syn {
+                        from: i,
+                        conn,
+                        local,
+                        src,
+                        dst: remote,
+                    },
+                );
             }
             Command::Close { conn } => {
                 self.sides[i].pending.remove(&conn);
@@ -267,15 +337,31 @@ impl Net {
         match ev {
             Ev::Udp { src, dst, bytes } if dst == sa(STUN) => {
                 let req = Message::decode(&bytes).unwrap();
-                let resp = req.reply(Class::SuccessResponse).with(Attribute::XorMappedAddress(src)).encode_with(None, true);
-                self.at(LAT, Ev::Udp { src: dst, dst: src, bytes: resp });
+                let resp = req
+                    .reply(Class::SuccessResponse)
+                    .with(Attribute::XorMappedAddress(src))
+                    .encode_with(None, true);
+                self.at(
+                    LAT,
+                    Ev::Udp {
+                        src: dst,
+                        dst: src,
+                        bytes: resp,
+                    },
+                );
             }
             Ev::Udp { src, dst, bytes } => {
                 if let Some((j, local)) = self.route(src, dst) {
                     self.sides[j].agent.handle_datagram(now, local, src, &bytes);
                 }
             }
-            Ev::Syn { from, conn, local, src, dst } => {
+            Ev::Syn {
+                from,
+                conn,
+                local,
+                src,
+                dst,
+            } => {
                 if !self.sides[from].pending.contains_key(&conn) {
                     return;
                 }
@@ -285,8 +371,14 @@ impl Net {
                     self.stun_bufs.insert(src, (from, conn, vec![]));
                     return self.at(LAT, Ev::Connected(from, conn));
                 }
-                let Some((j, private)) = self.route(src, dst) else { return };
-                let so = self.sides[j].pending.iter().find(|(_, (l, r))| *l == private && *r == src).map(|(c, _)| *c);
+                let Some((j, private)) = self.route(src, dst) else {
+                    return;
+                };
+                let so = self.sides[j]
+                    .pending
+                    .iter()
+                    .find(|(_, (l, r))| *l == private && *r == src)
+                    .map(|(c, _)| *c);
                 if let Some(jc) = so {
                     // Simultaneous open: both SYNs crossed; one connection, both connected.
                     self.sides[j].pending.remove(&jc);
@@ -309,12 +401,17 @@ impl Net {
             }
             Ev::Connected(i, c) => self.sides[i].agent.handle_tcp_connected(now, c),
             Ev::Closed(i, c) => self.sides[i].agent.handle_tcp_closed(now, c),
-            Ev::Data(End::Agent(i, c), bytes) => self.sides[i].agent.handle_tcp_data(now, c, &bytes),
+            Ev::Data(End::Agent(i, c), bytes) => {
+                self.sides[i].agent.handle_tcp_data(now, c, &bytes)
+            }
             Ev::Data(End::Stun(observed), bytes) => {
                 let (i, c, mut buf) = self.stun_bufs.remove(&observed).unwrap();
                 buf.extend_from_slice(&bytes);
                 let req = Message::decode(&buf).unwrap();
-                let resp = req.reply(Class::SuccessResponse).with(Attribute::XorMappedAddress(observed)).encode_with(None, true);
+                let resp = req
+                    .reply(Class::SuccessResponse)
+                    .with(Attribute::XorMappedAddress(observed))
+                    .encode_with(None, true);
                 self.at(LAT, Ev::Data(End::Agent(i, c), resp));
             }
         }
@@ -324,13 +421,30 @@ impl Net {
     fn run(&mut self, limit: u64) {
         self.drain();
         loop {
-            let done = self.sides.iter().all(|s| s.events.iter().any(|(_, e)| matches!(e, Event::Selected { .. } | Event::Failed)));
+            let done = self.sides.iter().all(|s| {
+                s.events
+                    .iter()
+                    .any(|(_, e)| matches!(e, Event::Selected { .. } | Event::Failed))
+            });
             if done && self.queue.is_empty() {
                 break;
             }
-            let timer = self.sides.iter().filter_map(|s| s.agent.poll_timeout()).min();
-            let next = self.queue.keys().next().map(|k| k.0).into_iter().chain(timer).min();
-            let Some(next) = next.filter(|&t| t <= limit) else { break };
+            let timer = self
+                .sides
+                .iter()
+                .filter_map(|s| s.agent.poll_timeout())
+                .min();
+            let next = self
+                .queue
+                .keys()
+                .next()
+                .map(|k| k.0)
+                .into_iter()
+                .chain(timer)
+                .min();
+            let Some(next) = next.filter(|&t| t <= limit) else {
+                break;
+            };
             self.now = self.now.max(next);
             while let Some(entry) = self.queue.first_entry() {
                 if entry.key().0 > self.now {
@@ -341,7 +455,11 @@ impl Net {
                 self.drain();
             }
             for i in 0..self.sides.len() {
-                if self.sides[i].agent.poll_timeout().is_some_and(|t| t <= self.now) {
+                if self.sides[i]
+                    .agent
+                    .poll_timeout()
+                    .is_some_and(|t| t <= self.now)
+                {
                     self.sides[i].agent.handle_timeout(self.now);
                 }
             }
@@ -351,13 +469,18 @@ impl Net {
 
     fn selected(&self, i: usize) -> Option<(T, Tr, T, Tr)> {
         self.sides[i].events.iter().find_map(|(_, e)| match e {
-            Event::Selected { local, remote, .. } => Some((local.typ, local.transport, remote.typ, remote.transport)),
+            Event::Selected { local, remote, .. } => {
+                Some((local.typ, local.transport, remote.typ, remote.transport))
+            }
             _ => None,
         })
     }
 
     fn failed_at(&self, i: usize) -> Option<u64> {
-        self.sides[i].events.iter().find_map(|(t, e)| (*e == Event::Failed).then_some(*t))
+        self.sides[i]
+            .events
+            .iter()
+            .find_map(|(t, e)| (*e == Event::Failed).then_some(*t))
     }
 
     /// Both ways, one packet each, over the selected path.
@@ -373,19 +496,32 @@ impl Net {
 }
 
 fn pair(i: usize, net: &Net) -> (T, Tr, T, Tr) {
-    net.selected(i).unwrap_or_else(|| panic!("side {i} selected nothing: {:?}", net.sides[i].events))
+    net.selected(i)
+        .unwrap_or_else(|| panic!("side {i} selected nothing: {:?}", net.sides[i].events))
 }
 
 fn assert_clean(net: &Net) {
     for s in &net.sides {
         let st = s.agent.stats();
-        assert_eq!((st.bad_integrity, st.bad_username, st.bad_fingerprint, st.malformed), (0, 0, 0, 0), "{st:?}");
+        assert_eq!(
+            (
+                st.bad_integrity,
+                st.bad_username,
+                st.bad_fingerprint,
+                st.malformed
+            ),
+            (0, 0, 0, 0),
+            "{st:?}"
+        );
     }
 }
 
 #[test]
 fn host_udp() {
-    let mut net = Net::new([Spec::new(1, false, "10.0.0.1"), Spec::new(2, true, "10.0.0.2")]);
+    let mut net = Net::new([
+        Spec::new(1, false, "10.0.0.1"),
+        Spec::new(2, true, "10.0.0.2"),
+    ]);
     net.run(10_000);
     assert_eq!(pair(0, &net), (T::Host, Tr::Udp, T::Host, Tr::Udp));
     assert_eq!(pair(1, &net), (T::Host, Tr::Udp, T::Host, Tr::Udp));
@@ -398,7 +534,12 @@ fn host_udp() {
 }
 
 fn selected_at(net: &Net, i: usize) -> u64 {
-    net.sides[i].events.iter().find(|(_, e)| matches!(e, Event::Selected { .. })).expect("selected").0
+    net.sides[i]
+        .events
+        .iter()
+        .find(|(_, e)| matches!(e, Event::Selected { .. }))
+        .expect("selected")
+        .0
 }
 
 #[test]
@@ -418,11 +559,20 @@ fn regular_nomination_waits_while_checks_are_pending() {
 
 #[test]
 fn host_tcp_active_to_passive() {
-    let mut net = Net::new([Spec::new(1, false, "10.0.0.1").tcp_only(), Spec::new(2, true, "10.0.0.2").tcp_only()]);
+    let mut net = Net::new([
+        Spec::new(1, false, "10.0.0.1").tcp_only(),
+        Spec::new(2, true, "10.0.0.2").tcp_only(),
+    ]);
     net.run(10_000);
     let (lt, ltr, rt, rtr) = pair(1, &net);
     assert_eq!((lt, rt), (T::Host, T::Host));
-    assert!(matches!((ltr, rtr), (Tr::TcpActive, Tr::TcpPassive) | (Tr::TcpPassive, Tr::TcpActive)), "{ltr:?} {rtr:?}");
+    assert!(
+        matches!(
+            (ltr, rtr),
+            (Tr::TcpActive, Tr::TcpPassive) | (Tr::TcpPassive, Tr::TcpActive)
+        ),
+        "{ltr:?} {rtr:?}"
+    );
     let (_, l0, _, r0) = pair(0, &net);
     assert_eq!((l0, r0), (rtr, ltr), "both sides see the same connection");
     assert!(matches!(net.sides[0].agent.path(), Some(Path::Tcp { .. })));
@@ -455,7 +605,12 @@ fn srflx_through_nat() {
     let mut net = Net::new([natted_requester(true), Spec::new(2, true, "10.0.0.2")]);
     net.run(20_000);
     let local = net.sides[0].agent.local_candidates();
-    assert!(local.iter().any(|c| c.typ == T::Srflx && c.addr.ip().to_string() == "203.0.113.7"), "{local:?}");
+    assert!(
+        local
+            .iter()
+            .any(|c| c.typ == T::Srflx && c.addr.ip().to_string() == "203.0.113.7"),
+        "{local:?}"
+    );
     assert_eq!(pair(0, &net), (T::Srflx, Tr::Udp, T::Host, Tr::Udp));
     assert_eq!(pair(1, &net), (T::Host, Tr::Udp, T::Srflx, Tr::Udp));
     net.exchange_data();
@@ -513,7 +668,11 @@ fn relay_withheld() {
     // Model break 2: an agent without the relay candidate at all has no path: Failed.
     let mut net = relay_net(true);
     net.sides[0].agent = Agent::new(
-        Config { seed: 1, udp_sockets: vec![sa("192.168.1.10:5000")], ..Config::default() },
+        Config {
+            seed: 1,
+            udp_sockets: vec![sa("192.168.1.10:5000")],
+            ..Config::default()
+        },
         0,
     );
     net.run(70_000);
@@ -532,8 +691,16 @@ fn passive_srflx_tcp_candidate() {
     let mut net = Net::new([a, b]);
     net.run(60_000);
     let srflx = net.sides[0].agent.local_candidates();
-    assert!(srflx.iter().any(|c| c.typ == T::Srflx && c.transport == Tr::TcpPassive), "{srflx:?}");
-    assert_eq!(pair(1, &net), (T::Host, Tr::TcpActive, T::Srflx, Tr::TcpPassive));
+    assert!(
+        srflx
+            .iter()
+            .any(|c| c.typ == T::Srflx && c.transport == Tr::TcpPassive),
+        "{srflx:?}"
+    );
+    assert_eq!(
+        pair(1, &net),
+        (T::Host, Tr::TcpActive, T::Srflx, Tr::TcpPassive)
+    );
     assert_eq!(pair(0, &net).0, T::Srflx);
     net.exchange_data();
 }
@@ -555,7 +722,10 @@ fn passive_withheld_tcp_fails() {
 #[test]
 fn role_conflict_resolved() {
     for both in [true, false] {
-        let mut net = Net::new([Spec::new(1, both, "10.0.0.1"), Spec::new(2, both, "10.0.0.2")]);
+        let mut net = Net::new([
+            Spec::new(1, both, "10.0.0.1"),
+            Spec::new(2, both, "10.0.0.2"),
+        ]);
         net.run(20_000);
         assert_eq!(pair(0, &net), (T::Host, Tr::Udp, T::Host, Tr::Udp));
         assert_eq!(pair(1, &net), (T::Host, Tr::Udp, T::Host, Tr::Udp));
@@ -585,27 +755,52 @@ fn wrong_password_refused_and_counted() {
 
 #[test]
 fn forged_checks_refused_and_counted() {
-    let mut net = Net::new([Spec::new(1, false, "10.0.0.1"), Spec::new(2, true, "10.0.0.2")]);
+    let mut net = Net::new([
+        Spec::new(1, false, "10.0.0.1"),
+        Spec::new(2, true, "10.0.0.2"),
+    ]);
     net.run(100); // gathered and exchanged, checks under way
     let a = &mut net.sides[0].agent;
     let ufrag = a.local_ufrag().to_owned();
     let (local, from) = (sa("10.0.0.1:5000"), sa("10.9.9.9:1234"));
-    let req = node::connect::ice::check::CheckRequest { priority: 1, use_candidate: true, controlling: Some(true), tie_breaker: 0 };
+    let req = node::connect::ice::check::CheckRequest {
+        priority: 1,
+        use_candidate: true,
+        controlling: Some(true),
+        tie_breaker: 0,
+    };
     let forged = [
         node::connect::ice::check::request([1; 12], &format!("{ufrag}:x"), b"guessed", &req),
         node::connect::ice::check::request([2; 12], "other:x", a.local_pwd().as_bytes(), &req),
         Message::new(Class::Request, stun::Method::Binding, [3; 12]).encode(),
-        Message::new(Class::SuccessResponse, stun::Method::Binding, [4; 12]).encode_with(None, true),
-        vec![0, 1, 0, 4, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0xff],
+        Message::new(Class::SuccessResponse, stun::Method::Binding, [4; 12])
+            .encode_with(None, true),
+        vec![
+            0, 1, 0, 4, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0xff,
+        ],
     ];
     while a.poll_transmit().is_some() {}
     for f in &forged {
         a.handle_datagram(100, local, from, f);
     }
     let out: Vec<Transmit> = std::iter::from_fn(|| a.poll_transmit()).collect();
-    assert!(out.iter().all(|t| !matches!(t, Transmit::Udp { remote, .. } if *remote == from)), "answered a forged check: {out:?}");
+    assert!(
+        out.iter()
+            .all(|t| !matches!(t, Transmit::Udp { remote, .. } if *remote == from)),
+        "answered a forged check: {out:?}"
+    );
     let st = a.stats().clone();
-    assert_eq!((st.bad_integrity, st.bad_username, st.bad_fingerprint, st.unknown_transaction, st.malformed), (1, 1, 1, 1, 1), "{st:?}");
+    assert_eq!(
+        (
+            st.bad_integrity,
+            st.bad_username,
+            st.bad_fingerprint,
+            st.unknown_transaction,
+            st.malformed
+        ),
+        (1, 1, 1, 1, 1),
+        "{st:?}"
+    );
     // Application bytes from an unknown source are dropped.
     a.handle_datagram(100, local, from, b"hello");
     assert_eq!((a.poll_recv(), a.stats().data_dropped), (None, 1));
@@ -616,19 +811,27 @@ fn forged_checks_refused_and_counted() {
 
 #[test]
 fn no_path_fails_within_timeout() {
-    let mut net = Net::new([Spec::new(1, false, "10.0.0.1"), Spec::new(2, true, "10.0.0.2")]);
+    let mut net = Net::new([
+        Spec::new(1, false, "10.0.0.1"),
+        Spec::new(2, true, "10.0.0.2"),
+    ]);
     net.block_direct = true;
     net.run(120_000);
     let fail = Timing::default().fail_timeout;
     for i in 0..2 {
-        let t = net.failed_at(i).unwrap_or_else(|| panic!("side {i} did not fail"));
+        let t = net
+            .failed_at(i)
+            .unwrap_or_else(|| panic!("side {i} did not fail"));
         assert!(t <= fail, "side {i} failed at {t}");
         assert_eq!(net.selected(i), None);
     }
 }
 
 fn transcript(seed: u64) -> Vec<String> {
-    let mut net = Net::new([Spec::new(seed, false, "10.0.0.1"), Spec::new(seed + 1, true, "10.0.0.2")]);
+    let mut net = Net::new([
+        Spec::new(seed, false, "10.0.0.1"),
+        Spec::new(seed + 1, true, "10.0.0.2"),
+    ]);
     net.run(10_000);
     net.transcript
 }
@@ -643,10 +846,15 @@ fn deterministic_transcript() {
 
 #[test]
 fn keepalive_after_selection() {
-    let mut net = Net::new([Spec::new(1, false, "10.0.0.1"), Spec::new(2, true, "10.0.0.2")]);
+    let mut net = Net::new([
+        Spec::new(1, false, "10.0.0.1"),
+        Spec::new(2, true, "10.0.0.2"),
+    ]);
     net.run(10_000);
     assert!(net.selected(0).is_some());
-    let Some(Path::Udp { local, remote }) = net.sides[0].agent.path() else { panic!() };
+    let Some(Path::Udp { local, remote }) = net.sides[0].agent.path() else {
+        panic!()
+    };
     let a = &mut net.sides[0].agent;
     let mut sent = vec![];
     let mut now = 10_000;
@@ -659,12 +867,22 @@ fn keepalive_after_selection() {
     }
     assert!(sent.len() >= 2, "{sent:?}");
     for (_, t) in &sent {
-        let Transmit::Udp { local: l, remote: r, payload } = t else { panic!() };
+        let Transmit::Udp {
+            local: l,
+            remote: r,
+            payload,
+        } = t
+        else {
+            panic!()
+        };
         assert_eq!((*l, *r), (local, remote));
         let m = Message::decode(payload).unwrap();
         assert_eq!(m.class, Class::Indication);
         assert!(Message::check_fingerprint(payload));
     }
     let gaps: Vec<u64> = sent.windows(2).map(|w| w[1].0 - w[0].0).collect();
-    assert!(gaps.iter().all(|g| (20_000..25_000).contains(g)), "{gaps:?}");
+    assert!(
+        gaps.iter().all(|g| (20_000..25_000).contains(g)),
+        "{gaps:?}"
+    );
 }

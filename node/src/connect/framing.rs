@@ -46,20 +46,28 @@ impl Decoder {
         Self::default()
     }
 
-    /// Appends stream bytes. On [`FramingError::Backlog`] the bytes are not consumed
-    /// past the point where the backlog filled; the connection should be closed.
-    pub fn push(&mut self, mut bytes: &[u8]) -> Result<(), FramingError> {
-        while !bytes.is_empty() {
-            if self.ready.len() >= MAX_BUFFERED_FRAMES {
-                return Err(FramingError::Backlog);
-            }
+    /// Appends stream bytes. On [`FramingError::Backlog`] the bytes past the point where
+    /// the backlog filled are not consumed; a reader that pops between calls should use
+    /// [`Decoder::push_partial`] instead.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), FramingError> {
+        if self.push_partial(bytes) < bytes.len() {
+            return Err(FramingError::Backlog);
+        }
+        Ok(())
+    }
+
+    /// Consumes bytes until they run out or [`MAX_BUFFERED_FRAMES`] frames wait; returns
+    /// how many bytes were consumed. Pop frames and call again with the rest.
+    pub fn push_partial(&mut self, bytes: &[u8]) -> usize {
+        let mut rest = bytes;
+        while !rest.is_empty() && self.ready.len() < MAX_BUFFERED_FRAMES {
             let need = match self.partial.len() {
                 n if n < 2 => 2 - n,
                 n => 2 + usize::from(u16::from_be_bytes([self.partial[0], self.partial[1]])) - n,
             };
-            let take = need.min(bytes.len());
-            self.partial.extend_from_slice(&bytes[..take]);
-            bytes = &bytes[take..];
+            let take = need.min(rest.len());
+            self.partial.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
             if self.partial.len() >= 2 {
                 let len = usize::from(u16::from_be_bytes([self.partial[0], self.partial[1]]));
                 if self.partial.len() == 2 + len {
@@ -69,7 +77,7 @@ impl Decoder {
                 }
             }
         }
-        Ok(())
+        bytes.len() - rest.len()
     }
 
     /// The next complete frame's payload.
@@ -103,16 +111,29 @@ mod tests {
 
     #[test]
     fn oversized_payload_refused() {
-        assert_eq!(frame(&vec![0; MAX_FRAME + 1]), Err(FramingError::TooLarge(MAX_FRAME + 1)));
+        assert_eq!(
+            frame(&vec![0; MAX_FRAME + 1]),
+            Err(FramingError::TooLarge(MAX_FRAME + 1))
+        );
         assert_eq!(frame(&vec![0; MAX_FRAME]).unwrap().len(), MAX_FRAME + 2);
     }
 
     #[test]
     fn backlog_is_bounded() {
         let mut d = Decoder::new();
-        let many: Vec<u8> = (0..=MAX_BUFFERED_FRAMES).flat_map(|_| frame(b"x").unwrap()).collect();
+        let many: Vec<u8> = (0..=MAX_BUFFERED_FRAMES)
+            .flat_map(|_| frame(b"x").unwrap())
+            .collect();
         assert_eq!(d.push(&many), Err(FramingError::Backlog));
         assert_eq!(decode_all(&mut d).len(), MAX_BUFFERED_FRAMES);
+        // A reader that pops between calls gets everything.
+        let mut d = Decoder::new();
+        let (mut rest, mut got) = (&many[..], 0);
+        while !rest.is_empty() {
+            rest = &rest[d.push_partial(rest)..];
+            got += decode_all(&mut d).len();
+        }
+        assert_eq!(got, MAX_BUFFERED_FRAMES + 1);
     }
 
     proptest! {

@@ -69,7 +69,11 @@ pub struct Candidate {
 
 impl fmt::Display for Candidate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let proto = if self.transport.is_tcp() { "TCP" } else { "UDP" };
+        let proto = if self.transport.is_tcp() {
+            "TCP"
+        } else {
+            "UDP"
+        };
         write!(
             f,
             "{} {} {} {} {} {} typ {}",
@@ -124,7 +128,9 @@ pub fn parse_candidate(line: &str) -> Result<Candidate, IceMsgError> {
     let tcptype = (f.len() >= 10 && f[8] == "tcptype").then(|| f[9]);
     let foundation = f[0];
     if foundation.len() > MAX_FOUNDATION_LEN
-        || !foundation.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+        || !foundation
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
     {
         return Err(IceMsgError::Foundation);
     }
@@ -239,7 +245,11 @@ mod tests {
         let c = parse_candidate("H1 1 UDP 1 10.0.0.1 1 typ host raddr 0.0.0.0 rport 0").unwrap();
         assert_eq!(c.transport, Transport::Udp);
         let c = parse_candidate("H1 1 UDP 1 10.0.0.1 1 typ host tcptype active").unwrap();
-        assert_eq!(c.transport, Transport::Udp, "UDP ignores a tcptype, as jamid does");
+        assert_eq!(
+            c.transport,
+            Transport::Udp,
+            "UDP ignores a tcptype, as jamid does"
+        );
     }
 
     #[test]
@@ -255,7 +265,10 @@ mod tests {
             ("H1 1 UDP 1 10.0.0.1 70000 typ host", E::Number("port")),
             ("H1 1 UDP 1 10.0.0.300 1 typ host", E::Address),
             ("H1 1 UDP 1 10.0.0.1 1 typ nat", E::Type),
-            (&format!("{} 1 UDP 1 10.0.0.1 1 typ host", "a".repeat(33)), E::Foundation),
+            (
+                &format!("{} 1 UDP 1 10.0.0.1 1 typ host", "a".repeat(33)),
+                E::Foundation,
+            ),
         ];
         for (line, want) in cases {
             assert_eq!(parse_candidate(line), Err(want), "{line}");
@@ -266,11 +279,23 @@ mod tests {
     fn message_layout_and_skipped_lines() {
         let text = "abcd\nsecretpassword\nH1 1 UDP 5 10.0.0.1 1000 typ host\ngarbage\n\n";
         let m = IceMsg::parse(text).unwrap();
-        assert_eq!((m.ufrag.as_str(), m.pwd.as_str()), ("abcd", "secretpassword"));
+        assert_eq!(
+            (m.ufrag.as_str(), m.pwd.as_str()),
+            ("abcd", "secretpassword")
+        );
         assert_eq!((m.candidates.len(), m.rejected), (1, 1));
-        assert_eq!(m.to_string(), "abcd\nsecretpassword\nH1 1 UDP 5 10.0.0.1 1000 typ host\n");
-        assert_eq!(IceMsg::parse("only-ufrag"), Err(IceMsgError::MissingCredentials));
-        assert_eq!(IceMsg::parse(&"x\n".repeat(9000)), Err(IceMsgError::TooLong));
+        assert_eq!(
+            m.to_string(),
+            "abcd\nsecretpassword\nH1 1 UDP 5 10.0.0.1 1000 typ host\n"
+        );
+        assert_eq!(
+            IceMsg::parse("only-ufrag"),
+            Err(IceMsgError::MissingCredentials)
+        );
+        assert_eq!(
+            IceMsg::parse(&"x\n".repeat(9000)),
+            Err(IceMsgError::TooLong)
+        );
     }
 
     fn arb_candidate() -> impl Strategy<Value = Candidate> {
@@ -292,14 +317,23 @@ mod tests {
                 Just(CandidateType::Relay)
             ],
         )
-            .prop_map(|(foundation, component, transport, priority, mut addr, typ)| {
-                if let SocketAddr::V6(a) = &mut addr {
-                    // Written without scope/flow info, as pj_sockaddr_print does.
-                    a.set_scope_id(0);
-                    a.set_flowinfo(0);
-                }
-                Candidate { foundation, component, transport, priority, addr, typ }
-            })
+            .prop_map(
+                |(foundation, component, transport, priority, mut addr, typ)| {
+                    if let SocketAddr::V6(a) = &mut addr {
+                        // Written without scope/flow info, as pj_sockaddr_print does.
+                        a.set_scope_id(0);
+                        a.set_flowinfo(0);
+                    }
+                    Candidate {
+                        foundation,
+                        component,
+                        transport,
+                        priority,
+                        addr,
+                        typ,
+                    }
+                },
+            )
     }
 
     proptest! {

@@ -2,7 +2,7 @@
 
 use super::candidate::{self as cand, ACTIVE_PORT, COMPONENT};
 use super::check::{self, CheckRequest};
-use super::{Command, ConnId, Config, Endpoint, Event, Path, SendError, Stats, Transmit};
+use super::{Command, Config, ConnId, Endpoint, Event, Path, SendError, Stats, Transmit};
 use crate::connect::framing;
 use crate::connect::ice_msg::{Candidate, CandidateType, IceMsg, Transport};
 use rand::{RngExt, SeedableRng};
@@ -61,14 +61,24 @@ struct Pair {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dest {
-    Udp { local: SocketAddr, remote: SocketAddr },
+    Udp {
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
     Tcp(ConnId),
 }
 
 #[derive(Debug, Clone, Copy)]
 enum TxKind {
-    Check { pair: usize, use_candidate: bool, controlling: bool },
-    Gather { base: SocketAddr, tcp: bool },
+    Check {
+        pair: usize,
+        use_candidate: bool,
+        controlling: bool,
+    },
+    Gather {
+        base: SocketAddr,
+        tcp: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -202,7 +212,13 @@ impl Agent {
             self.commands.push_back(Command::Listen { local: l });
             self.add_local(CandidateType::Host, Transport::TcpPassive, l, l, 65535 - n);
             let active = SocketAddr::new(l.ip(), ACTIVE_PORT);
-            self.add_local(CandidateType::Host, Transport::TcpActive, active, SocketAddr::new(l.ip(), 0), 65534 - n);
+            self.add_local(
+                CandidateType::Host,
+                Transport::TcpActive,
+                active,
+                SocketAddr::new(l.ip(), 0),
+                65534 - n,
+            );
             n += 2;
             if self.cfg.tcp_so {
                 self.add_local(CandidateType::Host, Transport::TcpSo, l, l, 65535 - n);
@@ -212,13 +228,31 @@ impl Agent {
         if let Some(server) = self.cfg.stun_server {
             for s in self.cfg.udp_sockets.clone() {
                 let txid = self.txid();
-                let dest = Dest::Udp { local: s, remote: server };
-                self.start_tx(now, txid, TxKind::Gather { base: s, tcp: false }, check::gather(txid), dest);
+                let dest = Dest::Udp {
+                    local: s,
+                    remote: server,
+                };
+                self.start_tx(
+                    now,
+                    txid,
+                    TxKind::Gather {
+                        base: s,
+                        tcp: false,
+                    },
+                    check::gather(txid),
+                    dest,
+                );
             }
             for l in self.cfg.tcp_listen.clone() {
                 let conn = self.connect(ConnKind::Stun, l, server);
                 let txid = self.txid();
-                self.start_tx(now, txid, TxKind::Gather { base: l, tcp: true }, check::gather(txid), Dest::Tcp(conn));
+                self.start_tx(
+                    now,
+                    txid,
+                    TxKind::Gather { base: l, tcp: true },
+                    check::gather(txid),
+                    Dest::Tcp(conn),
+                );
             }
             self.gathering_pending = self.cfg.udp_sockets.len() + self.cfg.tcp_listen.len();
         }
@@ -227,7 +261,14 @@ impl Agent {
         }
     }
 
-    fn add_local(&mut self, typ: CandidateType, transport: Transport, addr: SocketAddr, base: SocketAddr, local_pref: u16) -> Option<usize> {
+    fn add_local(
+        &mut self,
+        typ: CandidateType,
+        transport: Transport,
+        addr: SocketAddr,
+        base: SocketAddr,
+        local_pref: u16,
+    ) -> Option<usize> {
         if self.locals.len() >= MAX_LOCAL_CANDIDATES {
             return None;
         }
@@ -239,7 +280,11 @@ impl Agent {
             addr,
             typ,
         };
-        self.locals.push(Local { c, base, local_pref });
+        self.locals.push(Local {
+            c,
+            base,
+            local_pref,
+        });
         Some(self.locals.len() - 1)
     }
 
@@ -252,8 +297,15 @@ impl Agent {
     /// Adds a relayed candidate obtained by the TURN client (UDP, or TCP passive for an
     /// RFC 6062 allocation). Call before sending [`Agent::local_ice_msg`].
     pub fn add_relay_candidate(&mut self, relayed: SocketAddr, transport: Transport) {
-        let n = self.locals.iter().filter(|l| l.c.typ == CandidateType::Relay).count() as u16;
-        if self.add_local(CandidateType::Relay, transport, relayed, relayed, 65535 - n).is_some() {
+        let n = self
+            .locals
+            .iter()
+            .filter(|l| l.c.typ == CandidateType::Relay)
+            .count() as u16;
+        if self
+            .add_local(CandidateType::Relay, transport, relayed, relayed, 65535 - n)
+            .is_some()
+        {
             self.form_pairs();
         }
     }
@@ -276,12 +328,21 @@ impl Agent {
 
     /// Candidates to advertise (discovered peer-reflexive ones are not).
     pub fn local_candidates(&self) -> Vec<Candidate> {
-        self.locals.iter().filter(|l| l.c.typ != CandidateType::Prflx).map(|l| l.c.clone()).collect()
+        self.locals
+            .iter()
+            .filter(|l| l.c.typ != CandidateType::Prflx)
+            .map(|l| l.c.clone())
+            .collect()
     }
 
     /// The ice_msg for the connection request or its answer.
     pub fn local_ice_msg(&self) -> IceMsg {
-        IceMsg { ufrag: self.ufrag.clone(), pwd: self.pwd.clone(), candidates: self.local_candidates(), rejected: 0 }
+        IceMsg {
+            ufrag: self.ufrag.clone(),
+            pwd: self.pwd.clone(),
+            candidates: self.local_candidates(),
+            rejected: 0,
+        }
     }
 
     /// The peer's ufrag, password and candidates: forms the checklist and starts checks.
@@ -291,7 +352,11 @@ impl Agent {
         }
         self.remote_creds = Some((msg.ufrag.clone(), msg.pwd.clone()));
         for c in msg.candidates.iter().filter(|c| c.component == COMPONENT) {
-            if let Some(r) = self.remotes.iter_mut().find(|r| r.addr == c.addr && r.transport == c.transport) {
+            if let Some(r) = self
+                .remotes
+                .iter_mut()
+                .find(|r| r.addr == c.addr && r.transport == c.transport)
+            {
                 *r = c.clone(); // a prflx learnt earlier, now signalled
             } else if self.remotes.len() < MAX_REMOTE_CANDIDATES {
                 self.remotes.push(c.clone());
@@ -321,14 +386,24 @@ impl Agent {
                     && cand::same_family(l.c.addr, r.addr)
                     && !self.pairs.iter().any(|p| p.local == li && p.remote == ri)
                 {
-                    self.pairs.push(Pair { local: li, remote: ri, state: PairState::Frozen, conn: None, nominated: false, valid_local: None });
+                    self.pairs.push(Pair {
+                        local: li,
+                        remote: ri,
+                        state: PairState::Frozen,
+                        conn: None,
+                        nominated: false,
+                        valid_local: None,
+                    });
                 }
             }
         }
     }
 
     fn pair_priority(&self, p: usize) -> u128 {
-        let (l, r) = (self.locals[self.pairs[p].local].c.priority, self.remotes[self.pairs[p].remote].priority);
+        let (l, r) = (
+            self.locals[self.pairs[p].local].c.priority,
+            self.remotes[self.pairs[p].remote].priority,
+        );
         if self.controlling {
             cand::pair_priority(l, r)
         } else {
@@ -337,13 +412,19 @@ impl Agent {
     }
 
     fn foundation(&self, p: usize) -> (&str, &str) {
-        (&self.locals[self.pairs[p].local].c.foundation, &self.remotes[self.pairs[p].remote].foundation)
+        (
+            &self.locals[self.pairs[p].local].c.foundation,
+            &self.remotes[self.pairs[p].remote].foundation,
+        )
     }
 
     /// A pair we can start ourselves (a passive local waits for the peer to connect).
     fn startable(&self, p: usize) -> bool {
         let pair = &self.pairs[p];
-        self.locals[pair.local].c.transport != Transport::TcpPassive || pair.conn.is_some_and(|c| self.conns.get(&c).is_some_and(|c| c.open))
+        self.locals[pair.local].c.transport != Transport::TcpPassive
+            || pair
+                .conn
+                .is_some_and(|c| self.conns.get(&c).is_some_and(|c| c.open))
     }
 
     fn txid(&mut self) -> [u8; 12] {
@@ -355,8 +436,22 @@ impl Agent {
     fn connect(&mut self, kind: ConnKind, local: SocketAddr, remote: SocketAddr) -> ConnId {
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
-        self.conns.insert(id, Conn { kind, local, remote, open: false, rx: framing::Decoder::new(), stun_rx: Vec::new() });
-        self.commands.push_back(Command::Connect { conn: id, local, remote });
+        self.conns.insert(
+            id,
+            Conn {
+                kind,
+                local,
+                remote,
+                open: false,
+                rx: framing::Decoder::new(),
+                stun_rx: Vec::new(),
+            },
+        );
+        self.commands.push_back(Command::Connect {
+            conn: id,
+            local,
+            remote,
+        });
         id
     }
 
@@ -373,7 +468,14 @@ impl Agent {
         let t = &self.cfg.timing;
         // Over TCP there are no retransmissions; the whole RFC 5389 budget is one wait.
         let total = t.rto * ((1u64 << t.max_transmits.saturating_sub(1).min(20)) - 1) + 16 * t.rto;
-        let tx = Tx { kind, payload, dest, transmits: 0, next_at: now + total, waiting };
+        let tx = Tx {
+            kind,
+            payload,
+            dest,
+            transmits: 0,
+            next_at: now + total,
+            waiting,
+        };
         self.txs.insert(txid, tx);
         if !waiting {
             self.send_tx(now, txid);
@@ -381,7 +483,9 @@ impl Agent {
     }
 
     fn send_tx(&mut self, now: u64, txid: [u8; 12]) {
-        let Some(tx) = self.txs.get_mut(&txid) else { return };
+        let Some(tx) = self.txs.get_mut(&txid) else {
+            return;
+        };
         tx.transmits += 1;
         tx.waiting = false;
         let t = &self.cfg.timing;
@@ -392,25 +496,42 @@ impl Agent {
                 } else {
                     now + 16 * t.rto
                 };
-                self.transmits.push_back(Transmit::Udp { local, remote, payload: tx.payload.clone() });
+                self.transmits.push_back(Transmit::Udp {
+                    local,
+                    remote,
+                    payload: tx.payload.clone(),
+                });
             }
             Dest::Tcp(conn) => {
                 tx.transmits = t.max_transmits;
-                let stun_stream = self.conns.get(&conn).is_some_and(|c| c.kind == ConnKind::Stun);
-                let payload = if stun_stream { tx.payload.clone() } else { frame(&tx.payload) };
+                let stun_stream = self
+                    .conns
+                    .get(&conn)
+                    .is_some_and(|c| c.kind == ConnKind::Stun);
+                let payload = if stun_stream {
+                    tx.payload.clone()
+                } else {
+                    frame(&tx.payload)
+                };
                 self.transmits.push_back(Transmit::Tcp { conn, payload });
             }
         }
     }
 
     fn start_check(&mut self, now: u64, p: usize, use_candidate: bool) {
-        let Some((rufrag, rpwd)) = self.remote_creds.clone() else { return };
+        let Some((rufrag, rpwd)) = self.remote_creds.clone() else {
+            return;
+        };
         let pair = self.pairs[p].clone();
         let local = self.locals[pair.local].clone();
         let remote = self.remotes[pair.remote].clone();
-        self.txs.retain(|_, t| !matches!(t.kind, TxKind::Check { pair, .. } if pair == p));
+        self.txs
+            .retain(|_, t| !matches!(t.kind, TxKind::Check { pair, .. } if pair == p));
         let dest = if local.c.transport == Transport::Udp {
-            Dest::Udp { local: local.base, remote: remote.addr }
+            Dest::Udp {
+                local: local.base,
+                remote: remote.addr,
+            }
         } else {
             match pair.conn.filter(|c| self.conns.contains_key(c)) {
                 Some(c) => Dest::Tcp(c),
@@ -429,9 +550,18 @@ impl Agent {
             tie_breaker: self.tie_breaker,
         };
         let txid = self.txid();
-        let payload = check::request(txid, &format!("{rufrag}:{}", self.ufrag), rpwd.as_bytes(), &req);
+        let payload = check::request(
+            txid,
+            &format!("{rufrag}:{}", self.ufrag),
+            rpwd.as_bytes(),
+            &req,
+        );
         self.pairs[p].state = PairState::InProgress;
-        let kind = TxKind::Check { pair: p, use_candidate: req.use_candidate, controlling: self.controlling };
+        let kind = TxKind::Check {
+            pair: p,
+            use_candidate: req.use_candidate,
+            controlling: self.controlling,
+        };
         self.start_tx(now, txid, kind, payload, dest);
     }
 
@@ -450,23 +580,44 @@ impl Agent {
     }
 
     /// An inbound TCP connection on a listening address; returns its handle.
-    pub fn handle_tcp_accepted(&mut self, _now: u64, local: SocketAddr, remote: SocketAddr) -> ConnId {
+    pub fn handle_tcp_accepted(
+        &mut self,
+        _now: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> ConnId {
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
         if self.conns.len() >= MAX_CONNS || self.state == State::Failed {
             self.commands.push_back(Command::Close { conn: id });
         } else {
-            self.conns.insert(id, Conn { kind: ConnKind::Accepted, local, remote, open: true, rx: framing::Decoder::new(), stun_rx: Vec::new() });
+            self.conns.insert(
+                id,
+                Conn {
+                    kind: ConnKind::Accepted,
+                    local,
+                    remote,
+                    open: true,
+                    rx: framing::Decoder::new(),
+                    stun_rx: Vec::new(),
+                },
+            );
         }
         id
     }
 
     /// A `Connect` command succeeded.
     pub fn handle_tcp_connected(&mut self, now: u64, conn: ConnId) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         c.open = true;
-        let waiting: Vec<[u8; 12]> =
-            self.txs.iter().filter(|(_, t)| t.waiting && t.dest == Dest::Tcp(conn)).map(|(id, _)| *id).collect();
+        let waiting: Vec<[u8; 12]> = self
+            .txs
+            .iter()
+            .filter(|(_, t)| t.waiting && t.dest == Dest::Tcp(conn))
+            .map(|(id, _)| *id)
+            .collect();
         for txid in waiting {
             self.send_tx(now, txid);
         }
@@ -481,7 +632,12 @@ impl Agent {
             self.fail();
             return;
         }
-        let dead: Vec<[u8; 12]> = self.txs.iter().filter(|(_, t)| t.dest == Dest::Tcp(conn)).map(|(id, _)| *id).collect();
+        let dead: Vec<[u8; 12]> = self
+            .txs
+            .iter()
+            .filter(|(_, t)| t.dest == Dest::Tcp(conn))
+            .map(|(id, _)| *id)
+            .collect();
         for txid in dead {
             self.tx_failed(now, txid);
         }
@@ -498,36 +654,44 @@ impl Agent {
 
     /// Bytes read from a TCP connection.
     pub fn handle_tcp_data(&mut self, now: u64, conn: ConnId, bytes: &[u8]) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         if c.kind == ConnKind::Stun {
             return self.handle_stun_stream(now, conn, bytes);
         }
-        if c.rx.push(bytes).is_err() {
-            self.stats.malformed += 1;
-            self.close(conn);
-            return self.handle_tcp_closed(now, conn);
-        }
-        while let Some(frame) = self.conns.get_mut(&conn).and_then(|c| c.rx.pop()) {
-            if stun::is_stun(&frame) {
-                self.handle_stun(now, Via::Tcp(conn), &frame);
-            } else if self.known_path(Via::Tcp(conn)) {
-                self.deliver(frame);
-            } else {
-                self.stats.data_dropped += 1;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            rest = &rest[c.rx.push_partial(rest)..];
+            while let Some(frame) = self.conns.get_mut(&conn).and_then(|c| c.rx.pop()) {
+                if stun::is_stun(&frame) {
+                    self.handle_stun(now, Via::Tcp(conn), &frame);
+                } else if self.known_path(Via::Tcp(conn)) {
+                    self.deliver(frame);
+                } else {
+                    self.stats.data_dropped += 1;
+                }
             }
         }
     }
 
     fn handle_stun_stream(&mut self, now: u64, conn: ConnId, bytes: &[u8]) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         c.stun_rx.extend_from_slice(bytes);
         if c.stun_rx.len() > MAX_STUN_STREAM {
             self.stats.malformed += 1;
+            self.commands.push_back(Command::Close { conn });
             return self.handle_tcp_closed(now, conn);
         }
         let mut msgs = Vec::new();
         while c.stun_rx.len() >= stun::HEADER_LEN {
-            let len = stun::HEADER_LEN + usize::from(u16::from_be_bytes([c.stun_rx[2], c.stun_rx[3]]));
+            let len =
+                stun::HEADER_LEN + usize::from(u16::from_be_bytes([c.stun_rx[2], c.stun_rx[3]]));
             if c.stun_rx.len() < len {
                 break;
             }
@@ -541,7 +705,9 @@ impl Agent {
     fn known_path(&self, via: Via) -> bool {
         self.pairs.iter().any(|p| match via {
             Via::Udp { local, from } => {
-                self.locals[p.local].c.transport == Transport::Udp && self.locals[p.local].base == local && self.remotes[p.remote].addr == from
+                self.locals[p.local].c.transport == Transport::Udp
+                    && self.locals[p.local].base == local
+                    && self.remotes[p.remote].addr == from
             }
             Via::Tcp(c) => p.conn == Some(c),
         })
@@ -557,8 +723,15 @@ impl Agent {
 
     fn reply(&mut self, via: Via, payload: Vec<u8>) {
         match via {
-            Via::Udp { local, from } => self.transmits.push_back(Transmit::Udp { local, remote: from, payload }),
-            Via::Tcp(conn) => self.transmits.push_back(Transmit::Tcp { conn, payload: frame(&payload) }),
+            Via::Udp { local, from } => self.transmits.push_back(Transmit::Udp {
+                local,
+                remote: from,
+                payload,
+            }),
+            Via::Tcp(conn) => self.transmits.push_back(Transmit::Tcp {
+                conn,
+                payload: frame(&payload),
+            }),
         }
     }
 
@@ -579,7 +752,10 @@ impl Agent {
             self.stats.bad_fingerprint += 1;
             return;
         }
-        let ours = msg.username().and_then(|u| u.split_once(':')).is_some_and(|(l, _)| l == self.ufrag);
+        let ours = msg
+            .username()
+            .and_then(|u| u.split_once(':'))
+            .is_some_and(|(l, _)| l == self.ufrag);
         if !ours {
             self.stats.bad_username += 1;
             return;
@@ -618,14 +794,19 @@ impl Agent {
         if self.state != State::Running {
             return;
         }
-        let Some(p) = self.pair_for_request(via, mapped, req.priority) else { return };
+        let Some(p) = self.pair_for_request(via, mapped, req.priority) else {
+            return;
+        };
         if req.use_candidate && !self.controlling {
             self.pairs[p].nominated = true;
             if self.pairs[p].state == PairState::Succeeded {
                 return self.select(now, p);
             }
         }
-        if !matches!(self.pairs[p].state, PairState::Succeeded | PairState::InProgress) {
+        if !matches!(
+            self.pairs[p].state,
+            PairState::Succeeded | PairState::InProgress
+        ) {
             self.pairs[p].state = PairState::Waiting;
             if !self.triggered.contains(&p) {
                 self.triggered.push_back(p);
@@ -645,7 +826,9 @@ impl Agent {
         let (li, rtransport) = match via {
             Via::Udp { local, .. } => {
                 let li = self.locals.iter().position(|l| {
-                    l.c.transport == Transport::Udp && l.base == local && matches!(l.c.typ, CandidateType::Host | CandidateType::Relay)
+                    l.c.transport == Transport::Udp
+                        && l.base == local
+                        && matches!(l.c.typ, CandidateType::Host | CandidateType::Relay)
                 })?;
                 (li, Transport::Udp)
             }
@@ -656,33 +839,63 @@ impl Agent {
                         && matches!(l.c.transport, Transport::TcpPassive | Transport::TcpSo)
                         && matches!(l.c.typ, CandidateType::Host | CandidateType::Relay)
                 })?;
-                let rt = if self.locals[li].c.transport == Transport::TcpSo { Transport::TcpSo } else { Transport::TcpActive };
+                let rt = if self.locals[li].c.transport == Transport::TcpSo {
+                    Transport::TcpSo
+                } else {
+                    Transport::TcpActive
+                };
                 (li, rt)
             }
         };
         let matches_remote = |r: &Candidate| {
             r.transport == rtransport
-                && if rtransport == Transport::TcpActive { r.addr.ip() == from.ip() } else { r.addr == from }
+                && if rtransport == Transport::TcpActive {
+                    r.addr.ip() == from.ip()
+                } else {
+                    r.addr == from
+                }
         };
         let ri = match self.remotes.iter().position(matches_remote) {
             Some(ri) => ri,
             None if self.remotes.len() < MAX_REMOTE_CANDIDATES => {
                 let foundation = format!("P{:x}", self.rng.random::<u32>());
-                self.remotes.push(Candidate { foundation, component: COMPONENT, transport: rtransport, priority, addr: from, typ: CandidateType::Prflx });
+                self.remotes.push(Candidate {
+                    foundation,
+                    component: COMPONENT,
+                    transport: rtransport,
+                    priority,
+                    addr: from,
+                    typ: CandidateType::Prflx,
+                });
                 self.remotes.len() - 1
             }
             None => return None,
         };
-        let p = match self.pairs.iter().position(|p| p.local == li && p.remote == ri) {
+        let p = match self
+            .pairs
+            .iter()
+            .position(|p| p.local == li && p.remote == ri)
+        {
             Some(p) => p,
             None if self.pairs.len() < MAX_PAIRS => {
-                self.pairs.push(Pair { local: li, remote: ri, state: PairState::Waiting, conn: None, nominated: false, valid_local: None });
+                self.pairs.push(Pair {
+                    local: li,
+                    remote: ri,
+                    state: PairState::Waiting,
+                    conn: None,
+                    nominated: false,
+                    valid_local: None,
+                });
                 self.pairs.len() - 1
             }
             None => return None,
         };
         if let Via::Tcp(c) = via {
-            if !matches!(self.pairs[p].state, PairState::InProgress | PairState::Succeeded) || self.pairs[p].conn.is_none() {
+            if !matches!(
+                self.pairs[p].state,
+                PairState::InProgress | PairState::Succeeded
+            ) || self.pairs[p].conn.is_none()
+            {
                 self.pairs[p].conn = Some(c);
             }
         }
@@ -718,8 +931,16 @@ impl Agent {
                 }
                 self.gathered();
             }
-            TxKind::Check { pair, use_candidate, controlling } => {
-                let key = self.remote_creds.as_ref().map(|c| c.1.clone().into_bytes()).unwrap_or_default();
+            TxKind::Check {
+                pair,
+                use_candidate,
+                controlling,
+            } => {
+                let key = self
+                    .remote_creds
+                    .as_ref()
+                    .map(|c| c.1.clone().into_bytes())
+                    .unwrap_or_default();
                 if !Message::check_fingerprint(raw) {
                     self.stats.bad_fingerprint += 1;
                     return;
@@ -731,7 +952,9 @@ impl Agent {
                 self.txs.remove(&msg.txid);
                 // RFC 8445 §7.2.5.2.1: the response must come back on the reverse path.
                 let symmetric = match (tx.dest, via) {
-                    (Dest::Udp { local, remote }, Via::Udp { local: l, from }) => local == l && remote == from,
+                    (Dest::Udp { local, remote }, Via::Udp { local: l, from }) => {
+                        local == l && remote == from
+                    }
                     (Dest::Tcp(a), Via::Tcp(b)) => a == b,
                     _ => false,
                 };
@@ -749,7 +972,9 @@ impl Agent {
                     return;
                 }
                 match msg.xor_mapped() {
-                    Some(mapped) if symmetric => self.check_succeeded(now, pair, mapped, use_candidate),
+                    Some(mapped) if symmetric => {
+                        self.check_succeeded(now, pair, mapped, use_candidate)
+                    }
                     _ => self.check_failed(now, pair),
                 }
             }
@@ -757,11 +982,24 @@ impl Agent {
     }
 
     fn add_srflx(&mut self, base: SocketAddr, mapped: SocketAddr, tcp: bool) {
-        let transport = if tcp { Transport::TcpPassive } else { Transport::Udp };
-        if mapped == base || self.locals.iter().any(|l| l.c.addr == mapped && l.c.transport == transport) {
+        let transport = if tcp {
+            Transport::TcpPassive
+        } else {
+            Transport::Udp
+        };
+        if mapped == base
+            || self
+                .locals
+                .iter()
+                .any(|l| l.c.addr == mapped && l.c.transport == transport)
+        {
             return;
         }
-        let n = self.locals.iter().filter(|l| l.c.typ == CandidateType::Srflx).count() as u16;
+        let n = self
+            .locals
+            .iter()
+            .filter(|l| l.c.typ == CandidateType::Srflx)
+            .count() as u16;
         self.add_local(CandidateType::Srflx, transport, mapped, base, 65535 - n);
         self.srflx_default = true;
         self.refresh_priorities();
@@ -779,14 +1017,36 @@ impl Agent {
         let l = self.locals[li].clone();
         // The valid pair's local candidate: the one the peer saw (RFC 8445 §7.2.5.3.2).
         // For TCP the source port is ephemeral, so the address is matched on the IP.
-        let same = |a: SocketAddr| if l.c.transport.is_tcp() { a.ip() == mapped.ip() } else { a == mapped };
-        let valid = if same(if l.c.transport == Transport::TcpActive { l.base } else { l.c.addr }) {
+        let same = |a: SocketAddr| {
+            if l.c.transport.is_tcp() {
+                a.ip() == mapped.ip()
+            } else {
+                a == mapped
+            }
+        };
+        let valid = if same(if l.c.transport == Transport::TcpActive {
+            l.base
+        } else {
+            l.c.addr
+        }) {
             Some(li)
-        } else if let Some(i) = self.locals.iter().position(|o| o.c.transport == l.c.transport && o.c.typ != CandidateType::Host && same(o.c.addr)) {
+        } else if let Some(i) = self.locals.iter().position(|o| {
+            o.c.transport == l.c.transport && o.c.typ != CandidateType::Host && same(o.c.addr)
+        }) {
             Some(i)
         } else {
-            let n = self.locals.iter().filter(|o| o.c.typ == CandidateType::Prflx).count() as u16;
-            self.add_local(CandidateType::Prflx, l.c.transport, mapped, l.base, 65535 - n)
+            let n = self
+                .locals
+                .iter()
+                .filter(|o| o.c.typ == CandidateType::Prflx)
+                .count() as u16;
+            self.add_local(
+                CandidateType::Prflx,
+                l.c.transport,
+                mapped,
+                l.base,
+                65535 - n,
+            )
         };
         let pair = &mut self.pairs[p];
         pair.state = PairState::Succeeded;
@@ -807,7 +1067,11 @@ impl Agent {
             return self.select(now, p);
         }
         if self.controlling && self.nominating.is_none() {
-            let at = if self.checks_done() { now } else { now + self.cfg.timing.nominated_check_delay };
+            let at = if self.checks_done() {
+                now
+            } else {
+                now + self.cfg.timing.nominated_check_delay
+            };
             self.nominate_at = Some(self.nominate_at.map_or(at, |t| t.min(at)));
         }
     }
@@ -817,14 +1081,19 @@ impl Agent {
         if self.nominating == Some(p) {
             self.nominating = None;
         }
-        if self.controlling && self.nominating.is_none() && self.pairs.iter().any(|q| q.state == PairState::Succeeded) {
+        if self.controlling
+            && self.nominating.is_none()
+            && self.pairs.iter().any(|q| q.state == PairState::Succeeded)
+        {
             self.nominate_at = Some(self.nominate_at.unwrap_or(now));
         }
         self.maybe_fail(now);
     }
 
     fn tx_failed(&mut self, now: u64, txid: [u8; 12]) {
-        let Some(tx) = self.txs.remove(&txid) else { return };
+        let Some(tx) = self.txs.remove(&txid) else {
+            return;
+        };
         match tx.kind {
             TxKind::Gather { tcp, .. } => {
                 if let (true, Dest::Tcp(c)) = (tcp, tx.dest) {
@@ -834,7 +1103,11 @@ impl Agent {
             }
             TxKind::Check { pair, .. } => {
                 if let Dest::Tcp(c) = tx.dest {
-                    if self.conns.get(&c).is_some_and(|c| c.kind == ConnKind::Check) {
+                    if self
+                        .conns
+                        .get(&c)
+                        .is_some_and(|c| c.kind == ConnKind::Check)
+                    {
                         self.close(c);
                         self.pairs[pair].conn = None;
                     }
@@ -855,12 +1128,19 @@ impl Agent {
     }
 
     fn maybe_fail(&mut self, now: u64) {
-        if self.state != State::Running || self.remote_creds.is_none() || self.gathering_pending > 0 {
+        if self.state != State::Running || self.remote_creds.is_none() || self.gathering_pending > 0
+        {
             return;
         }
         // A passive candidate can still be reached by the peer until the deadline.
-        let can_be_reached = self.locals.iter().any(|l| l.c.transport == Transport::TcpPassive)
-            && self.remotes.iter().any(|r| r.transport == Transport::TcpActive);
+        let can_be_reached = self
+            .locals
+            .iter()
+            .any(|l| l.c.transport == Transport::TcpPassive)
+            && self
+                .remotes
+                .iter()
+                .any(|r| r.transport == Transport::TcpActive);
         let any_valid = self.pairs.iter().any(|p| p.state == PairState::Succeeded);
         if self.checks_done() && !any_valid && !can_be_reached {
             self.fail();
@@ -884,7 +1164,8 @@ impl Agent {
     }
 
     fn stop_checks(&mut self) {
-        self.txs.retain(|_, t| matches!(t.kind, TxKind::Gather { .. }));
+        self.txs
+            .retain(|_, t| matches!(t.kind, TxKind::Gather { .. }));
         self.triggered.clear();
         self.next_check_at = None;
         self.nominate_at = None;
@@ -904,12 +1185,23 @@ impl Agent {
         let remote = &self.remotes[pair.remote];
         let path = match pair.conn {
             Some(conn) if checked.c.transport.is_tcp() => Path::Tcp { conn },
-            _ => Path::Udp { local: checked.base, remote: remote.addr },
+            _ => Path::Udp {
+                local: checked.base,
+                remote: remote.addr,
+            },
         };
         self.path = Some(path);
         let ev = Event::Selected {
-            local: super::Endpoint { typ: local.c.typ, transport: checked.c.transport, addr: local.c.addr },
-            remote: Endpoint { typ: remote.typ, transport: remote.transport, addr: remote.addr },
+            local: super::Endpoint {
+                typ: local.c.typ,
+                transport: checked.c.transport,
+                addr: local.c.addr,
+            },
+            remote: Endpoint {
+                typ: remote.typ,
+                transport: remote.transport,
+                addr: remote.addr,
+            },
             path,
         };
         self.events.push_back(ev);
@@ -927,7 +1219,11 @@ impl Agent {
 
     fn schedule_keepalive(&mut self, now: u64) {
         let t = &self.cfg.timing;
-        let jitter = if t.keepalive_rand > 0 { self.rng.random_range(0..t.keepalive_rand) } else { 0 };
+        let jitter = if t.keepalive_rand > 0 {
+            self.rng.random_range(0..t.keepalive_rand)
+        } else {
+            0
+        };
         self.keepalive_at = Some(now + t.keepalive_min + jitter);
     }
 
@@ -935,9 +1231,16 @@ impl Agent {
 
     /// Runs whatever is due at `now`.
     pub fn handle_timeout(&mut self, now: u64) {
-        let due: Vec<[u8; 12]> = self.txs.iter().filter(|(_, t)| t.next_at <= now).map(|(id, _)| *id).collect();
+        let due: Vec<[u8; 12]> = self
+            .txs
+            .iter()
+            .filter(|(_, t)| t.next_at <= now)
+            .map(|(id, _)| *id)
+            .collect();
         for txid in due {
-            let Some(tx) = self.txs.get(&txid) else { continue };
+            let Some(tx) = self.txs.get(&txid) else {
+                continue;
+            };
             if tx.transmits < self.cfg.timing.max_transmits && !tx.waiting {
                 self.send_tx(now, txid);
             } else {
@@ -959,8 +1262,15 @@ impl Agent {
                 let txid = self.txid();
                 let ka = check::keepalive(txid);
                 match path {
-                    Path::Udp { local, remote } => self.transmits.push_back(Transmit::Udp { local, remote, payload: ka }),
-                    Path::Tcp { conn } => self.transmits.push_back(Transmit::Tcp { conn, payload: frame(&ka) }),
+                    Path::Udp { local, remote } => self.transmits.push_back(Transmit::Udp {
+                        local,
+                        remote,
+                        payload: ka,
+                    }),
+                    Path::Tcp { conn } => self.transmits.push_back(Transmit::Tcp {
+                        conn,
+                        payload: frame(&ka),
+                    }),
                 }
                 self.schedule_keepalive(now);
             }
@@ -1046,8 +1356,15 @@ impl Agent {
     /// Queues application bytes on the selected path (framed on TCP).
     pub fn send(&mut self, data: &[u8]) -> Result<(), SendError> {
         match self.path.ok_or(SendError::NotConnected)? {
-            Path::Udp { local, remote } => self.transmits.push_back(Transmit::Udp { local, remote, payload: data.to_vec() }),
-            Path::Tcp { conn } => self.transmits.push_back(Transmit::Tcp { conn, payload: framing::frame(data)? }),
+            Path::Udp { local, remote } => self.transmits.push_back(Transmit::Udp {
+                local,
+                remote,
+                payload: data.to_vec(),
+            }),
+            Path::Tcp { conn } => self.transmits.push_back(Transmit::Tcp {
+                conn,
+                payload: framing::frame(data)?,
+            }),
         }
         Ok(())
     }
@@ -1060,5 +1377,7 @@ fn frame(payload: &[u8]) -> Vec<u8> {
 
 fn random_string(rng: &mut ChaCha8Rng, len: usize) -> String {
     const CHARS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    (0..len).map(|_| char::from(CHARS[rng.random_range(0..CHARS.len())])).collect()
+    (0..len)
+        .map(|_| char::from(CHARS[rng.random_range(0..CHARS.len())]))
+        .collect()
 }

@@ -30,13 +30,19 @@ fn idx(t: CandidateType) -> usize {
 /// Type preference table in force: pjnath switches to [`SRFLX_PREFS`] when a server
 /// reflexive candidate became the default one (STUN gathering succeeded).
 pub fn type_pref(t: CandidateType, srflx_default: bool) -> u32 {
-    let table = if srflx_default { SRFLX_PREFS } else { DEFAULT_PREFS };
+    let table = if srflx_default {
+        SRFLX_PREFS
+    } else {
+        DEFAULT_PREFS
+    };
     u32::from(table[idx(t)])
 }
 
 /// `CALC_CAND_PRIO` with `PJNATH_ICE_PRIO_STD`: type << 24 | local_pref << 8 | 256 - comp.
 pub fn priority(t: CandidateType, local_pref: u16, srflx_default: bool) -> u32 {
-    (type_pref(t, srflx_default) << 24) + (u32::from(local_pref) << 8) + (256 - u32::from(COMPONENT))
+    (type_pref(t, srflx_default) << 24)
+        + (u32::from(local_pref) << 8)
+        + (256 - u32::from(COMPONENT))
 }
 
 /// PRIORITY carried in a check from local candidate number `local_id` (pjnath uses the
@@ -59,7 +65,10 @@ pub fn foundation(t: CandidateType, base: IpAddr) -> String {
     let val = match base {
         IpAddr::V4(a) => u32::from(a),
         // pj_hash_calc: hash = hash * 33 + byte.
-        IpAddr::V6(a) => a.octets().iter().fold(0u32, |h, b| h.wrapping_mul(33).wrapping_add(u32::from(*b))),
+        IpAddr::V6(a) => a
+            .octets()
+            .iter()
+            .fold(0u32, |h, b| h.wrapping_mul(33).wrapping_add(u32::from(*b))),
     };
     format!("{letter}{val:x}")
 }
@@ -97,13 +106,22 @@ mod tests {
         assert_eq!(priority(CandidateType::Host, 65534, false), 2_130_706_175);
         assert_eq!(priority(CandidateType::Relay, 65535, false), 16_777_215);
         assert_eq!(priority(CandidateType::Srflx, 65535, true), 1_862_270_975);
-        assert_eq!(check_priority(0, false), priority(CandidateType::Prflx, 65535, false));
+        assert_eq!(
+            check_priority(0, false),
+            priority(CandidateType::Prflx, 65535, false)
+        );
     }
 
     #[test]
     fn foundations() {
-        assert_eq!(foundation(CandidateType::Host, "192.168.1.2".parse().unwrap()), "Hc0a80102");
-        assert_eq!(foundation(CandidateType::Relay, "10.0.0.1".parse().unwrap()), "Ra000001");
+        assert_eq!(
+            foundation(CandidateType::Host, "192.168.1.2".parse().unwrap()),
+            "Hc0a80102"
+        );
+        assert_eq!(
+            foundation(CandidateType::Relay, "10.0.0.1".parse().unwrap()),
+            "Ra000001"
+        );
         assert!(foundation(CandidateType::Srflx, "2001:db8::1".parse().unwrap()).starts_with('S'));
     }
 

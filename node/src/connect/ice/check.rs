@@ -34,12 +34,25 @@ fn unknown(msg: &Message, typ: u16) -> Option<&[u8]> {
 pub fn request(txid: [u8; 12], username: &str, key: &[u8], r: &CheckRequest) -> Vec<u8> {
     let mut m = Message::new(Class::Request, Method::Binding, txid);
     m.add(Attribute::Username(username.to_owned()));
-    m.add(Attribute::Unknown { typ: PRIORITY, value: r.priority.to_be_bytes().to_vec() });
+    m.add(Attribute::Unknown {
+        typ: PRIORITY,
+        value: r.priority.to_be_bytes().to_vec(),
+    });
     if r.use_candidate {
-        m.add(Attribute::Unknown { typ: USE_CANDIDATE, value: Vec::new() });
+        m.add(Attribute::Unknown {
+            typ: USE_CANDIDATE,
+            value: Vec::new(),
+        });
     }
-    let role = if r.controlling == Some(true) { ICE_CONTROLLING } else { ICE_CONTROLLED };
-    m.add(Attribute::Unknown { typ: role, value: r.tie_breaker.to_be_bytes().to_vec() });
+    let role = if r.controlling == Some(true) {
+        ICE_CONTROLLING
+    } else {
+        ICE_CONTROLLED
+    };
+    m.add(Attribute::Unknown {
+        typ: role,
+        value: r.tie_breaker.to_be_bytes().to_vec(),
+    });
     m.encode_with(Some(key), true)
 }
 
@@ -96,7 +109,12 @@ mod tests {
 
     #[test]
     fn request_round_trip_and_integrity() {
-        let r = CheckRequest { priority: 7, use_candidate: true, controlling: Some(true), tie_breaker: 42 };
+        let r = CheckRequest {
+            priority: 7,
+            use_candidate: true,
+            controlling: Some(true),
+            tie_breaker: 42,
+        };
         let bytes = request([1; 12], "a:b", b"pwd", &r);
         let m = Message::decode(&bytes).unwrap();
         assert!(m.check_integrity(&bytes, b"pwd") && !m.check_integrity(&bytes, b"other"));
@@ -108,9 +126,18 @@ mod tests {
     fn both_roles_or_missing_priority_is_bad_request() {
         let mut m = Message::new(Class::Request, Method::Binding, [0; 12]);
         assert_eq!(parse_request(&m), None);
-        m.add(Attribute::Unknown { typ: PRIORITY, value: vec![0, 0, 0, 1] });
-        m.add(Attribute::Unknown { typ: ICE_CONTROLLING, value: vec![0; 8] });
-        m.add(Attribute::Unknown { typ: ICE_CONTROLLED, value: vec![0; 8] });
+        m.add(Attribute::Unknown {
+            typ: PRIORITY,
+            value: vec![0, 0, 0, 1],
+        });
+        m.add(Attribute::Unknown {
+            typ: ICE_CONTROLLING,
+            value: vec![0; 8],
+        });
+        m.add(Attribute::Unknown {
+            typ: ICE_CONTROLLED,
+            value: vec![0; 8],
+        });
         assert_eq!(parse_request(&m), None);
     }
 }

@@ -30,8 +30,8 @@ mod agent;
 pub mod candidate;
 pub mod check;
 
-pub use agent::Agent;
 pub use crate::connect::ice_msg::{Candidate, CandidateType, IceMsg, Transport};
+pub use agent::Agent;
 
 use std::net::SocketAddr;
 
@@ -97,7 +97,11 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transmit {
     /// A datagram from the socket (or relayed address) `local` to `remote`.
-    Udp { local: SocketAddr, remote: SocketAddr, payload: Vec<u8> },
+    Udp {
+        local: SocketAddr,
+        remote: SocketAddr,
+        payload: Vec<u8>,
+    },
     /// Bytes to write on a TCP connection (already framed where the protocol frames).
     Tcp { conn: ConnId, payload: Vec<u8> },
 }
@@ -105,10 +109,18 @@ pub enum Transmit {
 /// What the driver must do with sockets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Listen { local: SocketAddr },
+    Listen {
+        local: SocketAddr,
+    },
     /// Bind to `local` (port 0: any port; a listening port: simultaneous open) and connect.
-    Connect { conn: ConnId, local: SocketAddr, remote: SocketAddr },
-    Close { conn: ConnId },
+    Connect {
+        conn: ConnId,
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+    Close {
+        conn: ConnId,
+    },
 }
 
 /// One end of the selected pair.
@@ -122,8 +134,13 @@ pub struct Endpoint {
 /// The path application data uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Path {
-    Udp { local: SocketAddr, remote: SocketAddr },
-    Tcp { conn: ConnId },
+    Udp {
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+    Tcp {
+        conn: ConnId,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +148,11 @@ pub enum Event {
     /// Local candidates are complete ([`Agent::local_ice_msg`] may be sent).
     GatheringDone,
     /// The nominated pair; application data may flow.
-    Selected { local: Endpoint, remote: Endpoint, path: Path },
+    Selected {
+        local: Endpoint,
+        remote: Endpoint,
+        path: Path,
+    },
     /// No pair worked within [`Timing::fail_timeout`], or every pair failed.
     Failed,
 }
