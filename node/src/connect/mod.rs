@@ -7,3 +7,6 @@ pub mod stun_client;
 pub mod turn;
 pub mod request;
 pub mod mux;
+pub mod framing;
+pub mod ice;
+pub mod ice_msg;
