@@ -2,3 +2,4 @@
 //! TCP and UDP with STUN/TURN, TLS 1.3 with Jami's chain rules, and the multiplexed socket
 //! whose channels carry SIP, git, sync and file transfers. Every part is sans-IO, so the
 //! tokio driver and the simulator run the same code.
+pub mod tls;
