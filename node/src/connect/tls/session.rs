@@ -109,6 +109,7 @@ enum State {
 /// One TLS 1.3 session (see the module doc).
 pub struct TlsSession {
     conn: Connection,
+    verifier: Arc<JamiVerifier>,
     rng: ChaCha20Rng,
     clock: Clock,
     deadline: u64,
@@ -170,7 +171,7 @@ impl TlsSession {
                     .with_protocol_versions(&versions)
                     .map_err(setup)?
                     .dangerous()
-                    .with_custom_certificate_verifier(verifier)
+                    .with_custom_certificate_verifier(verifier.clone())
                     .with_client_cert_resolver(resolver);
                 // No tickets, no SNI: jamid uses neither, and resumption would make
                 // handshakes depend on earlier sessions.
@@ -185,7 +186,7 @@ impl TlsSession {
                 let mut cfg = ServerConfig::builder_with_details(provider, clock.clone())
                     .with_protocol_versions(&versions)
                     .map_err(setup)?
-                    .with_client_cert_verifier(verifier)
+                    .with_client_cert_verifier(verifier.clone())
                     .with_cert_resolver(resolver);
                 cfg.send_tls13_tickets = 0;
                 cfg.session_storage = Arc::new(NoServerSessionStorage {});
@@ -199,6 +200,7 @@ impl TlsSession {
         conn.set_buffer_limit(Some(MAX_BUFFERED_PLAINTEXT));
         Ok(Self {
             conn,
+            verifier,
             rng,
             clock,
             deadline: now.saturating_add(HANDSHAKE_TIMEOUT_MS),
@@ -241,12 +243,12 @@ impl TlsSession {
             Err(e) => return self.fail(e.into()),
         };
         if self.state == State::Handshaking && !self.conn.is_handshaking() {
-            match self.peer_info() {
+            match self.verifier.accepted() {
                 Some(peer) => {
                     self.state = State::Established;
                     self.events.push_back(TlsEvent::HandshakeComplete { peer });
                 }
-                None => return self.fail(TlsError::Protocol("no peer certificate".into())),
+                None => return self.fail(TlsError::Protocol("peer was never verified".into())),
             }
         }
         let pending = io.plaintext_bytes_to_read();
@@ -264,18 +266,6 @@ impl TlsSession {
             self.state = State::Done;
             self.events.push_back(TlsEvent::Closed);
         }
-    }
-
-    /// The peer as its (already verified) certificates say.
-    fn peer_info(&self) -> Option<DeviceInfo> {
-        let certs = self.conn.peer_certificates()?;
-        let device = Certificate::from_der(certs.first()?).ok()?;
-        let account = Certificate::from_der(certs.get(1)?).ok()?;
-        Some(DeviceInfo {
-            account_id: account.short_id(),
-            device_short_id: device.short_id(),
-            device_id: device.long_id(),
-        })
     }
 
     fn fail(&mut self, err: TlsError) {

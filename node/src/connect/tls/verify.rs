@@ -9,7 +9,7 @@
 //! this node refuses, each with its own reason: a self-signed device, a device of another
 //! account, and a device revoked by its account's CRL.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rsa::pkcs8::DecodePublicKey;
 use rsa::signature::Verifier;
@@ -209,11 +209,21 @@ fn verify_tls13(
 #[derive(Debug)]
 pub(crate) struct JamiVerifier {
     check: Arc<dyn PeerCheck>,
+    /// What the check said about the accepted peer (one handshake per session).
+    accepted: Mutex<Option<DeviceInfo>>,
 }
 
 impl JamiVerifier {
     pub(crate) fn new(check: Arc<dyn PeerCheck>) -> Self {
-        Self { check }
+        Self {
+            check,
+            accepted: Mutex::new(None),
+        }
+    }
+
+    /// The peer the check accepted, once it has.
+    pub(crate) fn accepted(&self) -> Option<DeviceInfo> {
+        *self.accepted.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn chain(
@@ -224,10 +234,9 @@ impl JamiVerifier {
         let mut chain = Vec::with_capacity(1 + intermediates.len());
         chain.push(end_entity.clone());
         chain.extend(intermediates.iter().cloned());
-        self.check
-            .check(&chain)
-            .map(|_| ())
-            .map_err(Refusal::into_rustls)
+        let info = self.check.check(&chain).map_err(Refusal::into_rustls)?;
+        *self.accepted.lock().unwrap_or_else(|e| e.into_inner()) = Some(info);
+        Ok(())
     }
 }
 
