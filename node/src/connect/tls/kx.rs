@@ -1,7 +1,9 @@
 //! TLS 1.3 key exchanges whose ephemeral keys come from the session's seeded RNG
 //! (rustls' ring groups draw from ring's `SystemRandom`, which would make the simulator's
-//! handshakes differ run to run). X25519 (x25519-dalek) first, as GnuTLS' SECURE192 with
-//! `+GROUP-X25519` prefers it, then secp384r1 (p384).
+//! handshakes differ run to run). secp384r1 (p384) first, then X25519 (x25519-dalek): the
+//! order of jamid's priority string, where SECURE192 lists SECP384R1 and `+GROUP-X25519`
+//! appends X25519 (two GnuTLS 3.7 peers with it negotiate ECDHE-SECP384R1), so our key
+//! share is the one a GnuTLS server with %SERVER_PRECEDENCE picks (no HelloRetryRequest).
 
 use rustls::crypto::{ActiveKeyExchange, SharedSecret, SupportedKxGroup};
 use rustls::{Error, NamedGroup, PeerMisbehaved};
@@ -17,7 +19,7 @@ pub(crate) struct X25519;
 pub(crate) struct Secp384r1;
 
 /// The groups offered, in preference order.
-pub(crate) static KX_GROUPS: &[&dyn SupportedKxGroup] = &[&X25519, &Secp384r1];
+pub(crate) static KX_GROUPS: &[&dyn SupportedKxGroup] = &[&Secp384r1, &X25519];
 
 fn no_rng() -> Error {
     Error::FailedToGetRandomBytes

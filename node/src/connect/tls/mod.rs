@@ -1,8 +1,8 @@
 //! TLS 1.3 over the ICE stream (PROTOCOLS §6.4) with Jami's certificate rules.
 //!
 //! rustls does the protocol; what is ours: the roles and settings jamid uses (GnuTLS
-//! SECURE192: TLS 1.3, X25519/secp384r1, AES-256-GCM/ChaCha20-Poly1305, RSA-PSS ≥
-//! SHA-384 preferred, mandatory client certificates), the peer check (chain verifies
+//! SECURE192: TLS 1.3, secp384r1 then X25519, AES-256-GCM then ChaCha20-Poly1305,
+//! RSA-PSS SHA-384 preferred, mandatory client certificates), the peer check (chain verifies
 //! device → account → CA, identical to the announced one, not revoked, right account),
 //! and determinism: every random byte rustls asks for, every ephemeral key and every
 //! PSS salt comes from the session's seeded ChaCha, and its clock is the `now` we pass.

@@ -16,11 +16,11 @@ use sha2::{Sha256, Sha384, Sha512};
 use super::rng;
 use crate::crypto::{PrivateKey, Rng06};
 
-/// Schemes we sign with, most preferred first (SECURE192 wants ≥ SHA-384; SHA-256 last
-/// only for peers that offer nothing else).
+/// Schemes we sign with, most preferred first: RSA-PSS-RSAE-SHA384 as GnuTLS 3.7 with
+/// SECURE192 picks, SHA-512, and SHA-256 only for peers that offer nothing else.
 const SIGN_SCHEMES: [SignatureScheme; 3] = [
-    SignatureScheme::RSA_PSS_SHA512,
     SignatureScheme::RSA_PSS_SHA384,
+    SignatureScheme::RSA_PSS_SHA512,
     SignatureScheme::RSA_PSS_SHA256,
 ];
 

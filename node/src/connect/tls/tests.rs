@@ -142,7 +142,7 @@ fn handshake_then_data_both_ways() {
     assert_eq!(se[0], TlsEvent::HandshakeComplete { peer: info(&f.b) });
     assert!(client.is_established() && server.is_established());
     assert_eq!(data(&se), b"early hello");
-    let want = (CipherSuite::TLS13_AES_256_GCM_SHA384, NamedGroup::X25519);
+    let want = (CipherSuite::TLS13_AES_256_GCM_SHA384, NamedGroup::secp384r1);
     assert_eq!(client.negotiated(), Some(want));
     assert_eq!(server.negotiated(), Some(want));
 

@@ -166,13 +166,13 @@ impl PeerCheck for ExpectedPeer {
 
 /// Handshake signature schemes we accept and advertise: RSA-PSS for TLS 1.3
 /// CertificateVerify, PKCS#1 listed for the certificates' own signatures (GnuTLS signs
-/// Jami certificates sha384WithRSAEncryption). SHA-384/512 first (SECURE192).
+/// Jami certificates sha384WithRSAEncryption). SHA-384 first, as GnuTLS' SECURE192.
 const VERIFY_SCHEMES: [SignatureScheme; 6] = [
-    SignatureScheme::RSA_PSS_SHA512,
     SignatureScheme::RSA_PSS_SHA384,
+    SignatureScheme::RSA_PSS_SHA512,
     SignatureScheme::RSA_PSS_SHA256,
-    SignatureScheme::RSA_PKCS1_SHA512,
     SignatureScheme::RSA_PKCS1_SHA384,
+    SignatureScheme::RSA_PKCS1_SHA512,
     SignatureScheme::RSA_PKCS1_SHA256,
 ];
 
