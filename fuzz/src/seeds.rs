@@ -42,6 +42,7 @@ pub fn write_if_asked(target: &str) {
         "crypto_decrypt" => cyphers(),
         "dht_payload" => payloads(),
         "identity" => identity(),
+        "tls_session" => tls(),
         "nameserver" => names(),
         "proxy_json" => proxy_json(),
         "mux_frames" => mux_frames(),
@@ -493,4 +494,28 @@ fn connection_requests() -> Vec<Vec<u8>> {
     )
     .expect("seal");
     vec![req.pack(), answer.pack(), sealed.pack()]
+/// `tls_session` inputs (byte 0: bit 0 = we are the TLS client, byte 1 = chunk size; then
+/// stream bytes): the honest peer's flights of a real handshake, for each role.
+fn tls() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for we_are_client in [true, false] {
+        let mut us = crate::tls_session(we_are_client, false);
+        let mut them = crate::tls_session(!we_are_client, true);
+        let mut from_them = Vec::new();
+        for _ in 0..4 {
+            if let Some(b) = us.poll_stream_write() {
+                them.handle_stream_bytes(crate::TLS_NOW_MS, &b);
+            }
+            if let Some(b) = them.poll_stream_write() {
+                us.handle_stream_bytes(crate::TLS_NOW_MS, &b);
+                from_them.extend(b);
+            }
+        }
+        for chunk in [0u8, 5, 200] {
+            let mut seed = vec![u8::from(we_are_client), chunk];
+            seed.extend(&from_them);
+            out.push(seed);
+        }
+    }
+    out
 }

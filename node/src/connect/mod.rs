@@ -10,3 +10,4 @@ pub mod mux;
 pub mod framing;
 pub mod ice;
 pub mod ice_msg;
+pub mod tls;
