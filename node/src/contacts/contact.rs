@@ -180,7 +180,8 @@ impl ContactList {
         c.confirmed |= confirmed;
         let confirmed = c.confirmed;
         self.dirty = true;
-        self.events.push(ContactEvent::ContactAdded { account, confirmed });
+        self.events
+            .push(ContactEvent::ContactAdded { account, confirmed });
         true
     }
 
@@ -288,7 +289,7 @@ impl ContactList {
                 payload,
                 received: now_s,
             });
-        } else if matches!(outcome, RequestOutcome::Known { .. }) {
+        } else if confirm && matches!(outcome, RequestOutcome::Known { .. }) {
             self.events.push(ContactEvent::Confirmed {
                 from: account,
                 conversation_id: conversation_id.to_string(),
@@ -312,5 +313,270 @@ impl ContactList {
         let removed = self.requests.remove(from).is_some();
         self.dirty |= removed;
         removed
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    const T: i64 = 1_790_000_000;
+
+    fn h(b: u8) -> InfoHash {
+        InfoHash([b; 20])
+    }
+
+    fn request(
+        list: &mut ContactList,
+        now: i64,
+        from: InfoHash,
+        confirm: bool,
+        conv: &str,
+    ) -> RequestOutcome {
+        list.on_trust_request(now, from, b"dev", confirm, conv, b"vcard".to_vec())
+    }
+
+    #[test]
+    fn re_adding_in_the_second_of_a_removal_is_active() {
+        let mut l = ContactList::new();
+        assert!(l.add_contact(T, h(1), false, "c"));
+        assert!(l.remove_contact(T, h(1), false));
+        assert!(
+            !l.contact(&h(1)).unwrap().is_active(),
+            "added == removed: not active"
+        );
+        assert!(l.add_contact(T, h(1), false, "c"));
+        let c = l.contact(&h(1)).unwrap();
+        assert!(c.is_active(), "removed reset to 0");
+        assert_eq!(c.removed, 0);
+        // Breaking the model: without the reset the contact would stay inactive.
+        let broken = Contact {
+            added: T,
+            removed: T,
+            ..c.clone()
+        };
+        assert!(!broken.is_active());
+    }
+
+    #[test]
+    fn add_is_idempotent_and_confirmed_only_turns_on() {
+        let mut l = ContactList::new();
+        assert!(l.add_contact(T, h(1), true, "c"));
+        assert!(
+            !l.add_contact(T + 5, h(1), true, "c"),
+            "same state: no change"
+        );
+        assert!(l.add_contact(T + 5, h(1), false, "c"));
+        assert!(l.contact(&h(1)).unwrap().confirmed, "|= confirmed");
+        let ev = l.drain_events();
+        assert_eq!(ev.len(), 2);
+        assert!(ev.iter().all(|e| *e
+            == ContactEvent::ContactAdded {
+                account: h(1),
+                confirmed: true
+            }));
+    }
+
+    #[test]
+    fn unknown_sender_is_stored_and_shown() {
+        let mut l = ContactList::new();
+        assert_eq!(
+            request(&mut l, T, h(2), false, "conv"),
+            RequestOutcome::Stored
+        );
+        let r = &l.requests()[&h(2)];
+        assert_eq!(
+            (r.received, r.conversation_id.as_str(), r.payload.as_slice()),
+            (T, "conv", &b"vcard"[..])
+        );
+        assert_eq!(r.device.as_deref(), Some(&b"dev"[..]));
+        assert_eq!(
+            l.drain_events(),
+            vec![ContactEvent::IncomingRequest {
+                from: h(2),
+                conversation_id: "conv".into(),
+                payload: b"vcard".to_vec(),
+                received: T
+            }]
+        );
+        assert!(l.dirty);
+    }
+
+    #[test]
+    fn only_an_older_request_replaces_the_stored_one() {
+        let mut l = ContactList::new();
+        request(&mut l, T, h(2), false, "conv");
+        l.on_trust_request(T + 10, h(2), b"dev2", false, "conv", b"newer".to_vec());
+        assert_eq!(l.requests()[&h(2)].payload, b"vcard");
+        l.on_trust_request(T - 10, h(2), b"dev3", false, "conv", b"older".to_vec());
+        let r = &l.requests()[&h(2)];
+        assert_eq!((r.payload.as_slice(), r.received), (&b"older"[..], T - 10));
+    }
+
+    #[test]
+    fn banned_sender_is_dropped() {
+        let mut l = ContactList::new();
+        request(&mut l, T, h(3), false, "conv");
+        assert!(l.remove_contact(T, h(3), true));
+        assert!(l.requests().is_empty(), "ban drops the pending request");
+        l.drain_events();
+        assert_eq!(
+            request(&mut l, T + 1, h(3), false, "conv"),
+            RequestOutcome::Banned
+        );
+        assert!(l.requests().is_empty() && l.drain_events().is_empty());
+        // Removed without ban: requests are kept again.
+        assert!(l.remove_contact(T + 2, h(3), false));
+        assert!(
+            !l.remove_contact(T + 2, h(3), false),
+            "same state twice: no change"
+        );
+        assert_eq!(
+            request(&mut l, T + 3, h(3), false, "conv"),
+            RequestOutcome::Stored
+        );
+        // Re-adding a banned contact un-bans it.
+        l.remove_contact(T + 4, h(3), true);
+        l.add_contact(T + 5, h(3), false, "");
+        assert!(!l.is_banned(&h(3)));
+    }
+
+    #[test]
+    fn known_contact_is_confirmed_and_answered_as_jamid_does() {
+        let mut l = ContactList::new();
+        l.add_contact(T, h(4), false, "");
+        l.drain_events();
+        assert_eq!(
+            request(&mut l, T, h(4), false, "new"),
+            RequestOutcome::Known {
+                confirm_with: Some("new".into())
+            },
+            "no conversation of ours: confirm with theirs"
+        );
+        assert!(l.contact(&h(4)).unwrap().confirmed);
+        assert_eq!(
+            l.drain_events(),
+            vec![ContactEvent::ContactAdded {
+                account: h(4),
+                confirmed: true
+            }]
+        );
+        assert!(l.requests().is_empty(), "nothing to answer for the user");
+        l.add_contact(T, h(5), false, "ours");
+        assert_eq!(
+            request(&mut l, T, h(5), false, "theirs"),
+            RequestOutcome::Known {
+                confirm_with: Some("ours".into())
+            }
+        );
+        assert_eq!(
+            request(&mut l, T, h(5), false, "ours"),
+            RequestOutcome::Known { confirm_with: None }
+        );
+        assert_eq!(
+            request(&mut l, T, h(5), true, "ours"),
+            RequestOutcome::Known { confirm_with: None }
+        );
+    }
+
+    #[test]
+    fn confirmation_from_a_contact_confirms_it() {
+        let mut l = ContactList::new();
+        l.add_contact(T, h(6), false, "conv");
+        l.drain_events();
+        assert!(matches!(
+            request(&mut l, T, h(6), true, "conv"),
+            RequestOutcome::Known { .. }
+        ));
+        assert!(l.contact(&h(6)).unwrap().confirmed);
+        assert_eq!(
+            l.drain_events(),
+            vec![
+                ContactEvent::ContactAdded {
+                    account: h(6),
+                    confirmed: true
+                },
+                ContactEvent::Confirmed {
+                    from: h(6),
+                    conversation_id: "conv".into()
+                }
+            ]
+        );
+        // From a stranger, a confirmation is kept as a request but not shown (jamid).
+        assert_eq!(request(&mut l, T, h(7), true, "x"), RequestOutcome::Stored);
+        assert!(l.requests().contains_key(&h(7)));
+        assert!(l.drain_events().is_empty());
+    }
+
+    #[test]
+    fn accept_and_discard() {
+        let mut l = ContactList::new();
+        request(&mut l, T, h(8), false, "conv8");
+        request(&mut l, T, h(9), false, "conv9");
+        assert_eq!(l.accept_request(T + 1, &h(8)).as_deref(), Some("conv8"));
+        let c = l.contact(&h(8)).unwrap();
+        assert!(c.confirmed && c.is_active() && c.conversation_id == "conv8");
+        assert_eq!(l.accept_request(T + 1, &h(8)), None, "request consumed");
+        assert!(l.discard_request(&h(9)));
+        assert!(!l.discard_request(&h(9)));
+        assert!(l.contact(&h(9)).is_none(), "declining adds no contact");
+    }
+
+    #[test]
+    fn requests_are_bounded() {
+        let mut l = ContactList::new();
+        for i in 0..MAX_INCOMING_REQUESTS {
+            let mut id = [0u8; 20];
+            id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            assert_eq!(
+                request(&mut l, T, InfoHash(id), false, ""),
+                RequestOutcome::Stored
+            );
+        }
+        l.drain_events();
+        assert_eq!(request(&mut l, T, h(0xff), false, ""), RequestOutcome::Full);
+        assert!(l.drain_events().is_empty());
+        assert_eq!(l.requests().len(), MAX_INCOMING_REQUESTS);
+        // A listed sender still updates.
+        let first = *l.requests().keys().next().unwrap();
+        assert_eq!(
+            request(&mut l, T - 1, first, false, ""),
+            RequestOutcome::Stored
+        );
+    }
+
+    #[test]
+    fn details_are_jamids_get_contacts_maps() {
+        let mut l = ContactList::new();
+        l.add_contact(T, h(1), true, "c1");
+        l.add_contact(T, h(2), false, "");
+        l.remove_contact(T + 1, h(2), true);
+        l.add_contact(T, h(3), false, "");
+        l.remove_contact(T + 1, h(3), false);
+        let d = l.details();
+        assert_eq!(d.len(), 2, "removed (not banned) contacts are not listed");
+        let m = |kv: &[(&str, String)]| {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert_eq!(
+            d[0],
+            m(&[
+                ("id", h(1).to_string()),
+                ("added", T.to_string()),
+                ("conversationId", "c1".into()),
+                ("confirmed", "true".into())
+            ])
+        );
+        assert_eq!(
+            d[1],
+            m(&[
+                ("id", h(2).to_string()),
+                ("added", T.to_string()),
+                ("conversationId", String::new()),
+                ("banned", "true".into())
+            ])
+        );
     }
 }

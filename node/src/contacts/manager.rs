@@ -100,7 +100,9 @@ pub enum TrustEvent {
         devices: usize,
     },
     /// An inbox value was refused.
-    Refused { reason: Refusal },
+    Refused {
+        reason: Refusal,
+    },
 }
 
 /// Counters of the inbox and the sends.
@@ -153,7 +155,10 @@ enum Op {
         done: bool,
     },
     /// Certificate of an incoming request's sender.
-    SenderCert { pending: Box<Pending>, done: bool },
+    SenderCert {
+        pending: Box<Pending>,
+        done: bool,
+    },
     Put,
 }
 
@@ -365,7 +370,14 @@ impl ContactManager {
                     } else {
                         let op = dht.get(now, dev);
                         let claim = Box::new(claim);
-                        self.ops.insert(op, Op::DeviceCert { send: id, claim, done: false });
+                        self.ops.insert(
+                            op,
+                            Op::DeviceCert {
+                                send: id,
+                                claim,
+                                done: false,
+                            },
+                        );
                     }
                 }
                 _ => {}
@@ -536,7 +548,13 @@ impl ContactManager {
         self.pending += 1;
         let op = dht.get(now, dev);
         let pending = Box::new(pending);
-        self.ops.insert(op, Op::SenderCert { pending, done: false });
+        self.ops.insert(
+            op,
+            Op::SenderCert {
+                pending,
+                done: false,
+            },
+        );
     }
 
     /// Remember a (device, value id) pair; false when already seen.

@@ -97,7 +97,9 @@ fn time(file: &'static str, n: Option<&Node<'_>>, field: &str) -> Result<i64> {
     match n {
         None => Ok(0),
         Some(n) => match n.kind {
-            Kind::Uint(u) => i64::try_from(u).map_err(|_| shape(file, format!("{field} overflows"))),
+            Kind::Uint(u) => {
+                i64::try_from(u).map_err(|_| shape(file, format!("{field} overflows")))
+            }
             Kind::Int(i) => Ok(i),
             _ => Err(shape(file, format!("{field} is not an integer"))),
         },
@@ -154,8 +156,9 @@ pub fn decode_requests(bytes: &[u8]) -> Result<BTreeMap<InfoHash, IncomingReques
         };
         let payload = match v.get("payload") {
             None => Vec::new(),
-            Some(p) => crate::dht::value::unpack_blob(p)
-                .ok_or_else(|| shape(F, "payload is not a bin"))?,
+            Some(p) => {
+                crate::dht::value::unpack_blob(p).ok_or_else(|| shape(F, "payload is not a bin"))?
+            }
         };
         out.insert(
             id,
@@ -200,4 +203,140 @@ pub fn save(dir: &Path, list: &mut ContactList) -> Result<()> {
     std::fs::write(dir.join(REQUESTS_FILE), encode_requests(list.requests()))?;
     list.dirty = false;
     Ok(())
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> ContactList {
+        let mut l = ContactList::new();
+        l.add_contact(1_795_541_618, InfoHash([1; 20]), true, "conv");
+        l.remove_contact(1_795_541_700, InfoHash([2; 20]), true);
+        l.on_trust_request(
+            1_795_541_618,
+            InfoHash([3; 20]),
+            b"spki",
+            false,
+            "c3",
+            b"BEGIN:VCARD".to_vec(),
+        );
+        l
+    }
+
+    #[test]
+    fn contacts_file_is_msgpack_c_bytes() {
+        let mut one = BTreeMap::new();
+        one.insert(
+            InfoHash([0xab; 20]),
+            Contact {
+                added: 1_795_541_618,
+                removed: 0,
+                confirmed: true,
+                banned: false,
+                conversation_id: "c".into(),
+            },
+        );
+        let mut want = vec![0x81, 0xc4, 20];
+        want.extend([0xab; 20]);
+        want.push(0x85);
+        want.extend(b"\xa5added\xce");
+        want.extend(1_795_541_618u32.to_be_bytes());
+        want.extend(b"\xa7removed\x00\xa9confirmed\xc3\xa6banned\xc2\xaeconversationId\xa1c");
+        assert_eq!(encode_contacts(&one), want);
+        assert_eq!(decode_contacts(&want).unwrap(), one);
+    }
+
+    #[test]
+    fn requests_file_packs_device_as_bin_or_nil() {
+        let l = sample();
+        let bytes = encode_requests(l.requests());
+        assert_eq!(decode_requests(&bytes).unwrap(), *l.requests());
+        let mut none = l.requests().clone();
+        none.values_mut().for_each(|r| r.device = None);
+        let bytes = encode_requests(&none);
+        assert!(
+            bytes.windows(7).any(|w| w == b"device\xc0"),
+            "null key packs as nil"
+        );
+        assert_eq!(decode_requests(&bytes).unwrap(), none);
+    }
+
+    #[test]
+    fn save_then_load_gives_the_same_lists() {
+        let dir = std::env::temp_dir().join(format!("jamisim-contacts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut l = sample();
+        assert!(l.dirty);
+        save(&dir, &mut l).unwrap();
+        assert!(!l.dirty);
+        let back = load(&dir).unwrap();
+        assert_eq!(
+            (back.contacts(), back.requests()),
+            (l.contacts(), l.requests())
+        );
+        assert!(
+            load(&dir.join("absent")).unwrap().contacts().is_empty(),
+            "no files: empty lists"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_fields_default_and_wrong_types_fail() {
+        // {bin20: {}} → a default contact, as msgpack-c's convert leaves absent fields.
+        let mut b = vec![0x81, 0xc4, 20];
+        b.extend([7; 20]);
+        b.push(0x80);
+        assert_eq!(
+            decode_contacts(&b).unwrap()[&InfoHash([7; 20])],
+            Contact::default()
+        );
+        let bad_key = [0x81, 0xc4, 19]
+            .iter()
+            .copied()
+            .chain([7; 19])
+            .chain([0x80])
+            .collect::<Vec<_>>();
+        assert!(matches!(
+            decode_contacts(&bad_key),
+            Err(StoreError::Shape { .. })
+        ));
+        let mut bad_flag = b[..b.len() - 1].to_vec();
+        bad_flag.extend(b"\x81\xa9confirmed\x01");
+        assert!(matches!(
+            decode_contacts(&bad_flag),
+            Err(StoreError::Shape { .. })
+        ));
+        assert!(decode_contacts(&[0x90]).is_err());
+        assert!(decode_requests(&[0xc1]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+            let _ = decode_contacts(&bytes);
+            let _ = decode_requests(&bytes);
+        }
+
+        #[test]
+        fn mutated_files_never_panic(i in 0usize..400, b in any::<u8>()) {
+            let l = sample();
+            for mut f in [encode_contacts(l.contacts()), encode_requests(l.requests())] {
+                let n = f.len();
+                f[i % n] = b;
+                let _ = decode_contacts(&f);
+                let _ = decode_requests(&f);
+            }
+        }
+
+        #[test]
+        fn contacts_round_trip(entries in proptest::collection::btree_map(any::<[u8; 20]>(), (any::<i64>(), any::<i64>(), any::<bool>(), any::<bool>(), ".{0,8}"), 0..6)) {
+            let contacts: BTreeMap<InfoHash, Contact> = entries.into_iter().map(|(k, (a, r, c, b, conv))| {
+                (InfoHash(k), Contact { added: a, removed: r, confirmed: c, banned: b, conversation_id: conv })
+            }).collect();
+            prop_assert_eq!(decode_contacts(&encode_contacts(&contacts)).unwrap(), contacts);
+        }
+    }
 }
