@@ -3,6 +3,7 @@
 //! take time and randomness as inputs and never touch a socket.
 
 pub mod connect;
+pub mod contacts;
 pub mod crypto;
 pub mod device;
 pub mod dht;
