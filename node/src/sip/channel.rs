@@ -238,21 +238,33 @@ impl SipChannel {
     }
 
     fn dropped(&mut self, e: StreamError) {
-        let reason = format!("sip channel to {}: dropped a message: {e}", self.cfg.peer_account);
-        tracing::warn!("{reason}");
-        self.stats.dropped += 1;
-        self.events.push_back(SipEvent::Dropped { reason });
+        self.drop_message(&e.to_string());
     }
 
     fn handle_message(&mut self, _now: u64, m: SipMessage) {
+        // pjsip's basic header check: without these a message is logged and dropped,
+        // requests unanswered (`sip_transport.c`, PJSIP_EMISSINGHDR).
+        let call_id_ok = m.header("Call-ID").is_some_and(|c| !c.is_empty());
+        let (Some(top), Some(cseq), Some(from), Some(_), true) = (
+            m.values("Via").first().copied(),
+            m.header("CSeq").and_then(parse_cseq),
+            m.header("From"),
+            m.header("To"),
+            call_id_ok,
+        ) else {
+            return self.drop_message("missing or malformed Via, From, To, Call-ID or CSeq");
+        };
         match &m.start {
             StartLine::Status { code, .. } => {
                 let code = *code;
-                let branch = m.values("Via").first().and_then(|v| param(v, "branch")).map(str::to_owned);
-                let Some(p) = branch.and_then(|b| (code >= 200).then(|| self.pending.remove(&b))?) else {
-                    if code >= 200 {
-                        self.stats.stray_responses += 1;
-                    }
+                if code < 200 {
+                    return;
+                }
+                let pending = param(top, "branch")
+                    .filter(|_| cseq.1.eq_ignore_ascii_case("MESSAGE"))
+                    .and_then(|b| self.pending.remove(b));
+                let Some(p) = pending else {
+                    self.stats.stray_responses += 1;
                     return;
                 };
                 if (200..300).contains(&code) {
@@ -267,43 +279,73 @@ impl SipChannel {
                 }
             }
             StartLine::Request { method, .. } => {
-                let method = method.clone();
-                if method.eq_ignore_ascii_case("ACK") {
-                    return;
+                let method = method.to_ascii_uppercase();
+                if !method.eq_ignore_ascii_case(&cseq.1) {
+                    return self.drop_message("CSeq method differs from the request method");
                 }
-                if !method.eq_ignore_ascii_case("MESSAGE") {
-                    return self.respond(&m, 405, "Method Not Allowed");
+                let from = uri_user(from).map(str::to_owned);
+                match method.as_str() {
+                    "ACK" => {}
+                    "MESSAGE" => self.handle_request_message(m, from),
+                    // jamid's SIPVoIPLink: 405 for the other methods pjsip knows (calls
+                    // are not handled here, so INVITE too); 200 for OPTIONS and for
+                    // methods pjsip does not know (NOTIFY, INFO, ...).
+                    "INVITE" | "CANCEL" | "BYE" | "REGISTER" => {
+                        self.respond(&m, 405, "Method Not Allowed")
+                    }
+                    _ => self.respond(&m, 200, "OK"),
                 }
-                self.handle_request_message(m)
             }
         }
     }
 
-    fn handle_request_message(&mut self, m: SipMessage) {
-        let from = m.header("From").and_then(uri_user).map(str::to_owned);
-        let cseq_ok = m.header("CSeq").is_some_and(|c| {
-            let mut it = c.split_whitespace();
-            matches!((it.next().map(|n| n.parse::<u32>()), it.next(), it.next()),
-                (Some(Ok(_)), Some(meth), None) if meth.eq_ignore_ascii_case("MESSAGE"))
-        });
-        let Some(from) = from.filter(|_| cseq_ok && m.header("Call-ID").is_some()) else {
-            return self.respond(&m, 400, "Bad Request");
+    fn drop_message(&mut self, why: &str) {
+        let reason = format!("sip channel to {}: dropped a message: {why}", self.cfg.peer_account);
+        tracing::warn!("{reason}");
+        self.stats.dropped += 1;
+        self.events.push_back(SipEvent::Dropped { reason });
+    }
+
+    /// A MESSAGE: `200 OK` at once (RFC 3428 §7, as jamid), then its payloads.
+    fn handle_request_message(&mut self, m: SipMessage, from: Option<String>) {
+        let ct = m.header("Content-Type").map(str::to_owned);
+        let mime = match ct.as_deref().map(content_type) {
+            // A Content-Type pjsip cannot parse is a syntax error: dropped unanswered.
+            Some(None) => return self.drop_message("unparseable Content-Type"),
+            Some(Some(mime)) => Some(mime),
+            None => None,
         };
-        let Some(ct) = m.header("Content-Type").map(str::trim) else {
-            return self.respond(&m, 400, "Bad Request");
-        };
-        let Some(mime) = content_type(ct) else {
-            return self.respond(&m, 400, "Bad Request");
-        };
-        if mime.to_ascii_lowercase().starts_with("multipart/") {
-            // jamid never sends multipart (JamiAccount refuses it); we accept one part.
-            return self.respond(&m, 415, "Unsupported Media Type");
-        }
-        if std::str::from_utf8(&m.body).is_err() {
-            // jamid drops non-UTF-8 payloads (SIPAccountBase::onTextMessage).
-            return self.respond(&m, 400, "Bad Request");
-        }
         self.respond(&m, 200, "OK");
+        let Some(mime) = mime else {
+            // pjsip builds no body without a Content-Type; jamid sees no payload.
+            return self.drop_message("MESSAGE without Content-Type");
+        };
+        let Some(from) = from else {
+            return self.drop_message("MESSAGE whose From has no user part");
+        };
+        // jamid's payload map: one body per MIME type, the first one wins.
+        let mut payloads: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        if mime.to_ascii_lowercase().starts_with("multipart/") {
+            let parts = match super::multipart::split(&mime, &m.body) {
+                Ok(p) => p,
+                Err(e) => return self.drop_message(&format!("bad multipart body: {e}")),
+            };
+            for p in parts {
+                let Some(t) = p.content_type.as_deref().and_then(content_type) else {
+                    return self.drop_message("multipart part without a valid Content-Type");
+                };
+                payloads.entry(t).or_insert(p.body);
+            }
+        } else {
+            payloads.insert(mime, m.body.clone());
+        }
+        if payloads.is_empty() {
+            return self.drop_message("MESSAGE without payload");
+        }
+        if payloads.values().any(|b| std::str::from_utf8(b).is_err()) {
+            // SIPAccountBase::onTextMessage drops the whole message.
+            return self.drop_message("payload is not UTF-8");
+        }
         let message_id = m
             .header("Message-ID")
             .or_else(|| m.header("imdn.Message-ID"))
@@ -314,12 +356,14 @@ impl SipChannel {
             return;
         }
         self.stats.received += 1;
-        self.events.push_back(SipEvent::Received(ReceivedMessage {
-            from,
-            message_id,
-            mime,
-            body: m.body,
-        }));
+        for (mime, body) in payloads {
+            self.events.push_back(SipEvent::Received(ReceivedMessage {
+                from: from.clone(),
+                message_id: message_id.clone(),
+                mime,
+                body,
+            }));
+        }
     }
 
     /// Remember a Message-ID; false if it was already seen.
@@ -336,9 +380,10 @@ impl SipChannel {
         true
     }
 
-    /// pjsip's stateless response (`pjsip_endpt_create_response`): Vias, Call-ID, From,
-    /// To (tagged with the top Via's branch when untagged), CSeq. A request without
-    /// them cannot be answered and is only counted.
+    /// pjsip's stateless response (`pjsip_endpt_create_response`): the Vias (the top one
+    /// with `received` and `rport` filled in, as pjsip's transport layer does on
+    /// receipt), Call-ID, From, To (tagged with the top Via's branch when untagged),
+    /// CSeq. Only called for requests that passed the mandatory header check.
     fn respond(&mut self, req: &SipMessage, code: u16, reason: &str) {
         if code >= 300 {
             self.stats.refused += 1;
@@ -351,14 +396,12 @@ impl SipChannel {
             req.header("To"),
             req.header("CSeq"),
         ) else {
-            let reason = format!("sip channel to {}: unanswerable request dropped", self.cfg.peer_account);
-            tracing::warn!("{reason}");
-            self.stats.dropped += 1;
-            self.events.push_back(SipEvent::Dropped { reason });
             return;
         };
         let mut r = SipMessage::response(code, reason);
-        for v in &vias {
+        let (ip, port) = split_host_port(&self.cfg.remote_addr);
+        r.push("Via", received_via(top, ip, port));
+        for v in &vias[1..] {
             r.push("Via", *v);
         }
         let to = match (param(to, "tag"), param(top, "branch")) {
@@ -453,6 +496,68 @@ pub fn ctime(unix_seconds: u64) -> String {
         secs % 60,
         year
     )
+}
+
+/// A CSeq value: sequence number and method.
+fn parse_cseq(v: &str) -> Option<(u32, String)> {
+    let mut it = v.split_whitespace();
+    let (n, m, None) = (it.next()?.parse().ok()?, it.next()?, it.next()) else {
+        return None;
+    };
+    Some((n, m.to_owned()))
+}
+
+/// `ip:port` or `[v6]:port` → (ip, port).
+fn split_host_port(addr: &str) -> (&str, Option<u16>) {
+    match addr.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && (h.starts_with('[') || !h.contains(':')) => {
+            (h.trim_start_matches('[').trim_end_matches(']'), p.parse().ok())
+        }
+        _ => (addr, None),
+    }
+}
+
+/// A Via as pjsip prints it after receipt: `received=<source ip>`, `rport=<source
+/// port>` when `rport` came without a value, parameters in pjsip's order (ttl, rport,
+/// maddr, received, branch, then the others).
+pub fn received_via(via: &str, src_ip: &str, src_port: Option<u16>) -> String {
+    let mut parts = via.split(';');
+    let sent = parts.next().unwrap_or_default().trim();
+    let (mut ttl, mut rport, mut maddr, mut branch) = (None, None, None, None);
+    let mut others = Vec::new();
+    for p in parts.map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = p.split_once('=').map_or((p, None), |(k, v)| (k.trim(), Some(v.trim())));
+        match k.to_ascii_lowercase().as_str() {
+            "ttl" => ttl = v,
+            "rport" => rport = Some(v),
+            "maddr" => maddr = v,
+            "received" => {}
+            "branch" => branch = v,
+            _ => others.push(p),
+        }
+    }
+    let mut out = sent.to_owned();
+    if let Some(t) = ttl {
+        out.push_str(&format!(";ttl={t}"));
+    }
+    match (rport, src_port) {
+        (Some(Some(v)), _) if !v.is_empty() => out.push_str(&format!(";rport={v}")),
+        (Some(_), Some(port)) => out.push_str(&format!(";rport={port}")),
+        (Some(_), None) => out.push_str(";rport"),
+        (None, _) => {}
+    }
+    if let Some(m) = maddr {
+        out.push_str(&format!(";maddr={m}"));
+    }
+    out.push_str(&format!(";received={src_ip}"));
+    if let Some(b) = branch {
+        out.push_str(&format!(";branch={b}"));
+    }
+    for o in others {
+        out.push(';');
+        out.push_str(o);
+    }
+    out
 }
 
 /// Whether a header value list holds `item` (case-insensitive), e.g. `Allow`.

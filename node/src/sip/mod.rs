@@ -5,6 +5,7 @@
 pub mod channel;
 pub mod fallback;
 pub mod message;
+pub mod multipart;
 pub mod stream;
 
 #[cfg(test)]
