@@ -159,6 +159,11 @@ impl DhtFallback {
         self.inbox
     }
 
+    /// The listens waiting for `token`'s receipt (one per device written to).
+    pub fn receipt_listens(&self, token: u64) -> &[OpId] {
+        self.sends.get(&token).map_or(&[], |s| &s.listens)
+    }
+
     /// Send `body` as `mime` under `token` to each of `devices` (short ids).
     #[allow(clippy::too_many_arguments)]
     pub fn send<D: ImDht + ?Sized>(
