@@ -12,3 +12,4 @@ pub mod identity;
 pub mod nameserver;
 pub mod net;
 pub mod presence;
+pub mod sip;
