@@ -40,6 +40,8 @@ pub struct Sabotage {
     pub bandwidth_error: f64,
     /// Jitter is drawn from a generator seeded by the wall clock.
     pub unseeded_jitter: bool,
+    /// Host TCP ignores a SYN received in SYN-SENT (no simultaneous open).
+    pub tcp_no_simultaneous_open: bool,
 }
 
 /// How a run is set up.
