@@ -29,7 +29,7 @@ pub mod trace;
 pub use stun;
 pub use app::{App, AppId, Ctx, NetError, TcpEvent};
 pub use link::{LinkParams, LinkSpec, Loss};
-pub use nat::{Behaviour, NatConfig, NatType};
+pub use nat::{Behaviour, NatConfig, NatType, UnsolicitedSyn};
 pub use node::{GatewayKind, HostOpts, NodeKind};
 pub use sim::{
     Clog, ConnId, LinkId, ListenerId, NodeId, Partition, Sabotage, Sim, SimConfig, SockId,

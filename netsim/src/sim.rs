@@ -96,6 +96,11 @@ pub(crate) enum Event {
         node: NodeId,
         incarnation: u32,
     },
+    /// A NAT held an unsolicited SYN (RFC 5382 REQ-4); now it decides.
+    SynHold {
+        node: NodeId,
+        pkt: Packet,
+    },
     /// A packet a host sent to one of its own addresses.
     Loopback {
         node: NodeId,
@@ -680,6 +685,7 @@ impl Core {
                     self.deliver(node, pkt);
                 }
             }
+            Event::SynHold { node, pkt } => self.nat_syn_hold_over(node, pkt),
             Event::TunnelKeepalive { node, incarnation } => {
                 if self.host_incarnation(node) == Some(incarnation) {
                     self.tunnel_keepalive(node);
