@@ -9,9 +9,10 @@ use anyhow::{anyhow, bail, Result};
 use netsim::apps::discovery::NatDiscovery;
 use netsim::apps::probe::{Multicast, TcpProbe, UdpProbe};
 use netsim::apps::punch::PunchPeer;
+use netsim::apps::tcp_punch::TcpPunchPeer;
 use netsim::apps::traffic::Sink;
 use netsim::link::parse_rate;
-use netsim::oracle::{self, PathKind};
+use netsim::oracle::{self, PathKind, TcpPath};
 use netsim::{NodeKind, SimTime};
 use reports::{Cell, CheckResult, Series, SeriesKind, Table};
 use std::time::Duration;
@@ -25,6 +26,7 @@ pub const CHECK_KINDS: &[&str] = &[
     "tcp_echo",
     "tcp_refused",
     "tcp_path",
+    "tcp_punch",
     "peer_address",
     "never_sees",
     "multicast",
@@ -77,6 +79,7 @@ fn eval(w: &World, c: &CheckSpec, out: &mut Outcome) -> Result<()> {
     match c.what.as_str() {
         "nat_type" => nat_type(w, &p, out),
         "path" => path(w, &p, out),
+        "tcp_punch" => tcp_punch(w, &p, out),
         "udp_echo" | "udp_blocked" => {
             p.only(&["host"])?;
             let host = p.str("host")?;
@@ -546,6 +549,50 @@ fn path(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
         );
     }
     out.summary.push(achieved.to_string());
+    Ok(())
+}
+
+/// `tcp_punch`: the best direct TCP path two `tcp-punch` peers found is the one the
+/// oracle predicts (or `expect`: host, srflx, so, none).
+fn tcp_punch(w: &World, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
+    p.only(&["between", "expect"])?;
+    let between = p.strs("between")?;
+    let [a, b] = between[..] else {
+        bail!("`between` must name two hosts")
+    };
+    let (pa, ra) = w.actor_state::<TcpPunchPeer>(a, "tcp-punch")?;
+    let (pb, rb) = w.actor_state::<TcpPunchPeer>(b, "tcp-punch")?;
+    let predicted = oracle::tcp_path(&w.sim, pa.node, pb.node);
+    let expect = match p.opt_str("expect")?.unwrap_or("oracle") {
+        "oracle" => predicted,
+        x => x.parse::<TcpPath>().map_err(|e| anyhow!("`expect`: {e}"))?,
+    };
+    let achieved = ra.achieved().min(rb.achieved());
+    let side = |r: &TcpPunchPeer| {
+        let ok: Vec<String> = r.succeeded.keys().map(|k| k.to_string()).collect();
+        let failed: Vec<String> = r
+            .failed
+            .iter()
+            .map(|(k, to, why)| format!("{k} to {to}: {why}"))
+            .collect();
+        format!(
+            "ok [{}], failed [{}], local {:?}",
+            ok.join(","),
+            failed.join("; "),
+            r.local.as_ref().map(|l| (l.srflx, l.so))
+        )
+    };
+    out.push(
+        "tcp_punch",
+        format!("best direct TCP path {a} <-> {b} is {expect}"),
+        achieved == expect,
+        format!(
+            "achieved {achieved}; {a}: {}; {b}: {}; oracle: {predicted}",
+            side(ra),
+            side(rb)
+        ),
+    );
+    out.summary.push(format!("tcp {achieved}"));
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use netsim::apps::echo::Echo;
 use netsim::apps::probe::{Multicast, TcpProbe, UdpProbe};
 use netsim::apps::punch::{PunchConfig, PunchPeer, Rendezvous};
 use netsim::apps::stun_server::StunServer;
+use netsim::apps::tcp_punch::{TcpPunchConfig, TcpPunchPeer};
 use netsim::apps::traffic::{RateSender, Sink};
 use netsim::apps::turn::{TurnConfig, TurnServer};
 use netsim::link::parse_rate;
@@ -57,6 +58,7 @@ pub const ACTOR_KINDS: &[&str] = &[
     "sink",
     "nat-discovery",
     "punch",
+    "tcp-punch",
     "udp-sender",
     "udp-probe",
     "tcp-probe",
@@ -126,6 +128,11 @@ impl World {
                 if let Some(l) = &n.udp_lifetime {
                     cfg.udp_lifetime = netsim::parse_duration(l)
                         .map_err(|e| anyhow!("nat `{name}` udp_lifetime: {e}"))?;
+                }
+                if let Some(p) = &n.unsolicited_syn {
+                    cfg.unsolicited_syn = p
+                        .parse()
+                        .map_err(|e: String| anyhow!("nat `{name}`: {e}"))?;
                 }
                 let (up, down) = link_params(&n.link, "internet")
                     .with_context(|| format!("nat `{name}` link"))?;
@@ -430,6 +437,17 @@ impl World {
                 };
                 self.sim
                     .add_app(node, move || Box::new(PunchPeer::new(cfg.clone())))
+            }
+            "tcp-punch" => {
+                p.only(&["pair", "rendezvous", "stun", "so_stagger"])?;
+                let cfg = TcpPunchConfig {
+                    pair: p.str("pair")?.to_string(),
+                    rendezvous: self.sock(p.str("rendezvous")?, 7000)?,
+                    stun: self.sock(p.str("stun")?, 3478)?,
+                    so_stagger: p.duration("so_stagger", "500ms")?,
+                };
+                self.sim
+                    .add_app(node, move || Box::new(TcpPunchPeer::new(cfg.clone())))
             }
             "udp-sender" => {
                 p.only(&["to", "port", "rate", "size", "start", "duration"])?;
