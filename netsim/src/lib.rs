@@ -27,8 +27,6 @@ pub mod tcp;
 pub mod time;
 pub mod trace;
 
-/// The STUN/TURN codec lives in its own crate so the node's ICE agent can use it too.
-pub use stun;
 pub use app::{App, AppId, Ctx, NetError, TcpEvent};
 pub use link::{LinkParams, LinkSpec, Loss};
 pub use nat::{Behaviour, NatConfig, NatType, UnsolicitedSyn};
@@ -36,4 +34,6 @@ pub use node::{GatewayKind, HostOpts, NodeKind};
 pub use sim::{
     Clog, ConnId, LinkId, ListenerId, NodeId, Partition, Sabotage, Sim, SimConfig, SockId,
 };
+/// The STUN/TURN codec lives in its own crate so the node's ICE agent can use it too.
+pub use stun;
 pub use time::{parse_duration, HostClock, SimTime};

@@ -426,7 +426,10 @@ impl NatTable {
                     tcp: BTreeMap::new(),
                 });
             let life = self.lifetime(&self.pinholes[&(proto, internal)]);
-            let m = self.pinholes.get_mut(&(proto, internal)).expect("just added");
+            let m = self
+                .pinholes
+                .get_mut(&(proto, internal))
+                .expect("just added");
             if now.since(m.last_used) > life {
                 m.sent_to.clear();
                 m.tcp.clear();
@@ -738,7 +741,10 @@ mod tests {
         let inside = sa("192.168.0.2:5000");
         let peer = sa("1.1.1.1:80");
         let fresh = |rng: &mut ChaCha8Rng| {
-            let mut n = table(Behaviour::EndpointIndependent, Behaviour::AddressAndPortDependent);
+            let mut n = table(
+                Behaviour::EndpointIndependent,
+                Behaviour::AddressAndPortDependent,
+            );
             let (p, _) = n
                 .outbound(SimTime::ZERO, Proto::Tcp, inside, peer, rng)
                 .unwrap();
@@ -765,7 +771,10 @@ mod tests {
         let (mut n, p) = fresh(&mut rng);
         n.note_tcp(p, peer, SYN | ACK, Dir::In);
         n.note_tcp(p, peer, FIN | ACK, Dir::Out);
-        assert!(n.mappings().next().unwrap().tcp_established(), "half closed");
+        assert!(
+            n.mappings().next().unwrap().tcp_established(),
+            "half closed"
+        );
         n.note_tcp(p, peer, FIN | ACK, Dir::In);
         assert!(!n.mappings().next().unwrap().tcp_established());
         assert_eq!(
@@ -794,10 +803,18 @@ mod tests {
         let inside = sa("192.168.0.2:5000");
         let mut n = table(Behaviour::AddressDependent, Behaviour::AddressDependent);
         let t0 = SimTime::ZERO;
-        let (p1, _) = n.outbound(t0, Proto::Tcp, inside, sa("1.1.1.1:1"), &mut rng).unwrap();
-        let (p2, _) = n.outbound(t0, Proto::Tcp, inside, sa("1.1.1.1:2"), &mut rng).unwrap();
-        let (p3, _) = n.outbound(t0, Proto::Tcp, inside, sa("2.2.2.2:1"), &mut rng).unwrap();
-        let (u1, _) = n.outbound(t0, Proto::Udp, inside, sa("1.1.1.1:1"), &mut rng).unwrap();
+        let (p1, _) = n
+            .outbound(t0, Proto::Tcp, inside, sa("1.1.1.1:1"), &mut rng)
+            .unwrap();
+        let (p2, _) = n
+            .outbound(t0, Proto::Tcp, inside, sa("1.1.1.1:2"), &mut rng)
+            .unwrap();
+        let (p3, _) = n
+            .outbound(t0, Proto::Tcp, inside, sa("2.2.2.2:1"), &mut rng)
+            .unwrap();
+        let (u1, _) = n
+            .outbound(t0, Proto::Udp, inside, sa("1.1.1.1:1"), &mut rng)
+            .unwrap();
         assert_eq!((p1, p1 == p2, p1 == p3, u1), (5000, true, false, 5000));
         assert!(n.inbound(t0, Proto::Tcp, p1, sa("1.1.1.1:9")).is_ok());
         assert_eq!(
@@ -808,7 +825,11 @@ mod tests {
 
     #[test]
     fn unsolicited_syn_policies_parse() {
-        for p in [UnsolicitedSyn::Drop, UnsolicitedSyn::Rst, UnsolicitedSyn::Refuse] {
+        for p in [
+            UnsolicitedSyn::Drop,
+            UnsolicitedSyn::Rst,
+            UnsolicitedSyn::Refuse,
+        ] {
             assert_eq!(p.to_string().parse::<UnsolicitedSyn>(), Ok(p));
         }
         assert!("icmp".parse::<UnsolicitedSyn>().is_err());

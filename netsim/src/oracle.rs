@@ -385,11 +385,23 @@ mod tests {
         assert!(tcp_passive_srflx(&chain("eim-eif")));
         assert!(!tcp_passive_srflx(&chain("eim-adf")));
         assert!(!tcp_passive_srflx(&chain("adm-eif")));
-        assert!(!tcp_passive_srflx(&[]), "a public host has no srflx candidate");
-        assert!(!tcp_passive_srflx(&[hop("eim-eif", true), hop("eim-apdf", true)]));
+        assert!(
+            !tcp_passive_srflx(&[]),
+            "a public host has no srflx candidate"
+        );
+        assert!(!tcp_passive_srflx(&[
+            hop("eim-eif", true),
+            hop("eim-apdf", true)
+        ]));
         assert!(tcp_simultaneous_open(&chain("eim-apdf"), &chain("eim-adf")));
-        assert!(!tcp_simultaneous_open(&chain("eim-apdf"), &chain("adm-eif")));
-        assert!(!tcp_simultaneous_open(&chain("apdm-apdf"), &chain("apdm-apdf")));
+        assert!(!tcp_simultaneous_open(
+            &chain("eim-apdf"),
+            &chain("adm-eif")
+        ));
+        assert!(!tcp_simultaneous_open(
+            &chain("apdm-apdf"),
+            &chain("apdm-apdf")
+        ));
         assert!(!tcp_simultaneous_open(
             &chain("eim-apdf"),
             &[hop("eim-apdf", false)]
@@ -400,7 +412,10 @@ mod tests {
         ));
         for x in NatType::all() {
             for y in NatType::all() {
-                let (a, b) = (vec![hop(&x.to_string(), true)], vec![hop(&y.to_string(), true)]);
+                let (a, b) = (
+                    vec![hop(&x.to_string(), true)],
+                    vec![hop(&y.to_string(), true)],
+                );
                 assert_eq!(tcp_simultaneous_open(&a, &b), tcp_simultaneous_open(&b, &a));
             }
         }

@@ -680,14 +680,24 @@ mod tests {
         assert_eq!((syn_a.flags, syn_b.flags), (SYN, SYN));
         a.on_segment(t, &syn_b);
         b.on_segment(t, &syn_a);
-        assert_eq!((a.state, b.state), (TcpState::SynReceived, TcpState::SynReceived));
+        assert_eq!(
+            (a.state, b.state),
+            (TcpState::SynReceived, TcpState::SynReceived)
+        );
         let sa_a = a.poll_segment().unwrap();
         let sa_b = b.poll_segment().unwrap();
         assert_eq!(sa_a.flags, SYN | ACK);
-        assert_eq!((sa_a.seq, sa_a.ack), (100, 9001), "our SYN again, acking theirs");
+        assert_eq!(
+            (sa_a.seq, sa_a.ack),
+            (100, 9001),
+            "our SYN again, acking theirs"
+        );
         a.on_segment(t, &sa_b);
         b.on_segment(t, &sa_a);
-        assert_eq!((a.state, b.state), (TcpState::Established, TcpState::Established));
+        assert_eq!(
+            (a.state, b.state),
+            (TcpState::Established, TcpState::Established)
+        );
         assert!(a.opened_simultaneously && b.opened_simultaneously);
         assert_eq!(events(&mut a), vec![ConnEvent::Connected]);
         assert_eq!(events(&mut b), vec![ConnEvent::Connected]);

@@ -5,10 +5,10 @@
 mod common;
 
 use netsim::{NatType, Sabotage, UnsolicitedSyn};
-use std::time::Duration;
 use scenarios::checks::{self, Outcome};
 use scenarios::world::{BuildOpts, World};
 use scenarios::{runner, steps, Case};
+use std::time::Duration;
 
 fn case(id: &str) -> Case {
     let cases = runner::select(&[id.to_string()]).expect("suite loads");
@@ -205,7 +205,10 @@ fn tcp_punch_check_notices_a_tcp_without_simultaneous_open() {
         tcp_no_simultaneous_open: true,
         ..Default::default()
     };
-    assert!(failed(&run_with(TCP_SO, 1, no_so.clone(), |_| {}), "tcp_punch"));
+    assert!(failed(
+        &run_with(TCP_SO, 1, no_so.clone(), |_| {}),
+        "tcp_punch"
+    ));
     all_pass(&run_with(TCP_SRFLX, 1, no_so, |_| {}));
 }
 

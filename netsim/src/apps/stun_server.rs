@@ -9,8 +9,8 @@
 
 use crate::app::{App, Ctx, TcpEvent};
 use crate::sim::{ConnId, SockId};
-use std::collections::BTreeMap;
 use crate::stun::{attr_type, is_stun, Attribute, Class, ErrorCode, Message, Method};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 /// SOFTWARE attribute value of every response.

@@ -214,16 +214,20 @@ impl TcpPunchPeer {
     }
 
     fn connect_so(&mut self, cx: &mut Ctx<'_>) {
-        let (Some(from), Some(to)) = (
-            self.so_local,
-            self.remote.as_ref().and_then(|r| r.so),
-        ) else {
+        let (Some(from), Some(to)) = (self.so_local, self.remote.as_ref().and_then(|r| r.so))
+        else {
             return;
         };
         self.attempt(cx, TcpPath::SimultaneousOpen, Some(from), to);
     }
 
-    fn attempt(&mut self, cx: &mut Ctx<'_>, kind: TcpPath, from: Option<SocketAddr>, to: SocketAddr) {
+    fn attempt(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        kind: TcpPath,
+        from: Option<SocketAddr>,
+        to: SocketAddr,
+    ) {
         let r = match from {
             Some(f) => cx.tcp_connect_from(f, to),
             None => cx.tcp_connect(to),
