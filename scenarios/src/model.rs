@@ -85,6 +85,9 @@ pub struct NatSpec {
     pub behind: Option<String>,
     pub link: Option<LinkSel>,
     pub udp_lifetime: Option<String>,
+    /// What the box does with an unsolicited inbound SYN: `drop` (default), `rst`, or
+    /// `refuse` (RFC 5382 REQ-4: hold 6 s, then refuse unless the inside opened it).
+    pub unsolicited_syn: Option<String>,
     /// Expand into this many NATs; `{i}` in the name becomes 0..count.
     pub count: Option<usize>,
 }

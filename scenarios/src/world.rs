@@ -98,6 +98,11 @@ impl World {
                     cfg.udp_lifetime = netsim::parse_duration(l)
                         .map_err(|e| anyhow!("nat `{name}` udp_lifetime: {e}"))?;
                 }
+                if let Some(p) = &n.unsolicited_syn {
+                    cfg.unsolicited_syn = p
+                        .parse()
+                        .map_err(|e: String| anyhow!("nat `{name}`: {e}"))?;
+                }
                 let (up, down) = link_params(&n.link, "internet")
                     .with_context(|| format!("nat `{name}` link"))?;
                 let id = w.sim.add_nat(&name, cfg, behind, up, down);

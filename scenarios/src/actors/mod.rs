@@ -22,6 +22,7 @@ mod rendezvous;
 mod sink;
 mod stun_server;
 mod tcp_probe;
+mod tcp_punch;
 mod turn_server;
 mod udp_probe;
 mod udp_sender;

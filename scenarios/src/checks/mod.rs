@@ -26,6 +26,7 @@ mod proxy_put;
 mod queue_drops;
 mod tcp_echo;
 mod tcp_path;
+mod tcp_punch;
 mod udp_delivery;
 mod udp_echo;
 
