@@ -265,8 +265,8 @@ impl TcpPunchPeer {
                     return;
                 }
                 let (kind, to) = (a.kind, a.to);
-                if !self.succeeded.contains_key(&kind) {
-                    self.succeeded.insert(kind, cx.now());
+                if let std::collections::btree_map::Entry::Vacant(e) = self.succeeded.entry(kind) {
+                    e.insert(cx.now());
                     cx.trace(&format!(
                         "tcp-punch {} direct {kind} to {to}",
                         self.cfg.pair
