@@ -226,6 +226,11 @@ pub fn tcp_reachable(sim: &Sim, a: NodeId, b: NodeId) -> bool {
 /// STUN over TCP from the listening port), and a simultaneous-open candidate (learnt the
 /// same way from its own port), and tries active connections to every remote candidate.
 /// Ordered from best to worst.
+///
+/// This is what RFC 6544 allows, not what every agent does: the official jamid 13.7
+/// offers neither passive server-reflexive nor simultaneous-open candidates (its NAT lab,
+/// `peers/jamid-nat-matrix.md`), so between two NATed jamid peers only `Host` paths
+/// (same LAN, or one side public) or a TURN relay exist.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TcpPath {
     /// An active connection to the other side's listening host address.

@@ -304,11 +304,11 @@ impl TcpConn {
                 self.bad_rsts += 1;
                 return;
             }
-            let why = if self.state == TcpState::SynSent {
-                "refused"
-            } else {
-                "reset by peer"
-            };
+            // RFC 9293 §3.10.7.4: a RST in SYN-RECEIVED refuses an active open (one
+            // that went through a simultaneous open); a passive one just goes away.
+            let refused = self.state == TcpState::SynSent
+                || self.state == TcpState::SynReceived && self.opened_simultaneously;
+            let why = if refused { "refused" } else { "reset by peer" };
             self.state = TcpState::Closed;
             self.rto_deadline = None;
             self.events.push(ConnEvent::Reset(why));

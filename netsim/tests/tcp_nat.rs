@@ -213,3 +213,49 @@ fn simultaneous_open_crosses_two_nats() {
         assert!(drops >= 1, "nat-b dropped a's early SYN");
     }
 }
+
+/// Hairpinning for TCP (RFC 5382 REQ-8 via RFC 4787 REQ-9): an inside host reaches
+/// another's mapping through the box's public address, and a SYN that mapping does not
+/// admit is refused back inside through the sender's own mapping.
+#[test]
+fn tcp_hairpins_and_refuses_hairpinned_syns() {
+    for (filter, connects) in [("eim-eif", true), ("eim-apdf", false)] {
+        let mut sim = Sim::new(SimConfig::default());
+        let server = host(&mut sim, "server", None);
+        let cfg = NatConfig {
+            kind: filter.parse::<NatType>().unwrap(),
+            hairpin: true,
+            unsolicited_syn: UnsolicitedSyn::Rst,
+            ..NatConfig::default()
+        };
+        let (up, down) = lan();
+        let box_ = sim.add_nat("box", cfg, None, up, down);
+        let a = host(&mut sim, "a", Some(box_));
+        let b = host(&mut sim, "b", Some(box_));
+        for h in [server, a, b] {
+            sim.add_app(h, || Box::<Client>::default());
+        }
+        sim.with_app::<Client, _>(b, 0, |_, cx| {
+            cx.tcp_listen("0.0.0.0:43000".parse().unwrap()).unwrap()
+        });
+        // b's listening port gets a mapping (toward the server) ...
+        let (lb, to) = (addr(&sim, b, 43000), addr(&sim, server, 80));
+        connect(&mut sim, b, Some(lb), to);
+        sim.run_for(Duration::from_millis(100));
+        // ... which a reaches through the box's public address.
+        let wan = match sim.node(box_).kind {
+            netsim::NodeKind::Nat(ref x) => x.wan,
+            _ => unreachable!(),
+        };
+        connect(&mut sim, a, None, (wan, 43000).into());
+        sim.run_for(Duration::from_millis(500));
+        let ca = client(&sim, a);
+        if connects {
+            assert_eq!(ca.connected.len(), 1, "{filter}");
+        } else {
+            assert!(ca.connected.is_empty(), "{filter}");
+            assert_eq!(ca.resets.len(), 1, "{filter}: refused by the box");
+            assert_eq!(ca.resets[0].1, "refused");
+        }
+    }
+}

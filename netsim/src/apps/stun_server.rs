@@ -134,16 +134,11 @@ impl StunServer {
                 return true;
             };
             let from = *from;
-            if buf.len() < 20 {
-                return buf.is_empty() || is_stun_prefix(buf);
-            }
-            let len = 20 + usize::from(u16::from_be_bytes([buf[2], buf[3]]));
-            if len > MAX_STREAM_MESSAGE || !is_stun(&buf[..20]) {
-                return false;
-            }
-            if buf.len() < len {
-                return true;
-            }
+            let len = match stream_frame(buf, MAX_STREAM_MESSAGE) {
+                Err(_) => return false,
+                Ok(None) => return true,
+                Ok(Some(len)) => len,
+            };
             let raw: Vec<u8> = buf.drain(..len).collect();
             let Ok(req) = Message::decode(&raw) else {
                 return false;
@@ -162,9 +157,33 @@ impl StunServer {
     }
 }
 
-/// Whether the first bytes of a stream can start a STUN message (top bits zero).
-fn is_stun_prefix(buf: &[u8]) -> bool {
-    buf.first().is_none_or(|b| b & 0xc0 == 0)
+/// Why a stream cannot carry STUN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    #[error("not a STUN message")]
+    NotStun,
+    #[error("STUN message of {0} bytes is longer than allowed")]
+    TooLong(usize),
+}
+
+/// Framing of STUN over TCP (RFC 5389 §7.2.2): how long the message at the head of
+/// `buf` is, once it is all there (`Ok(None)`: wait for more bytes). Messages longer than
+/// `max` and bytes that cannot start a STUN message are errors.
+pub fn stream_frame(buf: &[u8], max: usize) -> Result<Option<usize>, StreamError> {
+    if buf.first().is_some_and(|b| b & 0xc0 != 0) {
+        return Err(StreamError::NotStun);
+    }
+    if buf.len() < 20 {
+        return Ok(None);
+    }
+    if !is_stun(&buf[..20]) {
+        return Err(StreamError::NotStun);
+    }
+    let len = 20 + usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+    if len > max {
+        return Err(StreamError::TooLong(len));
+    }
+    Ok((buf.len() >= len).then_some(len))
 }
 
 impl App for StunServer {
@@ -256,4 +275,61 @@ impl App for StunServer {
     }
 
     crate::app_any!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn binding(id: u8) -> Vec<u8> {
+        Message::new(Class::Request, Method::Binding, [id; 12])
+            .with(Attribute::Software("x".repeat(usize::from(id) % 40)))
+            .encode()
+    }
+
+    proptest! {
+        #[test]
+        fn framing_never_panics_and_stays_in_bounds(buf in proptest::collection::vec(any::<u8>(), 0..3000)) {
+            if let Ok(Some(len)) = stream_frame(&buf, MAX_STREAM_MESSAGE) {
+                prop_assert!(len >= 20 && len <= buf.len() && len <= MAX_STREAM_MESSAGE);
+            }
+        }
+
+        /// Back-to-back messages come out whole whatever the stream's split.
+        #[test]
+        fn framing_finds_messages_whatever_the_split(ids in proptest::collection::vec(any::<u8>(), 1..5), cut in any::<proptest::sample::Index>()) {
+            let msgs: Vec<Vec<u8>> = ids.iter().map(|&i| binding(i)).collect();
+            let stream: Vec<u8> = msgs.concat();
+            let cut = cut.index(stream.len());
+            let mut buf = stream[..cut].to_vec();
+            let mut out = Vec::new();
+            let mut rest = &stream[cut..];
+            loop {
+                match stream_frame(&buf, MAX_STREAM_MESSAGE).unwrap() {
+                    Some(len) => out.push(buf.drain(..len).collect::<Vec<u8>>()),
+                    None if rest.is_empty() => break,
+                    None => {
+                        buf.extend_from_slice(rest);
+                        rest = &[];
+                    }
+                }
+            }
+            prop_assert_eq!(out, msgs);
+        }
+    }
+
+    #[test]
+    fn framing_rejects_what_is_not_stun_or_too_long() {
+        assert_eq!(stream_frame(b"GET /", 2048), Err(StreamError::NotStun));
+        let mut m = binding(1);
+        m[4] ^= 1; // the magic cookie
+        assert_eq!(stream_frame(&m, 2048), Err(StreamError::NotStun));
+        let long = binding(39);
+        assert_eq!(
+            stream_frame(&long, 30),
+            Err(StreamError::TooLong(long.len()))
+        );
+        assert_eq!(stream_frame(&long[..10], 2048), Ok(None));
+    }
 }

@@ -19,9 +19,10 @@
 
 use crate::app::{App, Ctx, TcpEvent};
 use crate::apps::punch::MAGIC;
+use crate::apps::stun_server::stream_frame;
 use crate::oracle::TcpPath;
 use crate::sim::{ConnId, ListenerId, SockId};
-use crate::stun::{self, Class, Message, Method};
+use crate::stun::{Class, Message, Method};
 use crate::time::SimTime;
 use rand::RngExt;
 use std::collections::BTreeMap;
@@ -265,8 +266,8 @@ impl TcpPunchPeer {
                     return;
                 }
                 let (kind, to) = (a.kind, a.to);
-                if !self.succeeded.contains_key(&kind) {
-                    self.succeeded.insert(kind, cx.now());
+                if let std::collections::btree_map::Entry::Vacant(e) = self.succeeded.entry(kind) {
+                    e.insert(cx.now());
                     cx.trace(&format!(
                         "tcp-punch {} direct {kind} to {to}",
                         self.cfg.pair
@@ -282,17 +283,14 @@ impl TcpPunchPeer {
             return;
         };
         buf.extend_from_slice(data);
-        if buf.len() < 20 {
-            return;
-        }
-        let len = 20 + usize::from(u16::from_be_bytes([buf[2], buf[3]]));
-        if len > MAX_STUN_RESPONSE || !stun::is_stun(&buf[..20]) {
-            self.settle_lookup(cx, conn, None);
-            return;
-        }
-        if buf.len() < len {
-            return;
-        }
+        let len = match stream_frame(buf, MAX_STUN_RESPONSE) {
+            Ok(None) => return,
+            Ok(Some(len)) => len,
+            Err(_) => {
+                self.settle_lookup(cx, conn, None);
+                return;
+            }
+        };
         let mapped = Message::decode(&buf[..len])
             .ok()
             .filter(|m| m.txid == *txid && m.class == Class::SuccessResponse)
@@ -433,6 +431,32 @@ impl App for TcpPunchPeer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Addresses as text carries them (no IPv6 flow label or scope).
+    fn addr() -> impl Strategy<Value = SocketAddr> {
+        (any::<std::net::IpAddr>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::new(ip, port))
+    }
+
+    proptest! {
+        #[test]
+        fn candidate_text_never_panics(text in "\\PC{0,80}") {
+            let parts: Vec<&str> = text.split(' ').collect();
+            let _ = TcpCandidates::decode(&parts);
+        }
+
+        #[test]
+        fn candidates_round_trip(
+            h in addr(),
+            s in proptest::option::of(addr()),
+            o in proptest::option::of(addr()),
+        ) {
+            let c = TcpCandidates { host: h, srflx: s, so: o };
+            let text = c.encode();
+            let parts: Vec<&str> = text.split(' ').collect();
+            prop_assert_eq!(TcpCandidates::decode(&parts), Some(c));
+        }
+    }
 
     #[test]
     fn candidates_round_trip_and_reject_garbage() {
