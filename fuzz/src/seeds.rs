@@ -36,11 +36,13 @@ pub fn write_if_asked(target: &str) {
         "dht_value" => captured_values(),
         "dht_engine" => engine(),
         "stun" => stun(),
+        "stun_stream" => stun_stream(),
         "crypto_key" => keys(),
         "crypto_cert" => certificates(),
         "crypto_decrypt" => cyphers(),
         "dht_payload" => payloads(),
         "identity" => identity(),
+        "tls_session" => tls(),
         "nameserver" => names(),
         "proxy_json" => proxy_json(),
         "mux_frames" => mux_frames(),
@@ -128,6 +130,33 @@ fn engine() -> Vec<Vec<u8>> {
         );
     }
     out
+}
+
+/// TURN-over-TCP streams: a chunk-size byte, then RFC 6062 requests and padded
+/// ChannelData back to back.
+fn stun_stream() -> Vec<Vec<u8>> {
+    let txid = *b"jamisim-fuzz";
+    let peer: SocketAddr = "192.0.2.1:80".parse().expect("addr");
+    let connect = stun::Message::new(Class::Request, Method::Connect, txid)
+        .with(Attribute::XorPeerAddress(peer))
+        .encode();
+    let attempt = stun::Message::new(Class::Indication, Method::ConnectionAttempt, txid)
+        .with(Attribute::ConnectionId(42))
+        .with(Attribute::XorPeerAddress(peer))
+        .encode();
+    let bind = stun::Message::new(Class::Request, Method::ConnectionBind, txid)
+        .with(Attribute::ConnectionId(42))
+        .encode_with_integrity(&stun::long_term_key("ring", "ring", "ring"));
+    let cd = ChannelData {
+        channel: 0x4000,
+        data: b"hello".to_vec(),
+    }
+    .encode_padded();
+    [1u8, 7, 64, 255]
+        .into_iter()
+        .map(|size| [vec![size], connect.clone(), cd.clone(), attempt.clone(), bind.clone()].concat())
+        .chain(stun().into_iter().map(|s| [vec![16], s].concat()))
+        .collect()
 }
 
 fn stun() -> Vec<Vec<u8>> {
@@ -465,4 +494,28 @@ fn connection_requests() -> Vec<Vec<u8>> {
     )
     .expect("seal");
     vec![req.pack(), answer.pack(), sealed.pack()]
+/// `tls_session` inputs (byte 0: bit 0 = we are the TLS client, byte 1 = chunk size; then
+/// stream bytes): the honest peer's flights of a real handshake, for each role.
+fn tls() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for we_are_client in [true, false] {
+        let mut us = crate::tls_session(we_are_client, false);
+        let mut them = crate::tls_session(!we_are_client, true);
+        let mut from_them = Vec::new();
+        for _ in 0..4 {
+            if let Some(b) = us.poll_stream_write() {
+                them.handle_stream_bytes(crate::TLS_NOW_MS, &b);
+            }
+            if let Some(b) = them.poll_stream_write() {
+                us.handle_stream_bytes(crate::TLS_NOW_MS, &b);
+                from_them.extend(b);
+            }
+        }
+        for chunk in [0u8, 5, 200] {
+            let mut seed = vec![u8::from(we_are_client), chunk];
+            seed.extend(&from_them);
+            out.push(seed);
+        }
+    }
+    out
 }

@@ -3,10 +3,13 @@
 //! take time and randomness as inputs and never touch a socket.
 
 pub mod connect;
+pub mod contacts;
 pub mod crypto;
+pub mod device;
 pub mod dht;
 pub mod driver;
 pub mod identity;
 pub mod nameserver;
 pub mod net;
 pub mod presence;
+pub mod sip;

@@ -1,14 +1,26 @@
 //! STUN Binding server (RFC 5389) with the RFC 5780 extras that NAT behaviour discovery
 //! needs: two addresses and two ports, CHANGE-REQUEST, RESPONSE-ORIGIN, OTHER-ADDRESS
 //! and RESPONSE-PORT. It keeps no per-client state, so it can serve any number of hosts.
+//!
+//! It also answers Binding requests over TCP on (primary, port) (RFC 5389 §7.2.2: messages
+//! back to back on the stream, framed by their length field), which ICE-TCP agents use to
+//! learn the mapped address of a listening or simultaneous-open port (RFC 6544 §5.2).
+//! CHANGE-REQUEST and RESPONSE-PORT make no sense on a stream and get 400.
 
-use crate::app::{App, Ctx};
-use crate::sim::SockId;
+use crate::app::{App, Ctx, TcpEvent};
+use crate::sim::{ConnId, SockId};
 use crate::stun::{attr_type, is_stun, Attribute, Class, ErrorCode, Message, Method};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 /// SOFTWARE attribute value of every response.
 pub const SOFTWARE: &str = "netsim-stun";
+
+/// Bytes buffered per TCP client: one STUN message of this size is far more than a
+/// Binding request needs; a client that sends a longer one is cut off.
+pub const MAX_STREAM_MESSAGE: usize = 2048;
+/// TCP clients served at once; further connections are closed at once (bounds memory).
+pub const MAX_STREAM_CLIENTS: usize = 4096;
 
 /// One bound socket and its address.
 #[derive(Clone, Copy, Debug)]
@@ -28,8 +40,11 @@ pub struct StunServer {
     grid: [[Option<Bound>; 2]; 2],
     /// Requests answered (successfully or with an error response).
     pub requests: u64,
-    /// Datagrams that were not well-formed STUN (ignored, as RFC 5389 §7.3 says).
+    /// Datagrams that were not well-formed STUN (ignored, as RFC 5389 §7.3 says), and
+    /// TCP clients cut off for sending something else.
     pub malformed: u64,
+    /// TCP clients: their address and the bytes of an incomplete message.
+    streams: BTreeMap<ConnId, (SocketAddr, Vec<u8>)>,
 }
 
 impl StunServer {
@@ -110,8 +125,54 @@ fn error_response(req: &Message, code: u16) -> Message {
         .with(Attribute::Software(SOFTWARE.into()))
 }
 
+impl StunServer {
+    /// Answer every complete message in a TCP client's buffer; false if the client
+    /// sent something that is not STUN (it is then cut off).
+    fn serve_stream(&mut self, cx: &mut Ctx<'_>, conn: ConnId) -> bool {
+        loop {
+            let Some((from, buf)) = self.streams.get_mut(&conn) else {
+                return true;
+            };
+            let from = *from;
+            if buf.len() < 20 {
+                return buf.is_empty() || is_stun_prefix(buf);
+            }
+            let len = 20 + usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+            if len > MAX_STREAM_MESSAGE || !is_stun(&buf[..20]) {
+                return false;
+            }
+            if buf.len() < len {
+                return true;
+            }
+            let raw: Vec<u8> = buf.drain(..len).collect();
+            let Ok(req) = Message::decode(&raw) else {
+                return false;
+            };
+            if req.class != Class::Request {
+                continue;
+            }
+            self.requests += 1;
+            let (mut reply, out, dest) = self.answer(&req, 0, 0, from);
+            if out != (0, 0) || dest != from {
+                reply = error_response(&req, ErrorCode::BAD_REQUEST);
+            }
+            let bytes = reply.encode_with(None, req.fingerprint().is_some());
+            let _ = cx.tcp_send(conn, &bytes);
+        }
+    }
+}
+
+/// Whether the first bytes of a stream can start a STUN message (top bits zero).
+fn is_stun_prefix(buf: &[u8]) -> bool {
+    buf.first().is_none_or(|b| b & 0xc0 == 0)
+}
+
 impl App for StunServer {
     fn start(&mut self, cx: &mut Ctx<'_>) {
+        if let Some(ip) = cx.addrs().into_iter().find(|a| a.is_ipv4()) {
+            // A clash with another TCP service on this port leaves STUN over TCP off.
+            let _ = cx.tcp_listen(SocketAddr::new(ip, self.port));
+        }
         let v4: Vec<IpAddr> = cx
             .addrs()
             .into_iter()
@@ -162,6 +223,36 @@ impl App for StunServer {
         let Some(out) = self.grid[oi][oj] else { return };
         let bytes = reply.encode_with(None, req.fingerprint().is_some());
         let _ = cx.udp_send(out.sock, dest, &bytes);
+    }
+
+    fn on_tcp(&mut self, cx: &mut Ctx<'_>, ev: TcpEvent) {
+        match ev {
+            TcpEvent::Accepted { conn, remote, .. } => {
+                if self.streams.len() >= MAX_STREAM_CLIENTS {
+                    cx.tcp_close(conn);
+                } else {
+                    self.streams.insert(conn, (remote, Vec::new()));
+                }
+            }
+            TcpEvent::Data { conn, data } => {
+                if let Some((_, buf)) = self.streams.get_mut(&conn) {
+                    buf.extend_from_slice(&data);
+                }
+                if !self.serve_stream(cx, conn) {
+                    self.malformed += 1;
+                    self.streams.remove(&conn);
+                    cx.tcp_close(conn);
+                }
+            }
+            TcpEvent::PeerClosed { conn } => {
+                self.streams.remove(&conn);
+                cx.tcp_close(conn);
+            }
+            TcpEvent::Reset { conn, .. } => {
+                self.streams.remove(&conn);
+            }
+            TcpEvent::Connected { .. } => {}
+        }
     }
 
     crate::app_any!();
