@@ -351,6 +351,13 @@ fn channel_ids_follow_jamids_random_offset_rule() {
         assert_eq!(id, expect, "seed {seed}");
         assert!(id != CONTROL_CHANNEL && id != PROTOCOL_CHANNEL);
     }
+    // Wrap-around: offset 65533 gives 65534, offset 65534 wraps past 0 to 1; 0xFFFF never.
+    for (offset, expect) in [(65_533u16, 65_534u16), (65_534, 1), (65_535, 1)] {
+        let seed = (0u64..)
+            .find(|s| ChaCha20Rng::seed_from_u64(*s).random::<u16>() == offset)
+            .unwrap();
+        assert_eq!(mux(seed).open_channel("x"), Ok(expect), "offset {offset}");
+    }
     // A taken id is skipped: the next free one follows.
     let mut m = mux(9);
     let offset = u32::from(ChaCha20Rng::seed_from_u64(9).random::<u16>());
