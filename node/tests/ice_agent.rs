@@ -106,6 +106,8 @@ struct Spec {
     relay: Option<&'static str>,
     /// A second UDP socket on an address the network does not route to.
     dead_udp: Option<&'static str>,
+    /// Public IP known from elsewhere (jamid: reported by the DHT).
+    public_ip: Option<&'static str>,
     filter: Filter,
 }
 
@@ -122,6 +124,7 @@ impl Spec {
             stun: false,
             relay: None,
             dead_udp: None,
+            public_ip: None,
             filter: Box::new(|_| {}),
         }
     }
@@ -155,6 +158,7 @@ impl Net {
                     },
                     tcp_so: s.so,
                     stun_server: s.stun.then(|| sa(STUN)),
+                    public_ip: s.public_ip.map(|p| p.parse().unwrap()),
                     timing: Timing::default(),
                 };
                 let mut agent = Agent::new(cfg, 0);
@@ -703,6 +707,53 @@ fn passive_srflx_tcp_candidate() {
     );
     assert_eq!(pair(0, &net).0, T::Srflx);
     net.exchange_data();
+}
+
+fn active_behind_nat(advertise_srflx: bool) -> Net {
+    let mut a = natted_requester(false).tcp_only();
+    a.public_ip = Some("203.0.113.7");
+    if !advertise_srflx {
+        a.filter = Box::new(|m| m.candidates.retain(|c| c.typ != T::Srflx));
+    }
+    let mut net = Net::new([a, Spec::new(2, true, "10.0.0.2").tcp_only()]);
+    net.run(60_000);
+    net
+}
+
+#[test]
+fn srflx_active_tcp_from_public_ip() {
+    // jamid's generic srflx: the DHT-reported public IP as a TCP active candidate, port 9.
+    let net = active_behind_nat(true);
+    let srflx: Vec<_> = net.sides[0]
+        .agent
+        .local_candidates()
+        .into_iter()
+        .filter(|c| c.typ == T::Srflx)
+        .collect();
+    assert_eq!(srflx.len(), 1);
+    assert_eq!(
+        (srflx[0].addr, srflx[0].transport),
+        (sa("203.0.113.7:9"), Tr::TcpActive)
+    );
+    assert_eq!(
+        pair(1, &net),
+        (T::Host, Tr::TcpPassive, T::Srflx, Tr::TcpActive)
+    );
+    assert_eq!(
+        pair(0, &net),
+        (T::Srflx, Tr::TcpActive, T::Host, Tr::TcpPassive)
+    );
+}
+
+#[test]
+fn srflx_active_withheld_is_seen_as_prflx() {
+    // Model break: without the advertised srflx active candidate the answerer meets the
+    // NAT's address as peer-reflexive.
+    let net = active_behind_nat(false);
+    assert_eq!(
+        pair(1, &net),
+        (T::Host, Tr::TcpPassive, T::Prflx, Tr::TcpActive)
+    );
 }
 
 #[test]

@@ -90,6 +90,10 @@ pub struct Config {
     /// STUN server for server-reflexive candidates (over UDP from each UDP socket, over
     /// TCP from each listening port for passive srflx candidates).
     pub stun_server: Option<SocketAddr>,
+    /// Public IP learnt elsewhere (jamid: the address the DHT reports, `sa`): adds a
+    /// server-reflexive TCP active candidate (port 9) per listen address, as jamid's
+    /// `setupGenericReflexiveCandidates` does.
+    pub public_ip: Option<std::net::IpAddr>,
     pub timing: Timing,
 }
 
