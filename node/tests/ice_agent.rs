@@ -937,3 +937,115 @@ fn keepalive_after_selection() {
         "{gaps:?}"
     );
 }
+
+fn lone_agent(udp: &[&str], remote: &str) -> Agent {
+    let cfg = Config {
+        seed: 3,
+        controlling: true,
+        udp_sockets: udp.iter().map(|a| sa(a)).collect(),
+        ..Config::default()
+    };
+    let mut a = Agent::new(cfg, 0);
+    a.set_remote(0, &IceMsg::parse(remote).unwrap());
+    a
+}
+
+#[test]
+fn no_remote_candidate_fails_at_once() {
+    // jamid refuses to start ICE without remote candidates.
+    let mut a = lone_agent(&["10.0.0.1:5000"], "r\nremotepassword\n");
+    assert_eq!(
+        std::iter::from_fn(|| a.poll_event()).last(),
+        Some(Event::Failed)
+    );
+}
+
+#[test]
+fn pacing_retransmissions_and_timeout() {
+    // Two pairs, no answers: new checks are Ta (50 ms) apart; each is retransmitted at
+    // RTO 500 ms doubling, 7 transmissions, then fails 16 × RTO after the last (39.5 s).
+    let mut a = lone_agent(
+        &["10.0.0.1:5000"],
+        "r\nremotepassword\nH1 1 UDP 2130706431 10.0.0.2 5000 typ host\nH2 1 UDP 2130706175 10.0.0.3 5000 typ host\n",
+    );
+    let mut sent: BTreeMap<SocketAddr, Vec<u64>> = BTreeMap::new();
+    let mut now = 0;
+    let mut failed = None;
+    loop {
+        a.handle_timeout(now);
+        while let Some(t) = a.poll_transmit() {
+            let Transmit::Udp { remote, .. } = t else {
+                panic!()
+            };
+            sent.entry(remote).or_default().push(now);
+        }
+        if let Some(Event::Failed) =
+            std::iter::from_fn(|| a.poll_event()).find(|e| *e == Event::Failed)
+        {
+            failed = Some(now);
+            break;
+        }
+        match a.poll_timeout() {
+            Some(t) if t < 100_000 => now = t,
+            _ => break,
+        }
+    }
+    let first = [0, 500, 1500, 3500, 7500, 15_500, 31_500];
+    assert_eq!(
+        sent[&sa("10.0.0.2:5000")],
+        first,
+        "best pair first, then retransmissions"
+    );
+    assert_eq!(
+        sent[&sa("10.0.0.3:5000")],
+        first.map(|t| t + 50),
+        "second pair one Ta later"
+    );
+    assert_eq!(
+        failed,
+        Some(31_550 + 8_000),
+        "failed once the last check timed out"
+    );
+}
+
+#[test]
+fn peer_reflexive_flood_is_bounded() {
+    let mut a = lone_agent(
+        &["10.0.0.1:5000"],
+        "r\nremotepassword\nH1 1 UDP 1 10.0.0.2 5000 typ host\n",
+    );
+    let username = format!("{}:r", a.local_ufrag());
+    let key = a.local_pwd().as_bytes().to_vec();
+    let req = node::connect::ice::check::CheckRequest {
+        priority: 1,
+        use_candidate: false,
+        controlling: Some(false),
+        tie_breaker: 1,
+    };
+    for i in 0..1000u32 {
+        let from = SocketAddr::new(IpAddr::from((0x0a01_0000u32 + i).to_be_bytes()), 4000);
+        let msg = node::connect::ice::check::request(
+            (i as u128).to_be_bytes()[4..].try_into().unwrap(),
+            &username,
+            &key,
+            &req,
+        );
+        a.handle_datagram(1, sa("10.0.0.1:5000"), from, &msg);
+    }
+    // Every signed check is answered, but only a bounded number become candidates.
+    assert_eq!(a.stats().checks_answered, 1000);
+    let prflx = a
+        .remote_candidates()
+        .iter()
+        .filter(|c| c.typ == T::Prflx)
+        .count();
+    assert_eq!(
+        a.remote_candidates().len(),
+        node::connect::ice::MAX_REMOTE_CANDIDATES
+    );
+    assert_eq!(
+        prflx,
+        node::connect::ice::MAX_REMOTE_CANDIDATES - 1,
+        "one is the signalled host"
+    );
+}

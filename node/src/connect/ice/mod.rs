@@ -31,7 +31,9 @@ pub mod candidate;
 pub mod check;
 
 pub use crate::connect::ice_msg::{Candidate, CandidateType, IceMsg, Transport};
-pub use agent::Agent;
+pub use agent::{
+    Agent, MAX_CONNS, MAX_LOCAL_CANDIDATES, MAX_PAIRS, MAX_RECV_QUEUE, MAX_REMOTE_CANDIDATES,
+};
 
 use std::net::SocketAddr;
 

@@ -344,6 +344,11 @@ impl Agent {
         &self.stats
     }
 
+    /// The peer's candidates: signalled ones and the peer-reflexive ones learnt from checks.
+    pub fn remote_candidates(&self) -> &[Candidate] {
+        &self.remotes
+    }
+
     /// Candidates to advertise (discovered peer-reflexive ones are not).
     pub fn local_candidates(&self) -> Vec<Candidate> {
         self.locals
