@@ -582,6 +582,18 @@ fn host_tcp_active_to_passive() {
     assert!(matches!(net.sides[0].agent.path(), Some(Path::Tcp { .. })));
     net.exchange_data();
     assert_clean(&net);
+    // A burst of small frames in one read (more than the decoder's backlog) all arrive.
+    let Some(Path::Tcp { conn }) = net.sides[0].agent.path() else {
+        panic!()
+    };
+    let burst: Vec<u8> = (0..200u8)
+        .flat_map(|i| node::connect::framing::frame(&[i]).unwrap())
+        .collect();
+    let a = &mut net.sides[0].agent;
+    a.handle_tcp_data(net.now, conn, &burst);
+    let got: Vec<Vec<u8>> = std::iter::from_fn(|| a.poll_recv()).collect();
+    assert_eq!(got, (0..200u8).map(|i| vec![i]).collect::<Vec<_>>());
+    assert_eq!(a.path(), Some(Path::Tcp { conn }), "connection kept");
 }
 
 #[test]
@@ -747,6 +759,7 @@ fn srflx_active_tcp_from_public_ip() {
 
 #[test]
 fn srflx_active_withheld_is_seen_as_prflx() {
+    // (see srflx_active_tcp_from_public_ip)
     // Model break: without the advertised srflx active candidate the answerer meets the
     // NAT's address as peer-reflexive.
     let net = active_behind_nat(false);
@@ -1047,5 +1060,54 @@ fn peer_reflexive_flood_is_bounded() {
         prflx,
         node::connect::ice::MAX_REMOTE_CANDIDATES - 1,
         "one is the signalled host"
+    );
+}
+
+#[test]
+fn tcp_connect_that_never_opens_fails_the_check() {
+    let cfg = Config {
+        seed: 4,
+        controlling: true,
+        tcp_listen: vec![sa("10.0.0.1:6000")],
+        ..Config::default()
+    };
+    let mut a = Agent::new(cfg, 0);
+    a.set_remote(
+        0,
+        &IceMsg::parse("r\nremotepassword\nH1 1 TCP 1 10.0.0.2 7000 typ host tcptype passive\n")
+            .unwrap(),
+    );
+    a.handle_timeout(0);
+    let cmds: Vec<Command> = std::iter::from_fn(|| a.poll_command()).collect();
+    let conn = cmds
+        .iter()
+        .find_map(|c| match c {
+            Command::Connect {
+                conn,
+                local,
+                remote,
+            } => {
+                assert_eq!(
+                    (*local, *remote),
+                    (sa("10.0.0.1:0"), sa("10.0.0.2:7000")),
+                    "active: any local port"
+                );
+                Some(*conn)
+            }
+            _ => None,
+        })
+        .expect("active candidate connects");
+    while let Some(t) = a.poll_timeout().filter(|t| *t < 15_000) {
+        a.handle_timeout(t); // Ta ticks with nothing left to start
+    }
+    assert_eq!(
+        a.poll_timeout(),
+        Some(Timing::default().tcp_connect_timeout)
+    );
+    a.handle_timeout(Timing::default().tcp_connect_timeout);
+    assert_eq!(a.poll_command(), Some(Command::Close { conn }));
+    assert_eq!(
+        std::iter::from_fn(|| a.poll_event()).last(),
+        Some(Event::Failed)
     );
 }

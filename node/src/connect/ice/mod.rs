@@ -54,6 +54,9 @@ pub struct Timing {
     /// How long the controlling side lets checks run once a pair is valid before it
     /// nominates (pjnath `PJ_ICE_NOMINATED_CHECK_DELAY` = 4 × 100 ms).
     pub nominated_check_delay: u64,
+    /// A TCP connection for a check that is not open by then fails the check (pjnath
+    /// `PJ_ICE_TCP_CONNECTION_TIMEOUT`).
+    pub tcp_connect_timeout: u64,
     /// Whole negotiation budget from [`Agent::set_remote`] to a selected pair.
     pub fail_timeout: u64,
     /// Keepalive period (pjnath `PJ_ICE_SESS_KEEP_ALIVE_MIN` s) plus a random part below
@@ -69,6 +72,7 @@ impl Default for Timing {
             rto: 500,
             max_transmits: 7,
             nominated_check_delay: 400,
+            tcp_connect_timeout: 15_000,
             fail_timeout: 60_000,
             keepalive_min: 20_000,
             keepalive_rand: 5_000,

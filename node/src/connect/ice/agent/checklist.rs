@@ -13,15 +13,13 @@ impl Agent {
         dest: Dest,
     ) {
         let waiting = matches!(dest, Dest::Tcp(c) if !self.conns.get(&c).is_some_and(|c| c.open));
-        let t = &self.cfg.timing;
-        // Over TCP there are no retransmissions; the whole RFC 5389 budget is one wait.
-        let total = t.rto * ((1u64 << t.max_transmits.saturating_sub(1).min(20)) - 1) + 16 * t.rto;
         let tx = Tx {
             kind,
             payload,
             dest,
             transmits: 0,
-            next_at: now + total,
+            // Until sent, only a connection still opening makes it wait.
+            next_at: now + self.cfg.timing.tcp_connect_timeout,
             waiting,
         };
         self.txs.insert(txid, tx);
@@ -37,6 +35,8 @@ impl Agent {
         tx.transmits += 1;
         tx.waiting = false;
         let t = &self.cfg.timing;
+        // Over TCP there are no retransmissions; the whole RFC 5389 budget is one wait.
+        let total = t.rto * ((1u64 << t.max_transmits.saturating_sub(1).min(20)) - 1) + 16 * t.rto;
         match tx.dest {
             Dest::Udp { local, remote } => {
                 tx.next_at = if tx.transmits < t.max_transmits {
@@ -52,6 +52,7 @@ impl Agent {
             }
             Dest::Tcp(conn) => {
                 tx.transmits = t.max_transmits;
+                tx.next_at = now + total;
                 let stun_stream = self
                     .conns
                     .get(&conn)
