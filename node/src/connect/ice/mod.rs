@@ -25,6 +25,15 @@
 //!    [`Agent::poll_recv`]; on a TCP pair they are RFC 4571 framed by the agent.
 //!
 //! Roles per Jami: the side that received the connection request is controlling.
+//!
+//! # Where this differs from pjnath (on purpose)
+//! - A check that fails USERNAME / MESSAGE-INTEGRITY / FINGERPRINT validation is dropped
+//!   and counted ([`Stats`]), not answered with 401/400: no reflection to forged sources.
+//! - Passive server-reflexive TCP candidates (the STUN-mapped address of the listener),
+//!   which jamid never gathers.
+//! - A triggered check is not sent for a pair whose own check is already in progress.
+//! - No RFC 7675 consent freshness (pjnath has none either): keepalives only, and checks
+//!   keep being answered after selection.
 
 mod agent;
 pub mod candidate;
