@@ -163,7 +163,9 @@ impl Net {
                 };
                 let mut agent = Agent::new(cfg, 0);
                 if let Some(r) = s.relay {
-                    agent.add_relay_candidate(sa(r), Tr::Udp);
+                    // A TURN allocation; over TCP (RFC 6062) the relayed address accepts
+                    // connections that the TURN client hands in as accepted ones.
+                    agent.add_relay_candidate(sa(r), if s.tcp { Tr::TcpPassive } else { Tr::Udp });
                 }
                 Side {
                     agent,
@@ -391,7 +393,9 @@ impl Net {
                     self.links.insert((j, jc), End::Agent(from, conn));
                     self.at(0, Ev::Connected(j, jc));
                     self.at(LAT, Ev::Connected(from, conn));
-                } else if self.sides[j].listeners.contains(&private) {
+                } else if self.sides[j].listeners.contains(&private)
+                    || self.sides[j].relay == Some(private)
+                {
                     self.sides[from].pending.remove(&conn);
                     let jc = self.sides[j].agent.handle_tcp_accepted(now, private, src);
                     self.links.insert((from, conn), End::Agent(j, jc));
@@ -670,6 +674,26 @@ fn relay_when_direct_is_blocked() {
     net.run(60_000);
     assert_eq!(pair(0, &net), (T::Relay, Tr::Udp, T::Host, Tr::Udp));
     assert_eq!(pair(1, &net), (T::Host, Tr::Udp, T::Relay, Tr::Udp));
+    net.exchange_data();
+}
+
+#[test]
+fn relay_tcp_passive_when_direct_is_blocked() {
+    // Jami's case: TURN over TCP. The answerer's active candidate connects to the
+    // requester's relayed address; checks and data then run on that connection.
+    let mut a = Spec::new(1, false, "192.168.1.10").tcp_only();
+    a.relay = Some("198.51.100.9:49152");
+    let mut net = Net::new([a, Spec::new(2, true, "10.0.0.2").tcp_only()]);
+    net.block_direct = true;
+    net.run(60_000);
+    assert_eq!(
+        pair(0, &net),
+        (T::Relay, Tr::TcpPassive, T::Host, Tr::TcpActive)
+    );
+    assert_eq!(
+        pair(1, &net),
+        (T::Host, Tr::TcpActive, T::Relay, Tr::TcpPassive)
+    );
     net.exchange_data();
 }
 
