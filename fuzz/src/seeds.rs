@@ -47,6 +47,9 @@ pub fn write_if_asked(target: &str) {
         "proxy_json" => proxy_json(),
         "mux_frames" => mux_frames(),
         "connection_request" => connection_requests(),
+        "framing" => framing(),
+        "ice_msg" => ice_msgs(),
+        "ice_agent" => ice_checks(),
         other => panic!("no seeds for target {other}"),
     };
     let n = write(Path::new(&dir), &seeds);
@@ -518,4 +521,29 @@ fn tls() -> Vec<Vec<u8>> {
         }
     }
     out
+/// RFC 4571 streams: framed STUN messages and empty frames, whole and cut.
+fn framing() -> Vec<Vec<u8>> {
+    let frame = |p: &[u8]| node::connect::framing::frame(p).expect("small");
+    let stream: Vec<u8> = stun().iter().flat_map(|m| frame(m)).collect();
+    vec![frame(b""), frame(b"hello"), stream.clone(), stream[..stream.len() / 2].to_vec()]
+}
+
+/// ice_msg texts as jamid writes them (TCP and UDP, every type, IPv6).
+fn ice_msgs() -> Vec<Vec<u8>> {
+    let text = "8hAqK3bZ\nq2pWn4sE9dXr7tYu1vBc6mLk\n\
+        Hc0a80102 1 TCP 2130706431 192.168.1.2 45678 typ host tcptype passive\n\
+        Hc0a80102 1 TCP 2130706175 192.168.1.2 9 typ host tcptype active\n\
+        S5db8d8e1 1 TCP 1694498815 93.184.216.225 9 typ srflx tcptype active\n\
+        R5db8d8e1 1 UDP 16777215 2001:db8::1 3478 typ relay\n\
+        P1 1 TCP 1862270975 10.0.0.1 5000 typ prflx tcptype so\n";
+    vec![text.as_bytes().to_vec(), b"ufrag\npwd\n".to_vec()]
+}
+
+/// Connectivity checks signed with a password that is not the agent's, raw and framed.
+fn ice_checks() -> Vec<Vec<u8>> {
+    use node::connect::ice::check;
+    let req = check::CheckRequest { priority: 1_862_270_975, use_candidate: true, controlling: Some(true), tie_breaker: 7 };
+    let signed = check::request(*b"jamisim-fuzz", "abcdefgh:rfrag", b"wrong password", &req);
+    let framed = node::connect::framing::frame(&signed).expect("small");
+    vec![signed, framed]
 }

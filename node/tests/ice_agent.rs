@@ -106,6 +106,8 @@ struct Spec {
     relay: Option<&'static str>,
     /// A second UDP socket on an address the network does not route to.
     dead_udp: Option<&'static str>,
+    /// Public IP known from elsewhere (jamid: reported by the DHT).
+    public_ip: Option<&'static str>,
     filter: Filter,
 }
 
@@ -122,6 +124,7 @@ impl Spec {
             stun: false,
             relay: None,
             dead_udp: None,
+            public_ip: None,
             filter: Box::new(|_| {}),
         }
     }
@@ -155,11 +158,14 @@ impl Net {
                     },
                     tcp_so: s.so,
                     stun_server: s.stun.then(|| sa(STUN)),
+                    public_ip: s.public_ip.map(|p| p.parse().unwrap()),
                     timing: Timing::default(),
                 };
                 let mut agent = Agent::new(cfg, 0);
                 if let Some(r) = s.relay {
-                    agent.add_relay_candidate(sa(r), Tr::Udp);
+                    // A TURN allocation; over TCP (RFC 6062) the relayed address accepts
+                    // connections that the TURN client hands in as accepted ones.
+                    agent.add_relay_candidate(sa(r), if s.tcp { Tr::TcpPassive } else { Tr::Udp });
                 }
                 Side {
                     agent,
@@ -387,7 +393,9 @@ impl Net {
                     self.links.insert((j, jc), End::Agent(from, conn));
                     self.at(0, Ev::Connected(j, jc));
                     self.at(LAT, Ev::Connected(from, conn));
-                } else if self.sides[j].listeners.contains(&private) {
+                } else if self.sides[j].listeners.contains(&private)
+                    || self.sides[j].relay == Some(private)
+                {
                     self.sides[from].pending.remove(&conn);
                     let jc = self.sides[j].agent.handle_tcp_accepted(now, private, src);
                     self.links.insert((from, conn), End::Agent(j, jc));
@@ -578,6 +586,18 @@ fn host_tcp_active_to_passive() {
     assert!(matches!(net.sides[0].agent.path(), Some(Path::Tcp { .. })));
     net.exchange_data();
     assert_clean(&net);
+    // A burst of small frames in one read (more than the decoder's backlog) all arrive.
+    let Some(Path::Tcp { conn }) = net.sides[0].agent.path() else {
+        panic!()
+    };
+    let burst: Vec<u8> = (0..200u8)
+        .flat_map(|i| node::connect::framing::frame(&[i]).unwrap())
+        .collect();
+    let a = &mut net.sides[0].agent;
+    a.handle_tcp_data(net.now, conn, &burst);
+    let got: Vec<Vec<u8>> = std::iter::from_fn(|| a.poll_recv()).collect();
+    assert_eq!(got, (0..200u8).map(|i| vec![i]).collect::<Vec<_>>());
+    assert_eq!(a.path(), Some(Path::Tcp { conn }), "connection kept");
 }
 
 #[test]
@@ -658,6 +678,26 @@ fn relay_when_direct_is_blocked() {
 }
 
 #[test]
+fn relay_tcp_passive_when_direct_is_blocked() {
+    // Jami's case: TURN over TCP. The answerer's active candidate connects to the
+    // requester's relayed address; checks and data then run on that connection.
+    let mut a = Spec::new(1, false, "192.168.1.10").tcp_only();
+    a.relay = Some("198.51.100.9:49152");
+    let mut net = Net::new([a, Spec::new(2, true, "10.0.0.2").tcp_only()]);
+    net.block_direct = true;
+    net.run(60_000);
+    assert_eq!(
+        pair(0, &net),
+        (T::Relay, Tr::TcpPassive, T::Host, Tr::TcpActive)
+    );
+    assert_eq!(
+        pair(1, &net),
+        (T::Host, Tr::TcpActive, T::Relay, Tr::TcpPassive)
+    );
+    net.exchange_data();
+}
+
+#[test]
 fn relay_withheld() {
     // Model break 1: the relay candidate is not advertised. The requester's checks from
     // its relayed address still reach the answerer, which can only know that address as
@@ -703,6 +743,54 @@ fn passive_srflx_tcp_candidate() {
     );
     assert_eq!(pair(0, &net).0, T::Srflx);
     net.exchange_data();
+}
+
+fn active_behind_nat(advertise_srflx: bool) -> Net {
+    let mut a = natted_requester(false).tcp_only();
+    a.public_ip = Some("203.0.113.7");
+    if !advertise_srflx {
+        a.filter = Box::new(|m| m.candidates.retain(|c| c.typ != T::Srflx));
+    }
+    let mut net = Net::new([a, Spec::new(2, true, "10.0.0.2").tcp_only()]);
+    net.run(60_000);
+    net
+}
+
+#[test]
+fn srflx_active_tcp_from_public_ip() {
+    // jamid's generic srflx: the DHT-reported public IP as a TCP active candidate, port 9.
+    let net = active_behind_nat(true);
+    let srflx: Vec<_> = net.sides[0]
+        .agent
+        .local_candidates()
+        .into_iter()
+        .filter(|c| c.typ == T::Srflx)
+        .collect();
+    assert_eq!(srflx.len(), 1);
+    assert_eq!(
+        (srflx[0].addr, srflx[0].transport),
+        (sa("203.0.113.7:9"), Tr::TcpActive)
+    );
+    assert_eq!(
+        pair(1, &net),
+        (T::Host, Tr::TcpPassive, T::Srflx, Tr::TcpActive)
+    );
+    assert_eq!(
+        pair(0, &net),
+        (T::Srflx, Tr::TcpActive, T::Host, Tr::TcpPassive)
+    );
+}
+
+#[test]
+fn srflx_active_withheld_is_seen_as_prflx() {
+    // (see srflx_active_tcp_from_public_ip)
+    // Model break: without the advertised srflx active candidate the answerer meets the
+    // NAT's address as peer-reflexive.
+    let net = active_behind_nat(false);
+    assert_eq!(
+        pair(1, &net),
+        (T::Host, Tr::TcpPassive, T::Prflx, Tr::TcpActive)
+    );
 }
 
 #[test]
@@ -884,5 +972,166 @@ fn keepalive_after_selection() {
     assert!(
         gaps.iter().all(|g| (20_000..25_000).contains(g)),
         "{gaps:?}"
+    );
+}
+
+fn lone_agent(udp: &[&str], remote: &str) -> Agent {
+    let cfg = Config {
+        seed: 3,
+        controlling: true,
+        udp_sockets: udp.iter().map(|a| sa(a)).collect(),
+        ..Config::default()
+    };
+    let mut a = Agent::new(cfg, 0);
+    a.set_remote(0, &IceMsg::parse(remote).unwrap());
+    a
+}
+
+#[test]
+fn no_remote_candidate_fails_at_once() {
+    // jamid refuses to start ICE without remote candidates.
+    let mut a = lone_agent(&["10.0.0.1:5000"], "r\nremotepassword\n");
+    assert_eq!(
+        std::iter::from_fn(|| a.poll_event()).last(),
+        Some(Event::Failed)
+    );
+}
+
+#[test]
+fn pacing_retransmissions_and_timeout() {
+    // Two pairs, no answers: new checks are Ta (50 ms) apart; each is retransmitted at
+    // RTO 500 ms doubling, 7 transmissions, then fails 16 × RTO after the last (39.5 s).
+    let mut a = lone_agent(
+        &["10.0.0.1:5000"],
+        "r\nremotepassword\nH1 1 UDP 2130706431 10.0.0.2 5000 typ host\nH2 1 UDP 2130706175 10.0.0.3 5000 typ host\n",
+    );
+    let mut sent: BTreeMap<SocketAddr, Vec<u64>> = BTreeMap::new();
+    let mut now = 0;
+    let mut failed = None;
+    loop {
+        a.handle_timeout(now);
+        while let Some(t) = a.poll_transmit() {
+            let Transmit::Udp { remote, .. } = t else {
+                panic!()
+            };
+            sent.entry(remote).or_default().push(now);
+        }
+        if let Some(Event::Failed) =
+            std::iter::from_fn(|| a.poll_event()).find(|e| *e == Event::Failed)
+        {
+            failed = Some(now);
+            break;
+        }
+        match a.poll_timeout() {
+            Some(t) if t < 100_000 => now = t,
+            _ => break,
+        }
+    }
+    let first = [0, 500, 1500, 3500, 7500, 15_500, 31_500];
+    assert_eq!(
+        sent[&sa("10.0.0.2:5000")],
+        first,
+        "best pair first, then retransmissions"
+    );
+    assert_eq!(
+        sent[&sa("10.0.0.3:5000")],
+        first.map(|t| t + 50),
+        "second pair one Ta later"
+    );
+    assert_eq!(
+        failed,
+        Some(31_550 + 8_000),
+        "failed once the last check timed out"
+    );
+}
+
+#[test]
+fn peer_reflexive_flood_is_bounded() {
+    let mut a = lone_agent(
+        &["10.0.0.1:5000"],
+        "r\nremotepassword\nH1 1 UDP 1 10.0.0.2 5000 typ host\n",
+    );
+    let username = format!("{}:r", a.local_ufrag());
+    let key = a.local_pwd().as_bytes().to_vec();
+    let req = node::connect::ice::check::CheckRequest {
+        priority: 1,
+        use_candidate: false,
+        controlling: Some(false),
+        tie_breaker: 1,
+    };
+    for i in 0..1000u32 {
+        let from = SocketAddr::new(IpAddr::from((0x0a01_0000u32 + i).to_be_bytes()), 4000);
+        let msg = node::connect::ice::check::request(
+            (i as u128).to_be_bytes()[4..].try_into().unwrap(),
+            &username,
+            &key,
+            &req,
+        );
+        a.handle_datagram(1, sa("10.0.0.1:5000"), from, &msg);
+    }
+    // Every signed check is answered, but only a bounded number become candidates.
+    assert_eq!(a.stats().checks_answered, 1000);
+    let prflx = a
+        .remote_candidates()
+        .iter()
+        .filter(|c| c.typ == T::Prflx)
+        .count();
+    assert_eq!(
+        a.remote_candidates().len(),
+        node::connect::ice::MAX_REMOTE_CANDIDATES
+    );
+    assert_eq!(
+        prflx,
+        node::connect::ice::MAX_REMOTE_CANDIDATES - 1,
+        "one is the signalled host"
+    );
+}
+
+#[test]
+fn tcp_connect_that_never_opens_fails_the_check() {
+    let cfg = Config {
+        seed: 4,
+        controlling: true,
+        tcp_listen: vec![sa("10.0.0.1:6000")],
+        ..Config::default()
+    };
+    let mut a = Agent::new(cfg, 0);
+    a.set_remote(
+        0,
+        &IceMsg::parse("r\nremotepassword\nH1 1 TCP 1 10.0.0.2 7000 typ host tcptype passive\n")
+            .unwrap(),
+    );
+    a.handle_timeout(0);
+    let cmds: Vec<Command> = std::iter::from_fn(|| a.poll_command()).collect();
+    let conn = cmds
+        .iter()
+        .find_map(|c| match c {
+            Command::Connect {
+                conn,
+                local,
+                remote,
+            } => {
+                assert_eq!(
+                    (*local, *remote),
+                    (sa("10.0.0.1:0"), sa("10.0.0.2:7000")),
+                    "active: any local port"
+                );
+                Some(*conn)
+            }
+            _ => None,
+        })
+        .expect("active candidate connects");
+    while let Some(t) = a.poll_timeout().filter(|t| *t < 15_000) {
+        a.handle_timeout(t); // Ta ticks with nothing left to start
+    }
+    assert_eq!(
+        a.poll_timeout(),
+        Some(Timing::default().tcp_connect_timeout)
+    );
+    a.handle_timeout(Timing::default().tcp_connect_timeout);
+    assert_eq!(a.poll_command(), Some(Command::Close { conn }));
+    assert_eq!(
+        std::iter::from_fn(|| a.poll_event()).last(),
+        Some(Event::Failed)
     );
 }

@@ -25,13 +25,24 @@
 //!    [`Agent::poll_recv`]; on a TCP pair they are RFC 4571 framed by the agent.
 //!
 //! Roles per Jami: the side that received the connection request is controlling.
+//!
+//! # Where this differs from pjnath (on purpose)
+//! - A check that fails USERNAME / MESSAGE-INTEGRITY / FINGERPRINT validation is dropped
+//!   and counted ([`Stats`]), not answered with 401/400: no reflection to forged sources.
+//! - Passive server-reflexive TCP candidates (the STUN-mapped address of the listener),
+//!   which jamid never gathers.
+//! - A triggered check is not sent for a pair whose own check is already in progress.
+//! - No RFC 7675 consent freshness (pjnath has none either): keepalives only, and checks
+//!   keep being answered after selection.
 
 mod agent;
 pub mod candidate;
 pub mod check;
 
 pub use crate::connect::ice_msg::{Candidate, CandidateType, IceMsg, Transport};
-pub use agent::Agent;
+pub use agent::{
+    Agent, MAX_CONNS, MAX_LOCAL_CANDIDATES, MAX_PAIRS, MAX_RECV_QUEUE, MAX_REMOTE_CANDIDATES,
+};
 
 use std::net::SocketAddr;
 
@@ -52,6 +63,9 @@ pub struct Timing {
     /// How long the controlling side lets checks run once a pair is valid before it
     /// nominates (pjnath `PJ_ICE_NOMINATED_CHECK_DELAY` = 4 × 100 ms).
     pub nominated_check_delay: u64,
+    /// A TCP connection for a check that is not open by then fails the check (pjnath
+    /// `PJ_ICE_TCP_CONNECTION_TIMEOUT`).
+    pub tcp_connect_timeout: u64,
     /// Whole negotiation budget from [`Agent::set_remote`] to a selected pair.
     pub fail_timeout: u64,
     /// Keepalive period (pjnath `PJ_ICE_SESS_KEEP_ALIVE_MIN` s) plus a random part below
@@ -67,6 +81,7 @@ impl Default for Timing {
             rto: 500,
             max_transmits: 7,
             nominated_check_delay: 400,
+            tcp_connect_timeout: 15_000,
             fail_timeout: 60_000,
             keepalive_min: 20_000,
             keepalive_rand: 5_000,
@@ -90,6 +105,10 @@ pub struct Config {
     /// STUN server for server-reflexive candidates (over UDP from each UDP socket, over
     /// TCP from each listening port for passive srflx candidates).
     pub stun_server: Option<SocketAddr>,
+    /// Public IP learnt elsewhere (jamid: the address the DHT reports, `sa`): adds a
+    /// server-reflexive TCP active candidate (port 9) per listen address, as jamid's
+    /// `setupGenericReflexiveCandidates` does.
+    pub public_ip: Option<std::net::IpAddr>,
     pub timing: Timing,
 }
 

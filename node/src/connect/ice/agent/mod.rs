@@ -1,5 +1,8 @@
 //! The agent's state machine: gathering, the checklist, nomination, the selected path.
 
+mod checklist;
+mod checks;
+
 use super::candidate::{self as cand, ACTIVE_PORT, COMPONENT};
 use super::check::{self, CheckRequest};
 use super::{Command, Config, ConnId, Endpoint, Event, Path, SendError, Stats, Transmit};
@@ -225,6 +228,21 @@ impl Agent {
                 n += 1;
             }
         }
+        // jamid's "generic" srflx: the public address the DHT reported, as TCP active
+        // (port 9) candidates — "most likely the incoming connection will be blocked".
+        if let Some(public) = self.cfg.public_ip {
+            for (n, l) in self.cfg.tcp_listen.clone().into_iter().enumerate() {
+                let addr = SocketAddr::new(public, ACTIVE_PORT);
+                let base = SocketAddr::new(l.ip(), 0);
+                self.add_local(
+                    CandidateType::Srflx,
+                    Transport::TcpActive,
+                    addr,
+                    base,
+                    65535 - n as u16,
+                );
+            }
+        }
         if let Some(server) = self.cfg.stun_server {
             for s in self.cfg.udp_sockets.clone() {
                 let txid = self.txid();
@@ -324,6 +342,11 @@ impl Agent {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// The peer's candidates: signalled ones and the peer-reflexive ones learnt from checks.
+    pub fn remote_candidates(&self) -> &[Candidate] {
+        &self.remotes
     }
 
     /// Candidates to advertise (discovered peer-reflexive ones are not).
@@ -459,110 +482,6 @@ impl Agent {
         if self.conns.remove(&conn).is_some() {
             self.commands.push_back(Command::Close { conn });
         }
-    }
-
-    // ---- transactions -------------------------------------------------------------------
-
-    fn start_tx(&mut self, now: u64, txid: [u8; 12], kind: TxKind, payload: Vec<u8>, dest: Dest) {
-        let waiting = matches!(dest, Dest::Tcp(c) if !self.conns.get(&c).is_some_and(|c| c.open));
-        let t = &self.cfg.timing;
-        // Over TCP there are no retransmissions; the whole RFC 5389 budget is one wait.
-        let total = t.rto * ((1u64 << t.max_transmits.saturating_sub(1).min(20)) - 1) + 16 * t.rto;
-        let tx = Tx {
-            kind,
-            payload,
-            dest,
-            transmits: 0,
-            next_at: now + total,
-            waiting,
-        };
-        self.txs.insert(txid, tx);
-        if !waiting {
-            self.send_tx(now, txid);
-        }
-    }
-
-    fn send_tx(&mut self, now: u64, txid: [u8; 12]) {
-        let Some(tx) = self.txs.get_mut(&txid) else {
-            return;
-        };
-        tx.transmits += 1;
-        tx.waiting = false;
-        let t = &self.cfg.timing;
-        match tx.dest {
-            Dest::Udp { local, remote } => {
-                tx.next_at = if tx.transmits < t.max_transmits {
-                    now + (t.rto << (tx.transmits - 1).min(20))
-                } else {
-                    now + 16 * t.rto
-                };
-                self.transmits.push_back(Transmit::Udp {
-                    local,
-                    remote,
-                    payload: tx.payload.clone(),
-                });
-            }
-            Dest::Tcp(conn) => {
-                tx.transmits = t.max_transmits;
-                let stun_stream = self
-                    .conns
-                    .get(&conn)
-                    .is_some_and(|c| c.kind == ConnKind::Stun);
-                let payload = if stun_stream {
-                    tx.payload.clone()
-                } else {
-                    frame(&tx.payload)
-                };
-                self.transmits.push_back(Transmit::Tcp { conn, payload });
-            }
-        }
-    }
-
-    fn start_check(&mut self, now: u64, p: usize, use_candidate: bool) {
-        let Some((rufrag, rpwd)) = self.remote_creds.clone() else {
-            return;
-        };
-        let pair = self.pairs[p].clone();
-        let local = self.locals[pair.local].clone();
-        let remote = self.remotes[pair.remote].clone();
-        self.txs
-            .retain(|_, t| !matches!(t.kind, TxKind::Check { pair, .. } if pair == p));
-        let dest = if local.c.transport == Transport::Udp {
-            Dest::Udp {
-                local: local.base,
-                remote: remote.addr,
-            }
-        } else {
-            match pair.conn.filter(|c| self.conns.contains_key(c)) {
-                Some(c) => Dest::Tcp(c),
-                None if local.c.transport == Transport::TcpPassive => return,
-                None => {
-                    let c = self.connect(ConnKind::Check, local.base, remote.addr);
-                    self.pairs[p].conn = Some(c);
-                    Dest::Tcp(c)
-                }
-            }
-        };
-        let req = CheckRequest {
-            priority: cand::check_priority(pair.local, self.srflx_default),
-            use_candidate: use_candidate && self.controlling,
-            controlling: Some(self.controlling),
-            tie_breaker: self.tie_breaker,
-        };
-        let txid = self.txid();
-        let payload = check::request(
-            txid,
-            &format!("{rufrag}:{}", self.ufrag),
-            rpwd.as_bytes(),
-            &req,
-        );
-        self.pairs[p].state = PairState::InProgress;
-        let kind = TxKind::Check {
-            pair: p,
-            use_candidate: req.use_candidate,
-            controlling: self.controlling,
-        };
-        self.start_tx(now, txid, kind, payload, dest);
     }
 
     // ---- inputs -------------------------------------------------------------------------
@@ -735,498 +654,6 @@ impl Agent {
         }
     }
 
-    fn handle_stun(&mut self, now: u64, via: Via, raw: &[u8]) {
-        let Ok(msg) = Message::decode(raw) else {
-            self.stats.malformed += 1;
-            return;
-        };
-        match msg.class {
-            Class::Request => self.on_request(now, via, raw, &msg),
-            Class::SuccessResponse | Class::ErrorResponse => self.on_response(now, via, raw, &msg),
-            Class::Indication => {} // keepalives
-        }
-    }
-
-    fn on_request(&mut self, now: u64, via: Via, raw: &[u8], msg: &Message) {
-        if !Message::check_fingerprint(raw) {
-            self.stats.bad_fingerprint += 1;
-            return;
-        }
-        let ours = msg
-            .username()
-            .and_then(|u| u.split_once(':'))
-            .is_some_and(|(l, _)| l == self.ufrag);
-        if !ours {
-            self.stats.bad_username += 1;
-            return;
-        }
-        let key = self.pwd.clone().into_bytes();
-        if !msg.check_integrity(raw, &key) {
-            self.stats.bad_integrity += 1;
-            return;
-        }
-        let Some(req) = check::parse_request(msg) else {
-            self.stats.malformed += 1;
-            return self.reply(via, check::error(msg, stun::ErrorCode::BAD_REQUEST, &key));
-        };
-        // RFC 8445 §7.3.1.1 role conflict.
-        match (self.controlling, req.controlling) {
-            (true, Some(true)) if self.tie_breaker >= req.tie_breaker => {
-                self.stats.role_conflicts_sent += 1;
-                return self.reply(via, check::error(msg, check::ROLE_CONFLICT, &key));
-            }
-            (false, Some(false)) if self.tie_breaker < req.tie_breaker => {
-                self.stats.role_conflicts_sent += 1;
-                return self.reply(via, check::error(msg, check::ROLE_CONFLICT, &key));
-            }
-            (true, Some(true)) | (false, Some(false)) => self.switch_role(now),
-            _ => {}
-        }
-        let mapped = match via {
-            Via::Udp { from, .. } => from,
-            Via::Tcp(c) => match self.conns.get(&c) {
-                Some(conn) => conn.remote,
-                None => return,
-            },
-        };
-        self.stats.checks_answered += 1;
-        self.reply(via, check::success(msg, mapped, &key));
-        if self.state != State::Running {
-            return;
-        }
-        let Some(p) = self.pair_for_request(via, mapped, req.priority) else {
-            return;
-        };
-        if req.use_candidate && !self.controlling {
-            self.pairs[p].nominated = true;
-            if self.pairs[p].state == PairState::Succeeded {
-                return self.select(now, p);
-            }
-        }
-        if !matches!(
-            self.pairs[p].state,
-            PairState::Succeeded | PairState::InProgress
-        ) {
-            self.pairs[p].state = PairState::Waiting;
-            if !self.triggered.contains(&p) {
-                self.triggered.push_back(p);
-            }
-            self.next_check_at = Some(self.next_check_at.map_or(now, |t| t.min(now)));
-        }
-    }
-
-    /// The pair a check arrived on, creating a peer-reflexive remote candidate when the
-    /// source is unknown (RFC 8445 §7.3.1.3-4, RFC 6544 §7.2).
-    fn pair_for_request(&mut self, via: Via, from: SocketAddr, priority: u32) -> Option<usize> {
-        if let Via::Tcp(c) = via {
-            if let Some(p) = self.pairs.iter().position(|p| p.conn == Some(c)) {
-                return Some(p);
-            }
-        }
-        let (li, rtransport) = match via {
-            Via::Udp { local, .. } => {
-                let li = self.locals.iter().position(|l| {
-                    l.c.transport == Transport::Udp
-                        && l.base == local
-                        && matches!(l.c.typ, CandidateType::Host | CandidateType::Relay)
-                })?;
-                (li, Transport::Udp)
-            }
-            Via::Tcp(c) => {
-                let conn_local = self.conns.get(&c)?.local;
-                let li = self.locals.iter().position(|l| {
-                    l.base == conn_local
-                        && matches!(l.c.transport, Transport::TcpPassive | Transport::TcpSo)
-                        && matches!(l.c.typ, CandidateType::Host | CandidateType::Relay)
-                })?;
-                let rt = if self.locals[li].c.transport == Transport::TcpSo {
-                    Transport::TcpSo
-                } else {
-                    Transport::TcpActive
-                };
-                (li, rt)
-            }
-        };
-        let matches_remote = |r: &Candidate| {
-            r.transport == rtransport
-                && if rtransport == Transport::TcpActive {
-                    r.addr.ip() == from.ip()
-                } else {
-                    r.addr == from
-                }
-        };
-        let ri = match self.remotes.iter().position(matches_remote) {
-            Some(ri) => ri,
-            None if self.remotes.len() < MAX_REMOTE_CANDIDATES => {
-                let foundation = format!("P{:x}", self.rng.random::<u32>());
-                self.remotes.push(Candidate {
-                    foundation,
-                    component: COMPONENT,
-                    transport: rtransport,
-                    priority,
-                    addr: from,
-                    typ: CandidateType::Prflx,
-                });
-                self.remotes.len() - 1
-            }
-            None => return None,
-        };
-        let p = match self
-            .pairs
-            .iter()
-            .position(|p| p.local == li && p.remote == ri)
-        {
-            Some(p) => p,
-            None if self.pairs.len() < MAX_PAIRS => {
-                self.pairs.push(Pair {
-                    local: li,
-                    remote: ri,
-                    state: PairState::Waiting,
-                    conn: None,
-                    nominated: false,
-                    valid_local: None,
-                });
-                self.pairs.len() - 1
-            }
-            None => return None,
-        };
-        if let Via::Tcp(c) = via {
-            if !matches!(
-                self.pairs[p].state,
-                PairState::InProgress | PairState::Succeeded
-            ) || self.pairs[p].conn.is_none()
-            {
-                self.pairs[p].conn = Some(c);
-            }
-        }
-        Some(p)
-    }
-
-    fn switch_role(&mut self, now: u64) {
-        self.controlling = !self.controlling;
-        self.stats.role_switches += 1;
-        if self.controlling {
-            if self.pairs.iter().any(|p| p.state == PairState::Succeeded) {
-                self.nominate_at = Some(now + self.cfg.timing.nominated_check_delay);
-            }
-        } else {
-            self.nominating = None;
-            self.nominate_at = None;
-        }
-    }
-
-    fn on_response(&mut self, now: u64, via: Via, raw: &[u8], msg: &Message) {
-        let Some(tx) = self.txs.get(&msg.txid).cloned() else {
-            self.stats.unknown_transaction += 1;
-            return;
-        };
-        match tx.kind {
-            TxKind::Gather { base, tcp } => {
-                self.txs.remove(&msg.txid);
-                if let (Class::SuccessResponse, Some(mapped)) = (msg.class, msg.xor_mapped()) {
-                    self.add_srflx(base, mapped, tcp);
-                }
-                if let (true, Dest::Tcp(c)) = (tcp, tx.dest) {
-                    self.close(c);
-                }
-                self.gathered();
-            }
-            TxKind::Check {
-                pair,
-                use_candidate,
-                controlling,
-            } => {
-                let key = self
-                    .remote_creds
-                    .as_ref()
-                    .map(|c| c.1.clone().into_bytes())
-                    .unwrap_or_default();
-                if !Message::check_fingerprint(raw) {
-                    self.stats.bad_fingerprint += 1;
-                    return;
-                }
-                if !msg.check_integrity(raw, &key) {
-                    self.stats.bad_integrity += 1;
-                    return;
-                }
-                self.txs.remove(&msg.txid);
-                // RFC 8445 §7.2.5.2.1: the response must come back on the reverse path.
-                let symmetric = match (tx.dest, via) {
-                    (Dest::Udp { local, remote }, Via::Udp { local: l, from }) => {
-                        local == l && remote == from
-                    }
-                    (Dest::Tcp(a), Via::Tcp(b)) => a == b,
-                    _ => false,
-                };
-                if msg.class == Class::ErrorResponse {
-                    if msg.error_code().map(|e| e.code) == Some(check::ROLE_CONFLICT) {
-                        if self.controlling == controlling {
-                            self.switch_role(now);
-                        }
-                        self.pairs[pair].state = PairState::Waiting;
-                        self.triggered.push_back(pair);
-                        self.next_check_at = Some(self.next_check_at.map_or(now, |t| t.min(now)));
-                    } else {
-                        self.check_failed(now, pair);
-                    }
-                    return;
-                }
-                match msg.xor_mapped() {
-                    Some(mapped) if symmetric => {
-                        self.check_succeeded(now, pair, mapped, use_candidate)
-                    }
-                    _ => self.check_failed(now, pair),
-                }
-            }
-        }
-    }
-
-    fn add_srflx(&mut self, base: SocketAddr, mapped: SocketAddr, tcp: bool) {
-        let transport = if tcp {
-            Transport::TcpPassive
-        } else {
-            Transport::Udp
-        };
-        if mapped == base
-            || self
-                .locals
-                .iter()
-                .any(|l| l.c.addr == mapped && l.c.transport == transport)
-        {
-            return;
-        }
-        let n = self
-            .locals
-            .iter()
-            .filter(|l| l.c.typ == CandidateType::Srflx)
-            .count() as u16;
-        self.add_local(CandidateType::Srflx, transport, mapped, base, 65535 - n);
-        self.srflx_default = true;
-        self.refresh_priorities();
-    }
-
-    fn gathered(&mut self) {
-        self.gathering_pending = self.gathering_pending.saturating_sub(1);
-        if self.gathering_pending == 0 {
-            self.events.push_back(Event::GatheringDone);
-        }
-    }
-
-    fn check_succeeded(&mut self, now: u64, p: usize, mapped: SocketAddr, use_candidate: bool) {
-        let li = self.pairs[p].local;
-        let l = self.locals[li].clone();
-        // The valid pair's local candidate: the one the peer saw (RFC 8445 §7.2.5.3.2).
-        // For TCP the source port is ephemeral, so the address is matched on the IP.
-        let same = |a: SocketAddr| {
-            if l.c.transport.is_tcp() {
-                a.ip() == mapped.ip()
-            } else {
-                a == mapped
-            }
-        };
-        let valid = if same(if l.c.transport == Transport::TcpActive {
-            l.base
-        } else {
-            l.c.addr
-        }) {
-            Some(li)
-        } else if let Some(i) = self.locals.iter().position(|o| {
-            o.c.transport == l.c.transport && o.c.typ != CandidateType::Host && same(o.c.addr)
-        }) {
-            Some(i)
-        } else {
-            let n = self
-                .locals
-                .iter()
-                .filter(|o| o.c.typ == CandidateType::Prflx)
-                .count() as u16;
-            self.add_local(
-                CandidateType::Prflx,
-                l.c.transport,
-                mapped,
-                l.base,
-                65535 - n,
-            )
-        };
-        let pair = &mut self.pairs[p];
-        pair.state = PairState::Succeeded;
-        pair.valid_local = valid.or(Some(li));
-        let f = {
-            let (a, b) = self.foundation(p);
-            (a.to_owned(), b.to_owned())
-        };
-        for q in 0..self.pairs.len() {
-            if self.pairs[q].state == PairState::Frozen && {
-                let (a, b) = self.foundation(q);
-                a == f.0 && b == f.1
-            } {
-                self.pairs[q].state = PairState::Waiting;
-            }
-        }
-        if (use_candidate && self.controlling) || (!self.controlling && self.pairs[p].nominated) {
-            return self.select(now, p);
-        }
-        if self.controlling && self.nominating.is_none() {
-            let at = if self.checks_done() {
-                now
-            } else {
-                now + self.cfg.timing.nominated_check_delay
-            };
-            self.nominate_at = Some(self.nominate_at.map_or(at, |t| t.min(at)));
-        }
-    }
-
-    fn check_failed(&mut self, now: u64, p: usize) {
-        self.pairs[p].state = PairState::Failed;
-        if self.nominating == Some(p) {
-            self.nominating = None;
-        }
-        if self.controlling
-            && self.nominating.is_none()
-            && self.pairs.iter().any(|q| q.state == PairState::Succeeded)
-        {
-            self.nominate_at = Some(self.nominate_at.unwrap_or(now));
-        }
-        self.maybe_fail(now);
-    }
-
-    fn tx_failed(&mut self, now: u64, txid: [u8; 12]) {
-        let Some(tx) = self.txs.remove(&txid) else {
-            return;
-        };
-        match tx.kind {
-            TxKind::Gather { tcp, .. } => {
-                if let (true, Dest::Tcp(c)) = (tcp, tx.dest) {
-                    self.close(c);
-                }
-                self.gathered();
-            }
-            TxKind::Check { pair, .. } => {
-                if let Dest::Tcp(c) = tx.dest {
-                    if self
-                        .conns
-                        .get(&c)
-                        .is_some_and(|c| c.kind == ConnKind::Check)
-                    {
-                        self.close(c);
-                        self.pairs[pair].conn = None;
-                    }
-                }
-                self.check_failed(now, pair);
-            }
-        }
-    }
-
-    /// No check left to run or waiting for an answer.
-    fn checks_done(&self) -> bool {
-        self.triggered.is_empty()
-            && (0..self.pairs.len()).all(|p| match self.pairs[p].state {
-                PairState::Frozen | PairState::Waiting => !self.startable(p),
-                PairState::InProgress => false,
-                PairState::Succeeded | PairState::Failed => true,
-            })
-    }
-
-    fn maybe_fail(&mut self, now: u64) {
-        if self.state != State::Running || self.remote_creds.is_none() || self.gathering_pending > 0
-        {
-            return;
-        }
-        // A passive candidate can still be reached by the peer until the deadline.
-        let can_be_reached = self
-            .locals
-            .iter()
-            .any(|l| l.c.transport == Transport::TcpPassive)
-            && self
-                .remotes
-                .iter()
-                .any(|r| r.transport == Transport::TcpActive);
-        let any_valid = self.pairs.iter().any(|p| p.state == PairState::Succeeded);
-        if self.checks_done() && !any_valid && !can_be_reached {
-            self.fail();
-        } else if self.fail_at.is_some_and(|t| now >= t) {
-            self.fail();
-        }
-    }
-
-    fn fail(&mut self) {
-        if self.state == State::Failed {
-            return;
-        }
-        self.state = State::Failed;
-        self.events.push_back(Event::Failed);
-        self.stop_checks();
-        for c in self.conns.keys().copied().collect::<Vec<_>>() {
-            self.close(c);
-        }
-        self.path = None;
-        self.keepalive_at = None;
-    }
-
-    fn stop_checks(&mut self) {
-        self.txs
-            .retain(|_, t| matches!(t.kind, TxKind::Gather { .. }));
-        self.triggered.clear();
-        self.next_check_at = None;
-        self.nominate_at = None;
-        self.fail_at = None;
-    }
-
-    fn select(&mut self, now: u64, p: usize) {
-        if self.state != State::Running {
-            return;
-        }
-        self.state = State::Connected;
-        self.selected = Some(p);
-        self.stop_checks();
-        let pair = self.pairs[p].clone();
-        let local = &self.locals[pair.valid_local.unwrap_or(pair.local)];
-        let checked = &self.locals[pair.local];
-        let remote = &self.remotes[pair.remote];
-        let path = match pair.conn {
-            Some(conn) if checked.c.transport.is_tcp() => Path::Tcp { conn },
-            _ => Path::Udp {
-                local: checked.base,
-                remote: remote.addr,
-            },
-        };
-        self.path = Some(path);
-        let ev = Event::Selected {
-            local: super::Endpoint {
-                typ: local.c.typ,
-                transport: checked.c.transport,
-                addr: local.c.addr,
-            },
-            remote: Endpoint {
-                typ: remote.typ,
-                transport: remote.transport,
-                addr: remote.addr,
-            },
-            path,
-        };
-        self.events.push_back(ev);
-        let keep: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(id, c)| Path::Tcp { conn: **id } != path && c.kind != ConnKind::Stun)
-            .map(|(id, _)| *id)
-            .collect();
-        for c in keep {
-            self.close(c);
-        }
-        self.schedule_keepalive(now);
-    }
-
-    fn schedule_keepalive(&mut self, now: u64) {
-        let t = &self.cfg.timing;
-        let jitter = if t.keepalive_rand > 0 {
-            self.rng.random_range(0..t.keepalive_rand)
-        } else {
-            0
-        };
-        self.keepalive_at = Some(now + t.keepalive_min + jitter);
-    }
-
     // ---- timers and outputs -------------------------------------------------------------
 
     /// Runs whatever is due at `now`.
@@ -1274,47 +701,6 @@ impl Agent {
                 }
                 self.schedule_keepalive(now);
             }
-        }
-    }
-
-    /// Starts one check (triggered first, then the best waiting, then the best frozen
-    /// pair); false when none is left.
-    fn pace_check(&mut self, now: u64) -> bool {
-        if self.remote_creds.is_none() {
-            return false;
-        }
-        while let Some(p) = self.triggered.pop_front() {
-            if self.pairs[p].state == PairState::Waiting && self.startable(p) {
-                self.start_check(now, p, false);
-                return true;
-            }
-        }
-        let best = |state| {
-            (0..self.pairs.len())
-                .filter(|&p| self.pairs[p].state == state && self.startable(p))
-                .max_by_key(|&p| (self.pair_priority(p), std::cmp::Reverse(p)))
-        };
-        match best(PairState::Waiting).or_else(|| best(PairState::Frozen)) {
-            Some(p) => {
-                self.start_check(now, p, false);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Regular nomination (pjnath with `aggressive = PJ_FALSE`): re-check the best valid
-    /// pair with USE-CANDIDATE.
-    fn nominate(&mut self, now: u64) {
-        if !self.controlling || self.nominating.is_some() {
-            return;
-        }
-        let best = (0..self.pairs.len())
-            .filter(|&p| self.pairs[p].state == PairState::Succeeded)
-            .max_by_key(|&p| (self.pair_priority(p), std::cmp::Reverse(p)));
-        if let Some(p) = best {
-            self.nominating = Some(p);
-            self.start_check(now, p, true);
         }
     }
 
@@ -1375,9 +761,10 @@ fn frame(payload: &[u8]) -> Vec<u8> {
     framing::frame(payload).unwrap_or_default()
 }
 
+/// Lowercase hex, as pjlib's `pj_create_random_string` draws ufrag and password.
 fn random_string(rng: &mut ChaCha8Rng, len: usize) -> String {
-    const CHARS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    const HEX: &[u8] = b"0123456789abcdef";
     (0..len)
-        .map(|_| char::from(CHARS[rng.random_range(0..CHARS.len())]))
+        .map(|_| char::from(HEX[rng.random_range(0..HEX.len())]))
         .collect()
 }
