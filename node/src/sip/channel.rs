@@ -5,9 +5,14 @@
 //! a `z9hG4bKPj…` branch, Max-Forwards 70, From with a tag, To, Call-ID, CSeq, Date in
 //! `ctime` form, `Message-ID: <16 hex digits of the token>`, User-Agent, Content-Type,
 //! Content-Length); the final response ends it, no response within pjsip's Timer F
-//! (32 s) fails it. Incoming: a MESSAGE gets a stateless `200 OK` (copied Via, Call-ID,
-//! From, To with the branch as tag, CSeq), then one event unless its Message-ID was
-//! already seen.
+//! (32 s) fails it.
+//!
+//! Incoming, as jamid 20230206 does it: a request missing Via, From, To, Call-ID or a
+//! valid CSeq (or with an unparseable Content-Type) is a pjsip syntax error, logged and
+//! dropped unanswered. A MESSAGE gets a stateless `200 OK` at once (copied Vias with
+//! `received`/`rport`, Call-ID, From, To tagged with the branch, CSeq); only then are its
+//! payloads read: one per MIME type (multipart bodies part by part), dropped when not
+//! UTF-8, and reported once per Message-ID.
 //!
 //! Time is `now` in milliseconds since the Unix epoch; randomness comes from a seeded
 //! ChaCha20 (tokens, tags, branches, Call-IDs).

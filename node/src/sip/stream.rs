@@ -156,11 +156,11 @@ impl StreamDecoder {
                         return None;
                     };
                     if end > MAX_MESSAGE_LEN {
+                        // As if the head had arrived in pieces: resynchronise after its
+                        // empty line (the outcome must not depend on how bytes are split).
                         self.stats.oversized += 1;
                         self.stats.discarded_bytes += end as u64;
-                        let skip = content_length_hint(&self.buf[..head_len]);
                         self.buf.drain(..end);
-                        self.skip(skip);
                         return Some(Err(StreamError::HeadTooLong));
                     }
                     let parsed = SipMessage::parse_head(&self.buf[..head_len]);

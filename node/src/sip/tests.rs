@@ -503,6 +503,26 @@ proptest! {
     }
 
     #[test]
+    fn oversized_heads_decode_the_same_however_split(
+        pad in 7_900usize..8_200,
+        cut in any::<prop::sample::Index>(),
+        cl in 0usize..50,
+    ) {
+        let mut bytes = format!("MESSAGE sip:x SIP/2.0\r\nl: {cl}\r\nX: {}\r\n\r\n", "p".repeat(pad)).into_bytes();
+        bytes.extend(std::iter::repeat_n(b'z', cl));
+        bytes.extend_from_slice(PJSIP_MESSAGE.as_bytes());
+        let (whole, _) = decode_all(&bytes);
+        let c = cut.index(bytes.len() + 1);
+        let mut d = StreamDecoder::new();
+        d.push(&bytes[..c]);
+        let mut split: Vec<_> = std::iter::from_fn(|| d.next()).collect();
+        d.push(&bytes[c..]);
+        split.extend(std::iter::from_fn(|| d.next()));
+        prop_assert_eq!(&split, &whole);
+        prop_assert!(whole.last().unwrap().as_ref().is_ok_and(|m| m.body.len() == 87), "{:?}", whole);
+    }
+
+    #[test]
     fn random_bytes_never_panic_and_stay_bounded(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..3000), 0..8)) {
         let mut d = StreamDecoder::new();
         for c in &chunks {
