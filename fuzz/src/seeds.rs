@@ -63,17 +63,36 @@ fn sip() -> Vec<Vec<u8>> {
         remote_addr: "10.0.0.2:40000".into(),
         user_agent: "jamisim".into(),
     };
-    let (mut a, mut b) = (SipChannel::new(cfg("a", "b"), 1), SipChannel::new(cfg("b", "a"), 2));
+    let (mut a, mut b) = (
+        SipChannel::new(cfg("a", "b"), 1),
+        SipChannel::new(cfg("b", "a"), 2),
+    );
     let now = 1_790_000_000_000;
     for (mime, body) in [
         ("text/plain", "hello"),
-        ("application/im-gitmessage-id", r#"{"id":"c","commit":"d","deviceId":"e"}"#),
-        ("message/imdn+xml", "<imdn><message-id>1</message-id></imdn>"),
-        ("application/im-iscomposing+xml", "<isComposing><state>active</state></isComposing>"),
-        ("application/invite+json", r#"{"conversationId":"c","metadatas":{}}"#),
-        ("multipart/mixed;boundary=b1", "--b1\r\nc: text/plain\r\n\r\nhi\r\n--b1--\r\n"),
+        (
+            "application/im-gitmessage-id",
+            r#"{"id":"c","commit":"d","deviceId":"e"}"#,
+        ),
+        (
+            "message/imdn+xml",
+            "<imdn><message-id>1</message-id></imdn>",
+        ),
+        (
+            "application/im-iscomposing+xml",
+            "<isComposing><state>active</state></isComposing>",
+        ),
+        (
+            "application/invite+json",
+            r#"{"conversationId":"c","metadatas":{}}"#,
+        ),
+        (
+            "multipart/mixed;boundary=b1",
+            "--b1\r\nc: text/plain\r\n\r\nhi\r\n--b1--\r\n",
+        ),
     ] {
-        a.send_message(now, mime, body.as_bytes()).expect("seed message");
+        a.send_message(now, mime, body.as_bytes())
+            .expect("seed message");
     }
     let mut out = Vec::new();
     while let Some(m) = a.poll_transmit() {

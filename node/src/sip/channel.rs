@@ -75,10 +75,17 @@ pub enum SendFailure {
 pub enum SipEvent {
     Received(ReceivedMessage),
     /// The peer answered 2xx to the MESSAGE carrying `token`.
-    Delivered { token: u64 },
-    Failed { token: u64, reason: SendFailure },
+    Delivered {
+        token: u64,
+    },
+    Failed {
+        token: u64,
+        reason: SendFailure,
+    },
     /// Something was dropped; `reason` is the log line.
-    Dropped { reason: String },
+    Dropped {
+        reason: String,
+    },
 }
 
 /// Why a message could not be sent.
@@ -228,7 +235,14 @@ impl SipChannel {
     fn uuid(&mut self) -> String {
         let b: [u8; 16] = self.rng.random();
         let h = hex::encode(b);
-        format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        )
     }
 
     /// Bytes read from the channel.
@@ -274,7 +288,8 @@ impl SipChannel {
                 };
                 if (200..300).contains(&code) {
                     self.stats.delivered += 1;
-                    self.events.push_back(SipEvent::Delivered { token: p.token });
+                    self.events
+                        .push_back(SipEvent::Delivered { token: p.token });
                 } else {
                     self.stats.failed += 1;
                     self.events.push_back(SipEvent::Failed {
@@ -305,7 +320,10 @@ impl SipChannel {
     }
 
     fn drop_message(&mut self, why: &str) {
-        let reason = format!("sip channel to {}: dropped a message: {why}", self.cfg.peer_account);
+        let reason = format!(
+            "sip channel to {}: dropped a message: {why}",
+            self.cfg.peer_account
+        );
         tracing::warn!("{reason}");
         self.stats.dropped += 1;
         self.events.push_back(SipEvent::Dropped { reason });
@@ -413,7 +431,10 @@ impl SipChannel {
             (None, Some(branch)) => format!("{to};tag={branch}"),
             _ => to.to_owned(),
         };
-        r.push("Call-ID", call_id).push("From", from).push("To", to).push("CSeq", cseq);
+        r.push("Call-ID", call_id)
+            .push("From", from)
+            .push("To", to)
+            .push("CSeq", cseq);
         self.transmits.push_back(r.encode());
     }
 
@@ -456,7 +477,11 @@ pub fn content_type(mime: &str) -> Option<String> {
     let mut parts = mime.split(';');
     let main = parts.next()?.trim();
     let (ty, sub) = main.split_once('/')?;
-    let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+    };
     if !token(ty) || !token(sub) {
         return None;
     }
@@ -515,9 +540,10 @@ fn parse_cseq(v: &str) -> Option<(u32, String)> {
 /// `ip:port` or `[v6]:port` → (ip, port).
 fn split_host_port(addr: &str) -> (&str, Option<u16>) {
     match addr.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() && (h.starts_with('[') || !h.contains(':')) => {
-            (h.trim_start_matches('[').trim_end_matches(']'), p.parse().ok())
-        }
+        Some((h, p)) if !h.is_empty() && (h.starts_with('[') || !h.contains(':')) => (
+            h.trim_start_matches('[').trim_end_matches(']'),
+            p.parse().ok(),
+        ),
         _ => (addr, None),
     }
 }
@@ -531,7 +557,9 @@ pub fn received_via(via: &str, src_ip: &str, src_port: Option<u16>) -> String {
     let (mut ttl, mut rport, mut maddr, mut branch) = (None, None, None, None);
     let mut others = Vec::new();
     for p in parts.map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) = p.split_once('=').map_or((p, None), |(k, v)| (k.trim(), Some(v.trim())));
+        let (k, v) = p
+            .split_once('=')
+            .map_or((p, None), |(k, v)| (k.trim(), Some(v.trim())));
         match k.to_ascii_lowercase().as_str() {
             "ttl" => ttl = v,
             "rport" => rport = Some(v),
@@ -567,5 +595,7 @@ pub fn received_via(via: &str, src_ip: &str, src_port: Option<u16>) -> String {
 
 /// Whether a header value list holds `item` (case-insensitive), e.g. `Allow`.
 pub fn list_has(value: &str, item: &str) -> bool {
-    split_list(value).iter().any(|v| v.eq_ignore_ascii_case(item))
+    split_list(value)
+        .iter()
+        .any(|v| v.eq_ignore_ascii_case(item))
 }
