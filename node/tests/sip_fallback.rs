@@ -229,6 +229,7 @@ fn a_message_crosses_the_dht_and_its_receipt_is_refused_by_storage_as_in_opendht
         panic!("{got:?}")
     };
     assert_eq!(m.id, 0x1234_5678_9abc);
+    assert_eq!(m.message_id(), "0000123456789abc");
     assert_eq!(m.mime, "application/im-gitmessage-id");
     assert_eq!(m.body, body);
     assert_eq!(m.from_account.0, i.alice.account_id());

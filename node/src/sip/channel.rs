@@ -17,7 +17,7 @@
 //! Time is `now` in milliseconds since the Unix epoch; randomness comes from a seeded
 //! ChaCha20 (tokens, tags, branches, Call-IDs).
 
-use super::message::{param, split_list, uri_user, SipMessage, StartLine};
+use super::message::{param, uri_user, SipMessage, StartLine};
 use super::stream::{StreamDecoder, StreamError, MAX_MESSAGE_LEN};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -591,11 +591,4 @@ pub fn received_via(via: &str, src_ip: &str, src_port: Option<u16>) -> String {
         out.push_str(o);
     }
     out
-}
-
-/// Whether a header value list holds `item` (case-insensitive), e.g. `Allow`.
-pub fn list_has(value: &str, item: &str) -> bool {
-    split_list(value)
-        .iter()
-        .any(|v| v.eq_ignore_ascii_case(item))
 }

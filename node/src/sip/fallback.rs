@@ -69,6 +69,15 @@ pub struct DhtMessage {
     pub body: String,
 }
 
+impl DhtMessage {
+    /// The id as jamid names it (`to_hex_string`: 16 hex digits), the same as the SIP
+    /// copy's Message-ID: jamid sends both under one token and treats an id once, so a
+    /// device composing both paths de-duplicates on this.
+    pub fn message_id(&self) -> String {
+        format!("{:016x}", self.id)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Refusal {
     /// An ImMessage that was not encrypted to us.
