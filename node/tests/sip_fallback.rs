@@ -388,14 +388,30 @@ fn messages_to_alice_from_unknown_or_malformed_senders_are_refused() {
         utype: String::new(),
     };
     net.nodes[BOB].put_encrypted(now, alice_inbox, to_alice, 8, other);
+    // Well formed and encrypted to Alice, but signed by a key with no device
+    // certificate on the DHT (Alice's account key): the sender lookup finds nothing.
+    let msg = ImMessage {
+        id: 12,
+        msg: "who am I".into(),
+        ..ImMessage::default()
+    };
+    let body = Body {
+        type_id: IM_MESSAGE_TYPE,
+        data: msg.pack(),
+        utype: String::new(),
+    };
+    let pk = i.alice_dev.certificate().public_key().unwrap().clone();
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let v = secure::encrypt(i.alice.account_key(), 12, 0, body, &pk, &mut rng).unwrap();
+    net.nodes[BOB].put(now, alice_inbox, v);
     net.flush(BOB);
     net.run_for(5_000);
     assert!(net.events[ALICE].is_empty(), "{:?}", net.events[ALICE]);
-    assert_eq!(
-        net.app(ALICE).stats.refused.get(&Refusal::Malformed),
-        Some(&2)
-    );
-    assert_eq!(net.app(ALICE).stats.refused.values().sum::<u64>(), 2);
+    let refused = &net.app(ALICE).stats.refused;
+    assert_eq!(refused.get(&Refusal::Malformed), Some(&2), "{refused:?}");
+    assert_eq!(refused.get(&Refusal::BadSender), Some(&1), "{refused:?}");
+    assert_eq!(refused.values().sum::<u64>(), 3);
+    assert_eq!(net.app(ALICE).stats.receipts_sent, 0);
     // Sending to a device that published no certificate: the put fails at once.
     let now = net.now;
     let app = net.apps[ALICE].as_mut().unwrap();
