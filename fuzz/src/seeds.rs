@@ -50,11 +50,67 @@ pub fn write_if_asked(target: &str) {
         "framing" => framing(),
         "ice_msg" => ice_msgs(),
         "ice_agent" => ice_checks(),
+        "sip" => sip(),
         other => panic!("no seeds for target {other}"),
     };
     let n = write(Path::new(&dir), &seeds);
     eprintln!("{target}: wrote {n} seeds to {}", Path::new(&dir).display());
     std::process::exit(0);
+}
+
+/// `sip`: MESSAGEs of every MIME type jamid sends, as our channel writes them (pjsip's
+/// forms), their 200 OKs, a multipart one and a keep-alive, each behind a split byte.
+fn sip() -> Vec<Vec<u8>> {
+    use node::sip::{ChannelConfig, SipChannel};
+    let cfg = |own: &str, peer: &str| ChannelConfig {
+        own_account: own.repeat(40),
+        display_name: "Alice".into(),
+        peer_account: peer.repeat(40),
+        local_addr: "10.0.0.1:38211".into(),
+        remote_addr: "10.0.0.2:40000".into(),
+        user_agent: "jamisim".into(),
+    };
+    let (mut a, mut b) = (
+        SipChannel::new(cfg("a", "b"), 1),
+        SipChannel::new(cfg("b", "a"), 2),
+    );
+    let now = 1_790_000_000_000;
+    for (mime, body) in [
+        ("text/plain", "hello"),
+        (
+            "application/im-gitmessage-id",
+            r#"{"id":"c","commit":"d","deviceId":"e"}"#,
+        ),
+        (
+            "message/imdn+xml",
+            "<imdn><message-id>1</message-id></imdn>",
+        ),
+        (
+            "application/im-iscomposing+xml",
+            "<isComposing><state>active</state></isComposing>",
+        ),
+        (
+            "application/invite+json",
+            r#"{"conversationId":"c","metadatas":{}}"#,
+        ),
+        (
+            "multipart/mixed;boundary=b1",
+            "--b1\r\nc: text/plain\r\n\r\nhi\r\n--b1--\r\n",
+        ),
+    ] {
+        a.send_message(now, mime, body.as_bytes())
+            .expect("seed message");
+    }
+    let mut out = Vec::new();
+    while let Some(m) = a.poll_transmit() {
+        b.handle_stream_data(now, &m);
+        out.push([&[40u8][..], &m].concat());
+    }
+    while let Some(r) = b.poll_transmit() {
+        out.push([&[7u8][..], &r].concat());
+    }
+    out.push(b"\0\r\n\r\n".to_vec());
+    out
 }
 
 /// Every captured value as the proxy's JSON line (plain, signed, encrypted), expired too.

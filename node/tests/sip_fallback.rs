@@ -76,7 +76,10 @@ impl Net {
             let cfg = Config::verifying(InfoHash::get(format!("router-{r}")), r as u64);
             nodes.push(SecureDht::new(cfg, None, now));
         }
-        for (k, d) in [&i.alice_dev, &i.bob_dev, &i.mallory_dev].into_iter().enumerate() {
+        for (k, d) in [&i.alice_dev, &i.bob_dev, &i.mallory_dev]
+            .into_iter()
+            .enumerate()
+        {
             let cfg = Config::verifying(InfoHash([0; 20]), 100 + k as u64);
             nodes.push(SecureDht::new(cfg, Some(node_id(d)), now));
         }
@@ -114,7 +117,8 @@ impl Net {
     fn flush(&mut self, k: usize) {
         while let Some(t) = self.nodes[k].poll_transmit() {
             if let Some(j) = self.addrs.iter().position(|a| *a == t.to) {
-                self.queue.push_back((self.now + DELAY_MS, j, self.addrs[k], t.bytes));
+                self.queue
+                    .push_back((self.now + DELAY_MS, j, self.addrs[k], t.bytes));
             }
         }
         while let Some(e) = self.nodes[k].poll_event() {
@@ -130,7 +134,8 @@ impl Net {
         // Commands the app gave while handling events.
         while let Some(t) = self.nodes[k].poll_transmit() {
             if let Some(j) = self.addrs.iter().position(|a| *a == t.to) {
-                self.queue.push_back((self.now + DELAY_MS, j, self.addrs[k], t.bytes));
+                self.queue
+                    .push_back((self.now + DELAY_MS, j, self.addrs[k], t.bytes));
             }
         }
     }
@@ -145,7 +150,10 @@ impl Net {
             let next_timer = (0..self.nodes.len())
                 .filter_map(|k| {
                     let app = self.apps[k].as_ref().and_then(|a| a.poll_timeout());
-                    [self.nodes[k].poll_timeout(), app].into_iter().flatten().min()
+                    [self.nodes[k].poll_timeout(), app]
+                        .into_iter()
+                        .flatten()
+                        .min()
                 })
                 .min()
                 .unwrap_or(u64::MAX);
@@ -177,8 +185,15 @@ impl Net {
     fn send(&mut self, from: usize, token: u64, to: &DeviceIdentity, mime: &str, body: &str) {
         let now = self.now;
         let app = self.apps[from].as_mut().unwrap();
-        app.send(&mut self.nodes[from], now, token, &[InfoHash(to.short_id())], mime, body)
-            .unwrap();
+        app.send(
+            &mut self.nodes[from],
+            now,
+            token,
+            &[InfoHash(to.short_id())],
+            mime,
+            body,
+        )
+        .unwrap();
         self.flush(from);
     }
 
@@ -200,12 +215,21 @@ fn a_message_crosses_the_dht_and_its_receipt_is_refused_by_storage_as_in_opendht
     let i = ids();
     let mut net = Net::new(true);
     let body = r#"{"id":"conv","commit":"c0ffee","deviceId":"d"}"#;
-    net.send(ALICE, 0x1234_5678_9abc, &i.bob_dev, "application/im-gitmessage-id", body);
+    net.send(
+        ALICE,
+        0x1234_5678_9abc,
+        &i.bob_dev,
+        "application/im-gitmessage-id",
+        body,
+    );
     net.run_for(5_000);
     let got: Vec<_> = net.events[BOB].drain(..).collect();
     assert_eq!(got.len(), 1, "{got:?}");
-    let FallbackEvent::Received(m) = &got[0] else { panic!("{got:?}") };
+    let FallbackEvent::Received(m) = &got[0] else {
+        panic!("{got:?}")
+    };
     assert_eq!(m.id, 0x1234_5678_9abc);
+    assert_eq!(m.message_id(), "0000123456789abc");
     assert_eq!(m.mime, "application/im-gitmessage-id");
     assert_eq!(m.body, body);
     assert_eq!(m.from_account.0, i.alice.account_id());
@@ -219,7 +243,10 @@ fn a_message_crosses_the_dht_and_its_receipt_is_refused_by_storage_as_in_opendht
     net.run_for(GIVE_UP_MS);
     assert_eq!(
         net.events[ALICE],
-        vec![FallbackEvent::Failed { token: 0x1234_5678_9abc, timed_out: true }]
+        vec![FallbackEvent::Failed {
+            token: 0x1234_5678_9abc,
+            timed_out: true
+        }]
     );
     assert_eq!(net.app(ALICE).poll_timeout(), None, "no longer waiting");
 
@@ -232,7 +259,9 @@ fn a_message_crosses_the_dht_and_its_receipt_is_refused_by_storage_as_in_opendht
     // And the other way, text/plain by default.
     net.send(BOB, 77, &i.alice_dev, "", "hi alice");
     net.run_for(5_000);
-    assert!(matches!(&net.events[ALICE][1..], [FallbackEvent::Received(m)] if m.mime == "text/plain" && m.body == "hi alice"));
+    assert!(
+        matches!(&net.events[ALICE][1..], [FallbackEvent::Received(m)] if m.mime == "text/plain" && m.body == "hi alice")
+    );
 }
 
 /// The receipt as a listener gets it where a node did store it (OpenDHT stores a
@@ -240,8 +269,16 @@ fn a_message_crosses_the_dht_and_its_receipt_is_refused_by_storage_as_in_opendht
 /// notifies listeners): the decrypted value SecureDht's filter hands over.
 fn receipt(net: &Net, signer: &DeviceIdentity, id: u64, encrypted: bool) -> Value {
     let i = ids();
-    let r = ImMessage { id, date: 1, ..ImMessage::default() };
-    let body = Body { type_id: IM_MESSAGE_TYPE, data: r.pack(), utype: String::new() };
+    let r = ImMessage {
+        id,
+        date: 1,
+        ..ImMessage::default()
+    };
+    let body = Body {
+        type_id: IM_MESSAGE_TYPE,
+        data: r.pack(),
+        utype: String::new(),
+    };
     if !encrypted {
         return secure::sign(signer.key(), id, 0, body, None).unwrap();
     }
@@ -261,7 +298,11 @@ fn receipts_deliver_forged_ones_are_refused_and_silence_fails_after_a_minute() {
     assert_eq!(listens.len(), 1);
     let bob_inbox = InfoHash(inbox_key(&i.bob_dev.short_id()));
     let feed = |net: &mut Net, v: Value| {
-        let e = Event::Values { op: listens[0], key: bob_inbox, values: vec![v] };
+        let e = Event::Values {
+            op: listens[0],
+            key: bob_inbox,
+            values: vec![v],
+        };
         let now = net.now;
         let app = net.apps[ALICE].as_mut().unwrap();
         assert!(app.handle_event(&mut net.nodes[ALICE], now, &e));
@@ -277,16 +318,26 @@ fn receipts_deliver_forged_ones_are_refused_and_silence_fails_after_a_minute() {
     feed(&mut net, other);
     assert!(net.events[ALICE].is_empty(), "{:?}", net.events[ALICE]);
     let refused = &net.app(ALICE).stats.refused;
-    assert_eq!(refused.get(&Refusal::ForgedReceipt), Some(&1), "{refused:?}");
+    assert_eq!(
+        refused.get(&Refusal::ForgedReceipt),
+        Some(&1),
+        "{refused:?}"
+    );
     assert_eq!(refused.get(&Refusal::NotEncrypted), Some(&1), "{refused:?}");
     // Bob's real receipt delivers.
     let real = receipt(&net, &i.bob_dev, 9, true);
     feed(&mut net, real);
     assert_eq!(
         net.events[ALICE],
-        vec![FallbackEvent::Delivered { token: 9, device: InfoHash(i.bob_dev.short_id()) }]
+        vec![FallbackEvent::Delivered {
+            token: 9,
+            device: InfoHash(i.bob_dev.short_id())
+        }]
     );
-    assert!(net.app(ALICE).receipt_listens(9).is_empty(), "listen cancelled");
+    assert!(
+        net.app(ALICE).receipt_listens(9).is_empty(),
+        "listen cancelled"
+    );
 
     // Bob's device runs no fallback: the next message is never confirmed.
     net.events[ALICE].clear();
@@ -294,7 +345,13 @@ fn receipts_deliver_forged_ones_are_refused_and_silence_fails_after_a_minute() {
     net.run_for(GIVE_UP_MS - 100);
     assert!(net.events[ALICE].is_empty());
     net.run_for(200);
-    assert_eq!(net.events[ALICE], vec![FallbackEvent::Failed { token: 11, timed_out: true }]);
+    assert_eq!(
+        net.events[ALICE],
+        vec![FallbackEvent::Failed {
+            token: 11,
+            timed_out: true
+        }]
+    );
     assert_eq!(net.app(ALICE).poll_timeout(), None);
 }
 
@@ -306,31 +363,98 @@ fn messages_to_alice_from_unknown_or_malformed_senders_are_refused() {
     let to_alice = InfoHash(i.alice_dev.short_id());
     let now = net.now;
     // Malformed ImMessage payload, properly encrypted and signed by Bob's device.
-    let junk = Body { type_id: IM_MESSAGE_TYPE, data: vec![0xc1, 0x00], utype: String::new() };
+    let junk = Body {
+        type_id: IM_MESSAGE_TYPE,
+        data: vec![0xc1, 0x00],
+        utype: String::new(),
+    };
     net.nodes[BOB].put_encrypted(now, alice_inbox, to_alice, 5, junk);
     // An ImMessage whose id differs from the value id.
-    let odd = ImMessage { id: 6, msg: "x".into(), ..ImMessage::default() };
-    let odd = Body { type_id: IM_MESSAGE_TYPE, data: odd.pack(), utype: String::new() };
+    let odd = ImMessage {
+        id: 6,
+        msg: "x".into(),
+        ..ImMessage::default()
+    };
+    let odd = Body {
+        type_id: IM_MESSAGE_TYPE,
+        data: odd.pack(),
+        utype: String::new(),
+    };
     net.nodes[BOB].put_encrypted(now, alice_inbox, to_alice, 7, odd);
     // Another type at the inbox (a trust request's type) is not ours: ignored.
-    let other = Body { type_id: 4, data: vec![0x80], utype: String::new() };
+    let other = Body {
+        type_id: 4,
+        data: vec![0x80],
+        utype: String::new(),
+    };
     net.nodes[BOB].put_encrypted(now, alice_inbox, to_alice, 8, other);
+    // Well formed and encrypted to Alice, but signed by a key with no device
+    // certificate on the DHT (Alice's account key): the sender lookup finds nothing.
+    let msg = ImMessage {
+        id: 12,
+        msg: "who am I".into(),
+        ..ImMessage::default()
+    };
+    let body = Body {
+        type_id: IM_MESSAGE_TYPE,
+        data: msg.pack(),
+        utype: String::new(),
+    };
+    let pk = i.alice_dev.certificate().public_key().unwrap().clone();
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let v = secure::encrypt(i.alice.account_key(), 12, 0, body, &pk, &mut rng).unwrap();
+    net.nodes[BOB].put(now, alice_inbox, v);
     net.flush(BOB);
     net.run_for(5_000);
     assert!(net.events[ALICE].is_empty(), "{:?}", net.events[ALICE]);
-    assert_eq!(net.app(ALICE).stats.refused.get(&Refusal::Malformed), Some(&2));
-    assert_eq!(net.app(ALICE).stats.refused.values().sum::<u64>(), 2);
+    let refused = &net.app(ALICE).stats.refused;
+    assert_eq!(refused.get(&Refusal::Malformed), Some(&2), "{refused:?}");
+    assert_eq!(refused.get(&Refusal::BadSender), Some(&1), "{refused:?}");
+    assert_eq!(refused.values().sum::<u64>(), 3);
+    assert_eq!(net.app(ALICE).stats.receipts_sent, 0);
     // Sending to a device that published no certificate: the put fails at once.
     let now = net.now;
     let app = net.apps[ALICE].as_mut().unwrap();
-    app.send(&mut net.nodes[ALICE], now, 10, &[InfoHash([9; 20])], "text/plain", "x").unwrap();
+    app.send(
+        &mut net.nodes[ALICE],
+        now,
+        10,
+        &[InfoHash([9; 20])],
+        "text/plain",
+        "x",
+    )
+    .unwrap();
     net.flush(ALICE);
     net.run_for(5_000);
-    assert_eq!(net.events[ALICE], vec![FallbackEvent::Failed { token: 10, timed_out: false }]);
+    assert_eq!(
+        net.events[ALICE],
+        vec![FallbackEvent::Failed {
+            token: 10,
+            timed_out: false
+        }]
+    );
     // Limits.
     let now = net.now;
     let app = net.apps[ALICE].as_mut().unwrap();
     let big = "x".repeat(node::sip::fallback::MAX_BODY + 1);
-    assert!(app.send(&mut net.nodes[ALICE], now, 11, &[to_alice], "text/plain", &big).is_err());
-    assert!(app.send(&mut net.nodes[ALICE], now, 12, &[to_alice], "text/plain", "self only").is_err());
+    assert!(app
+        .send(
+            &mut net.nodes[ALICE],
+            now,
+            11,
+            &[to_alice],
+            "text/plain",
+            &big
+        )
+        .is_err());
+    assert!(app
+        .send(
+            &mut net.nodes[ALICE],
+            now,
+            12,
+            &[to_alice],
+            "text/plain",
+            "self only"
+        )
+        .is_err());
 }

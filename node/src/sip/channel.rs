@@ -5,14 +5,19 @@
 //! a `z9hG4bKPj…` branch, Max-Forwards 70, From with a tag, To, Call-ID, CSeq, Date in
 //! `ctime` form, `Message-ID: <16 hex digits of the token>`, User-Agent, Content-Type,
 //! Content-Length); the final response ends it, no response within pjsip's Timer F
-//! (32 s) fails it. Incoming: a MESSAGE gets a stateless `200 OK` (copied Via, Call-ID,
-//! From, To with the branch as tag, CSeq), then one event unless its Message-ID was
-//! already seen.
+//! (32 s) fails it.
+//!
+//! Incoming, as jamid 20230206 does it: a request missing Via, From, To, Call-ID or a
+//! valid CSeq (or with an unparseable Content-Type) is a pjsip syntax error, logged and
+//! dropped unanswered. A MESSAGE gets a stateless `200 OK` at once (copied Vias with
+//! `received`/`rport`, Call-ID, From, To tagged with the branch, CSeq); only then are its
+//! payloads read: one per MIME type (multipart bodies part by part), dropped when not
+//! UTF-8, and reported once per Message-ID.
 //!
 //! Time is `now` in milliseconds since the Unix epoch; randomness comes from a seeded
 //! ChaCha20 (tokens, tags, branches, Call-IDs).
 
-use super::message::{param, split_list, uri_user, SipMessage, StartLine};
+use super::message::{param, uri_user, SipMessage, StartLine};
 use super::stream::{StreamDecoder, StreamError, MAX_MESSAGE_LEN};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -70,10 +75,17 @@ pub enum SendFailure {
 pub enum SipEvent {
     Received(ReceivedMessage),
     /// The peer answered 2xx to the MESSAGE carrying `token`.
-    Delivered { token: u64 },
-    Failed { token: u64, reason: SendFailure },
+    Delivered {
+        token: u64,
+    },
+    Failed {
+        token: u64,
+        reason: SendFailure,
+    },
     /// Something was dropped; `reason` is the log line.
-    Dropped { reason: String },
+    Dropped {
+        reason: String,
+    },
 }
 
 /// Why a message could not be sent.
@@ -223,7 +235,14 @@ impl SipChannel {
     fn uuid(&mut self) -> String {
         let b: [u8; 16] = self.rng.random();
         let h = hex::encode(b);
-        format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        )
     }
 
     /// Bytes read from the channel.
@@ -269,7 +288,8 @@ impl SipChannel {
                 };
                 if (200..300).contains(&code) {
                     self.stats.delivered += 1;
-                    self.events.push_back(SipEvent::Delivered { token: p.token });
+                    self.events
+                        .push_back(SipEvent::Delivered { token: p.token });
                 } else {
                     self.stats.failed += 1;
                     self.events.push_back(SipEvent::Failed {
@@ -300,7 +320,10 @@ impl SipChannel {
     }
 
     fn drop_message(&mut self, why: &str) {
-        let reason = format!("sip channel to {}: dropped a message: {why}", self.cfg.peer_account);
+        let reason = format!(
+            "sip channel to {}: dropped a message: {why}",
+            self.cfg.peer_account
+        );
         tracing::warn!("{reason}");
         self.stats.dropped += 1;
         self.events.push_back(SipEvent::Dropped { reason });
@@ -408,7 +431,10 @@ impl SipChannel {
             (None, Some(branch)) => format!("{to};tag={branch}"),
             _ => to.to_owned(),
         };
-        r.push("Call-ID", call_id).push("From", from).push("To", to).push("CSeq", cseq);
+        r.push("Call-ID", call_id)
+            .push("From", from)
+            .push("To", to)
+            .push("CSeq", cseq);
         self.transmits.push_back(r.encode());
     }
 
@@ -451,7 +477,11 @@ pub fn content_type(mime: &str) -> Option<String> {
     let mut parts = mime.split(';');
     let main = parts.next()?.trim();
     let (ty, sub) = main.split_once('/')?;
-    let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+    };
     if !token(ty) || !token(sub) {
         return None;
     }
@@ -510,9 +540,10 @@ fn parse_cseq(v: &str) -> Option<(u32, String)> {
 /// `ip:port` or `[v6]:port` → (ip, port).
 fn split_host_port(addr: &str) -> (&str, Option<u16>) {
     match addr.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() && (h.starts_with('[') || !h.contains(':')) => {
-            (h.trim_start_matches('[').trim_end_matches(']'), p.parse().ok())
-        }
+        Some((h, p)) if !h.is_empty() && (h.starts_with('[') || !h.contains(':')) => (
+            h.trim_start_matches('[').trim_end_matches(']'),
+            p.parse().ok(),
+        ),
         _ => (addr, None),
     }
 }
@@ -526,7 +557,9 @@ pub fn received_via(via: &str, src_ip: &str, src_port: Option<u16>) -> String {
     let (mut ttl, mut rport, mut maddr, mut branch) = (None, None, None, None);
     let mut others = Vec::new();
     for p in parts.map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) = p.split_once('=').map_or((p, None), |(k, v)| (k.trim(), Some(v.trim())));
+        let (k, v) = p
+            .split_once('=')
+            .map_or((p, None), |(k, v)| (k.trim(), Some(v.trim())));
         match k.to_ascii_lowercase().as_str() {
             "ttl" => ttl = v,
             "rport" => rport = Some(v),
@@ -558,9 +591,4 @@ pub fn received_via(via: &str, src_ip: &str, src_port: Option<u16>) -> String {
         out.push_str(o);
     }
     out
-}
-
-/// Whether a header value list holds `item` (case-insensitive), e.g. `Allow`.
-pub fn list_has(value: &str, item: &str) -> bool {
-    split_list(value).iter().any(|v| v.eq_ignore_ascii_case(item))
 }

@@ -41,11 +41,19 @@ pub const MAX_SEEN_IDS: usize = 4096;
 
 /// What the fallback needs of a DHT: presence's operations plus encrypted puts.
 pub trait ImDht: PresenceDht {
-    fn put_encrypted(&mut self, now: u64, key: InfoHash, to: InfoHash, id: u64, body: Body) -> OpId;
+    fn put_encrypted(&mut self, now: u64, key: InfoHash, to: InfoHash, id: u64, body: Body)
+        -> OpId;
 }
 
 impl ImDht for SecureDht {
-    fn put_encrypted(&mut self, now: u64, key: InfoHash, to: InfoHash, id: u64, body: Body) -> OpId {
+    fn put_encrypted(
+        &mut self,
+        now: u64,
+        key: InfoHash,
+        to: InfoHash,
+        id: u64,
+        body: Body,
+    ) -> OpId {
         SecureDht::put_encrypted(self, now, key, to, id, body)
     }
 }
@@ -59,6 +67,15 @@ pub struct DhtMessage {
     /// `datatype`, `text/plain` when empty (as jamid does).
     pub mime: String,
     pub body: String,
+}
+
+impl DhtMessage {
+    /// The id as jamid names it (`to_hex_string`: 16 hex digits), the same as the SIP
+    /// copy's Message-ID: jamid sends both under one token and treats an id once, so a
+    /// device composing both paths de-duplicates on this.
+    pub fn message_id(&self) -> String {
+        format!("{:016x}", self.id)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -79,9 +96,15 @@ pub enum Refusal {
 pub enum FallbackEvent {
     Received(DhtMessage),
     /// A device we wrote to confirmed the message.
-    Delivered { token: u64, device: InfoHash },
+    Delivered {
+        token: u64,
+        device: InfoHash,
+    },
     /// No receipt in time, or no put could be done.
-    Failed { token: u64, timed_out: bool },
+    Failed {
+        token: u64,
+        timed_out: bool,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -108,9 +131,17 @@ pub enum FallbackError {
 
 enum Op {
     Inbox,
-    Receipt { token: u64 },
-    Put { token: u64 },
-    Sender { msg: Box<ImMessage>, dev: InfoHash, done: bool },
+    Receipt {
+        token: u64,
+    },
+    Put {
+        token: u64,
+    },
+    Sender {
+        msg: Box<ImMessage>,
+        dev: InfoHash,
+        done: bool,
+    },
     ReceiptPut,
 }
 
@@ -181,7 +212,8 @@ impl DhtFallback {
         if self.sends.len() >= MAX_SENDS {
             return Err(FallbackError::Busy);
         }
-        let devices: BTreeSet<InfoHash> = devices.iter().copied().filter(|d| *d != self.me).collect();
+        let devices: BTreeSet<InfoHash> =
+            devices.iter().copied().filter(|d| *d != self.me).collect();
         if devices.is_empty() {
             return Err(FallbackError::NoDevice);
         }
@@ -427,7 +459,8 @@ impl DhtFallback {
         }
         self.finish(dht, token);
         self.stats.delivered += 1;
-        self.events.push_back(FallbackEvent::Delivered { token, device: dev });
+        self.events
+            .push_back(FallbackEvent::Delivered { token, device: dev });
     }
 
     /// Stop listening for `token`'s receipts.

@@ -173,7 +173,9 @@ impl SipMessage {
         if self.body.is_empty() {
             out.extend_from_slice(b"Content-Length:  0\r\n\r\n");
         } else {
-            out.extend_from_slice(format!("Content-Length: {:>5}\r\n\r\n", self.body.len()).as_bytes());
+            out.extend_from_slice(
+                format!("Content-Length: {:>5}\r\n\r\n", self.body.len()).as_bytes(),
+            );
             out.extend_from_slice(&self.body);
         }
         out
@@ -216,7 +218,10 @@ impl SipMessage {
             });
         }
         let mut length = None;
-        for h in headers.iter().filter(|h| same_header(&h.name, "Content-Length")) {
+        for h in headers
+            .iter()
+            .filter(|h| same_header(&h.name, "Content-Length"))
+        {
             let n = parse_content_length(&h.value)?;
             if length.is_some_and(|l| l != n) {
                 return Err(ParseError::ContentLength(h.value.clone()));
@@ -279,12 +284,14 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 /// Split a header value at top-level commas (not inside quotes or angle brackets).
 pub fn split_list(v: &str) -> Vec<&str> {
-    let (mut out, mut start, mut quoted, mut angle, mut escaped) = (Vec::new(), 0, false, 0u32, false);
+    let (mut out, mut start, mut quoted, mut angle, mut escaped) =
+        (Vec::new(), 0, false, 0u32, false);
     for (i, c) in v.char_indices() {
         match c {
             _ if escaped => escaped = false,

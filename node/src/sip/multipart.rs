@@ -93,7 +93,10 @@ fn part(bytes: &[u8]) -> Part {
         if line.is_empty() {
             break;
         }
-        if let Some((name, value)) = std::str::from_utf8(line).ok().and_then(|l| l.split_once(':')) {
+        if let Some((name, value)) = std::str::from_utf8(line)
+            .ok()
+            .and_then(|l| l.split_once(':'))
+        {
             if same_header(name.trim(), "Content-Type") && content_type.is_none() {
                 content_type = Some(value.trim().to_owned());
             }

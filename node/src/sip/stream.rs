@@ -20,7 +20,9 @@ pub const MAX_MESSAGE_LEN: usize = 8000;
 pub enum StreamError {
     #[error("malformed message head: {0}")]
     Parse(#[from] ParseError),
-    #[error("head longer than {MAX_MESSAGE_LEN} bytes without an end; skipped to the next empty line")]
+    #[error(
+        "head longer than {MAX_MESSAGE_LEN} bytes without an end; skipped to the next empty line"
+    )]
     HeadTooLong,
     #[error("message of {0} bytes exceeds {MAX_MESSAGE_LEN}; its body is skipped")]
     TooLarge(usize),
@@ -41,7 +43,10 @@ pub struct DecoderStats {
 #[derive(Debug)]
 enum State {
     Head,
-    Body { msg: SipMessage, len: usize },
+    Body {
+        msg: SipMessage,
+        len: usize,
+    },
     /// Drop `n` more bytes (the body of a refused message).
     Skip(usize),
     /// After an overlong head: drop bytes up to and including the next empty line.
@@ -141,7 +146,11 @@ impl StreamDecoder {
         loop {
             match std::mem::replace(&mut self.state, State::Head) {
                 State::Head => {
-                    let ws = self.buf.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+                    let ws = self
+                        .buf
+                        .iter()
+                        .take_while(|b| matches!(b, b'\r' | b'\n'))
+                        .count();
                     if ws > 0 {
                         self.stats.keepalive_bytes += ws as u64;
                         self.buf.drain(..ws);
@@ -156,11 +165,11 @@ impl StreamDecoder {
                         return None;
                     };
                     if end > MAX_MESSAGE_LEN {
+                        // As if the head had arrived in pieces: resynchronise after its
+                        // empty line (the outcome must not depend on how bytes are split).
                         self.stats.oversized += 1;
                         self.stats.discarded_bytes += end as u64;
-                        let skip = content_length_hint(&self.buf[..head_len]);
                         self.buf.drain(..end);
-                        self.skip(skip);
                         return Some(Err(StreamError::HeadTooLong));
                     }
                     let parsed = SipMessage::parse_head(&self.buf[..head_len]);

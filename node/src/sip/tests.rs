@@ -73,7 +73,10 @@ fn parses_a_message_as_pjsip_writes_it() {
     assert_eq!(m.header("message-id"), Some("001f3c5d7e9a0b2c"));
     assert_eq!(m.header("c"), Some("application/im-gitmessage-id"));
     assert_eq!(message::uri_user(m.header("From").unwrap()), Some(A));
-    assert_eq!(message::param(m.header("f").unwrap(), "tag"), Some("0e2bd4b6-3f41-4bde-9f8a-7d2b4b3b2c11"));
+    assert_eq!(
+        message::param(m.header("f").unwrap(), "tag"),
+        Some("0e2bd4b6-3f41-4bde-9f8a-7d2b4b3b2c11")
+    );
     assert_eq!(m.body.len(), 87);
     assert!(m.header("Content-Length").is_none(), "framing, not kept");
     // Re-encoding gives pjsip's bytes back.
@@ -94,15 +97,25 @@ l: 2\r\n\r\nhi";
     let (msgs, _) = decode_all(raw.as_bytes());
     let m = msgs[0].clone().unwrap();
     assert_eq!(m.values("Via").len(), 3);
-    assert_eq!(message::param(m.values("via")[1], "branch"), Some("z9hG4bK2"));
-    assert_eq!(m.values("To"), vec!["\"Bob, Jr\" <sip:bob@h>"], "no split inside quotes");
+    assert_eq!(
+        message::param(m.values("via")[1], "branch"),
+        Some("z9hG4bK2")
+    );
+    assert_eq!(
+        m.values("To"),
+        vec!["\"Bob, Jr\" <sip:bob@h>"],
+        "no split inside quotes"
+    );
     assert_eq!(m.header("s"), Some("a long folded subject"));
     assert_eq!(m.header("CALL-ID"), Some("abc"));
     assert_eq!(m.body, b"hi");
     // Bare LF line ends, as pjsip's `\n\r\n` search also accepts.
     let lf = raw.replace("\r\n", "\n");
     let (msgs, _) = decode_all(lf.as_bytes());
-    assert_eq!(msgs[0].clone().unwrap().header("s"), Some("a long folded subject"));
+    assert_eq!(
+        msgs[0].clone().unwrap().header("s"),
+        Some("a long folded subject")
+    );
 }
 
 #[test]
@@ -112,10 +125,22 @@ fn malformed_heads_are_errors_and_the_stream_goes_on() {
         ("FOO\r\nl: 0\r\n\r\n", "start line"),
         ("MESSAGE sip:x SIP/3.0\r\nl: 0\r\n\r\n", "start line"),
         ("SIP/2.0 99 Low\r\nl: 0\r\n\r\n", "start line"),
-        ("MESSAGE sip:x SIP/2.0\r\nno colon\r\nl: 0\r\n\r\n", "header line"),
-        ("MESSAGE sip:x SIP/2.0\r\n folded first\r\nl: 0\r\n\r\n", "continuation"),
-        ("MESSAGE sip:x SIP/2.0\r\nTo: x\r\n\r\n", "missing Content-Length"),
-        ("MESSAGE sip:x SIP/2.0\r\nl: 2\r\nl: 3\r\n\r\nabc", "Content-Length"),
+        (
+            "MESSAGE sip:x SIP/2.0\r\nno colon\r\nl: 0\r\n\r\n",
+            "header line",
+        ),
+        (
+            "MESSAGE sip:x SIP/2.0\r\n folded first\r\nl: 0\r\n\r\n",
+            "continuation",
+        ),
+        (
+            "MESSAGE sip:x SIP/2.0\r\nTo: x\r\n\r\n",
+            "missing Content-Length",
+        ),
+        (
+            "MESSAGE sip:x SIP/2.0\r\nl: 2\r\nl: 3\r\n\r\nabc",
+            "Content-Length",
+        ),
         ("MESSAGE sip:x SIP/2.0\r\nl: -1\r\n\r\n", "Content-Length"),
         ("MESSAGE sip:x SIP/2.0\r\nX: \u{ff}\r\nl: 3\r\n\r\nabc", ""),
     ] {
@@ -128,7 +153,11 @@ fn malformed_heads_are_errors_and_the_stream_goes_on() {
         assert_eq!(msgs.len(), 2, "{bad:?}");
         let e = msgs[0].clone().unwrap_err().to_string();
         assert!(e.contains(want), "{bad:?}: {e}");
-        assert_eq!(msgs[1].clone().unwrap().body.len(), 87, "{bad:?}: next message intact");
+        assert_eq!(
+            msgs[1].clone().unwrap().body.len(),
+            87,
+            "{bad:?}: next message intact"
+        );
         assert_eq!((stats.malformed, stats.messages), (1, 1));
     }
 }
@@ -176,7 +205,10 @@ fn keepalives_coalesced_messages_and_limits() {
 fn a_limit_sized_message_passes_and_one_byte_more_does_not() {
     let head = "MESSAGE sip:x SIP/2.0\r\nl: 7000\r\n\r\n";
     let fits = MAX_MESSAGE_LEN - head.len() - 7000;
-    let pad = format!("MESSAGE sip:x SIP/2.0\r\nX: {}\r\nl: 7000\r\n\r\n", "p".repeat(fits - 5));
+    let pad = format!(
+        "MESSAGE sip:x SIP/2.0\r\nX: {}\r\nl: 7000\r\n\r\n",
+        "p".repeat(fits - 5)
+    );
     assert_eq!(pad.len() + 7000, MAX_MESSAGE_LEN);
     let mut bytes = pad.clone().into_bytes();
     bytes.extend(std::iter::repeat_n(b'b', 7000));
@@ -197,17 +229,39 @@ fn outgoing_message_has_jamids_header_order_and_forms() {
     let bytes = a.poll_transmit().unwrap();
     let text = String::from_utf8(bytes).unwrap();
     let lines: Vec<&str> = text.split("\r\n").collect();
-    assert_eq!(lines[0], format!("MESSAGE sips:{B}@10.0.0.2:40000;transport=tls SIP/2.0"));
-    let names: Vec<&str> = lines[1..11].iter().map(|l| l.split(':').next().unwrap()).collect();
+    assert_eq!(
+        lines[0],
+        format!("MESSAGE sips:{B}@10.0.0.2:40000;transport=tls SIP/2.0")
+    );
+    let names: Vec<&str> = lines[1..11]
+        .iter()
+        .map(|l| l.split(':').next().unwrap())
+        .collect();
     assert_eq!(
         names,
-        ["Via", "Max-Forwards", "From", "To", "Call-ID", "CSeq", "Date", "Message-ID", "User-Agent", "Content-Type"]
+        [
+            "Via",
+            "Max-Forwards",
+            "From",
+            "To",
+            "Call-ID",
+            "CSeq",
+            "Date",
+            "Message-ID",
+            "User-Agent",
+            "Content-Type"
+        ]
     );
-    let branch = lines[1].strip_prefix("Via: SIP/2.0/TLS 10.0.0.1:38211;rport;branch=z9hG4bKPj").unwrap();
+    let branch = lines[1]
+        .strip_prefix("Via: SIP/2.0/TLS 10.0.0.1:38211;rport;branch=z9hG4bKPj")
+        .unwrap();
     assert_eq!(branch.len(), 36);
     assert_eq!(lines[2], "Max-Forwards: 70");
     assert!(lines[3].starts_with(&format!("From: \"Alice\" <sip:{A}@ring.dht>;tag=")));
-    assert_eq!(lines[4], format!("To: <sips:{B}@10.0.0.2:40000;transport=tls>"));
+    assert_eq!(
+        lines[4],
+        format!("To: <sips:{B}@10.0.0.2:40000;transport=tls>")
+    );
     assert!(lines[6].ends_with(" MESSAGE"));
     assert_eq!(lines[7], "Date: Mon Sep 21 14:13:20 2026");
     assert_eq!(lines[8], format!("Message-ID: {token:016x}"));
@@ -228,7 +282,9 @@ fn outgoing_message_has_jamids_header_order_and_forms() {
 fn two_endpoints_exchange_messages_both_ways() {
     let (mut a, mut b) = pair();
     let git = r#"{"commit":"c0ffee","deviceId":"d3","id":"conv"}"#;
-    let t1 = a.send_message(NOW, "application/im-gitmessage-id", git.as_bytes()).unwrap();
+    let t1 = a
+        .send_message(NOW, "application/im-gitmessage-id", git.as_bytes())
+        .unwrap();
     let t2 = b.send_message(NOW, "message/imdn+xml", b"<imdn/>").unwrap();
     pipe(NOW, &mut a, &mut b);
     pipe(NOW, &mut b, &mut a);
@@ -247,8 +303,13 @@ fn two_endpoints_exchange_messages_both_ways() {
     // a got b's MESSAGE (answered) — now deliver a's 200 back to b.
     pipe(NOW, &mut a, &mut b);
     let ev_a = events(&mut a);
-    assert!(ev_a.contains(&SipEvent::Delivered { token: t1 }), "{ev_a:?}");
-    assert!(ev_a.iter().any(|e| matches!(e, SipEvent::Received(m) if m.mime == "message/imdn+xml" && m.from == B)));
+    assert!(
+        ev_a.contains(&SipEvent::Delivered { token: t1 }),
+        "{ev_a:?}"
+    );
+    assert!(ev_a.iter().any(
+        |e| matches!(e, SipEvent::Received(m) if m.mime == "message/imdn+xml" && m.from == B)
+    ));
     assert_eq!(events(&mut b), vec![SipEvent::Delivered { token: t2 }]);
     assert_eq!((a.stats.delivered, b.stats.delivered), (1, 1));
     assert_eq!(a.poll_timeout(), None, "nothing left in flight");
@@ -262,18 +323,28 @@ fn the_200_ok_is_pjsips_stateless_response() {
     b.handle_stream_data(NOW, req.as_bytes());
     let resp = String::from_utf8(b.poll_transmit().unwrap()).unwrap();
     let field = |m: &str, name: &str| {
-        m.split("\r\n").find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned)).unwrap()
+        m.split("\r\n")
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
+            .unwrap()
     };
     let lines: Vec<&str> = resp.split("\r\n").collect();
     assert_eq!(lines[0], "SIP/2.0 200 OK");
-    let names: Vec<&str> = lines[1..6].iter().map(|l| l.split(':').next().unwrap()).collect();
+    let names: Vec<&str> = lines[1..6]
+        .iter()
+        .map(|l| l.split(':').next().unwrap())
+        .collect();
     assert_eq!(names, ["Via", "Call-ID", "From", "To", "CSeq"]);
-    let branch = message::param(&field(&req, "Via"), "branch").unwrap().to_owned();
+    let branch = message::param(&field(&req, "Via"), "branch")
+        .unwrap()
+        .to_owned();
     assert_eq!(
         field(&resp, "Via"),
         format!("SIP/2.0/TLS 10.0.0.1:38211;rport=38211;received=10.0.0.1;branch={branch}")
     );
-    assert_eq!(field(&resp, "To"), format!("{};tag={branch}", field(&req, "To")));
+    assert_eq!(
+        field(&resp, "To"),
+        format!("{};tag={branch}", field(&req, "To"))
+    );
     for h in ["Call-ID", "From", "CSeq"] {
         assert_eq!(field(&resp, h), field(&req, h));
     }
@@ -289,7 +360,13 @@ fn timeouts_fail_and_error_statuses_fail() {
     a.handle_timeout(NOW + TRANSACTION_TIMEOUT_MS - 1);
     assert!(events(&mut a).is_empty());
     a.handle_timeout(NOW + TRANSACTION_TIMEOUT_MS);
-    assert_eq!(events(&mut a), vec![SipEvent::Failed { token: t, reason: SendFailure::Timeout }]);
+    assert_eq!(
+        events(&mut a),
+        vec![SipEvent::Failed {
+            token: t,
+            reason: SendFailure::Timeout
+        }]
+    );
     // A late 200 is stray.
     let t2 = a.send_message(NOW, "text/plain", b"x").unwrap();
     let req = a.poll_transmit().unwrap();
@@ -297,7 +374,13 @@ fn timeouts_fail_and_error_statuses_fail() {
     let ok = b.poll_transmit().unwrap();
     a.handle_timeout(NOW + TRANSACTION_TIMEOUT_MS);
     a.handle_stream_data(NOW, &ok);
-    assert_eq!(events(&mut a), vec![SipEvent::Failed { token: t2, reason: SendFailure::Timeout }]);
+    assert_eq!(
+        events(&mut a),
+        vec![SipEvent::Failed {
+            token: t2,
+            reason: SendFailure::Timeout
+        }]
+    );
     assert_eq!(a.stats.stray_responses, 1);
     // An INVITE gets 405, a MESSAGE answered 405 fails with that status.
     let t3 = a.send_message(NOW, "text/plain", b"x").unwrap();
@@ -306,7 +389,13 @@ fn timeouts_fail_and_error_statuses_fail() {
     let resp = String::from_utf8(b.poll_transmit().unwrap()).unwrap();
     assert!(resp.starts_with("SIP/2.0 405 Method Not Allowed\r\n"));
     a.handle_stream_data(NOW, resp.replace("INVITE", "MESSAGE").as_bytes());
-    assert_eq!(events(&mut a), vec![SipEvent::Failed { token: t3, reason: SendFailure::Status(405) }]);
+    assert_eq!(
+        events(&mut a),
+        vec![SipEvent::Failed {
+            token: t3,
+            reason: SendFailure::Status(405)
+        }]
+    );
 }
 
 #[test]
@@ -316,12 +405,19 @@ fn duplicates_are_answered_but_reported_once() {
     let req = a.poll_transmit().unwrap();
     b.handle_stream_data(NOW, &req);
     b.handle_stream_data(NOW, &req);
-    assert_eq!(std::iter::from_fn(|| b.poll_transmit()).count(), 2, "both answered 200");
+    assert_eq!(
+        std::iter::from_fn(|| b.poll_transmit()).count(),
+        2,
+        "both answered 200"
+    );
     assert_eq!(events(&mut b).len(), 1);
     assert_eq!(b.stats.duplicates, 1);
     // Without a Message-ID there is nothing to de-duplicate by (jamid reports both).
     let text = String::from_utf8(req).unwrap();
-    let no_id: String = text.split_inclusive("\r\n").filter(|l| !l.starts_with("Message-ID")).collect();
+    let no_id: String = text
+        .split_inclusive("\r\n")
+        .filter(|l| !l.starts_with("Message-ID"))
+        .collect();
     b.handle_stream_data(NOW, no_id.as_bytes());
     b.handle_stream_data(NOW, no_id.as_bytes());
     assert_eq!(events(&mut b).len(), 2);
@@ -333,7 +429,9 @@ fn malformed_requests_are_dropped_unanswered_and_the_channel_goes_on() {
     a.send_message(NOW, "text/plain", b"x").unwrap();
     let req = String::from_utf8(a.poll_transmit().unwrap()).unwrap();
     let without = |h: &str| -> String {
-        req.split_inclusive("\r\n").filter(|l| !l.starts_with(h)).collect()
+        req.split_inclusive("\r\n")
+            .filter(|l| !l.starts_with(h))
+            .collect()
     };
     // pjsip drops a request missing a mandatory header, and one with a bad Content-Type.
     for bad in [
@@ -358,11 +456,17 @@ fn malformed_requests_are_dropped_unanswered_and_the_channel_goes_on() {
     assert!(matches!(events(&mut b)[..], [SipEvent::Dropped { .. }]));
     assert_eq!(b.stats.dropped, 7);
     // Oversized, then a good one.
-    let big = format!("MESSAGE sip:x SIP/2.0\r\nl: 100000\r\n\r\n{}", "z".repeat(100_000));
+    let big = format!(
+        "MESSAGE sip:x SIP/2.0\r\nl: 100000\r\n\r\n{}",
+        "z".repeat(100_000)
+    );
     b.handle_stream_data(NOW, big.as_bytes());
     b.handle_stream_data(NOW, req.as_bytes());
     let ev = events(&mut b);
-    assert!(matches!(&ev[0], SipEvent::Dropped { reason } if reason.contains("exceeds 8000")), "{ev:?}");
+    assert!(
+        matches!(&ev[0], SipEvent::Dropped { reason } if reason.contains("exceeds 8000")),
+        "{ev:?}"
+    );
     assert!(matches!(&ev[1], SipEvent::Received(m) if m.body == b"x"));
     assert_eq!(b.decoder().stats.oversized, 1);
 }
@@ -372,10 +476,22 @@ fn every_mime_type_of_jamid_goes_through() {
     let (mut a, mut b) = pair();
     let bodies = [
         ("text/plain", "hello"),
-        ("application/im-gitmessage-id", r#"{"id":"c","commit":"d","deviceId":"e"}"#),
-        ("message/imdn+xml", "<?xml version=\"1.0\"?><imdn><message-id>1</message-id></imdn>"),
-        ("application/im-iscomposing+xml", "<?xml version=\"1.0\"?><isComposing><state>active</state></isComposing>"),
-        ("application/invite+json", r#"{"conversationId":"c","metadatas":{"title":"t"}}"#),
+        (
+            "application/im-gitmessage-id",
+            r#"{"id":"c","commit":"d","deviceId":"e"}"#,
+        ),
+        (
+            "message/imdn+xml",
+            "<?xml version=\"1.0\"?><imdn><message-id>1</message-id></imdn>",
+        ),
+        (
+            "application/im-iscomposing+xml",
+            "<?xml version=\"1.0\"?><isComposing><state>active</state></isComposing>",
+        ),
+        (
+            "application/invite+json",
+            r#"{"conversationId":"c","metadatas":{"title":"t"}}"#,
+        ),
         ("text/plain; charset = utf-8", "é"),
     ];
     for (mime, body) in bodies {
@@ -394,17 +510,27 @@ fn every_mime_type_of_jamid_goes_through() {
         .map(|(m, b)| (content_type(m).unwrap(), b.as_bytes().to_vec()))
         .collect();
     assert_eq!(got, want);
-    assert_eq!(got[5].0, "text/plain;charset=utf-8", "parameters as jamid rebuilds them");
-    assert_eq!(a.send_message(NOW, "plain", b"x"), Err(SendError::Mime("plain".into())));
+    assert_eq!(
+        got[5].0, "text/plain;charset=utf-8",
+        "parameters as jamid rebuilds them"
+    );
+    assert_eq!(
+        a.send_message(NOW, "plain", b"x"),
+        Err(SendError::Mime("plain".into()))
+    );
     let too_big = vec![b'a'; MAX_MESSAGE_LEN];
-    assert!(matches!(a.send_message(NOW, "text/plain", &too_big), Err(SendError::TooLarge(_))));
+    assert!(matches!(
+        a.send_message(NOW, "text/plain", &too_big),
+        Err(SendError::TooLarge(_))
+    ));
 }
 
 #[test]
 fn multipart_messages_are_read_part_by_part_as_jamid_does() {
     let (mut a, mut b) = pair();
     let body = "preamble\r\n--b1\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b1\r\nc: application/x-y\r\n\r\n\r\n--b1--\r\n";
-    a.send_message(NOW, "multipart/mixed;boundary=b1", body.as_bytes()).unwrap();
+    a.send_message(NOW, "multipart/mixed;boundary=b1", body.as_bytes())
+        .unwrap();
     pipe(NOW, &mut a, &mut b);
     let ev = events(&mut b);
     let parts: Vec<(&str, &[u8])> = ev
@@ -414,10 +540,19 @@ fn multipart_messages_are_read_part_by_part_as_jamid_does() {
             e => panic!("{e:?}"),
         })
         .collect();
-    assert_eq!(parts, [("application/x-y", &b""[..]), ("text/plain", &b"hello"[..])]);
-    assert_eq!(multipart::split("multipart/mixed", b"--x\r\n"), Err(multipart::MultipartError::NoBoundary));
     assert_eq!(
-        multipart::split("multipart/mixed;boundary=\"x\"", b"--x\r\nc: a/b\r\n\r\nno end"),
+        parts,
+        [("application/x-y", &b""[..]), ("text/plain", &b"hello"[..])]
+    );
+    assert_eq!(
+        multipart::split("multipart/mixed", b"--x\r\n"),
+        Err(multipart::MultipartError::NoBoundary)
+    );
+    assert_eq!(
+        multipart::split(
+            "multipart/mixed;boundary=\"x\"",
+            b"--x\r\nc: a/b\r\n\r\nno end"
+        ),
         Err(multipart::MultipartError::Unterminated)
     );
 }
@@ -425,7 +560,11 @@ fn multipart_messages_are_read_part_by_part_as_jamid_does() {
 #[test]
 fn via_rewrite_and_ctime() {
     assert_eq!(
-        received_via("SIP/2.0/TLS h:1;branch=z9hG4bKx;rport;foo=bar", "1.2.3.4", Some(9)),
+        received_via(
+            "SIP/2.0/TLS h:1;branch=z9hG4bKx;rport;foo=bar",
+            "1.2.3.4",
+            Some(9)
+        ),
         "SIP/2.0/TLS h:1;rport=9;received=1.2.3.4;branch=z9hG4bKx;foo=bar"
     );
     assert_eq!(
@@ -452,12 +591,23 @@ fn arb_message() -> impl Strategy<Value = SipMessage> {
         (100u16..700, "[ -~]{0,20}").prop_map(|(code, reason)| StartLine::Status { code, reason }),
     ];
     let headers = proptest::collection::vec(
-        (arb_token().prop_filter("framing", |n| !message::same_header(n, "Content-Length")), arb_value())
+        (
+            arb_token().prop_filter("framing", |n| !message::same_header(n, "Content-Length")),
+            arb_value(),
+        )
             .prop_map(|(name, value)| Header { name, value }),
         0..8,
     );
-    (start, headers, proptest::collection::vec(any::<u8>(), 0..300))
-        .prop_map(|(start, headers, body)| SipMessage { start, headers, body })
+    (
+        start,
+        headers,
+        proptest::collection::vec(any::<u8>(), 0..300),
+    )
+        .prop_map(|(start, headers, body)| SipMessage {
+            start,
+            headers,
+            body,
+        })
 }
 
 proptest! {
@@ -500,6 +650,26 @@ proptest! {
         }
         prop_assert_eq!(&split, &whole);
         prop_assert!(whole.last().unwrap().as_ref().is_ok_and(|m| m.body.len() == 87));
+    }
+
+    #[test]
+    fn oversized_heads_decode_the_same_however_split(
+        pad in 7_900usize..8_200,
+        cut in any::<prop::sample::Index>(),
+        cl in 0usize..50,
+    ) {
+        let mut bytes = format!("MESSAGE sip:x SIP/2.0\r\nl: {cl}\r\nX: {}\r\n\r\n", "p".repeat(pad)).into_bytes();
+        bytes.extend(std::iter::repeat_n(b'z', cl));
+        bytes.extend_from_slice(PJSIP_MESSAGE.as_bytes());
+        let (whole, _) = decode_all(&bytes);
+        let c = cut.index(bytes.len() + 1);
+        let mut d = StreamDecoder::new();
+        d.push(&bytes[..c]);
+        let mut split: Vec<_> = std::iter::from_fn(|| d.next()).collect();
+        d.push(&bytes[c..]);
+        split.extend(std::iter::from_fn(|| d.next()));
+        prop_assert_eq!(&split, &whole);
+        prop_assert!(whole.last().unwrap().as_ref().is_ok_and(|m| m.body.len() == 87), "{:?}", whole);
     }
 
     #[test]
