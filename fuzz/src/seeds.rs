@@ -553,6 +553,8 @@ fn connection_requests() -> Vec<Vec<u8>> {
     )
     .expect("seal");
     vec![req.pack(), answer.pack(), sealed.pack()]
+}
+
 /// `tls_session` inputs (byte 0: bit 0 = we are the TLS client, byte 1 = chunk size; then
 /// stream bytes): the honest peer's flights of a real handshake, for each role.
 fn tls() -> Vec<Vec<u8>> {
@@ -577,6 +579,8 @@ fn tls() -> Vec<Vec<u8>> {
         }
     }
     out
+}
+
 /// RFC 4571 streams: framed STUN messages and empty frames, whole and cut.
 fn framing() -> Vec<Vec<u8>> {
     let frame = |p: &[u8]| node::connect::framing::frame(p).expect("small");
