@@ -137,6 +137,20 @@ impl Drop for Reaped {
     }
 }
 
+/// Connects to the just-started gnutls-serv, waiting up to 10 s for it to listen.
+fn connect_retrying(port: u16) -> TcpStream {
+    let start = Instant::now();
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => return s,
+            Err(_) if start.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => panic!("gnutls-serv never listened: {e}"),
+        }
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -161,16 +175,7 @@ fn against_gnutls_serv(priority: &str, want: (CipherSuite, NamedGroup)) {
             .spawn()
             .expect("gnutls-serv"),
     );
-    let start = Instant::now();
-    let mut stream = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => break s,
-            Err(_) if start.elapsed() < Duration::from_secs(10) => {
-                std::thread::sleep(Duration::from_millis(50))
-            }
-            Err(e) => panic!("gnutls-serv never listened: {e}"),
-        }
-    };
+    let mut stream = connect_retrying(port);
     let mut session = our_session(Role::Client);
     let mut echoed = Vec::new();
     let events = drive(&mut session, &mut stream, |s, e| match e {
@@ -284,4 +289,36 @@ fn x25519_and_chacha20_against_gnutls_both_roles() {
     let want = (CipherSuite::TLS13_CHACHA20_POLY1305_SHA256, NamedGroup::X25519);
     against_gnutls_serv(&priority, want);
     against_gnutls_cli(&priority, want, "(ECDHE-X25519)");
+}
+
+/// A GnuTLS server limited to TLS 1.2 picks the one 1.2 suite our ClientHello lists (for
+/// the renegotiation SCSV's sake); our client then refuses the 1.2 handshake.
+#[test]
+fn a_tls12_only_gnutls_server_is_refused() {
+    if !gnutls_or_skip() {
+        return;
+    }
+    let dir = TempDir::new("tls-gnutls").expect("temp dir");
+    let (key, crt) = gnutls_files(&dir);
+    let port = free_port();
+    let priority = format!("{JAMI_PRIORITY}:-VERS-TLS1.3");
+    let _serv = Reaped(
+        Command::new("gnutls-serv")
+            .args(["--port", &port.to_string(), "--priority", &priority])
+            .args(["--x509certfile", &crt, "--x509keyfile", &key])
+            .args(["--require-client-cert", "--echo"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("gnutls-serv"),
+    );
+    let mut stream = connect_retrying(port);
+    let mut session = our_session(Role::Client);
+    let events = drive(&mut session, &mut stream, |_, _| false);
+    assert!(
+        matches!(events.as_slice(), [TlsEvent::Failed(_)]),
+        "{events:?}"
+    );
+    assert!(!session.is_established());
 }

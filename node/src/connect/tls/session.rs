@@ -153,7 +153,7 @@ impl TlsSession {
         let setup = |e: rustls::Error| TlsError::Setup(e.to_string());
         let clock: Clock = Arc::new(VirtualClock::default());
         clock.set(now);
-        let provider = Arc::new(jami_provider());
+        let provider = Arc::new(jami_provider(role == Role::Client));
         let signing = DeviceSigningKey::new(key).map_err(setup)?;
         let certs: Vec<CertificateDer<'static>> = chain
             .iter()
@@ -167,8 +167,12 @@ impl TlsSession {
         let versions = [&rustls::version::TLS13];
         let mut conn: Connection = match role {
             Role::Client => {
+                // Listing TLS 1.2 makes rustls send TLS_EMPTY_RENEGOTIATION_INFO_SCSV, which a
+                // GnuTLS 3.7 server with %SAFE_RENEGOTIATION (jamid's priority) requires of a
+                // first ClientHello (see `jami_provider`).
+                let client_versions = [&rustls::version::TLS13, &rustls::version::TLS12];
                 let mut cfg = ClientConfig::builder_with_details(provider, clock.clone())
-                    .with_protocol_versions(&versions)
+                    .with_protocol_versions(&client_versions)
                     .map_err(setup)?
                     .dangerous()
                     .with_custom_certificate_verifier(verifier.clone())

@@ -176,6 +176,30 @@ fn handshake_then_data_both_ways() {
     assert!(matches!(client.send(NOW, b"x"), Err(TlsError::Closed)));
 }
 
+/// The cipher suites of a ClientHello record (TLS record → handshake → suites).
+fn hello_suites(record: &[u8]) -> Vec<u16> {
+    assert_eq!(record[0], 22, "handshake record");
+    let hello = &record[5..];
+    assert_eq!(hello[0], 1, "ClientHello");
+    let body = &hello[4..];
+    let sid = usize::from(body[34]);
+    let at = 35 + sid;
+    let len = usize::from(u16::from_be_bytes([body[at], body[at + 1]]));
+    body[at + 2..at + 2 + len]
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect()
+}
+
+/// GnuTLS with %SAFE_RENEGOTIATION (jamid) refuses a ClientHello without the
+/// renegotiation SCSV, which rustls sends only beside a TLS 1.2 suite.
+#[test]
+fn client_hello_offers_jami_suites_and_the_renegotiation_scsv() {
+    let (mut client, _) = honest_pair(1, 2);
+    let hello = client.poll_stream_write().expect("hello");
+    assert_eq!(hello_suites(&hello), vec![0x1302, 0x1303, 0xc030, 0x00ff]);
+}
+
 #[test]
 fn same_seeds_give_identical_bytes_other_seeds_differ() {
     let run = |sc, ss| {
