@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::crypto::ring::cipher_suite::{
-    TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256,
-    TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
 };
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::UnixTime;

@@ -181,7 +181,8 @@ impl TlsSession {
                 // handshakes depend on earlier sessions.
                 cfg.resumption = Resumption::disabled();
                 cfg.enable_sni = false;
-                let name = ServerName::try_from("jami").map_err(|e| TlsError::Setup(e.to_string()))?;
+                let name =
+                    ServerName::try_from("jami").map_err(|e| TlsError::Setup(e.to_string()))?;
                 rng::lend(&mut rng, || ClientConnection::new(Arc::new(cfg), name))
                     .map_err(setup)?
                     .into()

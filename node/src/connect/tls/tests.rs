@@ -72,8 +72,15 @@ fn session(
     check: Arc<dyn PeerCheck>,
     seed: u64,
 ) -> TlsSession {
-    TlsSession::with_check(NOW, role, key, chain, check, ChaCha20Rng::seed_from_u64(seed))
-        .expect("session")
+    TlsSession::with_check(
+        NOW,
+        role,
+        key,
+        chain,
+        check,
+        ChaCha20Rng::seed_from_u64(seed),
+    )
+    .expect("session")
 }
 
 /// Moves stream bytes both ways until both are quiet; returns the transcript
@@ -125,8 +132,20 @@ fn info(dev: &DeviceIdentity) -> DeviceInfo {
 /// `b` received the request, so it is the TLS client; `a` requested, TLS server.
 fn honest_pair(seed_c: u64, seed_s: u64) -> (TlsSession, TlsSession) {
     let f = fx();
-    let client = session(Role::Client, f.b.key(), f.b.chain(), expect(&f.a, vec![]), seed_c);
-    let server = session(Role::Server, f.a.key(), f.a.chain(), expect(&f.b, vec![]), seed_s);
+    let client = session(
+        Role::Client,
+        f.b.key(),
+        f.b.chain(),
+        expect(&f.a, vec![]),
+        seed_c,
+    );
+    let server = session(
+        Role::Server,
+        f.a.key(),
+        f.a.chain(),
+        expect(&f.b, vec![]),
+        seed_s,
+    );
     (client, server)
 }
 
@@ -152,7 +171,11 @@ fn handshake_then_data_both_ways() {
         let mut sent = 0;
         let mut got = Vec::new();
         while got.len() < payload.len() {
-            let tx = if from_client { &mut client } else { &mut server };
+            let tx = if from_client {
+                &mut client
+            } else {
+                &mut server
+            };
             if sent < payload.len() {
                 let n = tx.send(NOW, &payload[sent..]).expect("send");
                 assert!(n <= MAX_BUFFERED_PLAINTEXT);
@@ -213,7 +236,11 @@ fn same_seeds_give_identical_bytes_other_seeds_differ() {
     };
     let first = run(10, 20);
     assert!(first.iter().any(|(c, _)| *c) && first.iter().any(|(c, _)| !*c));
-    assert_eq!(first, run(10, 20), "same seeds: byte-identical in both directions");
+    assert_eq!(
+        first,
+        run(10, 20),
+        "same seeds: byte-identical in both directions"
+    );
     let other_client = run(11, 20);
     let other_server = run(10, 21);
     // ClientHello (random, key share) changes with the client seed ...
@@ -226,8 +253,13 @@ fn same_seeds_give_identical_bytes_other_seeds_differ() {
 
 /// Every way of presenting the wrong device, as (presented key, presented chain, CRLs
 /// the verifier holds, expected refusal). The verifier always expects device `a`.
-fn forgeries() -> Vec<(&'static str, PrivateKey, Vec<Certificate>, Vec<RevocationList>, RefusalKind)>
-{
+fn forgeries() -> Vec<(
+    &'static str,
+    PrivateKey,
+    Vec<Certificate>,
+    Vec<RevocationList>,
+    RefusalKind,
+)> {
     let f = fx();
     let mut broken = f.a.chain().to_vec();
     let mut der = broken[0].der().to_vec();
@@ -315,7 +347,8 @@ fn forgeries_are_refused_on_both_sides_with_their_reason() {
             });
             assert_eq!(refused, Some(kind), "{what}, forger as {role:?}: {ev:?}");
             assert!(
-                !ev.iter().any(|e| matches!(e, TlsEvent::HandshakeComplete { .. })),
+                !ev.iter()
+                    .any(|e| matches!(e, TlsEvent::HandshakeComplete { .. })),
                 "{what}: honest side must not complete"
             );
             assert_eq!(stats.refused.get(&kind), Some(&1), "{what}: counted");
@@ -330,7 +363,8 @@ struct AcceptAny;
 
 impl PeerCheck for AcceptAny {
     fn check(&self, chain: &[CertificateDer<'_>]) -> Result<DeviceInfo, Refusal> {
-        let dev = Certificate::from_der(&chain[0]).map_err(|e| Refusal::Malformed(e.to_string()))?;
+        let dev =
+            Certificate::from_der(&chain[0]).map_err(|e| Refusal::Malformed(e.to_string()))?;
         Ok(DeviceInfo {
             account_id: [0; 20],
             device_short_id: dev.short_id(),
@@ -391,10 +425,22 @@ fn validity_dates_are_not_checked_like_jamid() {
     let late = NOW + 20 * 365 * 24 * 3600 * 1000; // past the 10-year validity
     assert!(!f.a.certificate().is_valid_at(late / 1000));
     let rng = |s| ChaCha20Rng::seed_from_u64(s);
-    let mut c = TlsSession::new(late, Role::Client, &f.b, ExpectedPeer::new(f.a.chain().to_vec(), vec![]).expect("a"), rng(1))
-        .expect("client");
-    let mut s = TlsSession::new(late, Role::Server, &f.a, ExpectedPeer::new(f.b.chain().to_vec(), vec![]).expect("b"), rng(2))
-        .expect("server");
+    let mut c = TlsSession::new(
+        late,
+        Role::Client,
+        &f.b,
+        ExpectedPeer::new(f.a.chain().to_vec(), vec![]).expect("a"),
+        rng(1),
+    )
+    .expect("client");
+    let mut s = TlsSession::new(
+        late,
+        Role::Server,
+        &f.a,
+        ExpectedPeer::new(f.b.chain().to_vec(), vec![]).expect("b"),
+        rng(2),
+    )
+    .expect("server");
     pump(&mut c, &mut s);
     assert!(c.is_established() && s.is_established());
 }
