@@ -251,15 +251,17 @@ fn same_seeds_give_identical_bytes_other_seeds_differ() {
     assert_ne!(server_flight(&first), server_flight(&other_server));
 }
 
-/// Every way of presenting the wrong device, as (presented key, presented chain, CRLs
-/// the verifier holds, expected refusal). The verifier always expects device `a`.
-fn forgeries() -> Vec<(
+/// (what, presented key, presented chain, CRLs the verifier holds, expected refusal).
+type Forgery = (
     &'static str,
     PrivateKey,
     Vec<Certificate>,
     Vec<RevocationList>,
     RefusalKind,
-)> {
+);
+
+/// Every way of presenting the wrong device. The verifier always expects device `a`.
+fn forgeries() -> Vec<Forgery> {
     let f = fx();
     let mut broken = f.a.chain().to_vec();
     let mut der = broken[0].der().to_vec();
