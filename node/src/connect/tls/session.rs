@@ -72,7 +72,9 @@ impl From<rustls::Error> for TlsError {
 /// What the session reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsEvent {
-    /// Both sides are authenticated; `peer` is the device on the other end.
+    /// The peer is authenticated; `peer` is the device on the other end. On the client
+    /// this comes when the server's Finished arrives, before the server has judged our
+    /// certificate (TLS 1.3): a refusal then still ends in [`TlsEvent::Failed`].
     HandshakeComplete { peer: DeviceInfo },
     /// Decrypted application bytes from the peer, in order.
     Data(Vec<u8>),
