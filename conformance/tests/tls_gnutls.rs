@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use conformance::TempDir;
-use node::connect::tls::{ExpectedPeer, Role, TlsEvent, TlsSession};
+use node::connect::tls::{ExpectedPeer, Role, TlsError, TlsEvent, TlsSession};
 use node::identity::account::{AccountIdentity, DeviceIdentity};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -37,7 +37,9 @@ fn gnutls_or_skip() -> bool {
             .is_ok_and(|s| s.success())
     });
     if !found {
-        conformance::skip_or_fail("SKIP: gnutls-cli/gnutls-serv not installed (apt-get install gnutls-bin)");
+        conformance::skip_or_fail(
+            "SKIP: gnutls-cli/gnutls-serv not installed (apt-get install gnutls-bin)",
+        );
     }
     found
 }
@@ -59,7 +61,9 @@ fn devices() -> &'static (DeviceIdentity, DeviceIdentity) {
         let theirs = AccountIdentity::generate(BITS, now, &mut rng).expect("their account");
         (
             ours.new_device(BITS, now, &mut rng).expect("our device"),
-            theirs.new_device(BITS, now, &mut rng).expect("their device"),
+            theirs
+                .new_device(BITS, now, &mut rng)
+                .expect("their device"),
         )
     })
 }
@@ -80,7 +84,14 @@ fn gnutls_files(dir: &TempDir) -> (String, String) {
 fn our_session(role: Role) -> TlsSession {
     let (ours, theirs) = devices();
     let expected = ExpectedPeer::new(theirs.chain().to_vec(), vec![]).expect("their chain");
-    TlsSession::new(now_ms(), role, ours, expected, ChaCha20Rng::seed_from_u64(1)).expect("session")
+    TlsSession::new(
+        now_ms(),
+        role,
+        ours,
+        expected,
+        ChaCha20Rng::seed_from_u64(1),
+    )
+    .expect("session")
 }
 
 /// Drives `session` over `stream` until `done` says so (or 30 s pass); returns every
@@ -137,6 +148,20 @@ impl Drop for Reaped {
     }
 }
 
+/// Connects to the just-started gnutls-serv, waiting up to 10 s for it to listen.
+fn connect_retrying(port: u16) -> TcpStream {
+    let start = Instant::now();
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => return s,
+            Err(_) if start.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => panic!("gnutls-serv never listened: {e}"),
+        }
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -161,16 +186,7 @@ fn against_gnutls_serv(priority: &str, want: (CipherSuite, NamedGroup)) {
             .spawn()
             .expect("gnutls-serv"),
     );
-    let start = Instant::now();
-    let mut stream = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => break s,
-            Err(_) if start.elapsed() < Duration::from_secs(10) => {
-                std::thread::sleep(Duration::from_millis(50))
-            }
-            Err(e) => panic!("gnutls-serv never listened: {e}"),
-        }
-    };
+    let mut stream = connect_retrying(port);
     let mut session = our_session(Role::Client);
     let mut echoed = Vec::new();
     let events = drive(&mut session, &mut stream, |s, e| match e {
@@ -193,7 +209,10 @@ fn against_gnutls_serv(priority: &str, want: (CipherSuite, NamedGroup)) {
     assert_eq!(echoed, b"hello from jamisim\n");
     assert_eq!(session.negotiated(), Some(want));
     // gnutls-serv got our full chain (device → account → CA) as its client certificate.
-    assert!(serv_log.contains("Got a certificate list of 3 certificates"), "{serv_log}");
+    assert!(
+        serv_log.contains("Got a certificate list of 3 certificates"),
+        "{serv_log}"
+    );
 }
 
 /// `gnutls-cli` with its client certificate connects to our session, the TLS server.
@@ -204,7 +223,13 @@ fn against_gnutls_cli(priority: &str, want: (CipherSuite, NamedGroup), want_desc
     let port = listener.local_addr().expect("addr").port();
     let mut cli = Reaped(
         Command::new("gnutls-cli")
-            .args(["127.0.0.1", "--port", &port.to_string(), "--priority", priority])
+            .args([
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--priority",
+                priority,
+            ])
             .args(["--x509certfile", &crt, "--x509keyfile", &key, "--insecure"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -227,16 +252,27 @@ fn against_gnutls_cli(priority: &str, want: (CipherSuite, NamedGroup), want_desc
                 s.send(now_ms(), b"pong from jamisim\n").expect("send");
                 s.close(now_ms());
                 true
+            } else {
+                false
             }
-            else { false }
         }
         _ => false,
     });
     drop(stdin);
     let mut out = String::new();
     let mut err = String::new();
-    let _ = cli.0.stdout.take().expect("stdout").read_to_string(&mut out);
-    let _ = cli.0.stderr.take().expect("stderr").read_to_string(&mut err);
+    let _ = cli
+        .0
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out);
+    let _ = cli
+        .0
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err);
     let (_, theirs) = devices();
     assert!(
         matches!(events.first(), Some(TlsEvent::HandshakeComplete { peer }) if peer.device_short_id == theirs.short_id()),
@@ -244,8 +280,14 @@ fn against_gnutls_cli(priority: &str, want: (CipherSuite, NamedGroup), want_desc
     );
     assert_eq!(got, b"ping from gnutls\n");
     assert!(out.contains("pong from jamisim"), "{out}\n{err}");
-    assert!(out.contains(want_desc) || err.contains(want_desc), "{out}\n{err}");
-    assert!(out.contains("Got a certificate list of 3 certificates"), "{out}");
+    assert!(
+        out.contains(want_desc) || err.contains(want_desc),
+        "{out}\n{err}"
+    );
+    assert!(
+        out.contains("Got a certificate list of 3 certificates"),
+        "{out}"
+    );
     assert_eq!(session.negotiated(), Some(want));
 }
 
@@ -280,8 +322,44 @@ fn x25519_and_chacha20_against_gnutls_both_roles() {
     if !gnutls_or_skip() {
         return;
     }
-    let priority = format!("{JAMI_PRIORITY}:-GROUP-ALL:+GROUP-X25519:-CIPHER-ALL:+CHACHA20-POLY1305");
-    let want = (CipherSuite::TLS13_CHACHA20_POLY1305_SHA256, NamedGroup::X25519);
+    let priority =
+        format!("{JAMI_PRIORITY}:-GROUP-ALL:+GROUP-X25519:-CIPHER-ALL:+CHACHA20-POLY1305");
+    let want = (
+        CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+        NamedGroup::X25519,
+    );
     against_gnutls_serv(&priority, want);
     against_gnutls_cli(&priority, want, "(ECDHE-X25519)");
+}
+
+/// A GnuTLS server limited to TLS 1.2 picks the one 1.2 suite our ClientHello lists (for
+/// the renegotiation SCSV's sake); our client then refuses the 1.2 handshake.
+#[test]
+fn a_tls12_only_gnutls_server_is_refused() {
+    if !gnutls_or_skip() {
+        return;
+    }
+    let dir = TempDir::new("tls-gnutls").expect("temp dir");
+    let (key, crt) = gnutls_files(&dir);
+    let port = free_port();
+    let priority = format!("{JAMI_PRIORITY}:-VERS-TLS1.3");
+    let _serv = Reaped(
+        Command::new("gnutls-serv")
+            .args(["--port", &port.to_string(), "--priority", &priority])
+            .args(["--x509certfile", &crt, "--x509keyfile", &key])
+            .args(["--require-client-cert", "--echo"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("gnutls-serv"),
+    );
+    let mut stream = connect_retrying(port);
+    let mut session = our_session(Role::Client);
+    let events = drive(&mut session, &mut stream, |_, _| false);
+    assert!(
+        matches!(events.as_slice(), [TlsEvent::Failed(TlsError::Protocol(m))] if m.contains("TLS 1.2 is not offered")),
+        "{events:?}"
+    );
+    assert!(!session.is_established());
 }

@@ -103,8 +103,7 @@ impl ActiveKeyExchange for Secp384r1Active {
         }
         let peer =
             p384::PublicKey::from_sec1_bytes(peer).map_err(|_| PeerMisbehaved::InvalidKeyShare)?;
-        let shared =
-            p384::ecdh::diffie_hellman(self.secret.to_nonzero_scalar(), peer.as_affine());
+        let shared = p384::ecdh::diffie_hellman(self.secret.to_nonzero_scalar(), peer.as_affine());
         Ok(SharedSecret::from(&shared.raw_secret_bytes()[..]))
     }
 
@@ -163,7 +162,10 @@ mod unit {
             };
             assert!(p.complete(&compressed).is_err(), "compressed point");
             let p = Secp384r1.start().expect("p");
-            assert!(p.complete(&[4u8; P384_UNCOMPRESSED_LEN]).is_err(), "off-curve");
+            assert!(
+                p.complete(&[4u8; P384_UNCOMPRESSED_LEN]).is_err(),
+                "off-curve"
+            );
         });
         assert!(X25519.start().is_err(), "no RNG lent: no key");
     }

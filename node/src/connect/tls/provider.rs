@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::crypto::ring::cipher_suite::{
-    TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256,
+    TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
 };
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::UnixTime;
@@ -20,13 +20,22 @@ static LENT_RANDOM: LentRandom = LentRandom;
 /// AES-256-GCM-SHA384 first (SECURE192, 256-bit), ChaCha20-Poly1305 second. The record
 /// layer draws no randomness (TLS 1.3 nonces come from the key schedule), so ring's
 /// AEADs are deterministic as they are.
+///
+/// `client`: also list one TLS 1.2 suite. rustls sends the renegotiation SCSV only when it
+/// offers TLS 1.2, and a GnuTLS 3.7 server with %SAFE_RENEGOTIATION (jamid's priority)
+/// refuses a first ClientHello without it ("Safe renegotiation failed"). Should a server
+/// pick TLS 1.2, our verifiers refuse its handshake signature: only 1.3 completes.
 // `default_provider` is deprecated for lacking post-quantum groups; we take only its
 // signature tables and key loader from it and bring our own groups.
 #[allow(deprecated)]
-pub(crate) fn jami_provider() -> CryptoProvider {
+pub(crate) fn jami_provider(client: bool) -> CryptoProvider {
     let ring = rustls::crypto::ring::default_provider();
+    let mut cipher_suites = vec![TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256];
+    if client {
+        cipher_suites.push(TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384);
+    }
     CryptoProvider {
-        cipher_suites: vec![TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256],
+        cipher_suites,
         kx_groups: KX_GROUPS.to_vec(),
         // Unused: our verifiers check handshake signatures themselves (`verify.rs`).
         signature_verification_algorithms: ring.signature_verification_algorithms,

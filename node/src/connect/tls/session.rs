@@ -72,7 +72,9 @@ impl From<rustls::Error> for TlsError {
 /// What the session reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsEvent {
-    /// Both sides are authenticated; `peer` is the device on the other end.
+    /// The peer is authenticated; `peer` is the device on the other end. On the client
+    /// this comes when the server's Finished arrives, before the server has judged our
+    /// certificate (TLS 1.3): a refusal then still ends in [`TlsEvent::Failed`].
     HandshakeComplete { peer: DeviceInfo },
     /// Decrypted application bytes from the peer, in order.
     Data(Vec<u8>),
@@ -153,7 +155,7 @@ impl TlsSession {
         let setup = |e: rustls::Error| TlsError::Setup(e.to_string());
         let clock: Clock = Arc::new(VirtualClock::default());
         clock.set(now);
-        let provider = Arc::new(jami_provider());
+        let provider = Arc::new(jami_provider(role == Role::Client));
         let signing = DeviceSigningKey::new(key).map_err(setup)?;
         let certs: Vec<CertificateDer<'static>> = chain
             .iter()
@@ -167,8 +169,12 @@ impl TlsSession {
         let versions = [&rustls::version::TLS13];
         let mut conn: Connection = match role {
             Role::Client => {
+                // Listing TLS 1.2 makes rustls send TLS_EMPTY_RENEGOTIATION_INFO_SCSV, which a
+                // GnuTLS 3.7 server with %SAFE_RENEGOTIATION (jamid's priority) requires of a
+                // first ClientHello (see `jami_provider`).
+                let client_versions = [&rustls::version::TLS13, &rustls::version::TLS12];
                 let mut cfg = ClientConfig::builder_with_details(provider, clock.clone())
-                    .with_protocol_versions(&versions)
+                    .with_protocol_versions(&client_versions)
                     .map_err(setup)?
                     .dangerous()
                     .with_custom_certificate_verifier(verifier.clone())
@@ -177,7 +183,8 @@ impl TlsSession {
                 // handshakes depend on earlier sessions.
                 cfg.resumption = Resumption::disabled();
                 cfg.enable_sni = false;
-                let name = ServerName::try_from("jami").map_err(|e| TlsError::Setup(e.to_string()))?;
+                let name =
+                    ServerName::try_from("jami").map_err(|e| TlsError::Setup(e.to_string()))?;
                 rng::lend(&mut rng, || ClientConnection::new(Arc::new(cfg), name))
                     .map_err(setup)?
                     .into()

@@ -72,8 +72,15 @@ fn session(
     check: Arc<dyn PeerCheck>,
     seed: u64,
 ) -> TlsSession {
-    TlsSession::with_check(NOW, role, key, chain, check, ChaCha20Rng::seed_from_u64(seed))
-        .expect("session")
+    TlsSession::with_check(
+        NOW,
+        role,
+        key,
+        chain,
+        check,
+        ChaCha20Rng::seed_from_u64(seed),
+    )
+    .expect("session")
 }
 
 /// Moves stream bytes both ways until both are quiet; returns the transcript
@@ -125,8 +132,20 @@ fn info(dev: &DeviceIdentity) -> DeviceInfo {
 /// `b` received the request, so it is the TLS client; `a` requested, TLS server.
 fn honest_pair(seed_c: u64, seed_s: u64) -> (TlsSession, TlsSession) {
     let f = fx();
-    let client = session(Role::Client, f.b.key(), f.b.chain(), expect(&f.a, vec![]), seed_c);
-    let server = session(Role::Server, f.a.key(), f.a.chain(), expect(&f.b, vec![]), seed_s);
+    let client = session(
+        Role::Client,
+        f.b.key(),
+        f.b.chain(),
+        expect(&f.a, vec![]),
+        seed_c,
+    );
+    let server = session(
+        Role::Server,
+        f.a.key(),
+        f.a.chain(),
+        expect(&f.b, vec![]),
+        seed_s,
+    );
     (client, server)
 }
 
@@ -152,7 +171,11 @@ fn handshake_then_data_both_ways() {
         let mut sent = 0;
         let mut got = Vec::new();
         while got.len() < payload.len() {
-            let tx = if from_client { &mut client } else { &mut server };
+            let tx = if from_client {
+                &mut client
+            } else {
+                &mut server
+            };
             if sent < payload.len() {
                 let n = tx.send(NOW, &payload[sent..]).expect("send");
                 assert!(n <= MAX_BUFFERED_PLAINTEXT);
@@ -176,6 +199,30 @@ fn handshake_then_data_both_ways() {
     assert!(matches!(client.send(NOW, b"x"), Err(TlsError::Closed)));
 }
 
+/// The cipher suites of a ClientHello record (TLS record → handshake → suites).
+fn hello_suites(record: &[u8]) -> Vec<u16> {
+    assert_eq!(record[0], 22, "handshake record");
+    let hello = &record[5..];
+    assert_eq!(hello[0], 1, "ClientHello");
+    let body = &hello[4..];
+    let sid = usize::from(body[34]);
+    let at = 35 + sid;
+    let len = usize::from(u16::from_be_bytes([body[at], body[at + 1]]));
+    body[at + 2..at + 2 + len]
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect()
+}
+
+/// GnuTLS with %SAFE_RENEGOTIATION (jamid) refuses a ClientHello without the
+/// renegotiation SCSV, which rustls sends only beside a TLS 1.2 suite.
+#[test]
+fn client_hello_offers_jami_suites_and_the_renegotiation_scsv() {
+    let (mut client, _) = honest_pair(1, 2);
+    let hello = client.poll_stream_write().expect("hello");
+    assert_eq!(hello_suites(&hello), vec![0x1302, 0x1303, 0xc030, 0x00ff]);
+}
+
 #[test]
 fn same_seeds_give_identical_bytes_other_seeds_differ() {
     let run = |sc, ss| {
@@ -189,7 +236,11 @@ fn same_seeds_give_identical_bytes_other_seeds_differ() {
     };
     let first = run(10, 20);
     assert!(first.iter().any(|(c, _)| *c) && first.iter().any(|(c, _)| !*c));
-    assert_eq!(first, run(10, 20), "same seeds: byte-identical in both directions");
+    assert_eq!(
+        first,
+        run(10, 20),
+        "same seeds: byte-identical in both directions"
+    );
     let other_client = run(11, 20);
     let other_server = run(10, 21);
     // ClientHello (random, key share) changes with the client seed ...
@@ -200,10 +251,17 @@ fn same_seeds_give_identical_bytes_other_seeds_differ() {
     assert_ne!(server_flight(&first), server_flight(&other_server));
 }
 
-/// Every way of presenting the wrong device, as (presented key, presented chain, CRLs
-/// the verifier holds, expected refusal). The verifier always expects device `a`.
-fn forgeries() -> Vec<(&'static str, PrivateKey, Vec<Certificate>, Vec<RevocationList>, RefusalKind)>
-{
+/// (what, presented key, presented chain, CRLs the verifier holds, expected refusal).
+type Forgery = (
+    &'static str,
+    PrivateKey,
+    Vec<Certificate>,
+    Vec<RevocationList>,
+    RefusalKind,
+);
+
+/// Every way of presenting the wrong device. The verifier always expects device `a`.
+fn forgeries() -> Vec<Forgery> {
     let f = fx();
     let mut broken = f.a.chain().to_vec();
     let mut der = broken[0].der().to_vec();
@@ -291,7 +349,8 @@ fn forgeries_are_refused_on_both_sides_with_their_reason() {
             });
             assert_eq!(refused, Some(kind), "{what}, forger as {role:?}: {ev:?}");
             assert!(
-                !ev.iter().any(|e| matches!(e, TlsEvent::HandshakeComplete { .. })),
+                !ev.iter()
+                    .any(|e| matches!(e, TlsEvent::HandshakeComplete { .. })),
                 "{what}: honest side must not complete"
             );
             assert_eq!(stats.refused.get(&kind), Some(&1), "{what}: counted");
@@ -306,7 +365,8 @@ struct AcceptAny;
 
 impl PeerCheck for AcceptAny {
     fn check(&self, chain: &[CertificateDer<'_>]) -> Result<DeviceInfo, Refusal> {
-        let dev = Certificate::from_der(&chain[0]).map_err(|e| Refusal::Malformed(e.to_string()))?;
+        let dev =
+            Certificate::from_der(&chain[0]).map_err(|e| Refusal::Malformed(e.to_string()))?;
         Ok(DeviceInfo {
             account_id: [0; 20],
             device_short_id: dev.short_id(),
@@ -367,10 +427,22 @@ fn validity_dates_are_not_checked_like_jamid() {
     let late = NOW + 20 * 365 * 24 * 3600 * 1000; // past the 10-year validity
     assert!(!f.a.certificate().is_valid_at(late / 1000));
     let rng = |s| ChaCha20Rng::seed_from_u64(s);
-    let mut c = TlsSession::new(late, Role::Client, &f.b, ExpectedPeer::new(f.a.chain().to_vec(), vec![]).expect("a"), rng(1))
-        .expect("client");
-    let mut s = TlsSession::new(late, Role::Server, &f.a, ExpectedPeer::new(f.b.chain().to_vec(), vec![]).expect("b"), rng(2))
-        .expect("server");
+    let mut c = TlsSession::new(
+        late,
+        Role::Client,
+        &f.b,
+        ExpectedPeer::new(f.a.chain().to_vec(), vec![]).expect("a"),
+        rng(1),
+    )
+    .expect("client");
+    let mut s = TlsSession::new(
+        late,
+        Role::Server,
+        &f.a,
+        ExpectedPeer::new(f.b.chain().to_vec(), vec![]).expect("b"),
+        rng(2),
+    )
+    .expect("server");
     pump(&mut c, &mut s);
     assert!(c.is_established() && s.is_established());
 }

@@ -156,9 +156,14 @@ impl PeerCheck for ExpectedPeer {
             return Err(Refusal::Revoked(hex(&device.short_id())));
         }
         let identical = chain.len() == self.chain.len()
-            && chain.iter().zip(&self.chain).all(|(a, b)| a.der() == b.der());
+            && chain
+                .iter()
+                .zip(&self.chain)
+                .all(|(a, b)| a.der() == b.der());
         if !identical {
-            return Err(Refusal::UnexpectedCertificate(hex(&self.info.device_short_id)));
+            return Err(Refusal::UnexpectedCertificate(hex(&self
+                .info
+                .device_short_id)));
         }
         Ok(self.info)
     }
