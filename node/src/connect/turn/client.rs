@@ -213,6 +213,11 @@ impl TurnClient {
         &self.stats
     }
 
+    /// Requests awaiting an answer (bounded by [`MAX_PENDING`]).
+    pub fn pending_requests(&self) -> usize {
+        self.pending.len()
+    }
+
     pub fn relayed(&self) -> Option<SocketAddr> {
         match self.state {
             State::Allocated { relayed, .. } => Some(relayed),
