@@ -303,7 +303,11 @@ impl TurnClient {
         if self.channels.len() >= MAX_CHANNELS {
             return Err(TurnError::Limit("channels"));
         }
-        let channel = *stun::CHANNEL_RANGE.start() + self.channels.len() as u16;
+        // The lowest free number: a failed bind frees its number for reuse.
+        let mut numbers = stun::CHANNEL_RANGE;
+        let Some(channel) = numbers.find(|c| !self.channel_peers.contains_key(c)) else {
+            return Err(TurnError::Limit("channels"));
+        };
         let idle = Refreshable {
             installed: false,
             refresh_at: None,

@@ -540,3 +540,27 @@ mod random_input {
         }
     }
 }
+
+#[test]
+fn a_failed_channel_bind_frees_its_number_without_reusing_a_live_one() {
+    let mut c = allocate_udp();
+    let p1: SocketAddr = "203.0.113.9:1".parse().unwrap();
+    let p2: SocketAddr = "203.0.113.9:2".parse().unwrap();
+    let p3: SocketAddr = "203.0.113.9:3".parse().unwrap();
+    let c1 = c.bind_channel(20, p1).unwrap();
+    let (r1, _) = next_request(&mut c);
+    let c2 = c.bind_channel(20, p2).unwrap();
+    let _ = next_request(&mut c);
+    assert_ne!(c1, c2);
+    let refused = r1
+        .reply(Class::ErrorResponse)
+        .with(Attribute::ErrorCode(ErrorCode::standard(
+            ErrorCode::BAD_REQUEST,
+        )))
+        .encode_with(Some(&key()), false);
+    c.handle_datagram(30, server(), &refused);
+    assert!(matches!(c.poll_event(), Some(TurnEvent::PeerFailed { peer, .. }) if peer == p1));
+    let c3 = c.bind_channel(40, p3).unwrap();
+    assert_ne!(c3, c2, "a live channel number was handed out twice");
+    assert_eq!(c3, c1);
+}
