@@ -1,5 +1,6 @@
-//! TURN (RFC 5766, over UDP): a relay server app and a client component that an app
-//! embeds next to its own protocol on one UDP socket, as ICE agents do.
+//! TURN (RFC 5766 over UDP and TCP, RFC 6062 TCP allocations): a relay server app and a
+//! client component that an app embeds next to its own protocol on one UDP socket, as
+//! ICE agents do. The server's TCP side (control connections, TCP relays) is in [`tcp`].
 //!
 //! The server authenticates with long-term credentials, gives each client 5-tuple one
 //! allocation (a fresh UDP socket on its primary address), and relays between the client
@@ -11,13 +12,15 @@ use crate::app::{App, Ctx};
 use crate::sim::SockId;
 use crate::stun::{
     is_channel_data, is_stun, long_term_key, Attribute, ChannelData, Class, ErrorCode, Message,
-    Method, CHANNEL_RANGE, TRANSPORT_UDP,
+    Method, CHANNEL_RANGE, TRANSPORT_TCP, TRANSPORT_UDP,
 };
 use crate::time::SimTime;
 use rand::RngExt;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
+
+mod tcp;
 
 /// How long a permission lasts (RFC 5766 §8).
 pub const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
@@ -47,6 +50,10 @@ pub struct TurnConfig {
     pub ignore_permissions: bool,
     /// Sabotage for tests: never deliver peer data to the client.
     pub drop_data: bool,
+    /// Also listen on TCP `port`: control connections and RFC 6062 TCP allocations.
+    pub tcp: bool,
+    /// Sabotage for tests: never send ConnectionAttempt for inbound peer connections.
+    pub drop_connection_attempts: bool,
 }
 
 impl Default for TurnConfig {
@@ -58,6 +65,8 @@ impl Default for TurnConfig {
             lifetime: Duration::from_secs(600),
             ignore_permissions: false,
             drop_data: false,
+            tcp: true,
+            drop_connection_attempts: false,
         }
     }
 }
@@ -72,7 +81,8 @@ struct Channel {
 /// One client's relayed transport address and what it may relay.
 #[derive(Clone, Debug)]
 struct Allocation {
-    relay: SockId,
+    /// The UDP relay socket; `None` for an RFC 6062 TCP allocation.
+    relay: Option<SockId>,
     relayed: SocketAddr,
     username: String,
     expires: SimTime,
@@ -129,6 +139,8 @@ pub struct TurnServer {
     pub auth_failures: u64,
     /// Datagrams that were neither valid STUN nor valid ChannelData.
     pub malformed: u64,
+    /// TCP control/data connections and RFC 6062 peer connections.
+    tcp: tcp::TcpSide,
     /// Relayed datagrams that travelled as ChannelData (either way) rather than as
     /// Send/Data indications.
     pub channel_data: u64,
@@ -180,8 +192,11 @@ impl TurnServer {
 
     fn remove(&mut self, cx: &mut Ctx<'_>, client: SocketAddr) {
         if let Some(a) = self.allocs.remove(&client) {
-            self.relays.remove(&a.relay);
-            cx.udp_close(a.relay);
+            if let Some(relay) = a.relay {
+                self.relays.remove(&relay);
+                cx.udp_close(relay);
+            }
+            self.tcp_remove(cx, client);
         }
     }
 
@@ -199,6 +214,9 @@ impl TurnServer {
     }
 
     fn send_client(&mut self, cx: &mut Ctx<'_>, to: SocketAddr, bytes: &[u8]) {
+        if self.tcp_send_client(cx, to, bytes) {
+            return;
+        }
         if let Some(s) = self.sock {
             let _ = cx.udp_send(s, to, bytes);
         }
@@ -289,6 +307,13 @@ impl TurnServer {
                 return;
             }
         }
+        if req.method == Method::Connect {
+            // Answered once the connection to the peer is up (RFC 6062 §5.2).
+            return self.tcp_connect_request(cx, from, req, &user, key);
+        }
+        if req.method == Method::ConnectionBind {
+            return self.tcp_connection_bind(cx, from, req, &user, key);
+        }
         let handled = match req.method {
             Method::Allocate => self.allocate(cx, from, req, &user),
             Method::Refresh => self.refresh(cx, from, req, &user),
@@ -322,16 +347,22 @@ impl TurnServer {
         if self.live(cx, from).is_some() {
             return Err(ErrorCode::ALLOCATION_MISMATCH);
         }
-        match req.requested_transport() {
-            None => return Err(ErrorCode::BAD_REQUEST),
-            Some(TRANSPORT_UDP) => {}
-            Some(_) => return Err(ErrorCode::UNSUPPORTED_TRANSPORT),
-        }
         let ip = self.addr.ok_or(ErrorCode::SERVER_ERROR)?.ip();
-        let relay = cx
-            .udp_bind(SocketAddr::new(ip, 0))
-            .map_err(|_| ErrorCode::INSUFFICIENT_CAPACITY)?;
-        let relayed = cx.local_addr(relay).map_err(|_| ErrorCode::SERVER_ERROR)?;
+        let (relay, relayed) = match req.requested_transport() {
+            None => return Err(ErrorCode::BAD_REQUEST),
+            Some(TRANSPORT_UDP) => {
+                let relay = cx
+                    .udp_bind(SocketAddr::new(ip, 0))
+                    .map_err(|_| ErrorCode::INSUFFICIENT_CAPACITY)?;
+                let relayed = cx.local_addr(relay).map_err(|_| ErrorCode::SERVER_ERROR)?;
+                (Some(relay), relayed)
+            }
+            // RFC 6062 §5.1: TCP relays only for clients on a TCP control connection.
+            Some(TRANSPORT_TCP) if self.tcp.is_control(from) => {
+                (None, self.tcp_relay_listen(cx, from, ip)?)
+            }
+            Some(_) => return Err(ErrorCode::UNSUPPORTED_TRANSPORT),
+        };
         let lifetime = self.granted_lifetime(req.lifetime());
         let expires = cx.now() + lifetime;
         let alloc = Allocation {
@@ -345,7 +376,9 @@ impl TurnServer {
             channels: BTreeMap::new(),
         };
         self.allocs.insert(from, alloc);
-        self.relays.insert(relay, from);
+        if let Some(relay) = relay {
+            self.relays.insert(relay, from);
+        }
         self.allocations += 1;
         cx.set_timer(lifetime + Duration::from_millis(1), SWEEP);
         cx.trace(&format!(
@@ -471,7 +504,7 @@ impl TurnServer {
             self.dropped_no_permission += 1;
             return;
         }
-        let relay = a.relay;
+        let Some(relay) = a.relay else { return };
         if cx.udp_send(relay, peer, data).is_ok() {
             self.relayed_to_peer += 1;
         }
@@ -488,7 +521,7 @@ impl TurnServer {
         let Some(peer) = a.channel_peer(now, cd.channel) else {
             return;
         };
-        let relay = a.relay;
+        let Some(relay) = a.relay else { return };
         if cx.udp_send(relay, peer, &cd.data).is_ok() {
             self.relayed_to_peer += 1;
             self.channel_data += 1;
@@ -550,6 +583,13 @@ impl App for TurnServer {
             self.sock = Some(s);
             self.addr = cx.local_addr(s).ok();
         }
+        if self.config.tcp {
+            self.tcp_start(cx, SocketAddr::new(ip, self.config.port));
+        }
+    }
+
+    fn on_tcp(&mut self, cx: &mut Ctx<'_>, ev: crate::app::TcpEvent) {
+        self.tcp_event(cx, ev);
     }
 
     fn on_udp(
@@ -570,6 +610,7 @@ impl App for TurnServer {
     fn on_timer(&mut self, cx: &mut Ctx<'_>, token: u64) {
         if token == SWEEP {
             self.sweep(cx);
+            self.tcp_sweep(cx);
         }
     }
 

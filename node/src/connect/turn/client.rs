@@ -213,6 +213,11 @@ impl TurnClient {
         &self.stats
     }
 
+    /// Requests awaiting an answer (bounded by [`MAX_PENDING`]).
+    pub fn pending_requests(&self) -> usize {
+        self.pending.len()
+    }
+
     pub fn relayed(&self) -> Option<SocketAddr> {
         match self.state {
             State::Allocated { relayed, .. } => Some(relayed),
@@ -298,7 +303,11 @@ impl TurnClient {
         if self.channels.len() >= MAX_CHANNELS {
             return Err(TurnError::Limit("channels"));
         }
-        let channel = *stun::CHANNEL_RANGE.start() + self.channels.len() as u16;
+        // The lowest free number: a failed bind frees its number for reuse.
+        let mut numbers = stun::CHANNEL_RANGE;
+        let Some(channel) = numbers.find(|c| !self.channel_peers.contains_key(c)) else {
+            return Err(TurnError::Limit("channels"));
+        };
         let idle = Refreshable {
             installed: false,
             refresh_at: None,

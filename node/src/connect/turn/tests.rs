@@ -475,3 +475,92 @@ fn channel_data_over_tcp_is_padded() {
         }))
     );
 }
+
+mod random_input {
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Whatever the server or a forger sends, the client neither panics nor grows:
+        /// pending requests, data connections and buffered stream bytes stay bounded.
+        #[test]
+        fn random_server_bytes_never_panic(
+            chunks in vec((0u8..4, vec(any::<u8>(), 0..120)), 0..24),
+        ) {
+            let mut udp = allocate_udp();
+            let mut tcp = allocate_tcp();
+            for (i, (kind, bytes)) in chunks.iter().enumerate() {
+                let now = 100 + i as u64;
+                match kind {
+                    0 => udp.handle_datagram(now, server(), bytes),
+                    1 => tcp.handle_data(now, CONTROL, bytes),
+                    2 => tcp.handle_data(now, ConnId(1), bytes),
+                    _ => tcp.handle_timeout(now * 1000),
+                }
+                while udp.poll_transmit().is_some() {}
+                while tcp.poll_transmit().is_some() {}
+                while udp.poll_event().is_some() {}
+                while tcp.poll_event().is_some() {}
+            }
+            prop_assert!(udp.pending_requests() <= client::MAX_PENDING);
+            prop_assert!(tcp.pending_requests() <= client::MAX_PENDING);
+        }
+
+        /// Valid TURN frames with random fields (ConnectionAttempts, Data indications,
+        /// ChannelData, responses to unknown transactions) are handled or counted.
+        #[test]
+        fn random_turn_frames_are_counted_not_fatal(
+            ids in vec(any::<u32>(), 0..80),
+            channel in stun::CHANNEL_RANGE,
+            data in vec(any::<u8>(), 0..40),
+        ) {
+            let mut tcp = allocate_tcp();
+            for id in &ids {
+                let attempt = Message::new(Class::Indication, Method::ConnectionAttempt, [1; 12])
+                    .with(Attribute::ConnectionId(*id))
+                    .with(Attribute::XorPeerAddress("203.0.113.9:1".parse().unwrap()))
+                    .encode();
+                tcp.handle_data(5, CONTROL, &attempt);
+            }
+            let cd = stun::ChannelData { channel, data: data.clone() }.encode_padded();
+            tcp.handle_data(6, CONTROL, &cd);
+            let stray = Message::new(Class::SuccessResponse, Method::Refresh, [2; 12]).encode();
+            tcp.handle_data(7, CONTROL, &stray);
+            let s = tcp.stats().clone();
+            prop_assert_eq!(s.unknown_channel, 1);
+            prop_assert_eq!(s.unmatched, 1);
+            prop_assert_eq!(
+                s.refused_attempts as usize,
+                ids.len().saturating_sub(client::MAX_DATA_CONNS)
+            );
+            prop_assert!(tcp.relayed().is_some());
+        }
+    }
+}
+
+#[test]
+fn a_failed_channel_bind_frees_its_number_without_reusing_a_live_one() {
+    let mut c = allocate_udp();
+    let p1: SocketAddr = "203.0.113.9:1".parse().unwrap();
+    let p2: SocketAddr = "203.0.113.9:2".parse().unwrap();
+    let p3: SocketAddr = "203.0.113.9:3".parse().unwrap();
+    let c1 = c.bind_channel(20, p1).unwrap();
+    let (r1, _) = next_request(&mut c);
+    let c2 = c.bind_channel(20, p2).unwrap();
+    let _ = next_request(&mut c);
+    assert_ne!(c1, c2);
+    let refused = r1
+        .reply(Class::ErrorResponse)
+        .with(Attribute::ErrorCode(ErrorCode::standard(
+            ErrorCode::BAD_REQUEST,
+        )))
+        .encode_with(Some(&key()), false);
+    c.handle_datagram(30, server(), &refused);
+    assert!(matches!(c.poll_event(), Some(TurnEvent::PeerFailed { peer, .. }) if peer == p1));
+    let c3 = c.bind_channel(40, p3).unwrap();
+    assert_ne!(c3, c2, "a live channel number was handed out twice");
+    assert_eq!(c3, c1);
+}
