@@ -42,7 +42,6 @@ const C: usize = 2;
 enum Cmd {
     Send(usize, InfoHash, String, Vec<u8>),
     Accept(usize, InfoHash),
-    Decline(usize, InfoHash),
     Ban(usize, InfoHash),
     Snapshot(usize),
     Stop,
@@ -107,7 +106,6 @@ fn run_node(
                     let d = &mut devs[i];
                     assert!(d.mgr.accept(&mut d.driver.dht, now, from), "a request to accept");
                 }
-                Cmd::Decline(i, from) => assert!(devs[i].mgr.decline(&from)),
                 Cmd::Ban(i, who) => {
                     devs[i].mgr.remove(now, who, true);
                 }
@@ -399,6 +397,8 @@ fn trust_requests_between_our_node_and_jamid() {
         .find(|l| l.contains("Discarding message"))
         .map(str::to_string);
     eprintln!("jamid on the banned request: {refused:?}");
+    // account_manager.cpp onPeerCertificate: the banned account fails isAllowed.
+    assert!(refused.is_some(), "jamid logs the discarded request");
 
     // 6. We ban jamid (B): its next request is refused and counted.
     cmd.send(Cmd::Ban(B, jk)).unwrap();
