@@ -220,6 +220,7 @@ fn trust_requests_between_our_node_and_jamid() {
         .collect();
     eprintln!("our keys generated in {:?}", t_keys.elapsed());
     let key: Vec<InfoHash> = ids.iter().map(|(a, _)| InfoHash(a.account_id())).collect();
+    let c_spki = ids[C].1.certificate().spki_der().to_vec();
     let uri: Vec<String> = key.iter().map(|k| k.to_string()).collect();
 
     let ns = Netns::create("jstrust").expect("namespace");
@@ -360,6 +361,16 @@ fn trust_requests_between_our_node_and_jamid() {
         .signals()
         .wait("incomingTrustRequest", mark, STEP, |s| trust_signal(s).2 == uri[C])
         .unwrap_or_else(|e| panic!("jamid gets C's request: {e:#}\n{}", tail(&jamid)));
+    // While it is pending, jamid's `incomingTrustRequests` file holds it: read it with
+    // our decoder (device key, conversation, payload) and re-encode it byte for byte.
+    let acc_dir = dir.path().join("data/jami").join(&acc);
+    let bytes = std::fs::read(acc_dir.join(contacts::REQUESTS_FILE)).expect("jamid's requests file");
+    let pending = contacts::store::decode_requests(&bytes).expect("decodes");
+    eprintln!("jamid's incomingTrustRequests: {pending:?}");
+    let r = &pending[&key[C]];
+    assert_eq!(r.device.as_deref(), Some(c_spki.as_slice()), "the sender device key");
+    assert_eq!((r.conversation_id.as_str(), r.payload.as_slice()), ("c".repeat(40).as_str(), &b"C"[..]));
+    assert_eq!(contacts::store::encode_requests(&pending), bytes, "same bytes back");
     let ok: bool = jamid
         .call("ConfigurationManager", "discardTrustRequest", &(&acc, &uri[C]))
         .unwrap();
@@ -412,7 +423,6 @@ fn trust_requests_between_our_node_and_jamid() {
 
     // 7. jamid's own `contacts` file reads back with our decoder and agrees with
     //    getContacts.
-    let acc_dir = dir.path().join("data/jami").join(&acc);
     let bytes = std::fs::read(acc_dir.join(contacts::CONTACTS_FILE)).expect("jamid's contacts file");
     let file = contacts::store::decode_contacts(&bytes).expect("decodes");
     let listed: Vec<Details> = jamid
