@@ -100,11 +100,16 @@ fn run_node(
             match c {
                 Cmd::Send(i, to, conv, payload) => {
                     let d = &mut devs[i];
-                    assert!(d.mgr.send_request(&mut d.driver.dht, now, to, &conv, payload));
+                    assert!(d
+                        .mgr
+                        .send_request(&mut d.driver.dht, now, to, &conv, payload));
                 }
                 Cmd::Accept(i, from) => {
                     let d = &mut devs[i];
-                    assert!(d.mgr.accept(&mut d.driver.dht, now, from), "a request to accept");
+                    assert!(
+                        d.mgr.accept(&mut d.driver.dht, now, from),
+                        "a request to accept"
+                    );
                 }
                 Cmd::Ban(i, who) => {
                     devs[i].mgr.remove(now, who, true);
@@ -191,7 +196,8 @@ fn jamid_contact(j: &Jamid, acc: &str, uri: &str) -> Option<Details> {
     let all: Vec<Details> = j
         .call("ConfigurationManager", "getContacts", &(acc,))
         .unwrap();
-    all.into_iter().find(|d| d.get("id").map(String::as_str) == Some(uri))
+    all.into_iter()
+        .find(|d| d.get("id").map(String::as_str) == Some(uri))
 }
 
 fn ours(l: &ContactList, who: &InfoHash) -> Option<Details> {
@@ -264,36 +270,61 @@ fn trust_requests_between_our_node_and_jamid() {
     let vcard_a = b"BEGIN:VCARD\r\nVERSION:2.1\r\nFN:jamisim A\r\nEND:VCARD\r\n".to_vec();
     let mark = jamid.signals().mark();
     let t1 = Instant::now();
-    cmd.send(Cmd::Send(A, jk, conv_a.clone(), vcard_a.clone())).unwrap();
+    cmd.send(Cmd::Send(A, jk, conv_a.clone(), vcard_a.clone()))
+        .unwrap();
     assert!(
-        wait(&rx, STEP, |r| matches!(r, Report::Trust(A, TrustEvent::Sent { devices: 1, .. }))),
+        wait(&rx, STEP, |r| matches!(
+            r,
+            Report::Trust(A, TrustEvent::Sent { devices: 1, .. })
+        )),
         "A's request put at jamid's one device"
     );
     let s = jamid
         .signals()
-        .wait("incomingTrustRequest", mark, STEP, |s| trust_signal(s).2 == uri[A])
+        .wait("incomingTrustRequest", mark, STEP, |s| {
+            trust_signal(s).2 == uri[A]
+        })
         .unwrap_or_else(|e| panic!("jamid gets A's request: {e:#}\n{}", tail(&jamid)));
     let (sacc, sconv, _, spayload, _) = trust_signal(&s);
-    eprintln!("jamid incomingTrustRequest {:?} after our send", t1.elapsed());
-    assert_eq!((sacc.as_str(), sconv.as_str()), (acc.as_str(), conv_a.as_str()));
+    eprintln!(
+        "jamid incomingTrustRequest {:?} after our send",
+        t1.elapsed()
+    );
+    assert_eq!(
+        (sacc.as_str(), sconv.as_str()),
+        (acc.as_str(), conv_a.as_str())
+    );
     assert_eq!(spayload, vcard_a, "payload intact");
     let reqs: Vec<Details> = jamid
         .call("ConfigurationManager", "getTrustRequests", &(&acc,))
         .unwrap();
-    assert!(reqs.iter().any(|r| r["from"] == uri[A] && r["conversationId"] == conv_a));
+    assert!(reqs
+        .iter()
+        .any(|r| r["from"] == uri[A] && r["conversationId"] == conv_a));
 
     // jamid accepts: A sees the confirmation; both lists agree.
     let ok: bool = jamid
-        .call("ConfigurationManager", "acceptTrustRequest", &(&acc, &uri[A]))
+        .call(
+            "ConfigurationManager",
+            "acceptTrustRequest",
+            &(&acc, &uri[A]),
+        )
         .unwrap();
     assert!(ok);
     let t2 = Instant::now();
     assert!(
-        wait(&rx, STEP, |r| matches!(r, Report::Trust(A, TrustEvent::Contact(ContactEvent::Confirmed { from, conversation_id })) if *from == jk && *conversation_id == conv_a)),
+        wait(
+            &rx,
+            STEP,
+            |r| matches!(r, Report::Trust(A, TrustEvent::Contact(ContactEvent::Confirmed { from, conversation_id })) if *from == jk && *conversation_id == conv_a)
+        ),
         "A gets jamid's confirmation\n{}",
         tail(&jamid)
     );
-    eprintln!("our side confirmed {:?} after acceptTrustRequest", t2.elapsed());
+    eprintln!(
+        "our side confirmed {:?} after acceptTrustRequest",
+        t2.elapsed()
+    );
     let la = snapshot(&cmd, &rx, A);
     let theirs = jamid_contact(&jamid, &acc, &uri[A]).expect("jamid lists A");
     let mine = ours(&la, &jk).expect("A lists jamid");
@@ -310,12 +341,24 @@ fn trust_requests_between_our_node_and_jamid() {
     let mark = jamid.signals().mark();
     let t3 = Instant::now();
     let () = jamid
-        .call("ConfigurationManager", "sendTrustRequest", &(&acc, &uri[B], &vcard_j))
+        .call(
+            "ConfigurationManager",
+            "sendTrustRequest",
+            &(&acc, &uri[B], &vcard_j),
+        )
         .unwrap();
     let mut conv_j = String::new();
     assert!(
         wait(&rx, STEP, |r| match r {
-            Report::Trust(B, TrustEvent::Contact(ContactEvent::IncomingRequest { from, conversation_id, payload, .. })) if *from == jk => {
+            Report::Trust(
+                B,
+                TrustEvent::Contact(ContactEvent::IncomingRequest {
+                    from,
+                    conversation_id,
+                    payload,
+                    ..
+                }),
+            ) if *from == jk => {
                 assert_eq!(*payload, vcard_j, "payload intact");
                 conv_j = conversation_id.clone();
                 true
@@ -325,11 +368,17 @@ fn trust_requests_between_our_node_and_jamid() {
         "B gets jamid's request\n{}",
         tail(&jamid)
     );
-    eprintln!("B got jamid's request {:?} after sendTrustRequest (conversation {conv_j})", t3.elapsed());
+    eprintln!(
+        "B got jamid's request {:?} after sendTrustRequest (conversation {conv_j})",
+        t3.elapsed()
+    );
     let convs: Vec<String> = jamid
         .call("ConfigurationManager", "getConversations", &(&acc,))
         .unwrap();
-    assert!(convs.contains(&conv_j), "the 1:1 conversation jamid started: {convs:?}");
+    assert!(
+        convs.contains(&conv_j),
+        "the 1:1 conversation jamid started: {convs:?}"
+    );
     cmd.send(Cmd::Accept(B, jk)).unwrap();
     jamid
         .signals()
@@ -348,31 +397,55 @@ fn trust_requests_between_our_node_and_jamid() {
     assert_eq!(agreed(&mine).1, conv_j);
 
     // 3. A contact's new request is auto-confirmed by jamid with its own conversation.
-    cmd.send(Cmd::Send(B, jk, "b".repeat(40), Vec::new())).unwrap();
+    cmd.send(Cmd::Send(B, jk, "b".repeat(40), Vec::new()))
+        .unwrap();
     assert!(
-        wait(&rx, STEP, |r| matches!(r, Report::Trust(B, TrustEvent::Contact(ContactEvent::Confirmed { from, conversation_id })) if *from == jk && *conversation_id == conv_j)),
+        wait(
+            &rx,
+            STEP,
+            |r| matches!(r, Report::Trust(B, TrustEvent::Contact(ContactEvent::Confirmed { from, conversation_id })) if *from == jk && *conversation_id == conv_j)
+        ),
         "jamid answers a contact's request with a confirmation of the existing conversation"
     );
 
     // 4. jamid declines C's request: gone from jamid's list, no contact, C hears nothing.
     let mark = jamid.signals().mark();
-    cmd.send(Cmd::Send(C, jk, "c".repeat(40), b"C".to_vec())).unwrap();
+    cmd.send(Cmd::Send(C, jk, "c".repeat(40), b"C".to_vec()))
+        .unwrap();
     jamid
         .signals()
-        .wait("incomingTrustRequest", mark, STEP, |s| trust_signal(s).2 == uri[C])
+        .wait("incomingTrustRequest", mark, STEP, |s| {
+            trust_signal(s).2 == uri[C]
+        })
         .unwrap_or_else(|e| panic!("jamid gets C's request: {e:#}\n{}", tail(&jamid)));
     // While it is pending, jamid's `incomingTrustRequests` file holds it: read it with
     // our decoder (device key, conversation, payload) and re-encode it byte for byte.
     let acc_dir = dir.path().join("data/jami").join(&acc);
-    let bytes = std::fs::read(acc_dir.join(contacts::REQUESTS_FILE)).expect("jamid's requests file");
+    let bytes =
+        std::fs::read(acc_dir.join(contacts::REQUESTS_FILE)).expect("jamid's requests file");
     let pending = contacts::store::decode_requests(&bytes).expect("decodes");
     eprintln!("jamid's incomingTrustRequests: {pending:?}");
     let r = &pending[&key[C]];
-    assert_eq!(r.device.as_deref(), Some(c_spki.as_slice()), "the sender device key");
-    assert_eq!((r.conversation_id.as_str(), r.payload.as_slice()), ("c".repeat(40).as_str(), &b"C"[..]));
-    assert_eq!(contacts::store::encode_requests(&pending), bytes, "same bytes back");
+    assert_eq!(
+        r.device.as_deref(),
+        Some(c_spki.as_slice()),
+        "the sender device key"
+    );
+    assert_eq!(
+        (r.conversation_id.as_str(), r.payload.as_slice()),
+        ("c".repeat(40).as_str(), &b"C"[..])
+    );
+    assert_eq!(
+        contacts::store::encode_requests(&pending),
+        bytes,
+        "same bytes back"
+    );
     let ok: bool = jamid
-        .call("ConfigurationManager", "discardTrustRequest", &(&acc, &uri[C]))
+        .call(
+            "ConfigurationManager",
+            "discardTrustRequest",
+            &(&acc, &uri[C]),
+        )
         .unwrap();
     assert!(ok);
     let reqs: Vec<Details> = jamid
@@ -381,7 +454,10 @@ fn trust_requests_between_our_node_and_jamid() {
     assert!(!reqs.iter().any(|r| r["from"] == uri[C]));
     assert!(jamid_contact(&jamid, &acc, &uri[C]).is_none());
     assert!(
-        !wait(&rx, QUIET, |r| matches!(r, Report::Trust(C, TrustEvent::Contact(ContactEvent::Confirmed { .. })))),
+        !wait(&rx, QUIET, |r| matches!(
+            r,
+            Report::Trust(C, TrustEvent::Contact(ContactEvent::Confirmed { .. }))
+        )),
         "a decline sends nothing"
     );
     let lc = snapshot(&cmd, &rx, C);
@@ -389,18 +465,28 @@ fn trust_requests_between_our_node_and_jamid() {
 
     // 5. jamid bans C: listed as banned; C's next request is dropped.
     let () = jamid
-        .call("ConfigurationManager", "removeContact", &(&acc, &uri[C], true))
+        .call(
+            "ConfigurationManager",
+            "removeContact",
+            &(&acc, &uri[C], true),
+        )
         .unwrap();
     let banned = jamid_contact(&jamid, &acc, &uri[C]).expect("a banned contact is listed");
     assert_eq!(banned.get("banned").map(String::as_str), Some("true"));
     assert!(!banned.contains_key("confirmed"));
     let mark = jamid.signals().mark();
     let log_mark = jamid.log_text().len();
-    cmd.send(Cmd::Send(C, jk, "d".repeat(40), b"C again".to_vec())).unwrap();
-    assert!(wait(&rx, STEP, |r| matches!(r, Report::Trust(C, TrustEvent::Sent { devices: 1, .. }))));
+    cmd.send(Cmd::Send(C, jk, "d".repeat(40), b"C again".to_vec()))
+        .unwrap();
+    assert!(wait(&rx, STEP, |r| matches!(
+        r,
+        Report::Trust(C, TrustEvent::Sent { devices: 1, .. })
+    )));
     let got = jamid
         .signals()
-        .wait("incomingTrustRequest", mark, QUIET, |s| trust_signal(s).2 == uri[C]);
+        .wait("incomingTrustRequest", mark, QUIET, |s| {
+            trust_signal(s).2 == uri[C]
+        });
     assert!(got.is_err(), "jamid drops a banned account's request");
     let log = jamid.log_text();
     let refused = log[log_mark.min(log.len())..]
@@ -414,16 +500,29 @@ fn trust_requests_between_our_node_and_jamid() {
     // 6. We ban jamid (B): its next request is refused and counted.
     cmd.send(Cmd::Ban(B, jk)).unwrap();
     let () = jamid
-        .call("ConfigurationManager", "sendTrustRequest", &(&acc, &uri[B], &Vec::<u8>::new()))
+        .call(
+            "ConfigurationManager",
+            "sendTrustRequest",
+            &(&acc, &uri[B], &Vec::<u8>::new()),
+        )
         .unwrap();
     assert!(
-        wait(&rx, STEP, |r| matches!(r, Report::Trust(B, TrustEvent::Refused { reason: Refusal::Banned }))),
+        wait(&rx, STEP, |r| matches!(
+            r,
+            Report::Trust(
+                B,
+                TrustEvent::Refused {
+                    reason: Refusal::Banned
+                }
+            )
+        )),
         "B refuses the banned account's request"
     );
 
     // 7. jamid's own `contacts` file reads back with our decoder and agrees with
     //    getContacts.
-    let bytes = std::fs::read(acc_dir.join(contacts::CONTACTS_FILE)).expect("jamid's contacts file");
+    let bytes =
+        std::fs::read(acc_dir.join(contacts::CONTACTS_FILE)).expect("jamid's contacts file");
     let file = contacts::store::decode_contacts(&bytes).expect("decodes");
     let listed: Vec<Details> = jamid
         .call("ConfigurationManager", "getContacts", &(&acc,))
@@ -435,7 +534,10 @@ fn trust_requests_between_our_node_and_jamid() {
     let from_bus: BTreeMap<String, Details> =
         listed.into_iter().map(|d| (d["id"].clone(), d)).collect();
     eprintln!("jamid's contacts file: {file:?}");
-    assert_eq!(from_file, from_bus, "jamid's file, read by us, is what jamid lists");
+    assert_eq!(
+        from_file, from_bus,
+        "jamid's file, read by us, is what jamid lists"
+    );
     assert_eq!(
         contacts::store::encode_contacts(&file),
         bytes,

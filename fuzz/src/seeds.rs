@@ -342,7 +342,14 @@ fn contact_files() -> Vec<Vec<u8>> {
     let mut l = ContactList::new();
     l.add_contact(1_795_541_618, InfoHash([1; 20]), true, "conv");
     l.remove_contact(1_795_541_700, InfoHash([2; 20]), true);
-    l.on_trust_request(1_795_541_618, InfoHash([3; 20]), b"spki", false, "c", b"vcard".to_vec());
+    l.on_trust_request(
+        1_795_541_618,
+        InfoHash([3; 20]),
+        b"spki",
+        false,
+        "c",
+        b"vcard".to_vec(),
+    );
     let mut none = l.requests().clone();
     none.values_mut().for_each(|r| r.device = None);
     vec![
