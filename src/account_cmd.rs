@@ -403,7 +403,7 @@ fn save(
     )
 }
 
-fn read_archive(path: &Path, password: &str) -> Result<AccountArchive> {
+pub(crate) fn read_archive(path: &Path, password: &str) -> Result<AccountArchive> {
     AccountArchive::decode(&read(path)?, password)
         .with_context(|| format!("reading archive {}", path.display()))
 }

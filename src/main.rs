@@ -2,6 +2,7 @@
 //! reports.
 
 mod account_cmd;
+mod device_cmd;
 mod nameserver_cmd;
 mod node_cmd;
 mod node_proxy_cmd;
@@ -102,6 +103,27 @@ enum NodeCmd {
         /// joining it over UDP, as `dhtnode --proxyclient` does.
         #[arg(long, conflicts_with = "bootstrap")]
         proxy: Option<String>,
+    },
+    /// A Jami device from an account directory (as `node account` writes it, jamid's
+    /// layout) on the UDP DHT: announces itself, follows contacts' presence; commands on
+    /// stdin (track <id>, untrack <id>, presence, ll, x).
+    Device {
+        /// The account directory (archive.gz, ring_device.key, ring_device.crt).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The archive password (empty = none).
+        #[arg(long, default_value = "")]
+        password: String,
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        #[arg(long, default_value = "0.0.0.0")]
+        bind: std::net::IpAddr,
+        /// A DHT node to join through (repeatable).
+        #[arg(long)]
+        bootstrap: Vec<SocketAddr>,
+        /// Print every result as one JSON object per line.
+        #[arg(long)]
+        json: bool,
     },
     /// A Jami name server (HTTP: GET /name/<name>, GET /addr/<addr>, POST /name/<name>).
     Nameserver {
@@ -420,6 +442,27 @@ fn real_main() -> Result<bool> {
                 identity,
                 json,
                 proxy,
+            })?;
+            Ok(true)
+        }
+        Cmd::Node {
+            cmd:
+                NodeCmd::Device {
+                    dir,
+                    password,
+                    port,
+                    bind,
+                    bootstrap,
+                    json,
+                },
+        } => {
+            device_cmd::run(device_cmd::DeviceOpts {
+                dir,
+                password,
+                port,
+                bind,
+                bootstrap,
+                json,
             })?;
             Ok(true)
         }

@@ -1,74 +1,25 @@
 //! `jamisim node dht` as a script uses it: two nodes on loopback, JSON lines out,
 //! dhtnode's command letters in.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-struct CliNode {
-    child: Child,
-    stdin: ChildStdin,
-    lines: mpsc::Receiver<serde_json::Value>,
-    addr: String,
-}
+mod common;
+use common::CliNode;
 
 impl CliNode {
     fn start(extra: &[&str]) -> CliNode {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_jamisim"))
-            .args([
-                "node",
-                "dht",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--json",
-            ])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("jamisim node dht starts");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&l) {
-                    let _ = tx.send(v);
-                }
-            }
-        });
-        let started = lines
-            .recv_timeout(Duration::from_secs(10))
-            .expect("a started line");
-        assert_eq!(started["event"], "started");
-        // A node using a proxy has no UDP address of its own.
-        let addr = started["addr"].as_str().unwrap_or_default().to_string();
-        CliNode {
-            child,
-            stdin,
-            lines,
-            addr,
-        }
-    }
-
-    fn send(&mut self, line: &str) {
-        writeln!(self.stdin, "{line}").unwrap();
-        self.stdin.flush().unwrap();
-    }
-
-    fn wait(&self, event: &str, timeout: Duration) -> Option<serde_json::Value> {
-        let deadline = std::time::Instant::now() + timeout;
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(v) if v["event"] == event => return Some(v),
-                Ok(_) => continue,
-                Err(_) => return None,
-            }
-        }
-        None
+        let args = [
+            "node",
+            "dht",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--json",
+        ];
+        CliNode::spawn(&[&args[..], extra].concat())
     }
 }
 
@@ -80,15 +31,6 @@ impl CliNode {
             .as_str()
             .expect("hex")
             .to_string()
-    }
-}
-
-impl Drop for CliNode {
-    fn drop(&mut self) {
-        let _ = writeln!(self.stdin, "x");
-        std::thread::sleep(Duration::from_millis(100));
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

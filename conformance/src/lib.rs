@@ -1,6 +1,7 @@
 //! Conformance harness: finds the official Jami/OpenDHT programs and decides
 //! whether a test runs, skips, or (in CI with `JAMISIM_REQUIRE_PEERS=1`) fails.
 
+pub mod coturn;
 pub mod dhtnode;
 pub mod jamid;
 pub mod nameserver;
@@ -105,6 +106,29 @@ pub fn jamid_or_skip() -> bool {
     }
     // dhtnode_or_skip checks root and the DHT bootstrap node the accounts need.
     dhtnode_or_skip()
+}
+
+/// The skip line printed when coturn is unavailable.
+pub const COTURN_SKIP: &str = "SKIP: turnserver not installed (apt-get install coturn)";
+
+/// Whether the official coturn `turnserver` is here and we are root (it runs in a
+/// network namespace of its own); applies the skip rule when not.
+pub fn coturn_or_skip() -> bool {
+    let ok = std::process::Command::new("turnserver")
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !ok {
+        skip_or_fail(COTURN_SKIP);
+    } else if !root {
+        skip_or_fail("SKIP: coturn checks need root to create a network namespace");
+    }
+    ok && root
 }
 
 #[cfg(test)]

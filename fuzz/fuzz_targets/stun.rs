@@ -1,7 +1,8 @@
 //! STUN/TURN codec (netsim's servers and clients parse every datagram with it): decoding,
 //! MESSAGE-INTEGRITY and FINGERPRINT checks and ChannelData framing never panic; an
 //! accepted message or ChannelData re-encodes to bytes that decode to the same value and
-//! re-encode to the same bytes; the cheap demultiplexing tests agree with the decoders.
+//! re-encode to the same bytes; the cheap demultiplexing tests agree with the decoders;
+//! STUN-over-TCP framing finds whole, bounded messages.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -12,8 +13,20 @@ fuzz_target!(
     |data: &[u8]| {
         message(data);
         channel_data(data);
+        stream(data);
     }
 );
+
+/// STUN over TCP (netsim's stream framing, RFC 5389 §7.2.2): never panics, and every
+/// frame it finds is a whole message within the bound, so a stream is consumed in order.
+fn stream(data: &[u8]) {
+    use netsim::apps::stun_server::{stream_frame, MAX_STREAM_MESSAGE};
+    let mut rest = data;
+    while let Ok(Some(len)) = stream_frame(rest, MAX_STREAM_MESSAGE) {
+        assert!(len >= 20 && len <= rest.len() && len <= MAX_STREAM_MESSAGE);
+        rest = &rest[len..];
+    }
+}
 
 fn message(data: &[u8]) {
     let Ok(m) = Message::decode(data) else { return };

@@ -4,7 +4,9 @@
 pub mod engine_input;
 pub mod seeds;
 
+use node::connect::tls::{ExpectedPeer, Role, TlsSession};
 use node::crypto::PrivateKey;
+use node::identity::account::{AccountIdentity, DeviceIdentity};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::path::PathBuf;
@@ -59,4 +61,33 @@ pub fn aes_key(sel: u8) -> Vec<u8> {
         _ => usize::from(sel) % 40,
     };
     (0..len).map(|i| (i as u8).wrapping_mul(31) ^ sel).collect()
+}
+
+/// Two devices of two accounts (1024-bit keys: a handshake costs a few RSA operations)
+/// for the `tls_session` target: the first is ours, the second the expected peer.
+pub fn tls_devices() -> &'static (DeviceIdentity, DeviceIdentity) {
+    static DEVICES: OnceLock<(DeviceIdentity, DeviceIdentity)> = OnceLock::new();
+    DEVICES.get_or_init(|| {
+        let mut r = rng(0x715);
+        let now = TLS_NOW_MS / 1000;
+        let a = AccountIdentity::generate(1024, now, &mut r).expect("account a");
+        let b = AccountIdentity::generate(1024, now, &mut r).expect("account b");
+        (
+            a.new_device(1024, now, &mut r).expect("device a"),
+            b.new_device(1024, now, &mut r).expect("device b"),
+        )
+    })
+}
+
+/// The `now` of the `tls_session` target (Unix ms).
+pub const TLS_NOW_MS: u64 = 1_790_000_000_000;
+
+/// A session of `tls_devices().0` (TLS client when `client`) expecting device 1; the
+/// other end's session is the same with the devices swapped.
+pub fn tls_session(client: bool, mirrored: bool) -> TlsSession {
+    let (a, b) = tls_devices();
+    let (me, peer) = if mirrored { (b, a) } else { (a, b) };
+    let role = if client { Role::Client } else { Role::Server };
+    let expected = ExpectedPeer::new(peer.chain().to_vec(), vec![]).expect("valid chain");
+    TlsSession::new(TLS_NOW_MS, role, me, expected, rng(0x7150)).expect("session")
 }

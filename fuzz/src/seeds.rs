@@ -36,13 +36,17 @@ pub fn write_if_asked(target: &str) {
         "dht_value" => captured_values(),
         "dht_engine" => engine(),
         "stun" => stun(),
+        "stun_stream" => stun_stream(),
         "crypto_key" => keys(),
         "crypto_cert" => certificates(),
         "crypto_decrypt" => cyphers(),
         "dht_payload" => payloads(),
         "identity" => identity(),
+        "tls_session" => tls(),
         "nameserver" => names(),
         "proxy_json" => proxy_json(),
+        "mux_frames" => mux_frames(),
+        "connection_request" => connection_requests(),
         "contacts_store" => contact_files(),
         other => panic!("no seeds for target {other}"),
     };
@@ -127,6 +131,33 @@ fn engine() -> Vec<Vec<u8>> {
         );
     }
     out
+}
+
+/// TURN-over-TCP streams: a chunk-size byte, then RFC 6062 requests and padded
+/// ChannelData back to back.
+fn stun_stream() -> Vec<Vec<u8>> {
+    let txid = *b"jamisim-fuzz";
+    let peer: SocketAddr = "192.0.2.1:80".parse().expect("addr");
+    let connect = stun::Message::new(Class::Request, Method::Connect, txid)
+        .with(Attribute::XorPeerAddress(peer))
+        .encode();
+    let attempt = stun::Message::new(Class::Indication, Method::ConnectionAttempt, txid)
+        .with(Attribute::ConnectionId(42))
+        .with(Attribute::XorPeerAddress(peer))
+        .encode();
+    let bind = stun::Message::new(Class::Request, Method::ConnectionBind, txid)
+        .with(Attribute::ConnectionId(42))
+        .encode_with_integrity(&stun::long_term_key("ring", "ring", "ring"));
+    let cd = ChannelData {
+        channel: 0x4000,
+        data: b"hello".to_vec(),
+    }
+    .encode_padded();
+    [1u8, 7, 64, 255]
+        .into_iter()
+        .map(|size| [vec![size], connect.clone(), cd.clone(), attempt.clone(), bind.clone()].concat())
+        .chain(stun().into_iter().map(|s| [vec![16], s].concat()))
+        .collect()
 }
 
 fn stun() -> Vec<Vec<u8>> {
@@ -432,4 +463,85 @@ fn names() -> Vec<Vec<u8>> {
         b"0x0123456789abcdef0123456789abcdef01234567".to_vec(),
         body.into_bytes(),
     ]
+}
+
+/// `mux_frames`: what a peer's mux sends (version, channel requests, data split at 65,535
+/// bytes, close, beacon answers), each prefixed with a piece size.
+fn mux_frames() -> Vec<Vec<u8>> {
+    use node::connect::mux::{Event, Mux};
+    let mut a = Mux::new(crate::rng(1));
+    let mut b = Mux::new(crate::rng(2));
+    let mut wire = a.poll_stream_write().unwrap_or_default();
+    b.handle_stream_bytes(0, &wire);
+    let ch = a.open_channel("sip").expect("open");
+    let _ = a.open_channel("git://0123/abcd").expect("open");
+    let to_b = a.poll_stream_write().unwrap_or_default();
+    b.handle_stream_bytes(0, &to_b);
+    while let Some(ev) = b.poll_event() {
+        if let Event::ChannelRequested { channel, .. } = ev {
+            if channel == ch {
+                b.accept(channel).expect("accept");
+            } else {
+                b.decline(channel).expect("decline");
+            }
+        }
+    }
+    b.write(ch, &[7u8; 70_000]).expect("write");
+    b.write(ch, b"INVITE sip:x SIP/2.0\r\n\r\n").expect("write");
+    b.close(ch).expect("close");
+    wire = b.poll_stream_write().unwrap_or_default();
+    let small: Vec<u8> = wire.iter().copied().take(600).collect();
+    vec![
+        [&[255u8][..], &wire].concat(),
+        [&[1u8][..], &small].concat(),
+        [&[7u8][..], &to_b].concat(),
+    ]
+}
+
+/// `connection_request`: a request and an answer map, and a request sealed to the fixed key.
+fn connection_requests() -> Vec<Vec<u8>> {
+    use node::connect::request::{seal, PeerConnectionRequest};
+    let req = PeerConnectionRequest {
+        id: 0x1f_0000_0001,
+        ice_msg: "ufrag\npwd\n1 1 TCP 2130706431 192.0.2.1 9 typ host tcptype active\n".into(),
+        is_answer: false,
+        conn_type: "application/im-gitmessage-id".into(),
+    };
+    let answer = req.answer("u2\np2\n".into());
+    // SHA-512 signatures need a key of at least 1024 bits (fixed_key is 512).
+    let sender =
+        node::crypto::PrivateKey::generate(1024, &mut crate::rng(0xc0)).expect("RSA keygen");
+    let (_, sealed) = seal(
+        &req,
+        &sender,
+        &fixed_key().public_key(),
+        5,
+        &mut crate::rng(3),
+    )
+    .expect("seal");
+    vec![req.pack(), answer.pack(), sealed.pack()]
+/// `tls_session` inputs (byte 0: bit 0 = we are the TLS client, byte 1 = chunk size; then
+/// stream bytes): the honest peer's flights of a real handshake, for each role.
+fn tls() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for we_are_client in [true, false] {
+        let mut us = crate::tls_session(we_are_client, false);
+        let mut them = crate::tls_session(!we_are_client, true);
+        let mut from_them = Vec::new();
+        for _ in 0..4 {
+            if let Some(b) = us.poll_stream_write() {
+                them.handle_stream_bytes(crate::TLS_NOW_MS, &b);
+            }
+            if let Some(b) = them.poll_stream_write() {
+                us.handle_stream_bytes(crate::TLS_NOW_MS, &b);
+                from_them.extend(b);
+            }
+        }
+        for chunk in [0u8, 5, 200] {
+            let mut seed = vec![u8::from(we_are_client), chunk];
+            seed.extend(&from_them);
+            out.push(seed);
+        }
+    }
+    out
 }

@@ -138,7 +138,23 @@ impl<'a> Ctx<'a> {
         self.core.tcp_listen(self.node, self.app, addr)
     }
     pub fn tcp_connect(&mut self, to: SocketAddr) -> Result<ConnId, NetError> {
-        self.core.tcp_connect(self.node, self.app, to)
+        self.core.tcp_connect(self.node, self.app, None, to)
+    }
+    /// Connect from a chosen local address and port (port 0: ephemeral). The port may be
+    /// shared with a listener and other connections to other remotes (SO_REUSEADDR), as
+    /// ICE-TCP's simultaneous-open and server-reflexive candidates need (RFC 6544 §5).
+    /// If a SYN from `to` arrives while this connection is in SYN-SENT, the two open
+    /// simultaneously (RFC 9293 §3.5): the app sees `Connected` either way.
+    pub fn tcp_connect_from(
+        &mut self,
+        from: SocketAddr,
+        to: SocketAddr,
+    ) -> Result<ConnId, NetError> {
+        self.core.tcp_connect(self.node, self.app, Some(from), to)
+    }
+    /// The local address a listener is bound to (to learn an ephemeral port).
+    pub fn tcp_listener_addr(&self, listener: ListenerId) -> Result<SocketAddr, NetError> {
+        self.core.tcp_listener_addr(self.node, listener)
     }
     pub fn tcp_send(&mut self, conn: ConnId, data: &[u8]) -> Result<(), NetError> {
         self.core.tcp_send(self.node, conn, data)

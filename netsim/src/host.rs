@@ -485,19 +485,39 @@ impl Core {
         Ok(id)
     }
 
+    pub(crate) fn tcp_listener_addr(
+        &self,
+        node: NodeId,
+        listener: ListenerId,
+    ) -> Result<SocketAddr, NetError> {
+        self.host(node)
+            .and_then(|h| h.listeners.iter().find(|(_, (id, _))| *id == listener))
+            .map(|(a, _)| *a)
+            .ok_or(NetError::BadHandle)
+    }
+
+    /// Open a connection from `from` (port 0: an ephemeral port). Several connections
+    /// may share a local port, and a listener too (SO_REUSEADDR, as ICE-TCP needs), as
+    /// long as the remote ends differ.
     pub(crate) fn tcp_connect(
         &mut self,
         node: NodeId,
         app: AppId,
+        from: Option<SocketAddr>,
         to: SocketAddr,
     ) -> Result<ConnId, NetError> {
         let now = self.now;
+        let simultaneous_open = !self.cfg.sabotage.tcp_no_simultaneous_open;
         let h = self.h(node);
         let any = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
-        let local = h.resolve_bind(any.parse().expect("literal"))?;
+        let local = h.resolve_bind(from.unwrap_or_else(|| any.parse().expect("literal")))?;
+        if h.by_tuple.contains_key(&(local, to)) {
+            return Err(NetError::AddrInUse(local));
+        }
         let iss = h.rng.random::<u32>();
         let id = h.handle();
-        let tcp = TcpConn::connect(now, local, to, iss);
+        let mut tcp = TcpConn::connect(now, local, to, iss);
+        tcp.simultaneous_open = simultaneous_open;
         h.by_tuple.insert((local, to), id);
         h.conns.insert(
             id,

@@ -1,7 +1,15 @@
-//! NAT boxes as RFC 4787 describes them: mapping and filtering behaviour (each
-//! endpoint-independent, address-dependent or address-and-port-dependent), port
-//! preservation, hairpinning and binding lifetime. IPv6 is not translated: the box acts
-//! as a stateful firewall with the same filtering rule (as home routers do).
+//! NAT boxes as RFC 4787 (UDP) and RFC 5382 (TCP) describe them: mapping and filtering
+//! behaviour (each endpoint-independent, address-dependent or
+//! address-and-port-dependent), port preservation, hairpinning and binding lifetime.
+//! IPv6 is not translated: the box acts as a stateful firewall with the same filtering
+//! rule (as home routers do).
+//!
+//! TCP mappings follow the same mapping and filtering behaviour as UDP ones (RFC 5382
+//! REQ-1, REQ-3). The box follows each connection through a mapping by its SYN, FIN and
+//! RST flags: a mapping with an established connection lives
+//! [`NatConfig::tcp_established_lifetime`] idle (REQ-5: at least 2 h 4 min), otherwise
+//! [`NatConfig::tcp_transitory_lifetime`] (at least 4 min). An inbound SYN that no
+//! mapping admits is handled as [`NatConfig::unsolicited_syn`] says (REQ-4).
 
 use crate::packet::Proto;
 use crate::time::SimTime;
@@ -109,6 +117,62 @@ impl FromStr for NatType {
     }
 }
 
+/// What a NAT does with an inbound SYN that no mapping admits (RFC 5382 REQ-4).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum UnsolicitedSyn {
+    /// Drop it silently (REQ-4a; most home routers). TCP simultaneous open works: the
+    /// early SYN is lost, the other side's SYN gets through once the inside host has
+    /// sent its own.
+    #[default]
+    Drop,
+    /// Answer at once with a RST, as some NATs and firewalls do (violates REQ-4). The
+    /// early SYN of a simultaneous open kills its sender's attempt.
+    Rst,
+    /// REQ-4 to the letter: hold the SYN for [`SYN_HOLD`]; if the inside host opens the
+    /// connection meanwhile, drop it silently, else refuse it. netsim has no ICMP, so
+    /// the ICMP Port Unreachable is modelled by its effect, a RST: a stack in SYN-SENT
+    /// treats both as "refused" (Linux's tcp_v4_err makes port unreachable a hard error).
+    Refuse,
+}
+
+/// How long a REQ-4 NAT waits before refusing an unsolicited SYN (RFC 5382: at least 6 s).
+pub const SYN_HOLD: Duration = Duration::from_secs(6);
+
+/// Connections followed per TCP mapping; more are treated as transitory. Bounds the
+/// memory a flood of admitted SYNs can take.
+pub const MAX_TCP_TRACKS: usize = 256;
+
+impl UnsolicitedSyn {
+    /// Whether a simultaneous open survives this policy whichever SYN arrives first.
+    pub fn lets_simultaneous_open(self) -> bool {
+        !matches!(self, UnsolicitedSyn::Rst)
+    }
+}
+
+impl fmt::Display for UnsolicitedSyn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UnsolicitedSyn::Drop => "drop",
+            UnsolicitedSyn::Rst => "rst",
+            UnsolicitedSyn::Refuse => "refuse",
+        })
+    }
+}
+
+impl FromStr for UnsolicitedSyn {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "drop" => Ok(UnsolicitedSyn::Drop),
+            "rst" => Ok(UnsolicitedSyn::Rst),
+            "refuse" => Ok(UnsolicitedSyn::Refuse),
+            _ => Err(format!(
+                "unsolicited SYN policy `{s}`: expected drop, rst or refuse"
+            )),
+        }
+    }
+}
+
 /// Configuration of one NAT box.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NatConfig {
@@ -120,8 +184,14 @@ pub struct NatConfig {
     pub port_preservation: bool,
     /// Idle time after which a UDP mapping is forgotten (REQ-5 asks for >= 2 min).
     pub udp_lifetime: Duration,
-    /// Idle time after which a TCP mapping is forgotten.
-    pub tcp_lifetime: Duration,
+    /// Idle time after which a TCP mapping with an established connection is forgotten
+    /// (RFC 5382 REQ-5: at least 2 h 4 min).
+    pub tcp_established_lifetime: Duration,
+    /// Idle time after which a TCP mapping without one (SYN seen one way only, or after
+    /// FIN both ways or RST) is forgotten (REQ-5: at least 4 min).
+    pub tcp_transitory_lifetime: Duration,
+    /// What to do with an inbound SYN no mapping admits (REQ-4).
+    pub unsolicited_syn: UnsolicitedSyn,
 }
 
 impl Default for NatConfig {
@@ -134,7 +204,9 @@ impl Default for NatConfig {
             hairpin: false,
             port_preservation: true,
             udp_lifetime: Duration::from_secs(120),
-            tcp_lifetime: Duration::from_secs(7200),
+            tcp_established_lifetime: Duration::from_secs(2 * 3600 + 4 * 60),
+            tcp_transitory_lifetime: Duration::from_secs(4 * 60),
+            unsolicited_syn: UnsolicitedSyn::Drop,
         }
     }
 }
@@ -165,6 +237,70 @@ pub struct Mapping {
     /// Remote endpoints this mapping has sent to: the filter admits replies from them.
     pub sent_to: BTreeSet<SocketAddr>,
     pub last_used: SimTime,
+    /// TCP connections through this mapping, by remote endpoint (RFC 5382 REQ-5).
+    tcp: BTreeMap<SocketAddr, TcpTrack>,
+}
+
+/// Which handshake and teardown flags a NAT has seen on one TCP connection.
+#[derive(Clone, Copy, Debug, Default)]
+struct TcpTrack {
+    syn_out: bool,
+    syn_in: bool,
+    fin_out: bool,
+    fin_in: bool,
+}
+
+impl TcpTrack {
+    fn established(&self) -> bool {
+        self.syn_out && self.syn_in && !(self.fin_out && self.fin_in)
+    }
+}
+
+/// Direction of a packet through a NAT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    Out,
+    In,
+}
+
+impl Mapping {
+    /// Whether a connection through this mapping is established (SYN seen both ways,
+    /// not closed both ways).
+    pub fn tcp_established(&self) -> bool {
+        self.tcp.values().any(TcpTrack::established)
+    }
+
+    fn note_tcp(&mut self, remote: SocketAddr, flags: u8, dir: Dir) {
+        use crate::packet::tcp_flags::{FIN, RST, SYN};
+        if flags & RST != 0 {
+            self.tcp.remove(&remote);
+            return;
+        }
+        if !self.tcp.contains_key(&remote) {
+            if flags & SYN == 0 || self.tcp.len() >= MAX_TCP_TRACKS {
+                return;
+            }
+            self.tcp.insert(remote, TcpTrack::default());
+        }
+        let t = self.tcp.get_mut(&remote).expect("just ensured");
+        if flags & SYN != 0 && (t.fin_out || t.fin_in) {
+            *t = TcpTrack::default(); // a new connection on the same 4-tuple
+        }
+        let (syn, fin) = (flags & SYN != 0, flags & FIN != 0);
+        match dir {
+            Dir::Out => {
+                t.syn_out |= syn;
+                t.fin_out |= fin;
+            }
+            Dir::In => {
+                t.syn_in |= syn;
+                t.fin_in |= fin;
+            }
+        }
+        if t.fin_out && t.fin_in {
+            self.tcp.remove(&remote); // closed: the mapping is transitory again
+        }
+    }
 }
 
 /// Why the NAT refused a packet.
@@ -205,6 +341,11 @@ pub struct NatTable {
     pub actual_override: Option<NatType>,
     /// Likewise for hairpinning.
     pub actual_hairpin: Option<bool>,
+    /// Likewise for the unsolicited SYN policy.
+    pub actual_unsolicited_syn: Option<UnsolicitedSyn>,
+    /// Likewise for TCP mapping lifetimes (both kinds): `Some(ZERO)` is a box that
+    /// forgets its TCP mappings as soon as they fall idle.
+    pub actual_tcp_lifetime: Option<Duration>,
 }
 
 /// A new mapping, for the trace.
@@ -229,10 +370,36 @@ impl NatTable {
         self.actual_hairpin.unwrap_or(self.config.hairpin)
     }
 
-    fn lifetime(&self, proto: Proto) -> Duration {
-        match proto {
+    /// The unsolicited SYN policy, as the box actually behaves.
+    pub fn unsolicited_syn(&self) -> UnsolicitedSyn {
+        self.actual_unsolicited_syn
+            .unwrap_or(self.config.unsolicited_syn)
+    }
+
+    /// How long `m` lives idle.
+    fn lifetime(&self, m: &Mapping) -> Duration {
+        match m.proto {
             Proto::Udp => self.config.udp_lifetime,
-            Proto::Tcp => self.config.tcp_lifetime,
+            Proto::Tcp => self.actual_tcp_lifetime.unwrap_or(if m.tcp_established() {
+                self.config.tcp_established_lifetime
+            } else {
+                self.config.tcp_transitory_lifetime
+            }),
+        }
+    }
+
+    /// Follow a TCP segment through the IPv4 mapping at `external_port` (after it was
+    /// translated): `remote` is the outside endpoint, `flags` the segment's flags.
+    pub fn note_tcp(&mut self, external_port: u16, remote: SocketAddr, flags: u8, dir: Dir) {
+        if let Some(m) = self.by_port.get_mut(&(Proto::Tcp, external_port)) {
+            m.note_tcp(remote, flags, dir);
+        }
+    }
+
+    /// Likewise for the IPv6 pinhole of `internal`.
+    pub fn note_tcp_v6(&mut self, internal: SocketAddr, remote: SocketAddr, flags: u8, dir: Dir) {
+        if let Some(m) = self.pinholes.get_mut(&(Proto::Tcp, internal)) {
+            m.note_tcp(remote, flags, dir);
         }
     }
 
@@ -247,9 +414,7 @@ impl NatTable {
         rng: &mut ChaCha8Rng,
     ) -> Result<(u16, Option<NewMapping>), NatDrop> {
         if internal.is_ipv6() {
-            let life = self.lifetime(proto);
-            let m = self
-                .pinholes
+            self.pinholes
                 .entry((proto, internal))
                 .or_insert_with(|| Mapping {
                     proto,
@@ -258,9 +423,16 @@ impl NatTable {
                     key: DstKey::Any,
                     sent_to: BTreeSet::new(),
                     last_used: now,
+                    tcp: BTreeMap::new(),
                 });
+            let life = self.lifetime(&self.pinholes[&(proto, internal)]);
+            let m = self
+                .pinholes
+                .get_mut(&(proto, internal))
+                .expect("just added");
             if now.since(m.last_used) > life {
                 m.sent_to.clear();
+                m.tcp.clear();
             }
             m.sent_to.insert(dst);
             m.last_used = now;
@@ -268,7 +440,7 @@ impl NatTable {
         }
         let key = (proto, internal, dst_key(self.kind().mapping, dst));
         if let Some(&port) = self.by_key.get(&key) {
-            let life = self.lifetime(proto);
+            let life = self.lifetime(&self.by_port[&(proto, port)]);
             let m = self
                 .by_port
                 .get_mut(&(proto, port))
@@ -293,6 +465,7 @@ impl NatTable {
                 key: key.2,
                 sent_to,
                 last_used: now,
+                tcp: BTreeMap::new(),
             },
         );
         self.by_key.insert(key, port);
@@ -308,7 +481,7 @@ impl NatTable {
     fn port_free(&self, now: SimTime, proto: Proto, port: u16) -> bool {
         match self.by_port.get(&(proto, port)) {
             None => true,
-            Some(m) => now.since(m.last_used) > self.lifetime(proto),
+            Some(m) => now.since(m.last_used) > self.lifetime(m),
         }
     }
 
@@ -353,13 +526,12 @@ impl NatTable {
         external_port: u16,
         src: SocketAddr,
     ) -> Result<SocketAddr, NatDrop> {
-        let life = self.lifetime(proto);
         let filtering = self.kind().filtering;
         let m = self
             .by_port
             .get(&(proto, external_port))
             .ok_or(NatDrop::NoMapping)?;
-        if now.since(m.last_used) > life {
+        if now.since(m.last_used) > self.lifetime(m) {
             let key = (proto, m.internal, m.key);
             self.by_port.remove(&(proto, external_port));
             self.by_key.remove(&key);
@@ -380,13 +552,12 @@ impl NatTable {
         internal: SocketAddr,
         src: SocketAddr,
     ) -> Result<(), NatDrop> {
-        let life = self.lifetime(proto);
         let filtering = self.kind().filtering;
         let m = self
             .pinholes
             .get(&(proto, internal))
             .ok_or(NatDrop::NoMapping)?;
-        if now.since(m.last_used) > life {
+        if now.since(m.last_used) > self.lifetime(m) {
             return Err(NatDrop::Expired);
         }
         if admits(filtering, &m.sent_to, src) {
@@ -555,5 +726,113 @@ mod tests {
                 filtering: AddressAndPortDependent
             }
         );
+    }
+
+    fn secs(s: f64) -> SimTime {
+        SimTime::from_secs_f64(s)
+    }
+
+    /// RFC 5382 REQ-5: a mapping whose connection completed its handshake lives 2 h 4 min
+    /// idle; one that saw a SYN one way only, or whose connection closed, lives 4 min.
+    #[test]
+    fn tcp_mapping_lifetimes_follow_the_connection_state() {
+        use crate::packet::tcp_flags::{ACK, FIN, RST, SYN};
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let inside = sa("192.168.0.2:5000");
+        let peer = sa("1.1.1.1:80");
+        let fresh = |rng: &mut ChaCha8Rng| {
+            let mut n = table(
+                Behaviour::EndpointIndependent,
+                Behaviour::AddressAndPortDependent,
+            );
+            let (p, _) = n
+                .outbound(SimTime::ZERO, Proto::Tcp, inside, peer, rng)
+                .unwrap();
+            n.note_tcp(p, peer, SYN, Dir::Out);
+            (n, p)
+        };
+        // Transitory: SYN out, nothing back.
+        let (mut n, p) = fresh(&mut rng);
+        assert!(n.inbound(secs(239.0), Proto::Tcp, p, peer).is_ok());
+        assert_eq!(
+            n.inbound(secs(241.0), Proto::Tcp, p, peer),
+            Err(NatDrop::Expired)
+        );
+        // Established: SYN-ACK back.
+        let (mut n, p) = fresh(&mut rng);
+        n.note_tcp(p, peer, SYN | ACK, Dir::In);
+        assert!(n.mappings().next().unwrap().tcp_established());
+        assert!(n.inbound(secs(7439.0), Proto::Tcp, p, peer).is_ok());
+        assert_eq!(
+            n.inbound(secs(7441.0), Proto::Tcp, p, peer),
+            Err(NatDrop::Expired)
+        );
+        // Closed both ways: transitory again.
+        let (mut n, p) = fresh(&mut rng);
+        n.note_tcp(p, peer, SYN | ACK, Dir::In);
+        n.note_tcp(p, peer, FIN | ACK, Dir::Out);
+        assert!(
+            n.mappings().next().unwrap().tcp_established(),
+            "half closed"
+        );
+        n.note_tcp(p, peer, FIN | ACK, Dir::In);
+        assert!(!n.mappings().next().unwrap().tcp_established());
+        assert_eq!(
+            n.inbound(secs(241.0), Proto::Tcp, p, peer),
+            Err(NatDrop::Expired)
+        );
+        // Reset: transitory again.
+        let (mut n, p) = fresh(&mut rng);
+        n.note_tcp(p, peer, SYN | ACK, Dir::In);
+        n.note_tcp(p, peer, RST, Dir::In);
+        assert!(!n.mappings().next().unwrap().tcp_established());
+        // A box that forgets its TCP mappings.
+        let (mut n, p) = fresh(&mut rng);
+        n.actual_tcp_lifetime = Some(Duration::ZERO);
+        assert_eq!(
+            n.inbound(secs(0.001), Proto::Tcp, p, peer),
+            Err(NatDrop::Expired)
+        );
+    }
+
+    /// RFC 5382 REQ-1 and REQ-3: TCP mappings and filters behave as the UDP ones do, and
+    /// TCP and UDP mappings of one port are separate.
+    #[test]
+    fn tcp_mappings_follow_the_mapping_behaviour() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let inside = sa("192.168.0.2:5000");
+        let mut n = table(Behaviour::AddressDependent, Behaviour::AddressDependent);
+        let t0 = SimTime::ZERO;
+        let (p1, _) = n
+            .outbound(t0, Proto::Tcp, inside, sa("1.1.1.1:1"), &mut rng)
+            .unwrap();
+        let (p2, _) = n
+            .outbound(t0, Proto::Tcp, inside, sa("1.1.1.1:2"), &mut rng)
+            .unwrap();
+        let (p3, _) = n
+            .outbound(t0, Proto::Tcp, inside, sa("2.2.2.2:1"), &mut rng)
+            .unwrap();
+        let (u1, _) = n
+            .outbound(t0, Proto::Udp, inside, sa("1.1.1.1:1"), &mut rng)
+            .unwrap();
+        assert_eq!((p1, p1 == p2, p1 == p3, u1), (5000, true, false, 5000));
+        assert!(n.inbound(t0, Proto::Tcp, p1, sa("1.1.1.1:9")).is_ok());
+        assert_eq!(
+            n.inbound(t0, Proto::Tcp, p1, sa("3.3.3.3:1")),
+            Err(NatDrop::Filtered)
+        );
+    }
+
+    #[test]
+    fn unsolicited_syn_policies_parse() {
+        for p in [
+            UnsolicitedSyn::Drop,
+            UnsolicitedSyn::Rst,
+            UnsolicitedSyn::Refuse,
+        ] {
+            assert_eq!(p.to_string().parse::<UnsolicitedSyn>(), Ok(p));
+        }
+        assert!("icmp".parse::<UnsolicitedSyn>().is_err());
+        assert!(!UnsolicitedSyn::Rst.lets_simultaneous_open());
     }
 }

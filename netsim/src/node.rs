@@ -5,8 +5,8 @@
 
 use crate::host::Host;
 use crate::link::{LinkDir, LinkParams};
-use crate::nat::{NatConfig, NatTable};
-use crate::packet::{Body, Packet, Proto};
+use crate::nat::{Dir, NatConfig, NatDrop, NatTable, UnsolicitedSyn, SYN_HOLD};
+use crate::packet::{tcp_flags, Body, Packet, Proto, TcpSegment};
 use crate::sim::{Core, Event, Link, LinkId, NodeId, Sim};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -330,18 +330,26 @@ impl Core {
                 };
                 match nat.table.inbound(now, proto, pkt.dst.port(), pkt.src) {
                     Ok(internal) => {
+                        if let Some(f) = pkt.tcp_flags() {
+                            nat.table.note_tcp(pkt.dst.port(), pkt.src, f, Dir::In);
+                        }
                         pkt.dst = internal;
                         self.forward(node, Some(link), pkt);
                     }
-                    Err(e) => self.drop_packet(node, &pkt, &e.to_string()),
+                    Err(e) => self.nat_reject(node, pkt, e),
                 }
             } else if dst_ip.is_ipv6() && self.nodes[node].down.contains_key(&dst_ip) {
                 let NodeKind::Nat(nat) = &mut self.nodes[node].kind else {
                     unreachable!()
                 };
                 match nat.table.inbound_v6(now, proto, pkt.dst, pkt.src) {
-                    Ok(()) => self.forward(node, Some(link), pkt),
-                    Err(e) => self.drop_packet(node, &pkt, &e.to_string()),
+                    Ok(()) => {
+                        if let Some(f) = pkt.tcp_flags() {
+                            nat.table.note_tcp_v6(pkt.dst, pkt.src, f, Dir::In);
+                        }
+                        self.forward(node, Some(link), pkt)
+                    }
+                    Err(e) => self.nat_reject(node, pkt, e),
                 }
             } else {
                 self.drop_packet(node, &pkt, "not for this NAT");
@@ -355,7 +363,14 @@ impl Core {
         }
         if dst_ip.is_ipv6() {
             match self.table_outbound(node, proto, pkt.src, pkt.dst) {
-                Ok(_) => self.forward(node, Some(link), pkt),
+                Ok(_) => {
+                    if let (Some(f), NodeKind::Nat(nat)) =
+                        (pkt.tcp_flags(), &mut self.nodes[node].kind)
+                    {
+                        nat.table.note_tcp_v6(pkt.src, pkt.dst, f, Dir::Out);
+                    }
+                    self.forward(node, Some(link), pkt)
+                }
                 Err(e) => self.drop_packet(node, &pkt, &e.to_string()),
             }
             return;
@@ -371,6 +386,9 @@ impl Core {
             }
         };
         let external = SocketAddr::new(wan, port);
+        if let (Some(f), NodeKind::Nat(nat)) = (pkt.tcp_flags(), &mut self.nodes[node].kind) {
+            nat.table.note_tcp(port, remote, f, Dir::Out);
+        }
         if created.is_some() && self.tracing() {
             let msg = format!(
                 "nat   {} map {} {} -> {} (to {})",
@@ -390,6 +408,9 @@ impl Core {
             };
             match nat.table.inbound(now, proto, pkt.dst.port(), pkt.src) {
                 Ok(target) => {
+                    if let Some(f) = pkt.tcp_flags() {
+                        nat.table.note_tcp(pkt.dst.port(), pkt.src, f, Dir::In);
+                    }
                     pkt.dst = target;
                     if self.tracing() {
                         let msg = format!(
@@ -400,11 +421,103 @@ impl Core {
                     }
                     self.forward(node, None, pkt);
                 }
-                Err(e) => self.drop_packet(node, &pkt, &e.to_string()),
+                Err(e) => self.nat_reject(node, pkt, e),
             }
             return;
         }
         self.forward(node, Some(link), pkt);
+    }
+
+    /// An inbound packet no mapping admits: dropped, and an unsolicited SYN handled as
+    /// the box's policy says (RFC 5382 REQ-4).
+    fn nat_reject(&mut self, node: NodeId, pkt: Packet, why: NatDrop) {
+        self.drop_packet(node, &pkt, &why.to_string());
+        if !pkt.is_syn() {
+            return;
+        }
+        let NodeKind::Nat(nat) = &self.nodes[node].kind else {
+            return;
+        };
+        match nat.table.unsolicited_syn() {
+            UnsolicitedSyn::Drop => {}
+            UnsolicitedSyn::Rst => self.nat_refuse(node, &pkt),
+            UnsolicitedSyn::Refuse => {
+                let at = self.now + SYN_HOLD;
+                self.schedule(at, Event::SynHold { node, pkt });
+            }
+        }
+    }
+
+    /// The hold on an unsolicited SYN is over: if the inside host opened that connection
+    /// meanwhile (a mapping now admits the SYN), drop it silently, else refuse it.
+    pub(crate) fn nat_syn_hold_over(&mut self, node: NodeId, pkt: Packet) {
+        let now = self.now;
+        let NodeKind::Nat(nat) = &mut self.nodes[node].kind else {
+            return;
+        };
+        let wan = IpAddr::V4(nat.wan);
+        let admitted = if pkt.dst.ip() == wan {
+            nat.table
+                .inbound(now, Proto::Tcp, pkt.dst.port(), pkt.src)
+                .is_ok()
+        } else {
+            nat.table
+                .inbound_v6(now, Proto::Tcp, pkt.dst, pkt.src)
+                .is_ok()
+        };
+        if admitted {
+            if self.tracing() {
+                let msg = format!(
+                    "nat   {} held SYN {} -> {} dropped: the connection was opened",
+                    self.nodes[node].name, pkt.src, pkt.dst
+                );
+                self.trace_line(&msg);
+            }
+        } else {
+            self.nat_refuse(node, &pkt);
+        }
+    }
+
+    /// Refuse a SYN with a RST from the address it was sent to (a hairpinned SYN's RST
+    /// goes back inside through the sender's mapping).
+    fn nat_refuse(&mut self, node: NodeId, syn: &Packet) {
+        let Body::Tcp(seg) = &syn.body else { return };
+        let now = self.now;
+        let rst = TcpSegment {
+            flags: tcp_flags::RST | tcp_flags::ACK,
+            seq: 0,
+            ack: seg.seq.wrapping_add(1),
+            window: 0,
+            data: bytes::Bytes::new(),
+        };
+        let id = self.packet_id();
+        let mut out = Packet {
+            id,
+            src: syn.dst,
+            dst: syn.src,
+            ttl: 64,
+            body: Body::Tcp(rst),
+        };
+        if self.tracing() {
+            let msg = format!(
+                "nat   {} refuse SYN {} -> {} with RST",
+                self.nodes[node].name, syn.src, syn.dst
+            );
+            self.trace_line(&msg);
+        }
+        let NodeKind::Nat(nat) = &mut self.nodes[node].kind else {
+            return;
+        };
+        if out.dst.ip() == IpAddr::V4(nat.wan) {
+            match nat.table.inbound(now, Proto::Tcp, out.dst.port(), out.src) {
+                Ok(inside) => out.dst = inside,
+                Err(e) => {
+                    self.drop_packet(node, &out, &e.to_string());
+                    return;
+                }
+            }
+        }
+        self.forward(node, None, out);
     }
 
     fn gateway_receive(&mut self, node: NodeId, pkt: Packet) {
@@ -434,6 +547,11 @@ impl Core {
                 }
                 match self.table_outbound(node, inner.proto(), inner.src, inner.dst) {
                     Ok((port, created)) => {
+                        if let (Some(f), NodeKind::Gateway(gw)) =
+                            (inner.tcp_flags(), &mut self.nodes[node].kind)
+                        {
+                            gw.table.note_tcp(port, inner.dst, f, Dir::Out);
+                        }
                         let external = if sab.tunnel_leaks_source {
                             pkt.src
                         } else {
@@ -461,7 +579,12 @@ impl Core {
                     unreachable!()
                 };
                 let internal = match gw.table.inbound(now, pkt.proto(), pkt.dst.port(), pkt.src) {
-                    Ok(i) => i,
+                    Ok(i) => {
+                        if let Some(f) = pkt.tcp_flags() {
+                            gw.table.note_tcp(pkt.dst.port(), pkt.src, f, Dir::In);
+                        }
+                        i
+                    }
                     Err(e) => {
                         self.drop_packet(node, &pkt, &e.to_string());
                         return;

@@ -1,7 +1,8 @@
 //! The path oracle: from the topology alone (NAT types, hairpinning, tunnels, LANs) it
 //! predicts whether two hosts can reach each other directly, so scenarios assert the
 //! path (host, server-reflexive, relay) and not merely "connected". It reasons from
-//! RFC 4787 semantics, independently of the NAT implementation it judges.
+//! RFC 4787 and RFC 5382 semantics, independently of the NAT implementation it judges.
+//! [`udp_path`] answers for UDP hole punching, [`tcp_path`] for ICE-TCP (RFC 6544).
 
 use crate::nat::{Behaviour, NatType};
 use crate::node::{GatewayKind, NodeKind};
@@ -46,6 +47,9 @@ pub struct Hop {
     pub kind: NatType,
     pub hairpin: bool,
     pub port_preservation: bool,
+    /// The box does not answer an unsolicited SYN at once (RFC 5382 REQ-4), so a TCP
+    /// simultaneous open through it survives whichever SYN arrives first.
+    pub syn_silent: bool,
 }
 
 /// Where a host sits: its parent (LAN), the translating boxes above it (innermost first)
@@ -82,6 +86,7 @@ pub fn placement(sim: &Sim, host: NodeId) -> Placement {
                     kind: c.kind,
                     hairpin: c.hairpin,
                     port_preservation: c.port_preservation,
+                    syn_silent: c.unsolicited_syn.lets_simultaneous_open(),
                 })
             }
             NodeKind::Lan { .. } if core.nodes[n].uplink.is_none() => isolated = true,
@@ -97,6 +102,7 @@ pub fn placement(sim: &Sim, host: NodeId) -> Placement {
             kind: g.table.config.kind,
             hairpin: false,
             port_preservation: true,
+            syn_silent: g.table.config.unsolicited_syn.lets_simultaneous_open(),
         }];
     }
     Placement {
@@ -215,6 +221,116 @@ pub fn tcp_reachable(sim: &Sim, a: NodeId, b: NodeId) -> bool {
     pa.parent == pb.parent || pa.chain.iter().any(|h| h.node == pb.parent)
 }
 
+/// The best direct TCP path between two hosts, as ICE-TCP (RFC 6544) finds it when each
+/// side offers a passive host candidate, a passive server-reflexive candidate (learnt by
+/// STUN over TCP from the listening port), and a simultaneous-open candidate (learnt the
+/// same way from its own port), and tries active connections to every remote candidate.
+/// Ordered from best to worst.
+///
+/// This is what RFC 6544 allows, not what every agent does: the official jamid 13.7
+/// offers neither passive server-reflexive nor simultaneous-open candidates (its NAT lab,
+/// `peers/jamid-nat-matrix.md`), so between two NATed jamid peers only `Host` paths
+/// (same LAN, or one side public) or a TURN relay exist.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TcpPath {
+    /// An active connection to the other side's listening host address.
+    Host,
+    /// An active connection to the other side's passive server-reflexive candidate: its
+    /// NAT mapping admits an unsolicited SYN.
+    Srflx,
+    /// Both sides connect to each other's mapped address and the SYNs meet (RFC 9293
+    /// §3.5), each NAT admitting the other's SYN once its own SYN went out.
+    SimultaneousOpen,
+    /// No direct TCP path (a TURN TCP relay, RFC 6062, is the way left).
+    None,
+}
+
+impl fmt::Display for TcpPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TcpPath::Host => "host",
+            TcpPath::Srflx => "srflx",
+            TcpPath::SimultaneousOpen => "so",
+            TcpPath::None => "none",
+        })
+    }
+}
+
+impl std::str::FromStr for TcpPath {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "host" => TcpPath::Host,
+            "srflx" => TcpPath::Srflx,
+            "so" => TcpPath::SimultaneousOpen,
+            "none" => TcpPath::None,
+            _ => return Err(format!("TCP path `{s}`: expected host, srflx, so or none")),
+        })
+    }
+}
+
+/// Can an unsolicited SYN from outside reach a listener behind `chain` through the
+/// mapping the listener's port got from a STUN server? Only if every box maps and
+/// filters endpoint-independently (RFC 5382 REQ-1/REQ-3): the mapping is the one the
+/// STUN server saw, and its filter admits anyone.
+pub fn tcp_passive_srflx(chain: &[Hop]) -> bool {
+    !chain.is_empty() && composed(chain) == OPEN
+}
+
+/// Can two hosts behind `a` and `b` open a TCP connection simultaneously, each connecting
+/// from its simultaneous-open port to the mapped address of the other's, as learnt from a
+/// STUN server? Each side's SYN must leave through that very mapping, so every box maps
+/// endpoint-independently (then the other side's SYN, coming from the address this side
+/// sent to, passes any filter). The first SYN to arrive finds the far NAT without a way
+/// in: every box must stay silent (REQ-4) rather than answer with a RST, or it kills the
+/// attempt; which SYN arrives first is timing, so the oracle asks it of both chains.
+pub fn tcp_simultaneous_open(a: &[Hop], b: &[Hop]) -> bool {
+    let ok = |c: &[Hop]| {
+        composed(c).mapping == Behaviour::EndpointIndependent && c.iter().all(|h| h.syn_silent)
+    };
+    ok(a) && ok(b)
+}
+
+/// The best direct TCP path between hosts `a` and `b` (see [`TcpPath`]).
+pub fn tcp_path(sim: &Sim, a: NodeId, b: NodeId) -> TcpPath {
+    if tcp_reachable(sim, a, b) || tcp_reachable(sim, b, a) {
+        return TcpPath::Host;
+    }
+    let pa = placement(sim, a);
+    let pb = placement(sim, b);
+    if pa.isolated || pb.isolated {
+        return TcpPath::None;
+    }
+    // Behind a shared NAT the two meet inside it, by hairpinning only; the boxes above
+    // it translate both alike and do not matter.
+    let shared = pa
+        .chain
+        .iter()
+        .position(|h| pb.chain.iter().any(|g| g.node == h.node));
+    let (ca, cb) = match shared {
+        Some(ia) => {
+            let common = pa.chain[ia];
+            let ib = pb
+                .chain
+                .iter()
+                .position(|g| g.node == common.node)
+                .expect("shared");
+            if !common.hairpin {
+                return TcpPath::None;
+            }
+            (&pa.chain[..=ia], &pb.chain[..=ib])
+        }
+        None => (&pa.chain[..], &pb.chain[..]),
+    };
+    if tcp_passive_srflx(ca) || tcp_passive_srflx(cb) {
+        TcpPath::Srflx
+    } else if tcp_simultaneous_open(ca, cb) {
+        TcpPath::SimultaneousOpen
+    } else {
+        TcpPath::None
+    }
+}
+
 /// What an RFC 5780 discovery client on `host` should measure: the composed type of its
 /// NAT chain and whether hairpinning works (None when the host is not behind a NAT).
 /// Hairpinned packets pass the receiving binding's filter like any inbound packet, so the
@@ -254,6 +370,58 @@ mod tests {
         for x in NatType::all() {
             for y in NatType::all() {
                 assert_eq!(hole_punch(x, y), hole_punch(y, x), "{x} {y}");
+            }
+        }
+    }
+
+    fn hop(kind: &str, syn_silent: bool) -> Hop {
+        Hop {
+            node: 0,
+            kind: t(kind),
+            hairpin: false,
+            port_preservation: true,
+            syn_silent,
+        }
+    }
+
+    #[test]
+    fn tcp_candidates_table() {
+        let chain = |k: &str| vec![hop(k, true)];
+        assert!(tcp_passive_srflx(&chain("eim-eif")));
+        assert!(!tcp_passive_srflx(&chain("eim-adf")));
+        assert!(!tcp_passive_srflx(&chain("adm-eif")));
+        assert!(
+            !tcp_passive_srflx(&[]),
+            "a public host has no srflx candidate"
+        );
+        assert!(!tcp_passive_srflx(&[
+            hop("eim-eif", true),
+            hop("eim-apdf", true)
+        ]));
+        assert!(tcp_simultaneous_open(&chain("eim-apdf"), &chain("eim-adf")));
+        assert!(!tcp_simultaneous_open(
+            &chain("eim-apdf"),
+            &chain("adm-eif")
+        ));
+        assert!(!tcp_simultaneous_open(
+            &chain("apdm-apdf"),
+            &chain("apdm-apdf")
+        ));
+        assert!(!tcp_simultaneous_open(
+            &chain("eim-apdf"),
+            &[hop("eim-apdf", false)]
+        ));
+        assert!(!tcp_simultaneous_open(
+            &chain("eim-apdf"),
+            &[hop("eim-eif", true), hop("adm-eif", true)]
+        ));
+        for x in NatType::all() {
+            for y in NatType::all() {
+                let (a, b) = (
+                    vec![hop(&x.to_string(), true)],
+                    vec![hop(&y.to_string(), true)],
+                );
+                assert_eq!(tcp_simultaneous_open(&a, &b), tcp_simultaneous_open(&b, &a));
             }
         }
     }

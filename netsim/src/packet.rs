@@ -63,6 +63,20 @@ pub struct Packet {
 pub const TUNNEL_OVERHEAD: usize = 32;
 
 impl Packet {
+    /// The TCP flags, for a TCP packet.
+    pub fn tcp_flags(&self) -> Option<u8> {
+        match &self.body {
+            Body::Tcp(seg) => Some(seg.flags),
+            _ => None,
+        }
+    }
+
+    /// A SYN without ACK: the first packet of a connection.
+    pub fn is_syn(&self) -> bool {
+        self.tcp_flags()
+            .is_some_and(|f| f & tcp_flags::SYN != 0 && f & tcp_flags::ACK == 0)
+    }
+
     pub fn proto(&self) -> Proto {
         match self.body {
             Body::Tcp(_) => Proto::Tcp,

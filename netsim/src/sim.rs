@@ -40,6 +40,8 @@ pub struct Sabotage {
     pub bandwidth_error: f64,
     /// Jitter is drawn from a generator seeded by the wall clock.
     pub unseeded_jitter: bool,
+    /// Host TCP ignores a SYN received in SYN-SENT (no simultaneous open).
+    pub tcp_no_simultaneous_open: bool,
 }
 
 /// How a run is set up.
@@ -93,6 +95,11 @@ pub(crate) enum Event {
     TunnelKeepalive {
         node: NodeId,
         incarnation: u32,
+    },
+    /// A NAT held an unsolicited SYN (RFC 5382 REQ-4); now it decides.
+    SynHold {
+        node: NodeId,
+        pkt: Packet,
     },
     /// A packet a host sent to one of its own addresses.
     Loopback {
@@ -678,6 +685,7 @@ impl Core {
                     self.deliver(node, pkt);
                 }
             }
+            Event::SynHold { node, pkt } => self.nat_syn_hold_over(node, pkt),
             Event::TunnelKeepalive { node, incarnation } => {
                 if self.host_incarnation(node) == Some(incarnation) {
                     self.tunnel_keepalive(node);

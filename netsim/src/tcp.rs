@@ -1,7 +1,15 @@
-//! The stream transport: a compact TCP (three-way handshake, cumulative ACKs, Reno-style
-//! congestion window, fast retransmit, RTO with exponential backoff, FIN and RST). It is
-//! connection-level, not a faithful TCP, but it gives ordered reliable bytes paced by
-//! the links, survives loss, and crosses NATs and firewalls as real SYNs do.
+//! The stream transport: a compact TCP (three-way handshake and simultaneous open,
+//! cumulative ACKs, Reno-style congestion window, fast retransmit, RTO with exponential
+//! backoff, FIN and RST). It is connection-level, not a faithful TCP, but it gives ordered
+//! reliable bytes paced by the links, survives loss, and crosses NATs and firewalls as
+//! real SYNs do.
+//!
+//! Simultaneous open (RFC 9293 §3.5, figure 8): a SYN that reaches a connection in
+//! SYN-SENT moves it to SYN-RECEIVED and is answered with a SYN-ACK; each end becomes
+//! ESTABLISHED once its SYN is acknowledged. ICE-TCP's simultaneous-open candidates
+//! (RFC 6544 §2.2) depend on it. RST is accepted as RFC 9293 §3.10.7 says: in SYN-SENT
+//! only when it acknowledges our SYN, elsewhere only when its sequence number is in the
+//! receive window, so a stray or forged RST cannot kill a connection.
 
 use crate::packet::{tcp_flags::*, TcpSegment};
 use crate::time::SimTime;
@@ -73,6 +81,13 @@ pub struct TcpConn {
     events: Vec<ConnEvent>,
     pub bytes_acked: u64,
     pub retransmits: u64,
+    /// Whether a SYN received in SYN-SENT starts a simultaneous open (true, as RFC 9293
+    /// says). False only in tests that break the model on purpose.
+    pub simultaneous_open: bool,
+    /// The connection went through a simultaneous open.
+    pub opened_simultaneously: bool,
+    /// RSTs ignored because they did not acknowledge our SYN or were out of window.
+    pub bad_rsts: u64,
 }
 
 fn seq_lt(a: u32, b: u32) -> bool {
@@ -111,6 +126,9 @@ impl TcpConn {
             events: Vec::new(),
             bytes_acked: 0,
             retransmits: 0,
+            simultaneous_open: true,
+            opened_simultaneously: false,
+            bad_rsts: 0,
         }
     }
 
@@ -277,11 +295,20 @@ impl TcpConn {
             return;
         }
         if seg.flags & RST != 0 {
-            let why = if self.state == TcpState::SynSent {
-                "refused"
+            let acceptable = if self.state == TcpState::SynSent {
+                seg.flags & ACK != 0 && seg.ack == self.iss.wrapping_add(1)
             } else {
-                "reset by peer"
+                seg.seq.wrapping_sub(self.rcv_nxt) < RWND
             };
+            if !acceptable {
+                self.bad_rsts += 1;
+                return;
+            }
+            // RFC 9293 §3.10.7.4: a RST in SYN-RECEIVED refuses an active open (one
+            // that went through a simultaneous open); a passive one just goes away.
+            let refused = self.state == TcpState::SynSent
+                || self.state == TcpState::SynReceived && self.opened_simultaneously;
+            let why = if refused { "refused" } else { "reset by peer" };
             self.state = TcpState::Closed;
             self.rto_deadline = None;
             self.events.push(ConnEvent::Reset(why));
@@ -298,21 +325,36 @@ impl TcpConn {
                     self.ack_now();
                     self.events.push(ConnEvent::Connected);
                     self.pump(now);
+                } else if seg.flags & (SYN | ACK) == SYN && self.simultaneous_open {
+                    // Simultaneous open: their SYN crossed ours. Acknowledge it with a
+                    // SYN-ACK (our SYN again) and wait for ours to be acknowledged.
+                    self.rcv_nxt = seg.seq.wrapping_add(1);
+                    self.state = TcpState::SynReceived;
+                    self.opened_simultaneously = true;
+                    self.retries = 0;
+                    self.send_syn(now);
                 }
                 return;
             }
             TcpState::SynReceived => {
-                if seg.flags & SYN != 0 {
+                let acks_our_syn = seg.flags & ACK != 0 && seg.ack == self.iss.wrapping_add(1);
+                if seg.flags & SYN != 0 && !acks_our_syn {
                     // Our SYN-ACK was lost: say it again.
                     self.send_syn(now);
                     return;
                 }
-                if seg.flags & ACK != 0 && seg.ack == self.iss.wrapping_add(1) {
+                if acks_our_syn {
                     self.snd_una = seg.ack;
                     self.state = TcpState::Established;
                     self.rto_deadline = None;
                     self.retries = 0;
                     self.events.push(ConnEvent::Connected);
+                    if seg.flags & SYN != 0 {
+                        // The peer's SYN-ACK of a simultaneous open: it wants our ACK.
+                        self.ack_now();
+                        self.pump(now);
+                        return;
+                    }
                 } else {
                     return;
                 }
@@ -612,5 +654,155 @@ mod tests {
         );
         assert!(matches!(a.poll_event(), Some(ConnEvent::Reset(_))));
         assert_eq!(a.state, TcpState::Closed);
+    }
+
+    fn addrs() -> (SocketAddr, SocketAddr) {
+        (
+            "198.18.0.1:40000".parse().unwrap(),
+            "198.18.0.2:50000".parse().unwrap(),
+        )
+    }
+
+    fn events(c: &mut TcpConn) -> Vec<ConnEvent> {
+        std::iter::from_fn(|| c.poll_event()).collect()
+    }
+
+    /// Both SYNs cross in flight: each end answers the other's SYN with a SYN-ACK and
+    /// both end ESTABLISHED with one connection that carries bytes both ways.
+    #[test]
+    fn crossing_syns_open_one_connection_simultaneously() {
+        let (la, lb) = addrs();
+        let t = SimTime::ZERO;
+        let mut a = TcpConn::connect(t, la, lb, 100);
+        let mut b = TcpConn::connect(t, lb, la, 9000);
+        let syn_a = a.poll_segment().unwrap();
+        let syn_b = b.poll_segment().unwrap();
+        assert_eq!((syn_a.flags, syn_b.flags), (SYN, SYN));
+        a.on_segment(t, &syn_b);
+        b.on_segment(t, &syn_a);
+        assert_eq!(
+            (a.state, b.state),
+            (TcpState::SynReceived, TcpState::SynReceived)
+        );
+        let sa_a = a.poll_segment().unwrap();
+        let sa_b = b.poll_segment().unwrap();
+        assert_eq!(sa_a.flags, SYN | ACK);
+        assert_eq!(
+            (sa_a.seq, sa_a.ack),
+            (100, 9001),
+            "our SYN again, acking theirs"
+        );
+        a.on_segment(t, &sa_b);
+        b.on_segment(t, &sa_a);
+        assert_eq!(
+            (a.state, b.state),
+            (TcpState::Established, TcpState::Established)
+        );
+        assert!(a.opened_simultaneously && b.opened_simultaneously);
+        assert_eq!(events(&mut a), vec![ConnEvent::Connected]);
+        assert_eq!(events(&mut b), vec![ConnEvent::Connected]);
+        let mut n = 0;
+        a.send(t, b"from a");
+        b.send(t, b"from b");
+        pipe(&mut a, &mut b, t, 0, &mut n);
+        assert_eq!(received(&mut b), b"from a");
+        assert_eq!(received(&mut a), b"from b");
+    }
+
+    /// One SYN is lost (a NAT dropped it as unsolicited); the other reaches its peer in
+    /// SYN-SENT, which answers with a SYN-ACK: the usual case of NAT traversal.
+    #[test]
+    fn one_lost_syn_still_opens_simultaneously() {
+        let (la, lb) = addrs();
+        let t = SimTime::ZERO;
+        let mut a = TcpConn::connect(t, la, lb, 100);
+        let mut b = TcpConn::connect(t, lb, la, 9000);
+        let _dropped = a.poll_segment().unwrap();
+        let syn_b = b.poll_segment().unwrap();
+        a.on_segment(t, &syn_b);
+        let sa = a.poll_segment().unwrap();
+        b.on_segment(t, &sa);
+        assert_eq!(b.state, TcpState::Established);
+        assert!(!b.opened_simultaneously, "b saw a plain SYN-ACK");
+        let ack = b.poll_segment().unwrap();
+        a.on_segment(t, &ack);
+        assert_eq!(a.state, TcpState::Established);
+        assert!(a.opened_simultaneously);
+    }
+
+    /// The check above fails when the model has no simultaneous open.
+    #[test]
+    fn without_simultaneous_open_crossing_syns_never_connect() {
+        let (la, lb) = addrs();
+        let t = SimTime::ZERO;
+        let mut a = TcpConn::connect(t, la, lb, 100);
+        let mut b = TcpConn::connect(t, lb, la, 9000);
+        a.simultaneous_open = false;
+        b.simultaneous_open = false;
+        let mut n = 0;
+        pipe(&mut a, &mut b, t, 0, &mut n);
+        assert_eq!((a.state, b.state), (TcpState::SynSent, TcpState::SynSent));
+    }
+
+    #[test]
+    fn a_rst_that_does_not_ack_our_syn_is_ignored() {
+        let (la, lb) = addrs();
+        let mut a = TcpConn::connect(SimTime::ZERO, la, lb, 1);
+        let _ = a.poll_segment();
+        for (flags, ack) in [(RST, 0), (RST | ACK, 7)] {
+            let rst = TcpSegment {
+                flags,
+                seq: 0,
+                ack,
+                window: 0,
+                data: Bytes::new(),
+            };
+            a.on_segment(SimTime::ZERO, &rst);
+        }
+        assert_eq!(a.state, TcpState::SynSent);
+        assert_eq!(a.bad_rsts, 2);
+        assert_eq!(a.poll_event(), None);
+    }
+
+    #[test]
+    fn an_out_of_window_rst_is_ignored_and_an_in_window_one_resets() {
+        let (la, lb) = addrs();
+        let t = SimTime::ZERO;
+        let mut a = TcpConn::connect(t, la, lb, 100);
+        let syn = a.poll_segment().unwrap();
+        let mut b = TcpConn::accept(t, lb, la, 5000, &syn);
+        let mut n = 0;
+        pipe(&mut a, &mut b, t, 0, &mut n);
+        let _ = events(&mut a);
+        let rst = |seq| TcpSegment {
+            flags: RST,
+            seq,
+            ack: 0,
+            window: 0,
+            data: Bytes::new(),
+        };
+        a.on_segment(t, &rst(5001u32.wrapping_sub(10)));
+        a.on_segment(t, &rst(5001 + RWND));
+        assert_eq!(a.state, TcpState::Established);
+        a.on_segment(t, &rst(5001));
+        assert_eq!(a.state, TcpState::Closed);
+        assert_eq!(events(&mut a), vec![ConnEvent::Reset("reset by peer")]);
+    }
+
+    /// A SYN to an established connection (a peer that restarted, or a forgery) does not
+    /// reset it; it is answered with an ACK (RFC 5961 §4's challenge ACK).
+    #[test]
+    fn a_syn_to_an_established_connection_gets_an_ack() {
+        let (la, lb) = addrs();
+        let t = SimTime::ZERO;
+        let mut a = TcpConn::connect(t, la, lb, 100);
+        let syn = a.poll_segment().unwrap();
+        let mut b = TcpConn::accept(t, lb, la, 5000, &syn);
+        let mut n = 0;
+        pipe(&mut a, &mut b, t, 0, &mut n);
+        b.on_segment(t, &syn);
+        assert_eq!(b.state, TcpState::Established);
+        let ack = b.poll_segment().unwrap();
+        assert_eq!(ack.flags, ACK);
     }
 }

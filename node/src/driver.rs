@@ -3,6 +3,7 @@
 //! and by conformance tests against the official programs. (Simulation uses the same
 //! engine on netsim instead.)
 
+use crate::device::{Device, DeviceEvent};
 use crate::dht::engine::{Dht, Event, Transmit};
 use crate::dht::secure::SecureDht;
 use std::io;
@@ -19,16 +20,19 @@ pub fn unix_ms() -> u64 {
 
 /// The sans-IO interface a driver moves bytes and time through (DESIGN.md §2).
 pub trait Engine {
+    /// What the core tells its user.
+    type Event;
     fn handle_datagram(&mut self, now: u64, from: SocketAddr, bytes: &[u8]);
     fn handle_timeout(&mut self, now: u64);
     fn poll_transmit(&mut self) -> Option<Transmit>;
-    fn poll_event(&mut self) -> Option<Event>;
+    fn poll_event(&mut self) -> Option<Self::Event>;
     fn poll_timeout(&self) -> Option<u64>;
 }
 
 macro_rules! engine_impl {
-    ($t:ty) => {
+    ($t:ty, $ev:ty) => {
         impl Engine for $t {
+            type Event = $ev;
             fn handle_datagram(&mut self, now: u64, from: SocketAddr, bytes: &[u8]) {
                 <$t>::handle_datagram(self, now, from, bytes)
             }
@@ -38,7 +42,7 @@ macro_rules! engine_impl {
             fn poll_transmit(&mut self) -> Option<Transmit> {
                 <$t>::poll_transmit(self)
             }
-            fn poll_event(&mut self) -> Option<Event> {
+            fn poll_event(&mut self) -> Option<$ev> {
                 <$t>::poll_event(self)
             }
             fn poll_timeout(&self) -> Option<u64> {
@@ -47,10 +51,12 @@ macro_rules! engine_impl {
         }
     };
 }
-engine_impl!(Dht);
-engine_impl!(SecureDht);
+engine_impl!(Dht, Event);
+engine_impl!(SecureDht, Event);
+engine_impl!(Device, DeviceEvent);
 
-/// A DHT engine (plain or with the secure layer) bound to a UDP socket.
+/// A DHT engine (plain or with the secure layer) or a whole [`Device`], bound to a UDP
+/// socket.
 pub struct UdpDriver<E: Engine = Dht> {
     pub dht: E,
     sock: UdpSocket,
@@ -72,7 +78,7 @@ impl<E: Engine> UdpDriver<E> {
     }
 
     /// Send what the engine wants sent and hand its events to `on_event`.
-    fn flush(&mut self, on_event: &mut dyn FnMut(&mut E, Event)) {
+    fn flush(&mut self, on_event: &mut dyn FnMut(&mut E, E::Event)) {
         while let Some(t) = self.dht.poll_transmit() {
             // A send error (unreachable, no route) is a lost datagram, as on the wire.
             let _ = self.sock.send_to(&t.bytes, t.to);
@@ -86,7 +92,7 @@ impl<E: Engine> UdpDriver<E> {
     pub fn turn(
         &mut self,
         max_wait: Duration,
-        on_event: &mut dyn FnMut(&mut E, Event),
+        on_event: &mut dyn FnMut(&mut E, E::Event),
     ) -> io::Result<()> {
         self.flush(on_event);
         let now = unix_ms();
@@ -124,7 +130,7 @@ impl<E: Engine> UdpDriver<E> {
     pub fn run_for(
         &mut self,
         d: Duration,
-        on_event: &mut dyn FnMut(&mut E, Event),
+        on_event: &mut dyn FnMut(&mut E, E::Event),
     ) -> io::Result<()> {
         let end = unix_ms() + d.as_millis() as u64;
         while unix_ms() < end {
@@ -139,7 +145,7 @@ impl<E: Engine> UdpDriver<E> {
     pub fn run_until(
         &mut self,
         timeout: Duration,
-        mut done: impl FnMut(&Event) -> bool,
+        mut done: impl FnMut(&E::Event) -> bool,
     ) -> io::Result<bool> {
         let end = unix_ms() + timeout.as_millis() as u64;
         let mut hit = false;

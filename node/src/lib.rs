@@ -5,9 +5,11 @@
 pub mod connect;
 pub mod contacts;
 pub mod crypto;
+pub mod device;
 pub mod dht;
 pub mod driver;
 pub mod identity;
 pub mod nameserver;
 pub mod net;
 pub mod presence;
+pub mod sip;

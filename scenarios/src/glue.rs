@@ -3,8 +3,8 @@
 //! only this module knows both.
 
 use netsim::{App, Ctx, SimTime, SockId};
+use node::device::{Device, DeviceEvent, JamiIdentity};
 use node::dht::engine::{Config, Dht, Event, OpId};
-use node::dht::secure::SecureDht;
 use node::dht::{InfoHash, Value, ValueData};
 use node::identity::DeviceInfo;
 use node::presence::{PresenceEvent, PresenceTracker};
@@ -81,10 +81,11 @@ pub struct GetRecord {
     pub hops: u8,
 }
 
-/// An OpenDHT-compatible node on a simulated host.
+/// An OpenDHT-compatible node on a simulated host: a [`Device`] (a Jami device when
+/// the workload gives it an identity) plus the scenario's workload.
 pub struct DhtApp {
     w: DhtWorkload,
-    dht: Option<SecureDht>,
+    device: Option<Device>,
     sock: Option<SockId>,
     timer_at: Option<u64>,
     pub connected_at: Option<SimTime>,
@@ -103,18 +104,16 @@ pub struct DhtApp {
     streams: BTreeMap<OpId, (netsim::ConnId, BTreeMap<u64, Value>, bool)>,
     /// Requests the proxy answered.
     pub proxy_requests: u64,
-    /// Presence of the tracked accounts (`node::presence`, the stricter-than-jamid
-    /// tracker: an announcement counts once its device chain verifies).
-    pub presence: PresenceTracker,
+    /// What the device's presence tracker (`node::presence`, stricter than jamid: an
+    /// announcement counts once its device chain verifies) said of each tracked account.
     pub seen: BTreeMap<InfoHash, Seen>,
-    announcer: Option<node::presence::DeviceAnnouncer>,
 }
 
 impl DhtApp {
     pub fn new(w: DhtWorkload) -> Self {
         DhtApp {
             w,
-            dht: None,
+            device: None,
             sock: None,
             timer_at: None,
             connected_at: None,
@@ -125,9 +124,7 @@ impl DhtApp {
             proxied: BTreeMap::new(),
             streams: BTreeMap::new(),
             proxy_requests: 0,
-            presence: PresenceTracker::new(),
             seen: BTreeMap::new(),
-            announcer: None,
         }
     }
 
@@ -142,26 +139,30 @@ impl DhtApp {
     }
 
     pub fn engine(&self) -> Option<&Dht> {
-        self.dht.as_deref()
+        self.device.as_ref().map(|d| &**d.dht())
+    }
+
+    /// The device the host runs.
+    pub fn device(&self) -> Option<&Device> {
+        self.device.as_ref()
     }
 
     fn now_ms(cx: &Ctx<'_>) -> u64 {
         EPOCH_MS + cx.now().as_nanos() / 1_000_000
     }
 
-    /// Move the engine's output onto the network and (re)arm its timer. Events may
-    /// start operations (the tracker's certificate lookups): loop until none is left.
+    /// Move the device's output onto the network and (re)arm its timer. Handling an
+    /// event may start operations (proxy requests): loop until none is left.
     fn flush(&mut self, cx: &mut Ctx<'_>) {
         let Some(sock) = self.sock else { return };
         loop {
-            let Some(dht) = self.dht.as_mut() else { return };
-            while let Some(t) = dht.poll_transmit() {
+            let Some(device) = self.device.as_mut() else {
+                return;
+            };
+            while let Some(t) = device.poll_transmit() {
                 let _ = cx.udp_send(sock, t.to, &t.bytes);
             }
-            let mut events = Vec::new();
-            while let Some(e) = dht.poll_event() {
-                events.push(e);
-            }
+            let events: Vec<DeviceEvent> = std::iter::from_fn(|| device.poll_event()).collect();
             if events.is_empty() {
                 break;
             }
@@ -169,21 +170,13 @@ impl DhtApp {
                 self.on_event(cx, e);
             }
         }
-        let Some(dht) = self.dht.as_ref() else { return };
-        let next = [
-            dht.poll_timeout(),
-            self.presence.poll_timeout(),
-            self.announcer.as_ref().and_then(|a| a.poll_timeout()),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        if let Some(t) = next {
-            if self.timer_at.is_none_or(|cur| t < cur) {
-                self.timer_at = Some(t);
-                let wait = t.saturating_sub(Self::now_ms(cx));
-                cx.set_timer(Duration::from_millis(wait), T_ENGINE);
-            }
+        let Some(t) = self.device.as_ref().and_then(|d| d.poll_timeout()) else {
+            return;
+        };
+        if self.timer_at.is_none_or(|cur| t < cur) {
+            self.timer_at = Some(t);
+            let wait = t.saturating_sub(Self::now_ms(cx));
+            cx.set_timer(Duration::from_millis(wait), T_ENGINE);
         }
     }
 
@@ -204,7 +197,9 @@ impl DhtApp {
             None => (rest, false),
         };
         let key: InfoHash = key.parse().unwrap_or_else(|_| InfoHash::get(key));
-        let Some(dht) = self.dht.as_mut() else { return };
+        let Some(dht) = self.device.as_mut().map(|d| d.dht_mut()) else {
+            return;
+        };
         if method == "GET" {
             let op = match listen {
                 true => dht.listen(now, key),
@@ -296,30 +291,18 @@ impl DhtApp {
         true
     }
 
-    /// Presence events into [`Seen`] records.
-    fn presence_events(&mut self, cx: &mut Ctx<'_>) {
-        record_presence(cx, &mut self.presence, &mut self.seen);
-    }
-
-    fn on_event(&mut self, cx: &mut Ctx<'_>, e: Event) {
+    fn on_event(&mut self, cx: &mut Ctx<'_>, e: DeviceEvent) {
+        let e = match e {
+            DeviceEvent::Presence(p) => return record_presence(cx, p, &mut self.seen),
+            DeviceEvent::Dht(e) => e,
+        };
         if self.proxy_event(cx, &e) {
             return;
-        }
-        if let Some(dht) = self.dht.as_mut() {
-            if self.presence.handle_event(dht, Self::now_ms(cx), &e) {
-                self.presence_events(cx);
-                return;
-            }
         }
         let now = cx.sim_now();
         match e {
             Event::Connected => {
                 self.connected_at.get_or_insert(now);
-                if let (Some(a), Some(d)) = (self.announcer.as_mut(), self.dht.as_mut()) {
-                    if a.poll_timeout().is_none() {
-                        a.announce(d, Self::now_ms(cx));
-                    }
-                }
             }
             Event::Values { op, values, .. } => {
                 if let Some(g) = self.gets.get_mut(&op) {
@@ -340,7 +323,6 @@ impl DhtApp {
                 let host = cx.host_name().to_string();
                 self.puts_done.push((host, stored_on));
             }
-            // Announcements' puts are the announcer's business.
             Event::PutDone { .. } | Event::Expired { .. } | Event::Failed { .. } => {}
         }
     }
@@ -358,29 +340,27 @@ impl App for DhtApp {
         let now = Self::now_ms(cx);
         // Storage checks signatures, as OpenDHT's does (only signed values cost a check).
         let verify: node::dht::engine::Verifier = Box::new(node::crypto::verify);
-        let identity = self.w.jami.as_ref().and_then(|j| {
-            node::identity::NodeIdentity::new(j.device.key().clone(), j.device.chain().to_vec())
-                .ok()
+        let cfg = Config {
+            id: InfoHash::get(format!("node:{host}")),
+            network: 0,
+            seed,
+            verify: Some(verify),
+        };
+        let jami = self.w.jami.as_ref().map(|j| JamiIdentity {
+            account: &j.account,
+            device: &j.device,
+            announcement_id: j.announcement_id(),
         });
-        self.announcer = self.w.jami.as_ref().and_then(|j| {
-            node::presence::DeviceAnnouncer::new(&j.account, &j.device, j.announcement_id()).ok()
-        });
-        let mut dht = SecureDht::new(
-            Config {
-                id: InfoHash::get(format!("node:{host}")),
-                network: 0,
-                seed,
-                verify: Some(verify),
-            },
-            identity,
-            now,
-        );
+        let Ok(mut device) = Device::new(cfg, jami, now) else {
+            cx.trace("dht-node: the Jami identity does not make a device");
+            return;
+        };
         for b in &self.w.bootstrap {
             if cx.local_addr(sock).ok() != Some(*b) {
-                dht.bootstrap(now, *b);
+                device.bootstrap(now, *b);
             }
         }
-        self.dht = Some(dht);
+        self.device = Some(device);
         if let Some(p) = self.w.proxy_port {
             let _ = cx.tcp_listen(SocketAddr::from(([0, 0, 0, 0], p)));
         }
@@ -407,7 +387,7 @@ impl App for DhtApp {
         data: &[u8],
     ) {
         let now = Self::now_ms(cx);
-        if let Some(d) = self.dht.as_mut() {
+        if let Some(d) = self.device.as_mut() {
             d.handle_datagram(now, from, data);
         }
         self.flush(cx);
@@ -419,25 +399,14 @@ impl App for DhtApp {
         match token {
             T_ENGINE => {
                 self.timer_at = None;
-                if let Some(d) = self.dht.as_mut() {
-                    if d.poll_timeout().is_some_and(|t| t <= now) {
-                        d.handle_timeout(now);
-                    }
-                    if self.presence.poll_timeout().is_some_and(|t| t <= now) {
-                        self.presence.handle_timeout(d, now);
-                    }
-                    if let Some(a) = self.announcer.as_mut() {
-                        if a.poll_timeout().is_some_and(|t| t <= now) {
-                            a.announce(d, now);
-                        }
-                    }
+                if let Some(d) = self.device.as_mut() {
+                    d.handle_timeout(now);
                 }
-                self.presence_events(cx);
             }
             T_TRACK => {
-                if let Some(d) = self.dht.as_mut() {
+                if let Some(d) = self.device.as_mut() {
                     for (host, account) in &self.w.track {
-                        self.presence.track(d, now, *account);
+                        // Recorded first: the device may already know it is online.
                         self.seen.insert(
                             *account,
                             Seen {
@@ -445,18 +414,19 @@ impl App for DhtApp {
                                 ..Seen::default()
                             },
                         );
+                        d.track(now, *account);
                     }
                 }
             }
             T_PUT => {
-                if let Some(d) = self.dht.as_mut() {
+                if let Some(d) = self.device.as_mut().map(|d| d.dht_mut()) {
                     self.own_put = Some(d.put(now, Self::key_of(&host), Self::value_of(&host)));
                 }
             }
             T_GET => {
                 let keys = self.w.get_keys.clone();
                 let started = cx.sim_now();
-                if let Some(d) = self.dht.as_mut() {
+                if let Some(d) = self.device.as_mut().map(|d| d.dht_mut()) {
                     for k in keys {
                         let op = d.get(now, Self::key_of(&k));
                         self.gets.insert(
@@ -513,8 +483,8 @@ impl App for DhtApp {
                     .collect();
                 for op in gone {
                     self.streams.remove(&op);
-                    if let Some(d) = self.dht.as_mut() {
-                        d.cancel(op);
+                    if let Some(d) = self.device.as_mut() {
+                        d.dht_mut().cancel(op);
                     }
                 }
             }
@@ -526,42 +496,47 @@ impl App for DhtApp {
     netsim::app_any!();
 }
 
-/// The tracker's news into [`Seen`] records (and the trace).
-pub fn record_presence(
+/// A tracker's news into [`Seen`] records (and the trace).
+pub fn record_presence(cx: &mut Ctx<'_>, e: PresenceEvent, seen: &mut BTreeMap<InfoHash, Seen>) {
+    let now = cx.sim_now();
+    cx.trace(&match &e {
+        PresenceEvent::Online(a) => format!("presence: {a} online"),
+        PresenceEvent::Offline(a) => format!("presence: {a} offline"),
+        PresenceEvent::DeviceVerified { account, device } => format!(
+            "presence: {account} device {} verified",
+            InfoHash(device.device_short_id)
+        ),
+        PresenceEvent::Rejected { account, reason } => {
+            format!("presence: {account} refused: {reason}")
+        }
+    });
+    let account = match &e {
+        PresenceEvent::Online(a)
+        | PresenceEvent::Offline(a)
+        | PresenceEvent::DeviceVerified { account: a, .. }
+        | PresenceEvent::Rejected { account: a, .. } => *a,
+    };
+    let Some(seen) = seen.get_mut(&account) else {
+        return;
+    };
+    match e {
+        PresenceEvent::Online(_) => seen.changes.push((now, true)),
+        PresenceEvent::Offline(_) => seen.changes.push((now, false)),
+        PresenceEvent::DeviceVerified { device, .. } => seen.devices.push(device),
+        PresenceEvent::Rejected { reason, .. } => {
+            *seen.rejected.entry(format!("{reason:?}")).or_default() += 1
+        }
+    }
+}
+
+/// Everything `tracker` has to say, into [`Seen`] records.
+pub fn drain_presence(
     cx: &mut Ctx<'_>,
     tracker: &mut PresenceTracker,
     seen: &mut BTreeMap<InfoHash, Seen>,
 ) {
-    let now = cx.sim_now();
     while let Some(e) = tracker.poll_event() {
-        cx.trace(&match &e {
-            PresenceEvent::Online(a) => format!("presence: {a} online"),
-            PresenceEvent::Offline(a) => format!("presence: {a} offline"),
-            PresenceEvent::DeviceVerified { account, device } => format!(
-                "presence: {account} device {} verified",
-                InfoHash(device.device_short_id)
-            ),
-            PresenceEvent::Rejected { account, reason } => {
-                format!("presence: {account} refused: {reason}")
-            }
-        });
-        let account = match &e {
-            PresenceEvent::Online(a)
-            | PresenceEvent::Offline(a)
-            | PresenceEvent::DeviceVerified { account: a, .. }
-            | PresenceEvent::Rejected { account: a, .. } => *a,
-        };
-        let Some(seen) = seen.get_mut(&account) else {
-            continue;
-        };
-        match e {
-            PresenceEvent::Online(_) => seen.changes.push((now, true)),
-            PresenceEvent::Offline(_) => seen.changes.push((now, false)),
-            PresenceEvent::DeviceVerified { device, .. } => seen.devices.push(device),
-            PresenceEvent::Rejected { reason, .. } => {
-                *seen.rejected.entry(format!("{reason:?}")).or_default() += 1
-            }
-        }
+        record_presence(cx, e, seen);
     }
 }
 

@@ -5,7 +5,7 @@
 //! on the plain DHT see it online through `node::presence`'s tracker (see
 //! [`crate::glue::DhtApp`]'s `track`).
 
-use crate::glue::{record_presence, Seen, EPOCH_MS};
+use crate::glue::{drain_presence, Seen, EPOCH_MS};
 use crate::http::{parse_head, Chunked};
 use netsim::{App, ConnId, Ctx, SimTime, TcpEvent};
 use node::dht::engine::{Event, OpId};
@@ -317,7 +317,7 @@ impl JamiDeviceApp {
                 Err(_) => self.request_failed(cx, op, key),
             }
         }
-        record_presence(cx, &mut self.presence, &mut self.seen);
+        drain_presence(cx, &mut self.presence, &mut self.seen);
         if let Some(t) = self.presence.poll_timeout() {
             cx.set_timer(
                 Duration::from_millis(t.saturating_sub(Self::now_ms(cx))),

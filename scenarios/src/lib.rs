@@ -6,6 +6,7 @@
 //! parallel (each simulation is single-threaded and deterministic), and writes the
 //! report with a replay command for every failure.
 
+pub mod actors;
 pub mod checks;
 pub mod expand;
 pub mod glue;

@@ -85,6 +85,9 @@ pub struct NatSpec {
     pub behind: Option<String>,
     pub link: Option<LinkSel>,
     pub udp_lifetime: Option<String>,
+    /// What the box does with an unsolicited inbound SYN: `drop` (default), `rst`, or
+    /// `refuse` (RFC 5382 REQ-4: hold 6 s, then refuse unless the inside opened it).
+    pub unsolicited_syn: Option<String>,
     /// Expand into this many NATs; `{i}` in the name becomes 0..count.
     pub count: Option<usize>,
 }
@@ -200,6 +203,17 @@ impl<'a> Params<'a> {
     pub fn duration(&self, k: &str, default: &str) -> anyhow::Result<std::time::Duration> {
         let s = self.opt_str(k)?.unwrap_or(default);
         netsim::parse_duration(s).map_err(|e| anyhow::anyhow!("{}: `{k}`: {e}", self.ctx))
+    }
+    pub fn opt_duration(&self, k: &str) -> anyhow::Result<Option<std::time::Duration>> {
+        self.opt_str(k)?
+            .map(|s| {
+                netsim::parse_duration(s).map_err(|e| anyhow::anyhow!("{}: `{k}`: {e}", self.ctx))
+            })
+            .transpose()
+    }
+    pub fn port(&self, k: &str, default: u16) -> anyhow::Result<u16> {
+        u16::try_from(self.int(k, default.into())?)
+            .map_err(|_| anyhow::anyhow!("{}: `{k}` is not a port number", self.ctx))
     }
     pub fn strs(&self, k: &str) -> anyhow::Result<Vec<&'a str>> {
         match self.t.get(k) {

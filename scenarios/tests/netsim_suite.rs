@@ -4,10 +4,11 @@
 
 mod common;
 
-use netsim::{NatType, Sabotage};
+use netsim::{NatType, Sabotage, UnsolicitedSyn};
 use scenarios::checks::{self, Outcome};
 use scenarios::world::{BuildOpts, World};
 use scenarios::{runner, steps, Case};
+use std::time::Duration;
 
 fn case(id: &str) -> Case {
     let cases = runner::select(&[id.to_string()]).expect("suite loads");
@@ -69,6 +70,7 @@ fn the_same_seed_gives_a_byte_identical_trace() {
     let ids = [
         "netsim/faults",
         "netsim/hole-punch[a=eim-apdf,b=apdm-eif]",
+        "netsim/tcp-punch[a=eim-apdf,b=eim-adf]",
         "netsim/tor",
     ];
     let build = BuildOpts {
@@ -161,6 +163,63 @@ fn hole_punching_check_notices_a_filter_the_oracle_did_not_expect() {
             Some("eim-apdf".parse::<NatType>().unwrap());
     });
     assert!(failed(&out, "path"));
+}
+
+/// Cells where the oracle predicts a simultaneous open and a passive srflx path.
+const TCP_SO: &str = "netsim/tcp-punch[a=eim-apdf,b=eim-adf]";
+const TCP_SRFLX: &str = "netsim/tcp-punch[a=eim-eif,b=apdm-apdf]";
+
+#[test]
+fn tcp_punch_check_notices_a_nat_that_forgets_its_tcp_mappings() {
+    for id in [TCP_SO, TCP_SRFLX] {
+        all_pass(&run_with(id, 1, Sabotage::default(), |_| {}));
+        let out = run_with(id, 1, Sabotage::default(), |w| {
+            let nat = w.node("nat-a").unwrap();
+            w.sim.nat_mut(nat).unwrap().table.actual_tcp_lifetime = Some(Duration::ZERO);
+        });
+        assert!(failed(&out, "tcp_punch"), "{id}");
+    }
+}
+
+#[test]
+fn tcp_punch_check_notices_nats_that_answer_unsolicited_syns_with_rst() {
+    let out = run_with(TCP_SO, 1, Sabotage::default(), |w| {
+        for n in ["nat-a", "nat-b"] {
+            let nat = w.node(n).unwrap();
+            w.sim.nat_mut(nat).unwrap().table.actual_unsolicited_syn = Some(UnsolicitedSyn::Rst);
+        }
+    });
+    assert!(failed(&out, "tcp_punch"));
+    // A passive srflx path needs no unsolicited SYN to be dropped: it still works.
+    all_pass(&run_with(TCP_SRFLX, 1, Sabotage::default(), |w| {
+        for n in ["nat-a", "nat-b"] {
+            let nat = w.node(n).unwrap();
+            w.sim.nat_mut(nat).unwrap().table.actual_unsolicited_syn = Some(UnsolicitedSyn::Rst);
+        }
+    }));
+}
+
+#[test]
+fn tcp_punch_check_notices_a_tcp_without_simultaneous_open() {
+    let no_so = Sabotage {
+        tcp_no_simultaneous_open: true,
+        ..Default::default()
+    };
+    assert!(failed(
+        &run_with(TCP_SO, 1, no_so.clone(), |_| {}),
+        "tcp_punch"
+    ));
+    all_pass(&run_with(TCP_SRFLX, 1, no_so, |_| {}));
+}
+
+#[test]
+fn tcp_punch_check_notices_a_filter_the_oracle_did_not_expect() {
+    let out = run_with(TCP_SRFLX, 1, Sabotage::default(), |w| {
+        let nat = w.node("nat-a").unwrap();
+        w.sim.nat_mut(nat).unwrap().table.actual_override =
+            Some("eim-apdf".parse::<NatType>().unwrap());
+    });
+    assert!(failed(&out, "tcp_punch"));
 }
 
 #[test]

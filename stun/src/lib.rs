@@ -24,6 +24,8 @@ pub const HEADER_LEN: usize = 20;
 pub const CHANNEL_RANGE: RangeInclusive<u16> = 0x4000..=0x7FFF;
 /// REQUESTED-TRANSPORT protocol number for UDP, the only one RFC 5766 defines.
 pub const TRANSPORT_UDP: u8 = 17;
+/// REQUESTED-TRANSPORT protocol number for TCP relays (RFC 6062 §5.1).
+pub const TRANSPORT_TCP: u8 = 6;
 
 /// XORed into the CRC-32 so FINGERPRINT differs from CRCs other protocols embed.
 const FINGERPRINT_XOR: u32 = 0x5354_554E;
@@ -33,6 +35,8 @@ const MI_ATTR_LEN: usize = 24;
 const FP_ATTR_LEN: usize = 8;
 
 type HmacSha1 = Hmac<Sha1>;
+
+pub mod stream;
 
 /// Attribute type codes.
 pub mod attr_type {
@@ -54,6 +58,8 @@ pub mod attr_type {
     pub const DONT_FRAGMENT: u16 = 0x001A;
     pub const XOR_MAPPED_ADDRESS: u16 = 0x0020;
     pub const RESERVATION_TOKEN: u16 = 0x0022;
+    /// RFC 6062 §6.2.1: names one peer TCP connection of a TCP allocation.
+    pub const CONNECTION_ID: u16 = 0x002A;
     pub const PADDING: u16 = 0x0026;
     pub const RESPONSE_PORT: u16 = 0x0027;
     pub const SOFTWARE: u16 = 0x8022;
@@ -138,6 +144,12 @@ pub enum Method {
     Data,
     CreatePermission,
     ChannelBind,
+    /// RFC 6062: open a TCP connection from the relay to a peer.
+    Connect,
+    /// RFC 6062: attach a new client data connection to a peer connection.
+    ConnectionBind,
+    /// RFC 6062: server tells the client a peer connected to the relayed address.
+    ConnectionAttempt,
     Other(u16),
 }
 
@@ -152,6 +164,9 @@ impl Method {
             Method::Data => 0x007,
             Method::CreatePermission => 0x008,
             Method::ChannelBind => 0x009,
+            Method::Connect => 0x00A,
+            Method::ConnectionBind => 0x00B,
+            Method::ConnectionAttempt => 0x00C,
             Method::Other(code) => code & 0x0FFF,
         }
     }
@@ -166,6 +181,9 @@ impl Method {
             0x007 => Method::Data,
             0x008 => Method::CreatePermission,
             0x009 => Method::ChannelBind,
+            0x00A => Method::Connect,
+            0x00B => Method::ConnectionBind,
+            0x00C => Method::ConnectionAttempt,
             other => Method::Other(other),
         }
     }
@@ -280,6 +298,8 @@ pub enum Attribute {
     RequestedTransport(u8),
     DontFragment,
     ReservationToken([u8; 8]),
+    /// RFC 6062 CONNECTION-ID: server-chosen id of a peer TCP connection.
+    ConnectionId(u32),
     Unknown {
         typ: u16,
         value: Vec<u8>,
@@ -316,6 +336,7 @@ impl Attribute {
             A::RequestedTransport(_) => at::REQUESTED_TRANSPORT,
             A::DontFragment => at::DONT_FRAGMENT,
             A::ReservationToken(_) => at::RESERVATION_TOKEN,
+            A::ConnectionId(_) => at::CONNECTION_ID,
             A::Unknown { typ, .. } => *typ,
         }
     }
@@ -362,6 +383,7 @@ impl Attribute {
             A::RequestedTransport(proto) => out.extend_from_slice(&[*proto, 0, 0, 0]),
             A::DontFragment => {}
             A::ReservationToken(token) => out.extend_from_slice(token),
+            A::ConnectionId(id) => out.extend_from_slice(&id.to_be_bytes()),
         }
     }
 
@@ -416,6 +438,7 @@ impl Attribute {
                 A::DontFragment
             }
             at::RESERVATION_TOKEN => A::ReservationToken(fixed(typ, v)?),
+            at::CONNECTION_ID => A::ConnectionId(u32::from_be_bytes(fixed(typ, v)?)),
             _ => A::Unknown {
                 typ,
                 value: v.to_vec(),
@@ -868,6 +891,7 @@ impl Message {
         even_port: EvenPort -> bool = |r| *r;
         requested_transport: RequestedTransport -> u8 = |p| *p;
         reservation_token: ReservationToken -> [u8; 8] = |t| *t;
+        connection_id: ConnectionId -> u32 = |c| *c;
     }
 }
 
@@ -1098,7 +1122,7 @@ mod tests {
         Class::SuccessResponse,
         Class::ErrorResponse,
     ];
-    const ALL_METHODS: [Method; 7] = [
+    const ALL_METHODS: [Method; 10] = [
         Method::Binding,
         Method::Allocate,
         Method::Refresh,
@@ -1106,10 +1130,13 @@ mod tests {
         Method::Data,
         Method::CreatePermission,
         Method::ChannelBind,
+        Method::Connect,
+        Method::ConnectionBind,
+        Method::ConnectionAttempt,
     ];
 
     /// Every known type code; anything else decodes as `Attribute::Unknown`.
-    const KNOWN_TYPES: [u16; 25] = [
+    const KNOWN_TYPES: [u16; 26] = [
         at::MAPPED_ADDRESS,
         at::CHANGE_REQUEST,
         at::USERNAME,
@@ -1135,6 +1162,7 @@ mod tests {
         at::FINGERPRINT,
         at::RESPONSE_ORIGIN,
         at::OTHER_ADDRESS,
+        at::CONNECTION_ID,
     ];
 
     /// One of each attribute type (both families for addresses), MI/FINGERPRINT last.
@@ -1176,6 +1204,8 @@ mod tests {
             Attribute::RequestedTransport(TRANSPORT_UDP),
             Attribute::DontFragment,
             Attribute::ReservationToken(*b"tokn1234"),
+            Attribute::ConnectionId(0xC0FF_EE01),
+            Attribute::RequestedTransport(TRANSPORT_TCP),
             Attribute::Unknown {
                 typ: 0x7000,
                 value: vec![1, 2, 3],
@@ -1538,6 +1568,7 @@ mod tests {
             any::<u8>().prop_map(A::RequestedTransport),
             Just(A::DontFragment),
             any::<[u8; 8]>().prop_map(A::ReservationToken),
+            any::<u32>().prop_map(A::ConnectionId),
             (
                 any::<u16>().prop_filter("unknown type", |t| !KNOWN_TYPES.contains(t)),
                 bytes()

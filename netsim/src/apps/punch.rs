@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-const MAGIC: &str = "PNCH1";
+/// First word of every rendezvous and punching message.
+pub const MAGIC: &str = "PNCH1";
 const T_STUN: u64 = 1;
 const T_REGISTER: u64 = 2;
 const T_CHECKS: u64 = 3;
@@ -72,12 +73,18 @@ impl Candidates {
     }
 }
 
+/// Longest candidate text a registration may carry (bounds the rendezvous's memory;
+/// a few addresses take under 200 bytes).
+pub const MAX_REGISTRATION: usize = 512;
+
 /// Pairs up registrations with the same pair name and tells each side the other's
 /// candidates (the signalling channel a real client has through its DHT or server).
+/// The candidate text is passed on as is, so UDP ([`PunchPeer`]) and TCP
+/// ([`crate::apps::tcp_punch::TcpPunchPeer`]) peers share it.
 #[derive(Default)]
 pub struct Rendezvous {
     pub port: u16,
-    regs: BTreeMap<String, BTreeMap<SocketAddr, Candidates>>,
+    regs: BTreeMap<String, BTreeMap<SocketAddr, String>>,
     pub malformed: u64,
 }
 
@@ -112,18 +119,19 @@ impl App for Rendezvous {
             self.malformed += 1;
             return;
         };
-        let Some(c) = Candidates::decode(&parts[3..]) else {
+        let c = parts[3..].join(" ");
+        if parts.len() < 4 || c.len() > MAX_REGISTRATION {
             self.malformed += 1;
             return;
-        };
+        }
         let regs = self.regs.entry(pair.to_string()).or_default();
         regs.insert(from, c);
         if regs.len() >= 2 {
-            let all: Vec<(SocketAddr, Candidates)> =
+            let all: Vec<(SocketAddr, String)> =
                 regs.iter().map(|(a, c)| (*a, c.clone())).collect();
             for (addr, _) in &all {
                 if let Some((_, other)) = all.iter().find(|(a, _)| a != addr) {
-                    let msg = format!("{MAGIC} PEER {pair} {}", other.encode());
+                    let msg = format!("{MAGIC} PEER {pair} {other}");
                     let _ = cx.udp_send(sock, *addr, msg.as_bytes());
                 }
             }

@@ -1,14 +1,26 @@
 //! STUN Binding server (RFC 5389) with the RFC 5780 extras that NAT behaviour discovery
 //! needs: two addresses and two ports, CHANGE-REQUEST, RESPONSE-ORIGIN, OTHER-ADDRESS
 //! and RESPONSE-PORT. It keeps no per-client state, so it can serve any number of hosts.
+//!
+//! It also answers Binding requests over TCP on (primary, port) (RFC 5389 §7.2.2: messages
+//! back to back on the stream, framed by their length field), which ICE-TCP agents use to
+//! learn the mapped address of a listening or simultaneous-open port (RFC 6544 §5.2).
+//! CHANGE-REQUEST and RESPONSE-PORT make no sense on a stream and get 400.
 
-use crate::app::{App, Ctx};
-use crate::sim::SockId;
+use crate::app::{App, Ctx, TcpEvent};
+use crate::sim::{ConnId, SockId};
 use crate::stun::{attr_type, is_stun, Attribute, Class, ErrorCode, Message, Method};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 /// SOFTWARE attribute value of every response.
 pub const SOFTWARE: &str = "netsim-stun";
+
+/// Bytes buffered per TCP client: one STUN message of this size is far more than a
+/// Binding request needs; a client that sends a longer one is cut off.
+pub const MAX_STREAM_MESSAGE: usize = 2048;
+/// TCP clients served at once; further connections are closed at once (bounds memory).
+pub const MAX_STREAM_CLIENTS: usize = 4096;
 
 /// One bound socket and its address.
 #[derive(Clone, Copy, Debug)]
@@ -28,8 +40,11 @@ pub struct StunServer {
     grid: [[Option<Bound>; 2]; 2],
     /// Requests answered (successfully or with an error response).
     pub requests: u64,
-    /// Datagrams that were not well-formed STUN (ignored, as RFC 5389 §7.3 says).
+    /// Datagrams that were not well-formed STUN (ignored, as RFC 5389 §7.3 says), and
+    /// TCP clients cut off for sending something else.
     pub malformed: u64,
+    /// TCP clients: their address and the bytes of an incomplete message.
+    streams: BTreeMap<ConnId, (SocketAddr, Vec<u8>)>,
 }
 
 impl StunServer {
@@ -110,8 +125,73 @@ fn error_response(req: &Message, code: u16) -> Message {
         .with(Attribute::Software(SOFTWARE.into()))
 }
 
+impl StunServer {
+    /// Answer every complete message in a TCP client's buffer; false if the client
+    /// sent something that is not STUN (it is then cut off).
+    fn serve_stream(&mut self, cx: &mut Ctx<'_>, conn: ConnId) -> bool {
+        loop {
+            let Some((from, buf)) = self.streams.get_mut(&conn) else {
+                return true;
+            };
+            let from = *from;
+            let len = match stream_frame(buf, MAX_STREAM_MESSAGE) {
+                Err(_) => return false,
+                Ok(None) => return true,
+                Ok(Some(len)) => len,
+            };
+            let raw: Vec<u8> = buf.drain(..len).collect();
+            let Ok(req) = Message::decode(&raw) else {
+                return false;
+            };
+            if req.class != Class::Request {
+                continue;
+            }
+            self.requests += 1;
+            let (mut reply, out, dest) = self.answer(&req, 0, 0, from);
+            if out != (0, 0) || dest != from {
+                reply = error_response(&req, ErrorCode::BAD_REQUEST);
+            }
+            let bytes = reply.encode_with(None, req.fingerprint().is_some());
+            let _ = cx.tcp_send(conn, &bytes);
+        }
+    }
+}
+
+/// Why a stream cannot carry STUN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    #[error("not a STUN message")]
+    NotStun,
+    #[error("STUN message of {0} bytes is longer than allowed")]
+    TooLong(usize),
+}
+
+/// Framing of STUN over TCP (RFC 5389 §7.2.2): how long the message at the head of
+/// `buf` is, once it is all there (`Ok(None)`: wait for more bytes). Messages longer than
+/// `max` and bytes that cannot start a STUN message are errors.
+pub fn stream_frame(buf: &[u8], max: usize) -> Result<Option<usize>, StreamError> {
+    if buf.first().is_some_and(|b| b & 0xc0 != 0) {
+        return Err(StreamError::NotStun);
+    }
+    if buf.len() < 20 {
+        return Ok(None);
+    }
+    if !is_stun(&buf[..20]) {
+        return Err(StreamError::NotStun);
+    }
+    let len = 20 + usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+    if len > max {
+        return Err(StreamError::TooLong(len));
+    }
+    Ok((buf.len() >= len).then_some(len))
+}
+
 impl App for StunServer {
     fn start(&mut self, cx: &mut Ctx<'_>) {
+        if let Some(ip) = cx.addrs().into_iter().find(|a| a.is_ipv4()) {
+            // A clash with another TCP service on this port leaves STUN over TCP off.
+            let _ = cx.tcp_listen(SocketAddr::new(ip, self.port));
+        }
         let v4: Vec<IpAddr> = cx
             .addrs()
             .into_iter()
@@ -164,5 +244,92 @@ impl App for StunServer {
         let _ = cx.udp_send(out.sock, dest, &bytes);
     }
 
+    fn on_tcp(&mut self, cx: &mut Ctx<'_>, ev: TcpEvent) {
+        match ev {
+            TcpEvent::Accepted { conn, remote, .. } => {
+                if self.streams.len() >= MAX_STREAM_CLIENTS {
+                    cx.tcp_close(conn);
+                } else {
+                    self.streams.insert(conn, (remote, Vec::new()));
+                }
+            }
+            TcpEvent::Data { conn, data } => {
+                if let Some((_, buf)) = self.streams.get_mut(&conn) {
+                    buf.extend_from_slice(&data);
+                }
+                if !self.serve_stream(cx, conn) {
+                    self.malformed += 1;
+                    self.streams.remove(&conn);
+                    cx.tcp_close(conn);
+                }
+            }
+            TcpEvent::PeerClosed { conn } => {
+                self.streams.remove(&conn);
+                cx.tcp_close(conn);
+            }
+            TcpEvent::Reset { conn, .. } => {
+                self.streams.remove(&conn);
+            }
+            TcpEvent::Connected { .. } => {}
+        }
+    }
+
     crate::app_any!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn binding(id: u8) -> Vec<u8> {
+        Message::new(Class::Request, Method::Binding, [id; 12])
+            .with(Attribute::Software("x".repeat(usize::from(id) % 40)))
+            .encode()
+    }
+
+    proptest! {
+        #[test]
+        fn framing_never_panics_and_stays_in_bounds(buf in proptest::collection::vec(any::<u8>(), 0..3000)) {
+            if let Ok(Some(len)) = stream_frame(&buf, MAX_STREAM_MESSAGE) {
+                prop_assert!(len >= 20 && len <= buf.len() && len <= MAX_STREAM_MESSAGE);
+            }
+        }
+
+        /// Back-to-back messages come out whole whatever the stream's split.
+        #[test]
+        fn framing_finds_messages_whatever_the_split(ids in proptest::collection::vec(any::<u8>(), 1..5), cut in any::<proptest::sample::Index>()) {
+            let msgs: Vec<Vec<u8>> = ids.iter().map(|&i| binding(i)).collect();
+            let stream: Vec<u8> = msgs.concat();
+            let cut = cut.index(stream.len());
+            let mut buf = stream[..cut].to_vec();
+            let mut out = Vec::new();
+            let mut rest = &stream[cut..];
+            loop {
+                match stream_frame(&buf, MAX_STREAM_MESSAGE).unwrap() {
+                    Some(len) => out.push(buf.drain(..len).collect::<Vec<u8>>()),
+                    None if rest.is_empty() => break,
+                    None => {
+                        buf.extend_from_slice(rest);
+                        rest = &[];
+                    }
+                }
+            }
+            prop_assert_eq!(out, msgs);
+        }
+    }
+
+    #[test]
+    fn framing_rejects_what_is_not_stun_or_too_long() {
+        assert_eq!(stream_frame(b"GET /", 2048), Err(StreamError::NotStun));
+        let mut m = binding(1);
+        m[4] ^= 1; // the magic cookie
+        assert_eq!(stream_frame(&m, 2048), Err(StreamError::NotStun));
+        let long = binding(39);
+        assert_eq!(
+            stream_frame(&long, 30),
+            Err(StreamError::TooLong(long.len()))
+        );
+        assert_eq!(stream_frame(&long[..10], 2048), Ok(None));
+    }
 }

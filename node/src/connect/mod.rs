@@ -2,3 +2,12 @@
 //! TCP and UDP with STUN/TURN, TLS 1.3 with Jami's chain rules, and the multiplexed socket
 //! whose channels carry SIP, git, sync and file transfers. Every part is sans-IO, so the
 //! tokio driver and the simulator run the same code.
+
+pub mod stun_client;
+pub mod turn;
+pub mod request;
+pub mod mux;
+pub mod framing;
+pub mod ice;
+pub mod ice_msg;
+pub mod tls;

@@ -507,7 +507,10 @@ mod unit {
             AccountArchive::decode(&file, "").err(),
             Some(ArchiveError::PasswordRequired)
         );
-        same(archive(), &AccountArchive::decode(&file, "pw").expect("decode"));
+        same(
+            archive(),
+            &AccountArchive::decode(&file, "pw").expect("decode"),
+        );
     }
 
     /// A salt starting with the gzip magic would make jamid (and us) read the file as
@@ -525,7 +528,10 @@ mod unit {
             AccountArchive::decode(&file, "").err(),
             Some(ArchiveError::PasswordRequired)
         );
-        same(archive(), &AccountArchive::decode(&file, "pw").expect("decode"));
+        same(
+            archive(),
+            &AccountArchive::decode(&file, "pw").expect("decode"),
+        );
     }
 
     #[test]

@@ -93,6 +93,11 @@ impl DeviceAnnouncer {
         self.key
     }
 
+    /// The put under way (its events are the announcer's, not the user's).
+    pub fn current_op(&self) -> Option<OpId> {
+        self.op
+    }
+
     /// Put now (permanently: the put follows the key's neighbourhood as the table
     /// grows, as jamid's does) and schedule the refresh, which replaces it.
     pub fn announce(&mut self, dht: &mut SecureDht, now: u64) -> OpId {

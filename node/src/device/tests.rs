@@ -1,0 +1,219 @@
+//! Devices on an in-memory network with a fixed one-way delay: announcement, presence
+//! as the FAQ words it, and the routing of events between the device's parts.
+
+use super::*;
+use crate::dht::value::Value;
+use crate::identity::{AccountIdentity, DeviceIdentity};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use std::collections::VecDeque;
+use std::sync::OnceLock;
+
+const NOW: u64 = 1_790_000_000_000;
+const DELAY_MS: u64 = 15;
+const BITS: usize = 1024;
+
+struct Accounts {
+    alice: (AccountIdentity, DeviceIdentity),
+    bob: (AccountIdentity, DeviceIdentity),
+}
+
+fn accounts() -> &'static Accounts {
+    static A: OnceLock<Accounts> = OnceLock::new();
+    A.get_or_init(|| {
+        let mut rng = ChaCha20Rng::seed_from_u64(77);
+        let mut one = || {
+            let a = AccountIdentity::generate(BITS, NOW / 1000, &mut rng).expect("account");
+            let d = a.new_device(BITS, NOW / 1000, &mut rng).expect("device");
+            (a, d)
+        };
+        Accounts {
+            alice: one(),
+            bob: one(),
+        }
+    })
+}
+
+fn account_id(a: &AccountIdentity) -> InfoHash {
+    InfoHash(a.account_id())
+}
+
+/// Who runs on the network: some plain DHT nodes, then the devices asked for.
+struct Net {
+    now: u64,
+    devices: Vec<Device>,
+    addrs: Vec<SocketAddr>,
+    queue: VecDeque<(u64, usize, SocketAddr, Vec<u8>)>,
+    events: Vec<Vec<DeviceEvent>>,
+}
+
+impl Net {
+    fn new(plain: usize, jami: &[&(AccountIdentity, DeviceIdentity)]) -> Net {
+        let now = NOW;
+        let mut devices = Vec::new();
+        for i in 0..plain + jami.len() {
+            let cfg = Config {
+                id: InfoHash::get(format!("node-{i}")),
+                network: 0,
+                seed: i as u64,
+                verify: Some(Box::new(crate::crypto::verify)),
+            };
+            let identity = jami
+                .get(i.wrapping_sub(plain))
+                .filter(|_| i >= plain)
+                .map(|(a, d)| JamiIdentity {
+                    account: a,
+                    device: d,
+                    announcement_id: 1000 + i as u64,
+                });
+            devices.push(Device::new(cfg, identity, now).expect("device"));
+        }
+        let n = devices.len();
+        let addrs: Vec<SocketAddr> = (0..n)
+            .map(|i| SocketAddr::from(([10, 0, 0, i as u8 + 1], 4222)))
+            .collect();
+        for i in 1..n {
+            devices[i].bootstrap(now, addrs[0]);
+        }
+        Net {
+            now,
+            devices,
+            addrs,
+            queue: VecDeque::new(),
+            events: vec![Vec::new(); n],
+        }
+    }
+
+    fn flush(&mut self, i: usize) {
+        while let Some(t) = self.devices[i].poll_transmit() {
+            if let Some(j) = self.addrs.iter().position(|a| *a == t.to) {
+                self.queue
+                    .push_back((self.now + DELAY_MS, j, self.addrs[i], t.bytes));
+            }
+        }
+        while let Some(e) = self.devices[i].poll_event() {
+            self.events[i].push(e);
+        }
+    }
+
+    fn run_for(&mut self, ms: u64) {
+        let end = self.now + ms;
+        for i in 0..self.devices.len() {
+            self.flush(i);
+        }
+        while self.now < end {
+            let next_packet = self.queue.front().map(|q| q.0).unwrap_or(u64::MAX);
+            let next_timer = self
+                .devices
+                .iter()
+                .filter_map(|d| d.poll_timeout())
+                .min()
+                .unwrap_or(u64::MAX);
+            self.now = next_packet.min(next_timer).min(end).max(self.now);
+            while self.queue.front().is_some_and(|q| q.0 <= self.now) {
+                let (_, j, from, bytes) = self.queue.pop_front().expect("queued");
+                self.devices[j].handle_datagram(self.now, from, &bytes);
+                self.flush(j);
+            }
+            for i in 0..self.devices.len() {
+                if self.devices[i]
+                    .poll_timeout()
+                    .is_some_and(|t| t <= self.now)
+                {
+                    self.devices[i].handle_timeout(self.now);
+                    self.flush(i);
+                }
+            }
+        }
+    }
+
+    fn presence_events(&self, i: usize) -> Vec<&PresenceEvent> {
+        self.events[i]
+            .iter()
+            .filter_map(|e| match e {
+                DeviceEvent::Presence(p) => Some(p),
+                DeviceEvent::Dht(_) => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_device_announces_itself_and_its_contacts_see_it_reachable() {
+    let f = accounts();
+    // Nodes 0..6 are plain; 6 is Alice's device, 7 Bob's.
+    let mut net = Net::new(6, &[&f.alice, &f.bob]);
+    let (alice, bob) = (6, 7);
+    net.run_for(5_000);
+    assert!(net.devices[alice].is_connected() && net.devices[bob].is_connected());
+    assert_eq!(net.devices[alice].announcements(), 1);
+    // Bob and a plain node follow Alice; nobody announced Carol (a made-up id).
+    let carol = InfoHash::get("nobody");
+    let now = net.now;
+    net.devices[bob].track(now, account_id(&f.alice.0));
+    net.devices[bob].track(now, carol);
+    net.devices[2].track(now, account_id(&f.alice.0));
+    net.run_for(5_000);
+    for watcher in [bob, 2] {
+        assert_eq!(
+            net.devices[watcher].presence_of(&account_id(&f.alice.0)),
+            Some(PresenceState::SeemsReachable),
+            "watcher {watcher}: {:?}",
+            net.presence_events(watcher)
+        );
+        let verified = net.presence_events(watcher).into_iter().any(|p| {
+            matches!(p, PresenceEvent::DeviceVerified { device, .. }
+                if device.device_id == f.alice.1.device_id())
+        });
+        assert!(verified, "watcher {watcher} verified Alice's own device");
+    }
+    assert_eq!(
+        net.devices[bob].presence_of(&carol),
+        Some(PresenceState::None)
+    );
+    assert_eq!(
+        net.devices[bob].presence_of(&InfoHash::get("untracked")),
+        None
+    );
+    let listed: Vec<PresenceState> = net.devices[bob].tracked().map(|t| t.1).collect();
+    assert_eq!(listed.len(), 2);
+    // The announcement's own put never reaches the user as a DHT event.
+    assert!(!net.events[alice]
+        .iter()
+        .any(|e| matches!(e, DeviceEvent::Dht(Event::PutDone { .. }))));
+}
+
+#[test]
+fn the_users_own_operations_come_back_as_dht_events() {
+    let f = accounts();
+    let mut net = Net::new(5, &[&f.alice]);
+    net.run_for(5_000);
+    let (now, me) = (net.now, 5);
+    let key = InfoHash::get("some key");
+    let op = net.devices[me]
+        .dht_mut()
+        .put(now, key, Value::plain(9, 0, b"hello".to_vec()));
+    net.run_for(5_000);
+    let done = net.events[me]
+        .iter()
+        .any(|e| matches!(e, DeviceEvent::Dht(Event::PutDone { op: o, .. }) if *o == op));
+    assert!(done, "{:?}", net.events[me]);
+}
+
+/// Breaks the model: a device that runs without its Jami identity announces nothing, so
+/// the same watcher must not see it reachable.
+#[test]
+fn without_an_announcement_the_account_is_not_reachable() {
+    let f = accounts();
+    let mut net = Net::new(7, &[&f.bob]);
+    net.run_for(5_000);
+    let (now, bob) = (net.now, 7);
+    net.devices[bob].track(now, account_id(&f.alice.0));
+    net.run_for(10_000);
+    assert_eq!(net.devices[6].announcements(), 0);
+    assert_eq!(
+        net.devices[bob].presence_of(&account_id(&f.alice.0)),
+        Some(PresenceState::None)
+    );
+    assert!(net.presence_events(bob).is_empty());
+}

@@ -1,0 +1,85 @@
+//! `dht-node`: our OpenDHT node (SecureDht) on UDP `port`, bootstrapping from
+//! `bootstrap`; puts its value at `put_at`, gets `get` (or `get_random` keys drawn from
+//! `population`) at `get_at`; optionally serves a DHT proxy on `proxy_port`, runs as a Jami
+//! device (`jami`) and tracks the presence of the accounts of `track` from `track_at`.
+
+use super::ActorKind;
+use crate::expand::instantiate;
+use crate::model::Params;
+use crate::world::World;
+use anyhow::{anyhow, bail, Result};
+use netsim::{AppId, NodeId};
+
+inventory::submit! {
+    ActorKind {
+        name: "dht-node",
+        params: &[
+            "port",
+            "bootstrap",
+            "put_at",
+            "get_at",
+            "get",
+            "get_random",
+            "population",
+            "population_count",
+            "proxy_port",
+            "track",
+            "track_at",
+            "jami",
+        ],
+        build,
+    }
+}
+
+fn build(w: &mut World, host: &str, node: NodeId, p: &Params<'_>) -> Result<AppId> {
+    let port = p.port("port", 4222)?;
+    let mut bootstrap = Vec::new();
+    for b in p.strs("bootstrap")? {
+        bootstrap.push(w.sock(b, port)?);
+    }
+    let mut get_keys: Vec<String> = p.strs("get")?.iter().map(|s| s.to_string()).collect();
+    let random =
+        usize::try_from(p.int("get_random", 0)?).map_err(|_| anyhow!("bad `get_random`"))?;
+    if random > 0 {
+        let pop = p.str("population")?;
+        let n = usize::try_from(p.int("population_count", 1)?)
+            .map_err(|_| anyhow!("bad `population_count`"))?;
+        // Which keys a host asks for: drawn from the scenario seed and the host.
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(
+            w.host_seed(host, 0x9e37_79b9_7f4a_7c15),
+        );
+        let mut tries = 0;
+        while get_keys.len() < random && n > 1 {
+            tries += 1;
+            if tries > 100 * random {
+                bail!("`population` `{pop}` gives no host other than `{host}`");
+            }
+            let j = rand::RngExt::random_range(&mut rng, 0..n);
+            let name = instantiate(pop, j);
+            if name != host {
+                get_keys.push(name);
+            }
+        }
+    }
+    let track = w.tracked(p)?;
+    let jami = match p.bool("jami", false)? {
+        true => Some(w.jami_identity(host, "")?),
+        false => None,
+    };
+    let wl = crate::glue::DhtWorkload {
+        jami,
+        track,
+        track_at: p.duration("track_at", "1s")?,
+        port,
+        bootstrap,
+        put_at: p.opt_duration("put_at")?,
+        get_at: p.opt_duration("get_at")?,
+        get_keys,
+        proxy_port: match p.int("proxy_port", 0)? {
+            0 => None,
+            _ => Some(p.port("proxy_port", 0)?),
+        },
+    };
+    Ok(w.sim
+        .add_app(node, move || Box::new(crate::glue::DhtApp::new(wl.clone()))))
+}
