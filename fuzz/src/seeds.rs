@@ -51,6 +51,7 @@ pub fn write_if_asked(target: &str) {
         "ice_msg" => ice_msgs(),
         "ice_agent" => ice_checks(),
         "sip" => sip(),
+        "contacts_store" => contact_files(),
         other => panic!("no seeds for target {other}"),
     };
     let n = write(Path::new(&dir), &seeds);
@@ -421,6 +422,31 @@ fn cyphers() -> Vec<Vec<u8>> {
         }
     }
     out
+}
+
+/// `contacts_store`: a `contacts` and an `incomingTrustRequests` file with one entry of
+/// each kind (active, banned; with and without a device key), packed by our encoders.
+fn contact_files() -> Vec<Vec<u8>> {
+    use node::contacts::{store, ContactList};
+    use node::dht::InfoHash;
+    let mut l = ContactList::new();
+    l.add_contact(1_795_541_618, InfoHash([1; 20]), true, "conv");
+    l.remove_contact(1_795_541_700, InfoHash([2; 20]), true);
+    l.on_trust_request(
+        1_795_541_618,
+        InfoHash([3; 20]),
+        b"spki",
+        false,
+        "c",
+        b"vcard".to_vec(),
+    );
+    let mut none = l.requests().clone();
+    none.values_mut().for_each(|r| r.device = None);
+    vec![
+        store::encode_contacts(l.contacts()),
+        store::encode_requests(l.requests()),
+        store::encode_requests(&none),
+    ]
 }
 
 /// `dht_payload`: one of each payload, packed by our encoders.

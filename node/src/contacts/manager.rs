@@ -173,6 +173,10 @@ pub struct ContactManager {
     seen: BTreeSet<(InfoHash, u64)>,
     seen_order: VecDeque<(InfoHash, u64)>,
     pending: usize,
+    /// The vCard of each request we sent and that is not confirmed yet, for re-sending
+    /// when the peer comes online (jamid caches it in `cache/<acc>/requests/<uri>`).
+    /// One per contact the user asked for: grows only with user commands.
+    sent_payloads: BTreeMap<InfoHash, Vec<u8>>,
     events: VecDeque<TrustEvent>,
     rng: ChaCha20Rng,
     pub stats: TrustStats,
@@ -195,6 +199,7 @@ impl ContactManager {
             seen: BTreeSet::new(),
             seen_order: VecDeque::new(),
             pending: 0,
+            sent_payloads: BTreeMap::new(),
             events: VecDeque::new(),
             rng: ChaCha20Rng::seed_from_u64(seed ^ 0x7275_7374),
             stats: TrustStats::default(),
@@ -240,6 +245,7 @@ impl ContactManager {
         }
         self.list.add_contact(secs(now), to, false, conversation_id);
         self.flush();
+        self.sent_payloads.insert(to, payload.clone());
         let request = TrustRequest {
             service: SERVICE.to_string(),
             conversation_id: conversation_id.to_string(),
@@ -266,6 +272,31 @@ impl ContactManager {
         self.list.discard_request(from)
     }
 
+    /// jamid's `onTrackedBuddyOnline`: a contact we asked and that has not confirmed
+    /// yet gets the request again (same conversation, same vCard) when its presence
+    /// comes up — a request sent while it had no announced device reached no one.
+    /// Returns whether a request was sent.
+    pub fn contact_online<D: TrustDht + ?Sized>(
+        &mut self,
+        dht: &mut D,
+        now: u64,
+        account: InfoHash,
+    ) -> bool {
+        let Some(c) = self.list.contact(&account) else {
+            return false;
+        };
+        if !c.is_active() || c.confirmed || c.conversation_id.is_empty() {
+            return false;
+        }
+        let conversation_id = c.conversation_id.clone();
+        let payload = self
+            .sent_payloads
+            .get(&account)
+            .cloned()
+            .unwrap_or_default();
+        self.send_request(dht, now, account, &conversation_id, payload)
+    }
+
     /// `removeContact(uri, ban)`: its pending request goes too; a banned account's
     /// requests are dropped from then on. Nothing is sent.
     pub fn remove(&mut self, now: u64, account: InfoHash, ban: bool) -> bool {
@@ -280,6 +311,9 @@ impl ContactManager {
 
     fn flush(&mut self) {
         for e in self.list.drain_events() {
+            if let ContactEvent::Confirmed { from, .. } = &e {
+                self.sent_payloads.remove(from);
+            }
             self.events.push_back(TrustEvent::Contact(e));
         }
     }

@@ -649,3 +649,47 @@ fn a_signing_key_that_is_not_the_certificate_key_is_refused() {
         Err(Refusal::SelfSigned)
     );
 }
+
+#[test]
+fn unconfirmed_request_is_sent_again_when_the_contact_comes_online() {
+    let f = fx();
+    let mut dht = FakeDht::default();
+    let mut m = manager(&mut dht);
+    let to = account(&f.a);
+    assert!(
+        !m.contact_online(&mut dht, NOW_MS, to),
+        "not a contact: nothing to resend"
+    );
+    m.send_request(&mut dht, NOW_MS, to, "conv", b"vcard".to_vec());
+    // No device announced yet: the first request reaches no one.
+    let e = done(dht.get_at(to), to);
+    m.handle_event(&mut dht, NOW_MS, &e);
+    assert!(events(&mut m).contains(&TrustEvent::Sent {
+        to,
+        confirm: false,
+        devices: 0
+    }));
+    dht.local.insert(
+        to,
+        vec![announcement_value(&f.a, f.a_dev.certificate(), 51).unwrap()],
+    );
+    dht.local.insert(short(&f.a_dev), vec![cert_of(&f.a_dev)]);
+    assert!(m.contact_online(&mut dht, NOW_MS, to));
+    let (_, key, _, body) = dht.puts.last().expect("sent again");
+    assert_eq!(*key, inbox_key(&short(&f.a_dev)));
+    assert_eq!(
+        TrustRequest::unpack(&body.data).unwrap(),
+        tr("conv", b"vcard", false)
+    );
+    // Once confirmed, coming online sends nothing (model break: an unconfirmed one did).
+    deliver(
+        &mut m,
+        &mut dht,
+        request_value(f.a_dev.key(), 52, &tr("conv", b"", true)),
+        Some(cert_of(&f.a_dev)),
+    );
+    assert!(m.contacts().contact(&to).unwrap().confirmed);
+    let puts = dht.puts.len();
+    assert!(!m.contact_online(&mut dht, NOW_MS, to));
+    assert_eq!(dht.puts.len(), puts);
+}
