@@ -3,11 +3,11 @@
 //! whose channels carry SIP, git, sync and file transfers. Every part is sans-IO, so the
 //! tokio driver and the simulator run the same code.
 
-pub mod stun_client;
-pub mod turn;
-pub mod request;
-pub mod mux;
 pub mod framing;
 pub mod ice;
 pub mod ice_msg;
+pub mod mux;
+pub mod request;
+pub mod stun_client;
 pub mod tls;
+pub mod turn;
