@@ -53,6 +53,10 @@ pub struct SimConfig {
     /// Record a pcap per host.
     pub capture: bool,
     pub sabotage: Sabotage,
+    /// Most trace text kept in memory (the last lines; see `trace::DEFAULT_KEEP_BYTES`).
+    pub trace_keep_bytes: usize,
+    /// Also stream every trace line to this file (a replay's whole trace).
+    pub trace_file: Option<std::path::PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -63,6 +67,8 @@ impl Default for SimConfig {
             trace: true,
             capture: false,
             sabotage: Sabotage::default(),
+            trace_keep_bytes: crate::trace::DEFAULT_KEEP_BYTES,
+            trace_file: None,
         }
     }
 }
@@ -226,7 +232,16 @@ impl Sim {
         let mut core = Core {
             now: SimTime::ZERO,
             rng: derive_rng(cfg.seed, "network"),
-            trace: cfg.trace.then(|| Trace::new(cfg.keep_trace)),
+            trace: cfg.trace.then(|| {
+                let t = Trace::with_limit(cfg.keep_trace, cfg.trace_keep_bytes);
+                match &cfg.trace_file {
+                    // A trace file that cannot be created leaves the in-memory trace.
+                    Some(p) => Trace::with_limit(cfg.keep_trace, cfg.trace_keep_bytes)
+                        .to_file(p)
+                        .unwrap_or(t),
+                    None => t,
+                }
+            }),
             cfg,
             queue: BinaryHeap::new(),
             seq: 0,
@@ -483,8 +498,22 @@ impl Sim {
             .unwrap_or_default()
     }
 
+    /// The trace text kept in memory (its last part when lines were cut).
     pub fn trace_text(&self) -> Option<&str> {
         self.core.trace.as_ref().and_then(|t| t.text())
+    }
+
+    /// Lines cut from the front of the kept trace text.
+    pub fn trace_cut_lines(&self) -> u64 {
+        self.core.trace.as_ref().map(|t| t.cut_lines).unwrap_or(0)
+    }
+
+    /// Flush the file the trace streams to, if any.
+    pub fn flush_trace(&mut self) -> std::io::Result<()> {
+        match &mut self.core.trace {
+            Some(t) => t.flush(),
+            None => Ok(()),
+        }
     }
 
     /// (host name, pcap) for every host that captured packets.

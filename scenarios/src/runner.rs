@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use netsim::Sabotage;
 use reports::{CheckResult, RunReport, ScenarioResult};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -41,6 +42,9 @@ pub struct RunOptions {
     pub only_id: Option<String>,
     /// Deliberately broken models (tests only).
     pub sabotage: Sabotage,
+    /// Stream each case's whole trace to its `trace.txt` as it runs (replays), instead
+    /// of keeping its last part in memory.
+    pub full_trace: bool,
 }
 
 impl Default for RunOptions {
@@ -61,6 +65,7 @@ impl Default for RunOptions {
             started_utc: String::new(),
             only_id: None,
             sabotage: Sabotage::default(),
+            full_trace: false,
         }
     }
 }
@@ -107,7 +112,12 @@ pub fn select(targets: &[String]) -> Result<Vec<Case>> {
 /// What one run of one case leaves behind.
 pub struct CaseRun {
     pub result: ScenarioResult,
+    /// The trace text kept in memory: all of it, or its last part when
+    /// `trace_cut_lines` lines were cut from the front.
     pub trace: Option<String>,
+    pub trace_cut_lines: u64,
+    /// The whole trace was streamed to this file.
+    pub trace_file: Option<PathBuf>,
     pub pcaps: Vec<(String, Vec<u8>)>,
 }
 
@@ -140,6 +150,7 @@ pub fn run_case(case: &Case, seed: u64, opts: &BuildOpts) -> CaseRun {
     let attempt =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| simulate(case, seed, opts)));
     let mut trace = None;
+    let mut trace_cut_lines = 0;
     let mut pcaps = Vec::new();
     match attempt {
         Ok(Ok((w, outcome))) => {
@@ -155,6 +166,7 @@ pub fn run_case(case: &Case, seed: u64, opts: &BuildOpts) -> CaseRun {
             result.events = w.sim.core.events;
             result.trace_hash = w.sim.trace_hash();
             trace = w.sim.trace_text().map(str::to_string);
+            trace_cut_lines = w.sim.trace_cut_lines();
             pcaps = w
                 .sim
                 .pcaps()
@@ -182,6 +194,8 @@ pub fn run_case(case: &Case, seed: u64, opts: &BuildOpts) -> CaseRun {
     CaseRun {
         result,
         trace,
+        trace_cut_lines,
+        trace_file: opts.trace_file.clone(),
         pcaps,
     }
 }
@@ -204,6 +218,7 @@ fn determinism(case: &Case, seed: u64, opts: &BuildOpts, first: &World, out: &mu
         &BuildOpts {
             keep_trace: false,
             capture: false,
+            trace_file: None,
             ..opts.clone()
         },
     );
@@ -288,6 +303,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         capture: opts.capture,
         keep_trace: true,
         sabotage: opts.sabotage.clone(),
+        ..BuildOpts::default()
     };
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<ScenarioResult>>> = Mutex::new(vec![None; jobs.len()]);
@@ -300,6 +316,14 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
                     break;
                 };
                 let case = &cases[ci];
+                let mut build = build.clone();
+                if opts.full_trace {
+                    let dir = opts.out.join(case_dir(case, seed));
+                    if std::fs::create_dir_all(&dir).is_ok() {
+                        build.trace_file = Some(dir.join("trace.txt"));
+                        build.keep_trace = false;
+                    }
+                }
                 let mut run = run_case(case, seed, &build);
                 if let Err(e) = write_artifacts(&opts.out, case, seed, &mut run, &opts.commit) {
                     first_error.lock().expect("no poisoning").get_or_insert(e);
@@ -355,6 +379,13 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     Ok(report)
 }
 
+/// Where a case's artifacts go, relative to the run's directory.
+fn case_dir(case: &Case, seed: u64) -> PathBuf {
+    PathBuf::from("scenarios")
+        .join(slug(&case.id))
+        .join(format!("seed-{seed}"))
+}
+
 /// Write a case's trace and pcaps, and a capsule when it failed; record their paths.
 fn write_artifacts(
     out: &Path,
@@ -363,17 +394,29 @@ fn write_artifacts(
     run: &mut CaseRun,
     commit: &str,
 ) -> Result<()> {
-    let rel = PathBuf::from("scenarios")
-        .join(slug(&case.id))
-        .join(format!("seed-{seed}"));
+    let rel = case_dir(case, seed);
     let dir = out.join(&rel);
     if run.trace.is_some() || !run.pcaps.is_empty() || !run.result.passed {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    if let Some(t) = &run.trace {
+    if run.trace_file.is_some() {
+        run.result.trace_path = Some(rel.join("trace.txt").display().to_string());
+    } else if let Some(t) = &run.trace {
         // Big traces of passing cases are not kept (the hash is); a replay writes them.
-        if t.len() <= MAX_KEPT_TRACE_BYTES || !run.result.passed {
-            std::fs::write(dir.join("trace.txt"), t)?;
+        // A failing case keeps what memory kept: the trace's last part at most.
+        if (t.len() <= MAX_KEPT_TRACE_BYTES && run.trace_cut_lines == 0) || !run.result.passed {
+            let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join("trace.txt"))?);
+            if run.trace_cut_lines > 0 {
+                writeln!(
+                    f,
+                    "# the first {} lines of this trace are cut (only its last {} MiB are kept); `{}` writes it whole",
+                    run.trace_cut_lines,
+                    t.len().div_ceil(1024 * 1024),
+                    run.result.replay
+                )?;
+            }
+            f.write_all(t.as_bytes())?;
+            f.flush()?;
             run.result.trace_path = Some(rel.join("trace.txt").display().to_string());
         }
     }
@@ -392,6 +435,7 @@ fn write_artifacts(
             "error": run.result.error,
             "failed_checks": run.result.checks.iter().filter(|c| !c.passed).collect::<Vec<_>>(),
             "trace": run.result.trace_path,
+            "trace_lines_cut": run.trace_cut_lines,
             "trace_sha256": run.result.trace_hash,
         });
         std::fs::write(

@@ -38,6 +38,16 @@ const FIRST_RETRY_MS: u64 = 500;
 const PARTIAL_TIMEOUT_MS: u64 = 3_000;
 const PARTIAL_MAX_MS: u64 = 10_000;
 const EXPIRE_PERIOD_MS: u64 = 60_000;
+/// While disconnected, bootstrap nodes are pinged again after this long, the wait
+/// doubling each time up to [`BOOTSTRAP_PERIOD_MAX_MS`] (OpenDHT's `BOOTSTRAP_PERIOD`):
+/// a node whose first pings were all lost (its bootstrap node busy, as when thousands
+/// of nodes start at once) still joins.
+pub const BOOTSTRAP_PERIOD_MS: u64 = 10_000;
+/// The longest wait between bootstrap attempts (OpenDHT's 24 h).
+pub const BOOTSTRAP_PERIOD_MAX_MS: u64 = 24 * 3600 * 1000;
+/// Bootstrap addresses remembered; the user gives them, a handful is the norm, and a
+/// bound keeps a careless caller from growing the list without end.
+pub const MAX_BOOTSTRAP_NODES: usize = 64;
 
 /// Checks a signed value (owner key, signed body bytes, signature). The engine knows
 /// no crypto; the node gives it this.
@@ -268,6 +278,10 @@ pub struct Dht {
     reported: BTreeMap<IpAddr, u32>,
     expire_at: u64,
     maintain_at: u64,
+    /// Where to bootstrap from, when to look again whether we must, and the wait after.
+    bootstrap_nodes: Vec<SocketAddr>,
+    bootstrap_at: Option<u64>,
+    bootstrap_period: u64,
     last_table_size: usize,
     last_growth_at: u64,
     pub stats: Stats,
@@ -294,6 +308,9 @@ impl Dht {
             connected: false,
             reported: BTreeMap::new(),
             expire_at: now + EXPIRE_PERIOD_MS,
+            bootstrap_nodes: Vec::new(),
+            bootstrap_at: None,
+            bootstrap_period: BOOTSTRAP_PERIOD_MS,
             maintain_at: now + rng.random_range(3_000..=5_000),
             last_table_size: 0,
             last_growth_at: now,
@@ -358,7 +375,8 @@ impl Dht {
         let mut t = self
             .expire_at
             .min(self.maintain_at)
-            .min(self.tokens.rotate_at);
+            .min(self.tokens.rotate_at)
+            .min(self.bootstrap_at.unwrap_or(u64::MAX));
         for p in self.pending.values() {
             t = t.min(p.retry_at);
         }
@@ -377,10 +395,43 @@ impl Dht {
 
     // ---- commands ---------------------------------------------------------------------
 
-    /// Ping a bootstrap node; its answer puts it in the routing table.
+    /// Ping a bootstrap node; its answer puts it in the routing table. It is kept, and
+    /// pinged again while the node is disconnected (OpenDHT's `addBootstrap`).
     pub fn bootstrap(&mut self, now: u64, addr: SocketAddr) {
         self.now = now;
+        if !self.bootstrap_nodes.contains(&addr) && self.bootstrap_nodes.len() < MAX_BOOTSTRAP_NODES
+        {
+            self.bootstrap_nodes.push(addr);
+        }
+        self.bootstrap_period = BOOTSTRAP_PERIOD_MS;
+        self.bootstrap_at = Some(now + BOOTSTRAP_PERIOD_MS);
         self.ping(addr);
+    }
+
+    /// OpenDHT's `Disconnected` status: no node in the table that is not expired, and no
+    /// ping waiting for an answer.
+    pub fn is_disconnected(&self) -> bool {
+        !self.table.nodes().any(|n| !n.is_expired())
+            && !self
+                .pending
+                .values()
+                .any(|p| matches!(p.purpose, Purpose::Ping))
+    }
+
+    /// While disconnected, ping every bootstrap node again, each time waiting twice as
+    /// long (OpenDHT's `Dht::bootstrap` job). Once connected the job stops; it starts
+    /// again, at the first period, when the node finds itself disconnected.
+    fn bootstrap_again(&mut self, now: u64) {
+        if self.is_disconnected() {
+            for addr in self.bootstrap_nodes.clone() {
+                self.ping(addr);
+            }
+            self.bootstrap_at = Some(now + self.bootstrap_period);
+            self.bootstrap_period = (self.bootstrap_period * 2).min(BOOTSTRAP_PERIOD_MAX_MS);
+        } else {
+            self.bootstrap_period = BOOTSTRAP_PERIOD_MS;
+            self.bootstrap_at = None;
+        }
     }
 
     /// Find the values stored at `key`.
@@ -1022,6 +1073,7 @@ impl Dht {
             .filter(|(_, p)| p.retry_at <= now)
             .map(|(k, _)| *k)
             .collect();
+        let mut timed_out = false;
         for key in due {
             let Some(p) = self.pending.remove(&key) else {
                 continue;
@@ -1031,6 +1083,7 @@ impl Dht {
                 continue;
             }
             self.stats.timeouts += 1;
+            timed_out = true;
             if let Some(id) = p.node {
                 self.table.failed(&id.0);
             }
@@ -1071,6 +1124,17 @@ impl Dht {
                     self.request(node, None, body, Vec::new(), Purpose::Update);
                 }
             }
+        }
+        if self.bootstrap_at.is_some_and(|t| now >= t) {
+            self.bootstrap_again(now);
+        } else if self.bootstrap_at.is_none()
+            && timed_out
+            && !self.bootstrap_nodes.is_empty()
+            && self.is_disconnected()
+        {
+            // Every node we knew stopped answering (OpenDHT's `onDisconnected`).
+            self.bootstrap_period = BOOTSTRAP_PERIOD_MS;
+            self.bootstrap_again(now);
         }
         if now >= self.tokens.rotate_at {
             let (fresh, next) = (
