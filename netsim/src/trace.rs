@@ -54,6 +54,11 @@ impl Trace {
     }
 
     pub fn line(&mut self, now: SimTime, msg: &str) {
+        self.line_args(now, format_args!("{msg}"));
+    }
+
+    /// A line formatted straight into the trace (no intermediate string).
+    pub fn line_args(&mut self, now: SimTime, msg: std::fmt::Arguments<'_>) {
         self.line.clear();
         let _ = writeln!(self.line, "{now} {msg}");
         self.hasher.update(self.line.as_bytes());

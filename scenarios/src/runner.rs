@@ -70,13 +70,15 @@ impl Default for RunOptions {
     }
 }
 
-/// Resolve targets to cases, in a stable order.
+/// Resolve targets to cases, in a stable order: suites (less their opt-in cases, see
+/// `model::OPT_IN_TAGS`), scenario ids, `@tag`s and scenario files.
 pub fn select(targets: &[String]) -> Result<Vec<Case>> {
     let mut builtin = Vec::new();
     for (suite, path, text) in SUITE_FILES {
         builtin.extend(expand::cases(suite, path, text)?);
     }
     if targets.is_empty() {
+        builtin.retain(|c| !c.spec.scenario.opt_in());
         return Ok(builtin);
     }
     let mut out: Vec<Case> = Vec::new();
@@ -92,10 +94,19 @@ pub fn select(targets: &[String]) -> Result<Vec<Case>> {
                 .unwrap_or("file");
             out.extend(expand::cases(suite, t, &text)?);
         } else {
+            // A suite leaves out its opt-in cases; a tag (`@large`) or a name takes them.
+            let tag = t.strip_prefix('@');
             out.extend(
                 builtin
                     .iter()
-                    .filter(|c| c.suite == *t || c.base == *t || c.id == *t)
+                    .filter(|c| match tag {
+                        Some(tag) => c.spec.scenario.tags.iter().any(|x| x == tag),
+                        None => {
+                            (c.suite == *t && !c.spec.scenario.opt_in())
+                                || c.base == *t
+                                || c.id == *t
+                        }
+                    })
                     .cloned(),
             );
         }
@@ -445,4 +456,24 @@ fn write_artifacts(
         run.result.capsule = Some(rel.display().to_string());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(targets: &[&str]) -> Vec<String> {
+        let t: Vec<String> = targets.iter().map(|s| s.to_string()).collect();
+        select(&t).unwrap().into_iter().map(|c| c.id).collect()
+    }
+
+    #[test]
+    fn large_cases_run_only_when_asked_for() {
+        let large = "dht/scale-10k".to_string();
+        assert!(!ids(&[]).contains(&large), "not in a bare run");
+        assert!(!ids(&["dht"]).contains(&large), "not in its suite's run");
+        assert!(ids(&["dht"]).contains(&"dht/scale-1000".to_string()));
+        assert_eq!(ids(&["@large"]), vec![large.clone()], "its tag selects it");
+        assert_eq!(ids(&["dht/scale-10k"]), vec![large], "and so does its name");
+    }
 }

@@ -264,6 +264,9 @@ pub struct Dht {
     tokens: Tokens,
     limits: RequestLimits,
     pending: BTreeMap<(SocketAddr, u32), Pending>,
+    /// `pending` by retry time, so the next timeout and the due requests are found
+    /// without a walk over every request in flight.
+    retries: BTreeSet<(u64, SocketAddr, u32)>,
     tids: BTreeMap<SocketAddr, u32>,
     partials: BTreeMap<(SocketAddr, u32), (PartialMessage, u64, u64)>,
     searches: BTreeMap<OpId, Search>,
@@ -298,6 +301,7 @@ impl Dht {
             tokens: Tokens::new(s1, s2, rotate),
             limits: RequestLimits::default(),
             pending: BTreeMap::new(),
+            retries: BTreeSet::new(),
             tids: BTreeMap::new(),
             partials: BTreeMap::new(),
             searches: BTreeMap::new(),
@@ -377,8 +381,8 @@ impl Dht {
             .min(self.maintain_at)
             .min(self.tokens.rotate_at)
             .min(self.bootstrap_at.unwrap_or(u64::MAX));
-        for p in self.pending.values() {
-            t = t.min(p.retry_at);
+        if let Some((at, _, _)) = self.retries.first() {
+            t = t.min(*at);
         }
         for (_, started, last) in self.partials.values() {
             t = t.min((last + PARTIAL_TIMEOUT_MS).min(started + PARTIAL_MAX_MS));
@@ -952,7 +956,7 @@ impl Dht {
     }
 
     fn on_reply(&mut self, from: SocketAddr, tid: u32, r: Reply) {
-        let Some(p) = self.pending.remove(&(from, tid)) else {
+        let Some(p) = self.take_pending(from, tid) else {
             return;
         };
         if r.id.is_zero() || r.id == self.cfg.id {
@@ -988,7 +992,7 @@ impl Dht {
     }
 
     fn on_error(&mut self, from: SocketAddr, tid: u32, e: ErrorMsg) {
-        let Some(p) = self.pending.remove(&(from, tid)) else {
+        let Some(p) = self.take_pending(from, tid) else {
             return;
         };
         if let Purpose::Search(op) | Purpose::PutTo(op) | Purpose::ListenTo(op) = p.purpose {
@@ -1048,6 +1052,12 @@ impl Dht {
         self.send_pending(tid, p);
     }
 
+    fn take_pending(&mut self, to: SocketAddr, tid: u32) -> Option<Pending> {
+        let p = self.pending.remove(&(to, tid))?;
+        self.retries.remove(&(p.retry_at, to, tid));
+        Some(p)
+    }
+
     fn send_pending(&mut self, tid: u32, mut p: Pending) {
         p.attempts += 1;
         self.out.push_back(Transmit {
@@ -1062,20 +1072,22 @@ impl Dht {
         }
         p.retry_at = self.now + p.interval;
         p.interval = p.interval * 2 + self.rng.random_range(0..=250);
+        self.retries.insert((p.retry_at, p.to, tid));
         self.pending.insert((p.to, tid), p);
     }
 
     pub fn handle_timeout(&mut self, now: u64) {
         self.now = now;
-        let due: Vec<(SocketAddr, u32)> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.retry_at <= now)
-            .map(|(k, _)| *k)
+        // Handled in (address, tid) order, as a walk over `pending` would.
+        let mut due: Vec<(SocketAddr, u32)> = self
+            .retries
+            .range(..(now + 1, SocketAddr::from(([0, 0, 0, 0], 0)), 0))
+            .map(|&(_, a, t)| (a, t))
             .collect();
+        due.sort_unstable();
         let mut timed_out = false;
         for key in due {
-            let Some(p) = self.pending.remove(&key) else {
+            let Some(p) = self.take_pending(key.0, key.1) else {
                 continue;
             };
             if p.attempts < MAX_ATTEMPTS {
