@@ -573,14 +573,6 @@ impl Core {
         }
     }
 
-    /// A trace line formatted in place (hot paths: one per packet hop).
-    pub(crate) fn trace_args(&mut self, msg: std::fmt::Arguments<'_>) {
-        let now = self.now;
-        if let Some(t) = &mut self.trace {
-            t.line_args(now, msg);
-        }
-    }
-
     pub(crate) fn tracing(&self) -> bool {
         self.trace.is_some()
     }

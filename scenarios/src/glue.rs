@@ -86,7 +86,8 @@ pub struct DhtApp {
     w: DhtWorkload,
     dht: Option<SecureDht>,
     sock: Option<SockId>,
-    timer_at: Option<u64>,
+    /// Engine wakeups armed on the host's timer, by engine time (ms).
+    armed: std::collections::BTreeSet<u64>,
     pub connected_at: Option<SimTime>,
     /// The op of the host's own put (`put_at`): its `PutDone` goes in `puts_done`.
     own_put: Option<OpId>,
@@ -116,7 +117,7 @@ impl DhtApp {
             w,
             dht: None,
             sock: None,
-            timer_at: None,
+            armed: Default::default(),
             connected_at: None,
             own_put: None,
             puts_done: Vec::new(),
@@ -178,9 +179,11 @@ impl DhtApp {
         .into_iter()
         .flatten()
         .min();
+        // Arm a wakeup only if none is armed at or before `t` (an earlier one looks
+        // again when it fires): one timer event per wakeup, not one per change.
         if let Some(t) = next {
-            if self.timer_at.is_none_or(|cur| t < cur) {
-                self.timer_at = Some(t);
+            if self.armed.first().is_none_or(|&first| t < first) {
+                self.armed.insert(t);
                 let wait = t.saturating_sub(Self::now_ms(cx));
                 cx.set_timer(Duration::from_millis(wait), T_ENGINE);
             }
@@ -418,7 +421,10 @@ impl App for DhtApp {
         let host = cx.host_name().to_string();
         match token {
             T_ENGINE => {
-                self.timer_at = None;
+                // This wakeup is the earliest armed (timers fire in order); any other
+                // due by now has fired too.
+                self.armed.pop_first();
+                self.armed = self.armed.split_off(&(now + 1));
                 if let Some(d) = self.dht.as_mut() {
                     if d.poll_timeout().is_some_and(|t| t <= now) {
                         d.handle_timeout(now);
