@@ -476,4 +476,33 @@ mod tests {
         assert_eq!(ids(&["@large"]), vec![large.clone()], "its tag selects it");
         assert_eq!(ids(&["dht/scale-10k"]), vec![large], "and so does its name");
     }
+
+    /// A failing case whose trace memory cut keeps what was kept, says so at the top
+    /// of `trace.txt` with the replay command, and counts the cut lines in the capsule.
+    #[test]
+    fn a_cut_trace_is_kept_with_a_note_and_the_replay_command() {
+        let case = select(&["dht/scale-1000".to_string()]).unwrap().remove(0);
+        let mut run = CaseRun {
+            result: ScenarioResult {
+                replay: "jamisim replay 'dht/scale-1000' --seed 3".into(),
+                passed: false,
+                ..Default::default()
+            },
+            trace: Some("   9.000000000s last line\n".into()),
+            trace_cut_lines: 1234,
+            trace_file: None,
+            pcaps: Vec::new(),
+        };
+        let out = std::env::temp_dir().join(format!("jamisim-cut-{}", std::process::id()));
+        write_artifacts(&out, &case, 3, &mut run, "abc").unwrap();
+        let dir = out.join(case_dir(&case, 3));
+        let text = std::fs::read_to_string(dir.join("trace.txt")).unwrap();
+        let capsule = std::fs::read_to_string(dir.join("capsule.json")).unwrap();
+        let _ = std::fs::remove_dir_all(&out);
+        let first = text.lines().next().unwrap();
+        assert!(first.starts_with("# the first 1234 lines"), "{first}");
+        assert!(first.contains("jamisim replay 'dht/scale-1000' --seed 3"));
+        assert!(text.ends_with("last line\n"));
+        assert!(capsule.contains("\"trace_lines_cut\": 1234"), "{capsule}");
+    }
 }
