@@ -393,6 +393,7 @@ fn real_main() -> Result<bool> {
                     .unwrap_or(case.id.clone())],
                 seeds: vec![seed],
                 only_id: Some(id.clone()),
+                full_trace: true,
                 out: out.clone(),
                 progress: false,
                 capture: true,

@@ -301,9 +301,9 @@ impl Core {
         if self.is_down(node) {
             return;
         }
-        if self.tracing() {
-            let msg = format!("send  {} {} #{}", self.node_name(node), pkt, pkt.id);
-            self.trace_line(&msg);
+        if let Some(t) = &mut self.trace {
+            let name = &self.nodes[node].name;
+            t.line_args(self.now, format_args!("send  {name} {pkt} #{}", pkt.id));
         }
         let now = self.now;
         let h = self.h(node);
@@ -367,9 +367,9 @@ impl Core {
 
     /// Hand a packet addressed to this host to its sockets.
     pub(crate) fn deliver(&mut self, node: NodeId, pkt: Packet) {
-        if self.tracing() {
-            let msg = format!("recv  {} {} #{}", self.node_name(node), pkt, pkt.id);
-            self.trace_line(&msg);
+        if let Some(t) = &mut self.trace {
+            let name = &self.nodes[node].name;
+            t.line_args(self.now, format_args!("recv  {name} {pkt} #{}", pkt.id));
         }
         let h = self.h(node);
         if pkt.is_multicast() {

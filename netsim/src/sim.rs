@@ -55,6 +55,10 @@ pub struct SimConfig {
     /// Record a pcap per host.
     pub capture: bool,
     pub sabotage: Sabotage,
+    /// Most trace text kept in memory (the last lines; see `trace::DEFAULT_KEEP_BYTES`).
+    pub trace_keep_bytes: usize,
+    /// Also stream every trace line to this file (a replay's whole trace).
+    pub trace_file: Option<std::path::PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -65,6 +69,8 @@ impl Default for SimConfig {
             trace: true,
             capture: false,
             sabotage: Sabotage::default(),
+            trace_keep_bytes: crate::trace::DEFAULT_KEEP_BYTES,
+            trace_file: None,
         }
     }
 }
@@ -108,10 +114,13 @@ pub(crate) enum Event {
     },
 }
 
+/// A queue entry: when, in what order, and where its event waits in `Core::slab`.
+/// Events carry whole packets (over 100 bytes); the heap moves entries O(log n) times
+/// per push and pop, so it moves these 24 bytes instead.
 struct Queued {
     at: SimTime,
     seq: u64,
-    ev: Event,
+    slot: u32,
 }
 impl PartialEq for Queued {
     fn eq(&self, o: &Self) -> bool {
@@ -184,6 +193,9 @@ pub struct Core {
     pub now: SimTime,
     pub(crate) cfg: SimConfig,
     queue: BinaryHeap<Reverse<Queued>>,
+    /// Events of the queue's entries, by slot; `free` lists the empty slots.
+    slab: Vec<Option<Event>>,
+    free: Vec<u32>,
     seq: u64,
     pub(crate) rng: ChaCha8Rng,
     pub nodes: Vec<Node>,
@@ -233,9 +245,20 @@ impl Sim {
         let mut core = Core {
             now: SimTime::ZERO,
             rng: derive_rng(cfg.seed, "network"),
-            trace: cfg.trace.then(|| Trace::new(cfg.keep_trace)),
+            trace: cfg.trace.then(|| {
+                let t = Trace::with_limit(cfg.keep_trace, cfg.trace_keep_bytes);
+                match &cfg.trace_file {
+                    // A trace file that cannot be created leaves the in-memory trace.
+                    Some(p) => Trace::with_limit(cfg.keep_trace, cfg.trace_keep_bytes)
+                        .to_file(p)
+                        .unwrap_or(t),
+                    None => t,
+                }
+            }),
             cfg,
             queue: BinaryHeap::new(),
+            slab: Vec::new(),
+            free: Vec::new(),
             seq: 0,
             nodes: Vec::new(),
             links: Vec::new(),
@@ -369,9 +392,13 @@ impl Sim {
         let Some(Reverse(q)) = self.core.queue.pop() else {
             return false;
         };
+        let Some(ev) = self.core.slab[q.slot as usize].take() else {
+            return true;
+        };
+        self.core.free.push(q.slot);
         self.core.now = q.at;
         self.core.events += 1;
-        self.core.handle(q.ev);
+        self.core.handle(ev);
         self.drain_pending();
         true
     }
@@ -490,8 +517,22 @@ impl Sim {
             .unwrap_or_default()
     }
 
+    /// The trace text kept in memory (its last part when lines were cut).
     pub fn trace_text(&self) -> Option<&str> {
         self.core.trace.as_ref().and_then(|t| t.text())
+    }
+
+    /// Lines cut from the front of the kept trace text.
+    pub fn trace_cut_lines(&self) -> u64 {
+        self.core.trace.as_ref().map(|t| t.cut_lines).unwrap_or(0)
+    }
+
+    /// Flush the file the trace streams to, if any.
+    pub fn flush_trace(&mut self) -> std::io::Result<()> {
+        match &mut self.core.trace {
+            Some(t) => t.flush(),
+            None => Ok(()),
+        }
     }
 
     /// (host name, pcap) for every host that captured packets.
@@ -510,10 +551,20 @@ impl Sim {
 impl Core {
     pub(crate) fn schedule(&mut self, at: SimTime, ev: Event) {
         self.seq += 1;
+        let slot = match self.free.pop() {
+            Some(k) => {
+                self.slab[k as usize] = Some(ev);
+                k
+            }
+            None => {
+                self.slab.push(Some(ev));
+                (self.slab.len() - 1) as u32
+            }
+        };
         self.queue.push(Reverse(Queued {
             at,
             seq: self.seq,
-            ev,
+            slot,
         }));
     }
 
@@ -646,9 +697,9 @@ impl Core {
     }
 
     pub(crate) fn drop_packet(&mut self, at: NodeId, pkt: &Packet, why: &str) {
-        if self.tracing() {
-            let msg = format!("drop  {} {} #{} ({why})", self.nodes[at].name, pkt, pkt.id);
-            self.trace_line(&msg);
+        if let Some(t) = &mut self.trace {
+            let name = &self.nodes[at].name;
+            t.line_args(self.now, format_args!("drop  {name} {pkt} #{} ({why})", pkt.id));
         }
         self.nodes[at].drops += 1;
     }

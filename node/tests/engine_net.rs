@@ -15,6 +15,8 @@ struct Net {
     addrs: Vec<SocketAddr>,
     queue: VecDeque<(u64, usize, SocketAddr, Vec<u8>)>,
     events: BTreeMap<usize, Vec<Event>>,
+    /// Datagrams to node `.0` are lost until time `.1` (a busy bootstrap node).
+    deaf_until: Option<(usize, u64)>,
 }
 
 impl Net {
@@ -43,12 +45,16 @@ impl Net {
             addrs,
             queue: VecDeque::new(),
             events: BTreeMap::new(),
+            deaf_until: None,
         }
     }
 
     fn flush(&mut self, i: usize) {
         while let Some(t) = self.nodes[i].poll_transmit() {
             if let Some(j) = self.addrs.iter().position(|a| *a == t.to) {
+                if self.deaf_until.is_some_and(|(d, until)| d == j && self.now < until) {
+                    continue;
+                }
                 self.queue
                     .push_back((self.now + DELAY_MS, j, self.addrs[i], t.bytes));
             }
@@ -195,6 +201,34 @@ fn garbage_is_counted_and_the_node_keeps_serving() {
     net.nodes[1].bootstrap(now, net.addrs[0]);
     net.run_for(2_000);
     assert!(!net.nodes[1].routing_table().is_empty());
+}
+
+/// A bootstrap node too busy to answer for the first 30 s (its rate limit or its link
+/// full, as when 10,000 nodes start at once): the newcomer's three pings are lost, and
+/// it must ping again, as OpenDHT's bootstrap job does every 10 s, doubling, while
+/// disconnected. Without that it stays alone forever, and its gets and puts find nothing.
+#[test]
+fn a_node_whose_bootstrap_pings_were_lost_tries_again_until_it_joins() {
+    let mut net = Net::new(3);
+    let now = net.now;
+    let a0 = net.addrs[0];
+    net.nodes[1].bootstrap(now, a0);
+    net.run_for(5_000);
+    net.deaf_until = Some((0, now + 30_000));
+    net.nodes[2].bootstrap(now + 5_000, a0);
+    net.run_for(8_000);
+    assert!(net.nodes[2].is_disconnected(), "its pings are lost so far");
+    assert!(net.nodes[2].routing_table().is_empty());
+    // Retries at +10 s and +30 s (the wait doubles): the second one is answered.
+    net.run_for(42_000);
+    assert!(!net.nodes[2].is_disconnected());
+    let ids: Vec<[u8; 20]> = net.nodes[2].routing_table().nodes().map(|n| n.id).collect();
+    assert!(ids.contains(&net.nodes[0].id().0), "it knows its bootstrap node");
+    assert!(ids.contains(&net.nodes[1].id().0), "and, through it, the other node");
+    assert!(net
+        .events
+        .get(&2)
+        .is_some_and(|e| e.iter().any(|e| matches!(e, Event::Connected))));
 }
 
 #[test]

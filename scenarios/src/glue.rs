@@ -87,7 +87,8 @@ pub struct DhtApp {
     w: DhtWorkload,
     device: Option<Device>,
     sock: Option<SockId>,
-    timer_at: Option<u64>,
+    /// Engine wakeups armed on the host's timer, by engine time (ms).
+    armed: std::collections::BTreeSet<u64>,
     pub connected_at: Option<SimTime>,
     /// The op of the host's own put (`put_at`): its `PutDone` goes in `puts_done`.
     own_put: Option<OpId>,
@@ -115,7 +116,7 @@ impl DhtApp {
             w,
             device: None,
             sock: None,
-            timer_at: None,
+            armed: Default::default(),
             connected_at: None,
             own_put: None,
             puts_done: Vec::new(),
@@ -170,11 +171,13 @@ impl DhtApp {
                 self.on_event(cx, e);
             }
         }
+        // Arm a wakeup only if none is armed at or before `t` (an earlier one looks
+        // again when it fires): one timer event per wakeup, not one per change.
         let Some(t) = self.device.as_ref().and_then(|d| d.poll_timeout()) else {
             return;
         };
-        if self.timer_at.is_none_or(|cur| t < cur) {
-            self.timer_at = Some(t);
+        if self.armed.first().is_none_or(|&first| t < first) {
+            self.armed.insert(t);
             let wait = t.saturating_sub(Self::now_ms(cx));
             cx.set_timer(Duration::from_millis(wait), T_ENGINE);
         }
@@ -398,7 +401,10 @@ impl App for DhtApp {
         let host = cx.host_name().to_string();
         match token {
             T_ENGINE => {
-                self.timer_at = None;
+                // This wakeup is the earliest armed (timers fire in order); any other
+                // due by now has fired too.
+                self.armed.pop_first();
+                self.armed = self.armed.split_off(&(now + 1));
                 if let Some(d) = self.device.as_mut() {
                     d.handle_timeout(now);
                 }

@@ -42,6 +42,21 @@ pub struct Header {
     /// Write a pcap per host.
     #[serde(default)]
     pub capture: bool,
+    /// Tags: `jamisim run @TAG` runs every scenario with that tag. A scenario tagged
+    /// with one of [`OPT_IN_TAGS`] runs only when named or when its tag is asked for.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// Tags of scenarios that a suite or a bare `jamisim run` leaves out: `large` cases take
+/// minutes each (the 10,000-node DHT), too long for the default run and for CI.
+pub const OPT_IN_TAGS: &[&str] = &["large"];
+
+impl Header {
+    /// Whether a run of its whole suite leaves this scenario out.
+    pub fn opt_in(&self) -> bool {
+        self.tags.iter().any(|t| OPT_IN_TAGS.contains(&t.as_str()))
+    }
 }
 
 fn one() -> u64 {

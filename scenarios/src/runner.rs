@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use netsim::Sabotage;
 use reports::{CheckResult, RunReport, ScenarioResult};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -41,6 +42,9 @@ pub struct RunOptions {
     pub only_id: Option<String>,
     /// Deliberately broken models (tests only).
     pub sabotage: Sabotage,
+    /// Stream each case's whole trace to its `trace.txt` as it runs (replays), instead
+    /// of keeping its last part in memory.
+    pub full_trace: bool,
 }
 
 impl Default for RunOptions {
@@ -61,17 +65,20 @@ impl Default for RunOptions {
             started_utc: String::new(),
             only_id: None,
             sabotage: Sabotage::default(),
+            full_trace: false,
         }
     }
 }
 
-/// Resolve targets to cases, in a stable order.
+/// Resolve targets to cases, in a stable order: suites (less their opt-in cases, see
+/// `model::OPT_IN_TAGS`), scenario ids, `@tag`s and scenario files.
 pub fn select(targets: &[String]) -> Result<Vec<Case>> {
     let mut builtin = Vec::new();
     for (suite, path, text) in SUITE_FILES {
         builtin.extend(expand::cases(suite, path, text)?);
     }
     if targets.is_empty() {
+        builtin.retain(|c| !c.spec.scenario.opt_in());
         return Ok(builtin);
     }
     let mut out: Vec<Case> = Vec::new();
@@ -87,10 +94,19 @@ pub fn select(targets: &[String]) -> Result<Vec<Case>> {
                 .unwrap_or("file");
             out.extend(expand::cases(suite, t, &text)?);
         } else {
+            // A suite leaves out its opt-in cases; a tag (`@large`) or a name takes them.
+            let tag = t.strip_prefix('@');
             out.extend(
                 builtin
                     .iter()
-                    .filter(|c| c.suite == *t || c.base == *t || c.id == *t)
+                    .filter(|c| match tag {
+                        Some(tag) => c.spec.scenario.tags.iter().any(|x| x == tag),
+                        None => {
+                            (c.suite == *t && !c.spec.scenario.opt_in())
+                                || c.base == *t
+                                || c.id == *t
+                        }
+                    })
                     .cloned(),
             );
         }
@@ -107,7 +123,12 @@ pub fn select(targets: &[String]) -> Result<Vec<Case>> {
 /// What one run of one case leaves behind.
 pub struct CaseRun {
     pub result: ScenarioResult,
+    /// The trace text kept in memory: all of it, or its last part when
+    /// `trace_cut_lines` lines were cut from the front.
     pub trace: Option<String>,
+    pub trace_cut_lines: u64,
+    /// The whole trace was streamed to this file.
+    pub trace_file: Option<PathBuf>,
     pub pcaps: Vec<(String, Vec<u8>)>,
 }
 
@@ -140,6 +161,7 @@ pub fn run_case(case: &Case, seed: u64, opts: &BuildOpts) -> CaseRun {
     let attempt =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| simulate(case, seed, opts)));
     let mut trace = None;
+    let mut trace_cut_lines = 0;
     let mut pcaps = Vec::new();
     match attempt {
         Ok(Ok((w, outcome))) => {
@@ -155,6 +177,7 @@ pub fn run_case(case: &Case, seed: u64, opts: &BuildOpts) -> CaseRun {
             result.events = w.sim.core.events;
             result.trace_hash = w.sim.trace_hash();
             trace = w.sim.trace_text().map(str::to_string);
+            trace_cut_lines = w.sim.trace_cut_lines();
             pcaps = w
                 .sim
                 .pcaps()
@@ -182,6 +205,8 @@ pub fn run_case(case: &Case, seed: u64, opts: &BuildOpts) -> CaseRun {
     CaseRun {
         result,
         trace,
+        trace_cut_lines,
+        trace_file: opts.trace_file.clone(),
         pcaps,
     }
 }
@@ -204,6 +229,7 @@ fn determinism(case: &Case, seed: u64, opts: &BuildOpts, first: &World, out: &mu
         &BuildOpts {
             keep_trace: false,
             capture: false,
+            trace_file: None,
             ..opts.clone()
         },
     );
@@ -288,6 +314,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         capture: opts.capture,
         keep_trace: true,
         sabotage: opts.sabotage.clone(),
+        ..BuildOpts::default()
     };
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<ScenarioResult>>> = Mutex::new(vec![None; jobs.len()]);
@@ -300,6 +327,14 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
                     break;
                 };
                 let case = &cases[ci];
+                let mut build = build.clone();
+                if opts.full_trace {
+                    let dir = opts.out.join(case_dir(case, seed));
+                    if std::fs::create_dir_all(&dir).is_ok() {
+                        build.trace_file = Some(dir.join("trace.txt"));
+                        build.keep_trace = false;
+                    }
+                }
                 let mut run = run_case(case, seed, &build);
                 if let Err(e) = write_artifacts(&opts.out, case, seed, &mut run, &opts.commit) {
                     first_error.lock().expect("no poisoning").get_or_insert(e);
@@ -355,6 +390,13 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     Ok(report)
 }
 
+/// Where a case's artifacts go, relative to the run's directory.
+fn case_dir(case: &Case, seed: u64) -> PathBuf {
+    PathBuf::from("scenarios")
+        .join(slug(&case.id))
+        .join(format!("seed-{seed}"))
+}
+
 /// Write a case's trace and pcaps, and a capsule when it failed; record their paths.
 fn write_artifacts(
     out: &Path,
@@ -363,17 +405,29 @@ fn write_artifacts(
     run: &mut CaseRun,
     commit: &str,
 ) -> Result<()> {
-    let rel = PathBuf::from("scenarios")
-        .join(slug(&case.id))
-        .join(format!("seed-{seed}"));
+    let rel = case_dir(case, seed);
     let dir = out.join(&rel);
     if run.trace.is_some() || !run.pcaps.is_empty() || !run.result.passed {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    if let Some(t) = &run.trace {
+    if run.trace_file.is_some() {
+        run.result.trace_path = Some(rel.join("trace.txt").display().to_string());
+    } else if let Some(t) = &run.trace {
         // Big traces of passing cases are not kept (the hash is); a replay writes them.
-        if t.len() <= MAX_KEPT_TRACE_BYTES || !run.result.passed {
-            std::fs::write(dir.join("trace.txt"), t)?;
+        // A failing case keeps what memory kept: the trace's last part at most.
+        if (t.len() <= MAX_KEPT_TRACE_BYTES && run.trace_cut_lines == 0) || !run.result.passed {
+            let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join("trace.txt"))?);
+            if run.trace_cut_lines > 0 {
+                writeln!(
+                    f,
+                    "# the first {} lines of this trace are cut (only its last {} MiB are kept); `{}` writes it whole",
+                    run.trace_cut_lines,
+                    t.len().div_ceil(1024 * 1024),
+                    run.result.replay
+                )?;
+            }
+            f.write_all(t.as_bytes())?;
+            f.flush()?;
             run.result.trace_path = Some(rel.join("trace.txt").display().to_string());
         }
     }
@@ -392,6 +446,7 @@ fn write_artifacts(
             "error": run.result.error,
             "failed_checks": run.result.checks.iter().filter(|c| !c.passed).collect::<Vec<_>>(),
             "trace": run.result.trace_path,
+            "trace_lines_cut": run.trace_cut_lines,
             "trace_sha256": run.result.trace_hash,
         });
         std::fs::write(
@@ -401,4 +456,53 @@ fn write_artifacts(
         run.result.capsule = Some(rel.display().to_string());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(targets: &[&str]) -> Vec<String> {
+        let t: Vec<String> = targets.iter().map(|s| s.to_string()).collect();
+        select(&t).unwrap().into_iter().map(|c| c.id).collect()
+    }
+
+    #[test]
+    fn large_cases_run_only_when_asked_for() {
+        let large = "dht/scale-10k".to_string();
+        assert!(!ids(&[]).contains(&large), "not in a bare run");
+        assert!(!ids(&["dht"]).contains(&large), "not in its suite's run");
+        assert!(ids(&["dht"]).contains(&"dht/scale-1000".to_string()));
+        assert_eq!(ids(&["@large"]), vec![large.clone()], "its tag selects it");
+        assert_eq!(ids(&["dht/scale-10k"]), vec![large], "and so does its name");
+    }
+
+    /// A failing case whose trace memory cut keeps what was kept, says so at the top
+    /// of `trace.txt` with the replay command, and counts the cut lines in the capsule.
+    #[test]
+    fn a_cut_trace_is_kept_with_a_note_and_the_replay_command() {
+        let case = select(&["dht/scale-1000".to_string()]).unwrap().remove(0);
+        let mut run = CaseRun {
+            result: ScenarioResult {
+                replay: "jamisim replay 'dht/scale-1000' --seed 3".into(),
+                passed: false,
+                ..Default::default()
+            },
+            trace: Some("   9.000000000s last line\n".into()),
+            trace_cut_lines: 1234,
+            trace_file: None,
+            pcaps: Vec::new(),
+        };
+        let out = std::env::temp_dir().join(format!("jamisim-cut-{}", std::process::id()));
+        write_artifacts(&out, &case, 3, &mut run, "abc").unwrap();
+        let dir = out.join(case_dir(&case, 3));
+        let text = std::fs::read_to_string(dir.join("trace.txt")).unwrap();
+        let capsule = std::fs::read_to_string(dir.join("capsule.json")).unwrap();
+        let _ = std::fs::remove_dir_all(&out);
+        let first = text.lines().next().unwrap();
+        assert!(first.starts_with("# the first 1234 lines"), "{first}");
+        assert!(first.contains("jamisim replay 'dht/scale-1000' --seed 3"));
+        assert!(text.ends_with("last line\n"));
+        assert!(capsule.contains("\"trace_lines_cut\": 1234"), "{capsule}");
+    }
 }

@@ -18,6 +18,10 @@ pub struct BuildOpts {
     pub capture: bool,
     pub keep_trace: bool,
     pub sabotage: Sabotage,
+    /// Most trace text kept in memory; `None` for netsim's default (its last 64 MiB).
+    pub trace_keep_bytes: Option<usize>,
+    /// Stream the whole trace to this file as the run goes (replays).
+    pub trace_file: Option<std::path::PathBuf>,
 }
 
 /// A program started on a host.
@@ -56,6 +60,10 @@ impl World {
             trace: true,
             capture: opts.capture || spec.scenario.capture,
             sabotage: opts.sabotage.clone(),
+            trace_keep_bytes: opts
+                .trace_keep_bytes
+                .unwrap_or(netsim::trace::DEFAULT_KEEP_BYTES),
+            trace_file: opts.trace_file.clone(),
         });
         let mut w = World {
             seed,

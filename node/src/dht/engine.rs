@@ -38,6 +38,16 @@ const FIRST_RETRY_MS: u64 = 500;
 const PARTIAL_TIMEOUT_MS: u64 = 3_000;
 const PARTIAL_MAX_MS: u64 = 10_000;
 const EXPIRE_PERIOD_MS: u64 = 60_000;
+/// While disconnected, bootstrap nodes are pinged again after this long, the wait
+/// doubling each time up to [`BOOTSTRAP_PERIOD_MAX_MS`] (OpenDHT's `BOOTSTRAP_PERIOD`):
+/// a node whose first pings were all lost (its bootstrap node busy, as when thousands
+/// of nodes start at once) still joins.
+pub const BOOTSTRAP_PERIOD_MS: u64 = 10_000;
+/// The longest wait between bootstrap attempts (OpenDHT's 24 h).
+pub const BOOTSTRAP_PERIOD_MAX_MS: u64 = 24 * 3600 * 1000;
+/// Bootstrap addresses remembered; the user gives them, a handful is the norm, and a
+/// bound keeps a careless caller from growing the list without end.
+pub const MAX_BOOTSTRAP_NODES: usize = 64;
 
 /// Checks a signed value (owner key, signed body bytes, signature). The engine knows
 /// no crypto; the node gives it this.
@@ -254,6 +264,9 @@ pub struct Dht {
     tokens: Tokens,
     limits: RequestLimits,
     pending: BTreeMap<(SocketAddr, u32), Pending>,
+    /// `pending` by retry time, so the next timeout and the due requests are found
+    /// without a walk over every request in flight.
+    retries: BTreeSet<(u64, SocketAddr, u32)>,
     tids: BTreeMap<SocketAddr, u32>,
     partials: BTreeMap<(SocketAddr, u32), (PartialMessage, u64, u64)>,
     searches: BTreeMap<OpId, Search>,
@@ -268,6 +281,10 @@ pub struct Dht {
     reported: BTreeMap<IpAddr, u32>,
     expire_at: u64,
     maintain_at: u64,
+    /// Where to bootstrap from, when to look again whether we must, and the wait after.
+    bootstrap_nodes: Vec<SocketAddr>,
+    bootstrap_at: Option<u64>,
+    bootstrap_period: u64,
     last_table_size: usize,
     last_growth_at: u64,
     pub stats: Stats,
@@ -284,6 +301,7 @@ impl Dht {
             tokens: Tokens::new(s1, s2, rotate),
             limits: RequestLimits::default(),
             pending: BTreeMap::new(),
+            retries: BTreeSet::new(),
             tids: BTreeMap::new(),
             partials: BTreeMap::new(),
             searches: BTreeMap::new(),
@@ -294,6 +312,9 @@ impl Dht {
             connected: false,
             reported: BTreeMap::new(),
             expire_at: now + EXPIRE_PERIOD_MS,
+            bootstrap_nodes: Vec::new(),
+            bootstrap_at: None,
+            bootstrap_period: BOOTSTRAP_PERIOD_MS,
             maintain_at: now + rng.random_range(3_000..=5_000),
             last_table_size: 0,
             last_growth_at: now,
@@ -358,9 +379,10 @@ impl Dht {
         let mut t = self
             .expire_at
             .min(self.maintain_at)
-            .min(self.tokens.rotate_at);
-        for p in self.pending.values() {
-            t = t.min(p.retry_at);
+            .min(self.tokens.rotate_at)
+            .min(self.bootstrap_at.unwrap_or(u64::MAX));
+        if let Some((at, _, _)) = self.retries.first() {
+            t = t.min(*at);
         }
         for (_, started, last) in self.partials.values() {
             t = t.min((last + PARTIAL_TIMEOUT_MS).min(started + PARTIAL_MAX_MS));
@@ -377,10 +399,43 @@ impl Dht {
 
     // ---- commands ---------------------------------------------------------------------
 
-    /// Ping a bootstrap node; its answer puts it in the routing table.
+    /// Ping a bootstrap node; its answer puts it in the routing table. It is kept, and
+    /// pinged again while the node is disconnected (OpenDHT's `addBootstrap`).
     pub fn bootstrap(&mut self, now: u64, addr: SocketAddr) {
         self.now = now;
+        if !self.bootstrap_nodes.contains(&addr) && self.bootstrap_nodes.len() < MAX_BOOTSTRAP_NODES
+        {
+            self.bootstrap_nodes.push(addr);
+        }
+        self.bootstrap_period = BOOTSTRAP_PERIOD_MS;
+        self.bootstrap_at = Some(now + BOOTSTRAP_PERIOD_MS);
         self.ping(addr);
+    }
+
+    /// OpenDHT's `Disconnected` status: no node in the table that is not expired, and no
+    /// ping waiting for an answer.
+    pub fn is_disconnected(&self) -> bool {
+        !self.table.nodes().any(|n| !n.is_expired())
+            && !self
+                .pending
+                .values()
+                .any(|p| matches!(p.purpose, Purpose::Ping))
+    }
+
+    /// While disconnected, ping every bootstrap node again, each time waiting twice as
+    /// long (OpenDHT's `Dht::bootstrap` job). Once connected the job stops; it starts
+    /// again, at the first period, when the node finds itself disconnected.
+    fn bootstrap_again(&mut self, now: u64) {
+        if self.is_disconnected() {
+            for addr in self.bootstrap_nodes.clone() {
+                self.ping(addr);
+            }
+            self.bootstrap_at = Some(now + self.bootstrap_period);
+            self.bootstrap_period = (self.bootstrap_period * 2).min(BOOTSTRAP_PERIOD_MAX_MS);
+        } else {
+            self.bootstrap_period = BOOTSTRAP_PERIOD_MS;
+            self.bootstrap_at = None;
+        }
     }
 
     /// Find the values stored at `key`.
@@ -901,7 +956,7 @@ impl Dht {
     }
 
     fn on_reply(&mut self, from: SocketAddr, tid: u32, r: Reply) {
-        let Some(p) = self.pending.remove(&(from, tid)) else {
+        let Some(p) = self.take_pending(from, tid) else {
             return;
         };
         if r.id.is_zero() || r.id == self.cfg.id {
@@ -937,7 +992,7 @@ impl Dht {
     }
 
     fn on_error(&mut self, from: SocketAddr, tid: u32, e: ErrorMsg) {
-        let Some(p) = self.pending.remove(&(from, tid)) else {
+        let Some(p) = self.take_pending(from, tid) else {
             return;
         };
         if let Purpose::Search(op) | Purpose::PutTo(op) | Purpose::ListenTo(op) = p.purpose {
@@ -997,6 +1052,12 @@ impl Dht {
         self.send_pending(tid, p);
     }
 
+    fn take_pending(&mut self, to: SocketAddr, tid: u32) -> Option<Pending> {
+        let p = self.pending.remove(&(to, tid))?;
+        self.retries.remove(&(p.retry_at, to, tid));
+        Some(p)
+    }
+
     fn send_pending(&mut self, tid: u32, mut p: Pending) {
         p.attempts += 1;
         self.out.push_back(Transmit {
@@ -1011,19 +1072,22 @@ impl Dht {
         }
         p.retry_at = self.now + p.interval;
         p.interval = p.interval * 2 + self.rng.random_range(0..=250);
+        self.retries.insert((p.retry_at, p.to, tid));
         self.pending.insert((p.to, tid), p);
     }
 
     pub fn handle_timeout(&mut self, now: u64) {
         self.now = now;
-        let due: Vec<(SocketAddr, u32)> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.retry_at <= now)
-            .map(|(k, _)| *k)
+        // Handled in (address, tid) order, as a walk over `pending` would.
+        let mut due: Vec<(SocketAddr, u32)> = self
+            .retries
+            .range(..(now + 1, SocketAddr::from(([0, 0, 0, 0], 0)), 0))
+            .map(|&(_, a, t)| (a, t))
             .collect();
+        due.sort_unstable();
+        let mut timed_out = false;
         for key in due {
-            let Some(p) = self.pending.remove(&key) else {
+            let Some(p) = self.take_pending(key.0, key.1) else {
                 continue;
             };
             if p.attempts < MAX_ATTEMPTS {
@@ -1031,6 +1095,7 @@ impl Dht {
                 continue;
             }
             self.stats.timeouts += 1;
+            timed_out = true;
             if let Some(id) = p.node {
                 self.table.failed(&id.0);
             }
@@ -1071,6 +1136,17 @@ impl Dht {
                     self.request(node, None, body, Vec::new(), Purpose::Update);
                 }
             }
+        }
+        if self.bootstrap_at.is_some_and(|t| now >= t) {
+            self.bootstrap_again(now);
+        } else if self.bootstrap_at.is_none()
+            && timed_out
+            && !self.bootstrap_nodes.is_empty()
+            && self.is_disconnected()
+        {
+            // Every node we knew stopped answering (OpenDHT's `onDisconnected`).
+            self.bootstrap_period = BOOTSTRAP_PERIOD_MS;
+            self.bootstrap_again(now);
         }
         if now >= self.tokens.rotate_at {
             let (fresh, next) = (

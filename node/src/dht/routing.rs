@@ -260,17 +260,24 @@ impl RoutingTable {
     /// gathered, sorted by distance and cut. Not always the globally closest good nodes:
     /// answers must match the official node for the same table, so this is its rule.
     pub fn find_closest(&self, target: &Id, now: Millis, count: usize) -> Vec<NodeEntry> {
-        let buckets: Vec<Vec<&NodeEntry>> = self
-            .buckets
-            .iter()
-            .map(|b| b.nodes.iter().filter(|n| n.is_good(now)).collect())
-            .collect();
-        walk_closest(&buckets, self.bucket_index(target), target, count, |n| {
-            &n.id
-        })
-        .into_iter()
-        .cloned()
-        .collect()
+        // `walk_closest`'s walk, filtering as it goes (no per-bucket lists: this answers
+        // every find and get).
+        let start = self.bucket_index(target);
+        let mut out: Vec<&NodeEntry> = Vec::with_capacity(count + BUCKET_SIZE * 2);
+        let (mut next, mut prev) = (Some(start), start.checked_sub(1));
+        while out.len() < count && (next.is_some() || prev.is_some()) {
+            if let Some(i) = next {
+                out.extend(self.buckets[i].nodes.iter().filter(|n| n.is_good(now)));
+                next = (i + 1 < self.buckets.len()).then_some(i + 1);
+            }
+            if let Some(i) = prev {
+                out.extend(self.buckets[i].nodes.iter().filter(|n| n.is_good(now)));
+                prev = i.checked_sub(1);
+            }
+        }
+        out.sort_by(|a, b| xor_cmp(&a.id, &b.id, target));
+        out.truncate(count);
+        out.into_iter().cloned().collect()
     }
 
     /// Buckets as (first id, nodes), in id order (for dumps and comparisons).
