@@ -12,7 +12,6 @@ use node::driver::{unix_ms, UdpDriver};
 use node::identity::DeviceIdentity;
 use node::presence::PresenceEvent;
 use rand::{Rng, RngExt};
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -63,15 +62,7 @@ pub fn run(opts: DeviceOpts) -> Result<()> {
     for b in &opts.bootstrap {
         d.dht.bootstrap(unix_ms(), *b);
     }
-    let (tx, lines) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = crate::node_cmd::stdin_lines();
     loop {
         d.turn(Duration::from_millis(50), &mut |dev, e| {
             report(&out, dev, e)

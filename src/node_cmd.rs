@@ -41,6 +41,20 @@ pub(crate) fn load_identity(dir: &Path, rng: &mut ChaCha20Rng) -> Result<NodeIde
         .map_err(|e| anyhow::anyhow!("identity in {}: {e}", dir.display()))
 }
 
+/// Stdin's lines, read on a thread so the node's loop can poll them between turns.
+pub(crate) fn stdin_lines() -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
 pub(crate) struct Printer {
     pub(crate) json: bool,
 }
@@ -186,15 +200,7 @@ pub fn run(opts: DhtNodeOpts) -> Result<()> {
     for b in &opts.bootstrap {
         d.dht.bootstrap(unix_ms(), *b);
     }
-    let (tx, lines) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = stdin_lines();
     let mut ops: BTreeMap<OpId, (&'static str, InfoHash)> = BTreeMap::new();
     loop {
         d.turn(Duration::from_millis(50), &mut |_, e| report(&out, &ops, e))?;

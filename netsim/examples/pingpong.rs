@@ -31,7 +31,10 @@ impl App for PingPong {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let datagrams: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(2_000_000);
+    let datagrams: u64 = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(2_000_000);
     let trace = args.next().as_deref() != Some("untraced");
     let mut sim = Sim::new(SimConfig {
         seed: 1,

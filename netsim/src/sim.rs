@@ -699,7 +699,10 @@ impl Core {
     pub(crate) fn drop_packet(&mut self, at: NodeId, pkt: &Packet, why: &str) {
         if let Some(t) = &mut self.trace {
             let name = &self.nodes[at].name;
-            t.line_args(self.now, format_args!("drop  {name} {pkt} #{} ({why})", pkt.id));
+            t.line_args(
+                self.now,
+                format_args!("drop  {name} {pkt} #{} ({why})", pkt.id),
+            );
         }
         self.nodes[at].drops += 1;
     }

@@ -170,7 +170,14 @@ mod display_tests {
 
     #[test]
     fn fast_display_matches_the_format_string() {
-        for ns in [0u64, 1, 999_999_999, 1_000_000_000, 12_000_345_678, 99_999 * 1_000_000_000 + 5] {
+        for ns in [
+            0u64,
+            1,
+            999_999_999,
+            1_000_000_000,
+            12_000_345_678,
+            99_999 * 1_000_000_000 + 5,
+        ] {
             let want = format!("{:>4}.{:09}s", ns / 1_000_000_000, ns % 1_000_000_000);
             assert_eq!(SimTime(ns).to_string(), want);
         }

@@ -116,7 +116,10 @@ mod tests {
         let text = t.text().unwrap();
         assert!(text.len() <= 1500, "{} bytes kept", text.len());
         assert!(text.ends_with("event 9999\n"));
-        assert!(text.starts_with(&format!("{} event", SimTime::ZERO)), "cut at a line start");
+        assert!(
+            text.starts_with(&format!("{} event", SimTime::ZERO)),
+            "cut at a line start"
+        );
         let kept = text.lines().count() as u64;
         assert_eq!(kept + t.cut_lines, 10_000);
         assert_eq!(t.lines, 10_000);

@@ -52,7 +52,10 @@ impl Net {
     fn flush(&mut self, i: usize) {
         while let Some(t) = self.nodes[i].poll_transmit() {
             if let Some(j) = self.addrs.iter().position(|a| *a == t.to) {
-                if self.deaf_until.is_some_and(|(d, until)| d == j && self.now < until) {
+                if self
+                    .deaf_until
+                    .is_some_and(|(d, until)| d == j && self.now < until)
+                {
                     continue;
                 }
                 self.queue
@@ -223,8 +226,14 @@ fn a_node_whose_bootstrap_pings_were_lost_tries_again_until_it_joins() {
     net.run_for(42_000);
     assert!(!net.nodes[2].is_disconnected());
     let ids: Vec<[u8; 20]> = net.nodes[2].routing_table().nodes().map(|n| n.id).collect();
-    assert!(ids.contains(&net.nodes[0].id().0), "it knows its bootstrap node");
-    assert!(ids.contains(&net.nodes[1].id().0), "and, through it, the other node");
+    assert!(
+        ids.contains(&net.nodes[0].id().0),
+        "it knows its bootstrap node"
+    );
+    assert!(
+        ids.contains(&net.nodes[1].id().0),
+        "and, through it, the other node"
+    );
     assert!(net
         .events
         .get(&2)

@@ -49,7 +49,9 @@ fn parse() -> Result<Args> {
             "--get" => a.get_at = val()?.parse()?,
             "--duration" => a.duration = val()?.parse()?,
             "--why" => a.why = true,
-            _ => bail!("unknown argument {k} (--nodes N --seeds 1,2 --put S --get S --duration S --why)"),
+            _ => bail!(
+                "unknown argument {k} (--nodes N --seeds 1,2 --put S --get S --duration S --why)"
+            ),
         }
     }
     Ok(a)
@@ -169,7 +171,9 @@ fn tally(w: &World, why: bool) -> (usize, usize) {
                     .iter()
                     .filter(|(_, a)| a.engine().is_some_and(|e| !e.local_values(&key).is_empty()))
                     .count();
-                let stored: Vec<usize> = owner.map(|o| o.puts_done.iter().map(|p| p.1).collect()).unwrap_or_default();
+                let stored: Vec<usize> = owner
+                    .map(|o| o.puts_done.iter().map(|p| p.1).collect())
+                    .unwrap_or_default();
                 let _ = host;
                 format!("both connected: value on {holders} of the 8 closest, {anywhere} nodes in all; put stored on {stored:?}, get done {}", g.done_at.is_some())
             };

@@ -464,13 +464,8 @@ impl ContactManager {
 
     /// Feed one of the node's events; returns whether it belonged to the manager.
     pub fn handle_event<D: TrustDht + ?Sized>(&mut self, dht: &mut D, now: u64, e: &Event) -> bool {
-        let op = match e {
-            Event::Values { op, .. }
-            | Event::Expired { op, .. }
-            | Event::GetDone { op, .. }
-            | Event::Failed { op, .. }
-            | Event::PutDone { op, .. } => *op,
-            Event::Connected => return false,
+        let Some(op) = e.op() else {
+            return false;
         };
         let Some(kind) = self.ops.get_mut(&op) else {
             return false;

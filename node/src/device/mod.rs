@@ -11,7 +11,7 @@
 //! Contract (DESIGN.md §2): `handle_datagram` / `handle_timeout` with `now` (Unix ms),
 //! commands, then drain `poll_transmit` and `poll_event` and read `poll_timeout`.
 
-use crate::dht::engine::{Config, Event, OpId, Transmit};
+use crate::dht::engine::{Config, Event, Transmit};
 use crate::dht::infohash::InfoHash;
 use crate::dht::secure::{SecureDht, SecureError};
 use crate::identity::{AccountIdentity, DeviceIdentity, IdentityError, NodeIdentity};
@@ -247,11 +247,9 @@ impl Device {
 
     /// Events of the announcement's own puts are nobody else's business.
     fn announcer_op(&self, e: &Event) -> bool {
-        let op: Option<OpId> = match e {
-            Event::PutDone { op, .. } | Event::Failed { op, .. } => Some(*op),
-            _ => None,
-        };
-        op.is_some() && op == self.announcer.as_ref().and_then(|a| a.current_op())
+        matches!(e, Event::PutDone { .. } | Event::Failed { .. })
+            && e.op().is_some()
+            && e.op() == self.announcer.as_ref().and_then(|a| a.current_op())
     }
 }
 

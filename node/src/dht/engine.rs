@@ -126,6 +126,21 @@ pub enum Event {
     Connected,
 }
 
+impl Event {
+    /// The operation an event belongs to (`None` for `Connected`): how the parts that
+    /// share one node (presence, contacts, messages) pick out their own events.
+    pub fn op(&self) -> Option<OpId> {
+        match self {
+            Event::Values { op, .. }
+            | Event::Expired { op, .. }
+            | Event::GetDone { op, .. }
+            | Event::Failed { op, .. }
+            | Event::PutDone { op, .. } => Some(*op),
+            Event::Connected => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Purpose {
     Ping,

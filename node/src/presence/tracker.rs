@@ -297,13 +297,8 @@ impl PresenceTracker {
         now: u64,
         e: &Event,
     ) -> bool {
-        let op = match e {
-            Event::Values { op, .. }
-            | Event::Expired { op, .. }
-            | Event::GetDone { op, .. }
-            | Event::Failed { op, .. }
-            | Event::PutDone { op, .. } => *op,
-            Event::Connected => return false,
+        let Some(op) = e.op() else {
+            return false;
         };
         let Some(kind) = self.ops.get_mut(&op) else {
             return false;

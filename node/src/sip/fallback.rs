@@ -274,13 +274,8 @@ impl DhtFallback {
 
     /// Feed one of the node's DHT events; returns whether it was ours.
     pub fn handle_event<D: ImDht + ?Sized>(&mut self, dht: &mut D, now: u64, e: &Event) -> bool {
-        let op = match e {
-            Event::Values { op, .. }
-            | Event::Expired { op, .. }
-            | Event::GetDone { op, .. }
-            | Event::Failed { op, .. }
-            | Event::PutDone { op, .. } => *op,
-            Event::Connected => return false,
+        let Some(op) = e.op() else {
+            return false;
         };
         let Some(kind) = self.ops.get_mut(&op) else {
             return false;
