@@ -3,7 +3,7 @@
 //! our device's inbox, checks each request's sender device chain and applies jamid's
 //! contact rules ([`ContactList`]).
 //!
-//! Like the presence tracker it takes the node's DHT as an argument ([`TrustDht`]) and
+//! Like the presence tracker it takes the node's DHT as an argument ([`InboxDht`]) and
 //! is handed the node's events; it owns no clock or socket, and its value ids come from
 //! a seeded RNG.
 
@@ -12,10 +12,10 @@ use crate::crypto::short_id;
 use crate::dht::engine::{Event, OpId};
 use crate::dht::infohash::InfoHash;
 use crate::dht::payload::{TrustRequest, TRUST_REQUEST_TYPE};
-use crate::dht::secure::{self, SecureDht};
+use crate::dht::secure;
 use crate::dht::value::{Body, Value, ValueData};
 use crate::identity::{verify_device_chain, AccountError, Certificate, RevocationList};
-use crate::presence::{check_announcement, check_device, device_chain, Claim, PresenceDht};
+use crate::presence::{check_announcement, check_device, device_chain, Claim, InboxDht};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -37,27 +37,7 @@ pub const MAX_SEEN: usize = 4096;
 
 /// `SHA-1("inbox:" + device short id hex)`: where a device receives trust requests.
 pub fn inbox_key(device: &InfoHash) -> InfoHash {
-    InfoHash::get(format!("inbox:{device}"))
-}
-
-/// What the manager needs of a DHT: presence's operations plus OpenDHT's
-/// `putEncrypted` (sign, encrypt for `to`'s key, put).
-pub trait TrustDht: PresenceDht {
-    fn put_encrypted(&mut self, now: u64, key: InfoHash, to: InfoHash, id: u64, body: Body)
-        -> OpId;
-}
-
-impl TrustDht for SecureDht {
-    fn put_encrypted(
-        &mut self,
-        now: u64,
-        key: InfoHash,
-        to: InfoHash,
-        id: u64,
-        body: Body,
-    ) -> OpId {
-        SecureDht::put_encrypted(self, now, key, to, id, body)
-    }
+    InfoHash(crate::crypto::inbox_key(&device.0))
 }
 
 /// Why an inbox value was refused.
@@ -221,7 +201,7 @@ impl ContactManager {
     }
 
     /// Listen on our inbox (jamid does this once the account is on the DHT).
-    pub fn start<D: TrustDht + ?Sized>(&mut self, dht: &mut D, now: u64) {
+    pub fn start<D: InboxDht + ?Sized>(&mut self, dht: &mut D, now: u64) {
         if self.inbox.is_none() {
             let op = dht.listen(now, self.inbox());
             self.ops.insert(op, Op::Inbox);
@@ -232,7 +212,7 @@ impl ContactManager {
     /// `sendTrustRequest`: add `to` as an unconfirmed contact with `conversation_id`,
     /// then put the request at every verified device of `to`. A payload over
     /// [`MAX_PAYLOAD`] is dropped. Returns false when too many sends are in flight.
-    pub fn send_request<D: TrustDht + ?Sized>(
+    pub fn send_request<D: InboxDht + ?Sized>(
         &mut self,
         dht: &mut D,
         now: u64,
@@ -258,7 +238,7 @@ impl ContactManager {
     /// `acceptTrustRequest`: the requester becomes a confirmed contact and all its
     /// devices get a confirmation carrying the request's conversation. False without a
     /// request from `from`.
-    pub fn accept<D: TrustDht + ?Sized>(&mut self, dht: &mut D, now: u64, from: InfoHash) -> bool {
+    pub fn accept<D: InboxDht + ?Sized>(&mut self, dht: &mut D, now: u64, from: InfoHash) -> bool {
         let Some(conversation_id) = self.list.accept_request(secs(now), &from) else {
             return false;
         };
@@ -276,7 +256,7 @@ impl ContactManager {
     /// yet gets the request again (same conversation, same vCard) when its presence
     /// comes up — a request sent while it had no announced device reached no one.
     /// Returns whether a request was sent.
-    pub fn contact_online<D: TrustDht + ?Sized>(
+    pub fn contact_online<D: InboxDht + ?Sized>(
         &mut self,
         dht: &mut D,
         now: u64,
@@ -323,7 +303,7 @@ impl ContactManager {
         self.events.push_back(TrustEvent::Refused { reason });
     }
 
-    fn confirm<D: TrustDht + ?Sized>(
+    fn confirm<D: InboxDht + ?Sized>(
         &mut self,
         dht: &mut D,
         now: u64,
@@ -340,7 +320,7 @@ impl ContactManager {
     }
 
     /// forEachDevice: get the account's announcements, then each device certificate.
-    fn start_send<D: TrustDht + ?Sized>(
+    fn start_send<D: InboxDht + ?Sized>(
         &mut self,
         dht: &mut D,
         now: u64,
@@ -371,7 +351,7 @@ impl ContactManager {
     }
 
     /// Values found at a send's account id: CRLs and device announcements.
-    fn send_values<D: TrustDht + ?Sized>(
+    fn send_values<D: InboxDht + ?Sized>(
         &mut self,
         dht: &mut D,
         now: u64,
@@ -420,7 +400,7 @@ impl ContactManager {
     }
 
     /// A device of a send's target: put the request in its inbox if it checks out.
-    fn device_found<D: TrustDht + ?Sized>(
+    fn device_found<D: InboxDht + ?Sized>(
         &mut self,
         dht: &mut D,
         now: u64,
@@ -463,7 +443,7 @@ impl ContactManager {
     }
 
     /// Feed one of the node's events; returns whether it belonged to the manager.
-    pub fn handle_event<D: TrustDht + ?Sized>(&mut self, dht: &mut D, now: u64, e: &Event) -> bool {
+    pub fn handle_event<D: InboxDht + ?Sized>(&mut self, dht: &mut D, now: u64, e: &Event) -> bool {
         let Some(op) = e.op() else {
             return false;
         };
@@ -535,7 +515,7 @@ impl ContactManager {
     }
 
     /// One value at our inbox (decrypted by the secure layer when it was for us).
-    fn inbox_value<D: TrustDht + ?Sized>(&mut self, dht: &mut D, now: u64, v: &Value) {
+    fn inbox_value<D: InboxDht + ?Sized>(&mut self, dht: &mut D, now: u64, v: &Value) {
         let s = match &v.data {
             ValueData::Encrypted(_) => return self.refuse(Refusal::Undecryptable),
             ValueData::Plain(_) => return self.refuse(Refusal::NotSigned),
@@ -601,7 +581,7 @@ impl ContactManager {
     }
 
     /// jamid's `foundPeerDevice` then `onTrustRequest`.
-    fn sender_found<D: TrustDht + ?Sized>(
+    fn sender_found<D: InboxDht + ?Sized>(
         &mut self,
         dht: &mut D,
         now: u64,

@@ -10,8 +10,7 @@ pub use contact::{
     Contact, ContactEvent, ContactList, IncomingRequest, RequestOutcome, MAX_INCOMING_REQUESTS,
 };
 pub use manager::{
-    check_sender, inbox_key, ContactManager, Refusal, TrustDht, TrustEvent, TrustStats,
-    MAX_PAYLOAD, SERVICE,
+    check_sender, inbox_key, ContactManager, Refusal, TrustEvent, TrustStats, MAX_PAYLOAD, SERVICE,
 };
 pub use store::{load, save, StoreError, CONTACTS_FILE, REQUESTS_FILE};
 

@@ -10,7 +10,7 @@ use crate::dht::secure::{self, certificate_value};
 use crate::dht::value::{Body, Value, ValueData};
 use crate::identity::cert::CertSigner;
 use crate::identity::{AccountIdentity, Certificate, DeviceIdentity};
-use crate::presence::{announcement_value, PresenceDht};
+use crate::presence::{announcement_value, InboxDht, PresenceDht};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::collections::BTreeMap;
@@ -97,7 +97,7 @@ impl PresenceDht for FakeDht {
     }
 }
 
-impl TrustDht for FakeDht {
+impl InboxDht for FakeDht {
     fn put_encrypted(&mut self, _: u64, key: InfoHash, to: InfoHash, _: u64, body: Body) -> OpId {
         let op = self.op();
         self.puts.push((op, key, to, body));

@@ -10,7 +10,9 @@ pub use announcement::{
     Rejection, ANNOUNCEMENT_EXPIRATION_MS, ANNOUNCEMENT_TYPE,
 };
 pub use receipt::{Receipt, ReceiptError};
-pub use tracker::{DeviceAnnouncer, PresenceDht, PresenceEvent, PresenceStats, PresenceTracker};
+pub use tracker::{
+    DeviceAnnouncer, InboxDht, PresenceDht, PresenceEvent, PresenceStats, PresenceTracker,
+};
 
 #[cfg(test)]
 mod tests;

@@ -18,7 +18,7 @@ use super::announcement::{
 use crate::dht::engine::{Event, OpId};
 use crate::dht::infohash::InfoHash;
 use crate::dht::secure::{SecureDht, SecureError};
-use crate::dht::value::{Value, ValueData};
+use crate::dht::value::{Body, Value, ValueData};
 use crate::identity::{AccountIdentity, Certificate, DeviceIdentity, DeviceInfo, RevocationList};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -45,6 +45,27 @@ impl PresenceDht for SecureDht {
     }
     fn local_values(&self, key: &InfoHash) -> Vec<Value> {
         crate::dht::engine::Dht::local_values(self, key)
+    }
+}
+
+/// What the parts that write to devices' inboxes need of a DHT (trust requests,
+/// messages over the DHT): presence's operations plus OpenDHT's `putEncrypted` (sign,
+/// encrypt for `to`'s key, put).
+pub trait InboxDht: PresenceDht {
+    fn put_encrypted(&mut self, now: u64, key: InfoHash, to: InfoHash, id: u64, body: Body)
+        -> OpId;
+}
+
+impl InboxDht for SecureDht {
+    fn put_encrypted(
+        &mut self,
+        now: u64,
+        key: InfoHash,
+        to: InfoHash,
+        id: u64,
+        body: Body,
+    ) -> OpId {
+        SecureDht::put_encrypted(self, now, key, to, id, body)
     }
 }
 

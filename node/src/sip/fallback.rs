@@ -1,5 +1,5 @@
 //! The DHT fallback for messages (PROTOCOLS §6.7, jamid `JamiAccount::sendMessage` and
-//! the inbox listener of `doRegister_`), sans-IO over [`ImDht`] (the node's
+//! the inbox listener of `doRegister_`), sans-IO over [`InboxDht`] (the node's
 //! [`SecureDht`]).
 //!
 //! Sending: for each device of the peer, an ImMessage (type 3; id = token, `datatype` =
@@ -18,10 +18,9 @@ use crate::crypto::inbox_key;
 use crate::dht::engine::{Event, OpId};
 use crate::dht::infohash::InfoHash;
 use crate::dht::payload::{ImMessage, IM_MESSAGE_TYPE};
-use crate::dht::secure::SecureDht;
 use crate::dht::value::{Body, Value, ValueData};
 use crate::identity::verify_device_chain;
-use crate::presence::{device_chain, PresenceDht};
+use crate::presence::{device_chain, InboxDht};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// jamid's sender gives up after one minute without a receipt.
@@ -38,25 +37,6 @@ pub const MAX_LOOKUPS: usize = 64;
 /// Message ids remembered for de-duplication (jamid's `treatedMessages_`), oldest
 /// forgotten first.
 pub const MAX_SEEN_IDS: usize = 4096;
-
-/// What the fallback needs of a DHT: presence's operations plus encrypted puts.
-pub trait ImDht: PresenceDht {
-    fn put_encrypted(&mut self, now: u64, key: InfoHash, to: InfoHash, id: u64, body: Body)
-        -> OpId;
-}
-
-impl ImDht for SecureDht {
-    fn put_encrypted(
-        &mut self,
-        now: u64,
-        key: InfoHash,
-        to: InfoHash,
-        id: u64,
-        body: Body,
-    ) -> OpId {
-        SecureDht::put_encrypted(self, now, key, to, id, body)
-    }
-}
 
 /// A message received through the DHT.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,7 +148,7 @@ pub struct DhtFallback {
 
 impl DhtFallback {
     /// For our device of short id `me`; starts listening at its inbox.
-    pub fn new<D: ImDht + ?Sized>(dht: &mut D, now: u64, me: InfoHash) -> Self {
+    pub fn new<D: InboxDht + ?Sized>(dht: &mut D, now: u64, me: InfoHash) -> Self {
         let inbox = InfoHash(inbox_key(&me.0));
         let mut ops = BTreeMap::new();
         ops.insert(dht.listen(now, inbox), Op::Inbox);
@@ -197,7 +177,7 @@ impl DhtFallback {
 
     /// Send `body` as `mime` under `token` to each of `devices` (short ids).
     #[allow(clippy::too_many_arguments)]
-    pub fn send<D: ImDht + ?Sized>(
+    pub fn send<D: InboxDht + ?Sized>(
         &mut self,
         dht: &mut D,
         now: u64,
@@ -255,7 +235,7 @@ impl DhtFallback {
         self.sends.values().map(|s| s.deadline).min()
     }
 
-    pub fn handle_timeout<D: ImDht + ?Sized>(&mut self, dht: &mut D, now: u64) {
+    pub fn handle_timeout<D: InboxDht + ?Sized>(&mut self, dht: &mut D, now: u64) {
         let due: Vec<u64> = self
             .sends
             .iter()
@@ -273,7 +253,7 @@ impl DhtFallback {
     }
 
     /// Feed one of the node's DHT events; returns whether it was ours.
-    pub fn handle_event<D: ImDht + ?Sized>(&mut self, dht: &mut D, now: u64, e: &Event) -> bool {
+    pub fn handle_event<D: InboxDht + ?Sized>(&mut self, dht: &mut D, now: u64, e: &Event) -> bool {
         let Some(op) = e.op() else {
             return false;
         };
@@ -337,7 +317,7 @@ impl DhtFallback {
     }
 
     /// A value at our inbox.
-    fn inbox_value<D: ImDht + ?Sized>(&mut self, dht: &mut D, now: u64, v: &Value) {
+    fn inbox_value<D: InboxDht + ?Sized>(&mut self, dht: &mut D, now: u64, v: &Value) {
         let Some((msg, owner)) = self.im_message(v) else {
             return;
         };
@@ -399,7 +379,7 @@ impl DhtFallback {
     }
 
     /// The sender's chain was found: check it, report, confirm.
-    fn sender_chain<D: ImDht + ?Sized>(
+    fn sender_chain<D: InboxDht + ?Sized>(
         &mut self,
         dht: &mut D,
         now: u64,
@@ -438,7 +418,7 @@ impl DhtFallback {
     }
 
     /// A value at a recipient's inbox while we wait for the receipt of `token`.
-    fn receipt_value<D: ImDht + ?Sized>(&mut self, dht: &mut D, token: u64, v: &Value) {
+    fn receipt_value<D: InboxDht + ?Sized>(&mut self, dht: &mut D, token: u64, v: &Value) {
         if v.id != token || !self.sends.contains_key(&token) {
             return;
         }
@@ -459,7 +439,7 @@ impl DhtFallback {
     }
 
     /// Stop listening for `token`'s receipts.
-    fn finish<D: ImDht + ?Sized>(&mut self, dht: &mut D, token: u64) {
+    fn finish<D: InboxDht + ?Sized>(&mut self, dht: &mut D, token: u64) {
         if let Some(s) = self.sends.remove(&token) {
             for l in s.listens {
                 dht.cancel(l);
