@@ -8,60 +8,15 @@
 //!   reports events/s, and the bench prints simulated seconds per wall second.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use netsim::apps::echo::Echo;
-use netsim::{App, Ctx, HostOpts, NatConfig, Sim, SimConfig, SockId};
 use scenarios::world::BuildOpts;
 use std::hint::black_box;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::time::Instant;
 
 const DATAGRAMS: u64 = 20_000;
 
-/// Sends the next datagram as soon as the echo of the previous one arrives.
-struct PingPong {
-    to: SocketAddr,
-    left: u64,
-}
-
-impl App for PingPong {
-    fn start(&mut self, cx: &mut Ctx<'_>) {
-        let s = cx.udp_bind("0.0.0.0:0".parse().unwrap()).unwrap();
-        cx.udp_send(s, self.to, &[0u8; 100]).unwrap();
-    }
-    fn on_udp(&mut self, cx: &mut Ctx<'_>, s: SockId, _f: SocketAddr, _t: SocketAddr, d: &[u8]) {
-        if self.left > 0 {
-            self.left -= 1;
-            cx.udp_send(s, self.to, d).unwrap();
-        }
-    }
-    netsim::app_any!();
-}
-
 fn simulated_ping_pong(trace: bool) -> u64 {
-    let mut sim = Sim::new(SimConfig {
-        seed: 1,
-        trace,
-        keep_trace: false,
-        ..Default::default()
-    });
-    let server = sim.add_host("server", HostOpts::default());
-    let (up, down) = netsim::LinkParams::preset("lan").unwrap();
-    let nat = sim.add_nat("nat", NatConfig::default(), None, up, down);
-    let client = sim.add_host(
-        "client",
-        HostOpts {
-            behind: Some(nat),
-            ..Default::default()
-        },
-    );
-    let to = SocketAddr::new(sim.host(server).unwrap().addrs[0], 7);
-    sim.add_app(server, || Box::new(Echo::new(7)));
-    sim.add_app(client, move || {
-        Box::new(PingPong {
-            to,
-            left: DATAGRAMS / 2,
-        })
-    });
+    let mut sim = benches::ping_pong::world(DATAGRAMS, trace);
     while sim.step() {}
     sim.core.events
 }

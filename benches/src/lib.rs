@@ -1,5 +1,7 @@
 //! Helpers for the criterion benchmarks in benches/: a counting allocator (memory per
-//! node) and put-then-get round trips on real sockets (our node against `dhtnode`).
+//! node), put-then-get round trips on real sockets (our node against `dhtnode`), and the
+//! simulator's UDP ping-pong workload.
 
 pub mod alloc_count;
 pub mod dht_rtt;
+pub mod ping_pong;

@@ -59,24 +59,38 @@ pub fn python_opendht_or_skip() -> Option<PythonOpenDht> {
 /// The skip line printed when dhtnode is unavailable.
 pub const DHTNODE_SKIP: &str = "SKIP: dhtnode not installed (apt-get install dhtnode)";
 
-/// Whether the official `dhtnode` and the tools to give it a namespace (`ip`, root)
-/// are here; applies the skip rule when not.
-pub fn dhtnode_or_skip() -> bool {
-    let ok = std::process::Command::new("dhtnode")
-        .arg("--help")
+/// Whether `program arg` runs here (the program is installed), output discarded.
+fn runs(program: &str, arg: &str) -> bool {
+    std::process::Command::new(program)
+        .arg(arg)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
-        .is_ok();
+        .is_ok()
+}
+
+/// Whether `program` is installed (`program arg` runs) and we are root, as an official
+/// program run in a network namespace of its own needs; applies the skip rule (with
+/// `skip`, or the root line naming `what`) when not.
+fn namespaced_program_or_skip(program: &str, arg: &str, skip: &str, what: &str) -> bool {
+    let ok = runs(program, arg);
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if !ok {
-        skip_or_fail(DHTNODE_SKIP);
+        skip_or_fail(skip);
     } else if !root {
-        skip_or_fail("SKIP: dhtnode checks need root to create a network namespace");
+        skip_or_fail(&format!(
+            "SKIP: {what} checks need root to create a network namespace"
+        ));
     }
     ok && root
+}
+
+/// Whether the official `dhtnode` and the tools to give it a namespace (`ip`, root)
+/// are here; applies the skip rule when not.
+pub fn dhtnode_or_skip() -> bool {
+    namespaced_program_or_skip("dhtnode", "--help", DHTNODE_SKIP, "dhtnode")
 }
 
 /// The skip line printed when the official Jami daemon is unavailable.
@@ -87,15 +101,6 @@ pub const JAMID_SKIP: &str =
 /// we are root (jamid must run in a network namespace of its own); applies the skip
 /// rule when not.
 pub fn jamid_or_skip() -> bool {
-    let runs = |p: &str, arg: &str| {
-        std::process::Command::new(p)
-            .arg(arg)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok()
-    };
     if !std::path::Path::new(jamid::JAMID).exists() {
         skip_or_fail(JAMID_SKIP);
         return false;
@@ -114,21 +119,7 @@ pub const COTURN_SKIP: &str = "SKIP: turnserver not installed (apt-get install c
 /// Whether the official coturn `turnserver` is here and we are root (it runs in a
 /// network namespace of its own); applies the skip rule when not.
 pub fn coturn_or_skip() -> bool {
-    let ok = std::process::Command::new("turnserver")
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok();
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !ok {
-        skip_or_fail(COTURN_SKIP);
-    } else if !root {
-        skip_or_fail("SKIP: coturn checks need root to create a network namespace");
-    }
-    ok && root
+    namespaced_program_or_skip("turnserver", "--version", COTURN_SKIP, "coturn")
 }
 
 #[cfg(test)]

@@ -1,15 +1,12 @@
-//! The event loop's speed on its own: UDP ping-pong through a NAT (the workload of the
-//! `netsim/ping-pong-events` criterion bench), as a plain binary to profile.
-//!
-//! ```sh
-//! cargo run --release -p netsim --example pingpong -- 2000000 [untraced]
-//! ```
+//! The event loop's workload on its own: UDP ping-pong through a NAT, one datagram in
+//! flight. Shared by the `netsim/udp-events` criterion bench and the `pingpong` example
+//! (a plain binary to profile).
 
 use netsim::apps::echo::Echo;
 use netsim::{App, Ctx, HostOpts, NatConfig, Sim, SimConfig, SockId};
 use std::net::SocketAddr;
-use std::time::Instant;
 
+/// Sends the next datagram as soon as the echo of the previous one arrives.
 struct PingPong {
     to: SocketAddr,
     left: u64,
@@ -29,13 +26,9 @@ impl App for PingPong {
     netsim::app_any!();
 }
 
-fn main() {
-    let mut args = std::env::args().skip(1);
-    let datagrams: u64 = args
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(2_000_000);
-    let trace = args.next().as_deref() != Some("untraced");
+/// A client behind a NAT and an echo server, set to exchange `datagrams` datagrams
+/// (both directions counted); run it with `while sim.step() {}`.
+pub fn world(datagrams: u64, trace: bool) -> Sim {
     let mut sim = Sim::new(SimConfig {
         seed: 1,
         trace,
@@ -60,13 +53,5 @@ fn main() {
             left: datagrams / 2,
         })
     });
-    let t = Instant::now();
-    while sim.step() {}
-    let s = t.elapsed().as_secs_f64();
-    println!(
-        "{} events in {s:.2} s: {:.2} M events/s (trace {})",
-        sim.core.events,
-        sim.core.events as f64 / s / 1e6,
-        if trace { "on" } else { "off" }
-    );
+    sim
 }
