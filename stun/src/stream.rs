@@ -121,8 +121,9 @@ impl StreamDecoder {
     }
 }
 
-/// Total on-stream length of the frame at the start of `buf`, once its header is in.
-fn frame_len(buf: &[u8]) -> Result<Option<usize>, StreamError> {
+/// Total on-stream length of the frame at the start of `buf`, once its header is in
+/// (`Ok(None)`: the header is not all there yet).
+pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, StreamError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };

@@ -170,16 +170,15 @@ pub enum StreamError {
 /// `buf` is, once it is all there (`Ok(None)`: wait for more bytes). Messages longer than
 /// `max` and bytes that cannot start a STUN message are errors.
 pub fn stream_frame(buf: &[u8], max: usize) -> Result<Option<usize>, StreamError> {
+    // ChannelData has no place on a STUN server's stream.
     if buf.first().is_some_and(|b| b & 0xc0 != 0) {
         return Err(StreamError::NotStun);
     }
-    if buf.len() < 20 {
-        return Ok(None);
-    }
-    if !is_stun(&buf[..20]) {
-        return Err(StreamError::NotStun);
-    }
-    let len = 20 + usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+    let len = match stun::stream::frame_len(buf) {
+        Ok(Some(len)) => len,
+        Ok(None) => return Ok(None),
+        Err(_) => return Err(StreamError::NotStun),
+    };
     if len > max {
         return Err(StreamError::TooLong(len));
     }
