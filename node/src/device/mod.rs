@@ -11,6 +11,8 @@
 //! Contract (DESIGN.md §2): `handle_datagram` / `handle_timeout` with `now` (Unix ms),
 //! commands, then drain `poll_transmit` and `poll_event` and read `poll_timeout`.
 
+pub mod streams;
+
 use crate::dht::engine::{Config, Event, Transmit};
 use crate::dht::infohash::InfoHash;
 use crate::dht::secure::{SecureDht, SecureError};
