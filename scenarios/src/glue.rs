@@ -298,6 +298,8 @@ impl DhtApp {
         let e = match e {
             DeviceEvent::Presence(p) => return record_presence(cx, p, &mut self.seen),
             DeviceEvent::Dht(e) => e,
+            // The dht-node actor runs no Jami services yet.
+            DeviceEvent::Jami(_) => return,
         };
         if self.proxy_event(cx, &e) {
             return;

@@ -6,6 +6,7 @@
 pub mod framing;
 pub mod ice;
 pub mod ice_msg;
+pub mod manager;
 pub mod mux;
 pub mod request;
 pub mod stun_client;

@@ -11,24 +11,30 @@
 //! Contract (DESIGN.md §2): `handle_datagram` / `handle_timeout` with `now` (Unix ms),
 //! commands, then drain `poll_transmit` and `poll_event` and read `poll_timeout`.
 
+pub mod jami;
 pub mod streams;
 
 use crate::dht::engine::{Config, Event, Transmit};
 use crate::dht::infohash::InfoHash;
 use crate::dht::secure::{SecureDht, SecureError};
 use crate::identity::{AccountIdentity, DeviceIdentity, IdentityError, NodeIdentity};
+use crate::connect::manager::ManagerConfig;
+use crate::contacts::ContactList;
 use crate::presence::{DeviceAnnouncer, PresenceEvent, PresenceTracker};
+use jami::{JamiEvent, Services};
+use streams::{StreamCommand, StreamEngine, StreamId};
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
-/// A contact's presence as the Jami FAQ words it. "Connected" (a live connection to one
-/// of its devices) is added with the connection manager.
+/// A contact's presence as the Jami FAQ words it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PresenceState {
     /// No device of the account is announced on the DHT (or none that checks out).
     None,
     /// At least one device is announced and its chain verifies: it "seems reachable".
     SeemsReachable,
+    /// A live, authenticated connection to one of its devices.
+    Connected,
 }
 
 impl std::fmt::Display for PresenceState {
@@ -36,6 +42,7 @@ impl std::fmt::Display for PresenceState {
         f.write_str(match self {
             PresenceState::None => "none",
             PresenceState::SeemsReachable => "seems reachable",
+            PresenceState::Connected => "connected",
         })
     }
 }
@@ -49,6 +56,9 @@ pub enum DeviceEvent {
     /// What the presence tracker saw of a tracked account: `Online` and `Offline` are
     /// the changes of its [`PresenceState`].
     Presence(PresenceEvent),
+    /// Contacts, connections, channels and messages (devices with
+    /// [`Device::enable_services`]).
+    Jami(JamiEvent),
 }
 
 /// Why a device could not be made.
@@ -77,6 +87,8 @@ pub struct Device {
     tracked: BTreeSet<InfoHash>,
     events: VecDeque<DeviceEvent>,
     connected: bool,
+    identity: Option<DeviceIdentity>,
+    services: Option<Services>,
 }
 
 impl Device {
@@ -89,6 +101,7 @@ impl Device {
         jami: Option<JamiIdentity<'_>>,
         now: u64,
     ) -> Result<Device, DeviceError> {
+        let me = jami.as_ref().map(|j| j.device.clone());
         let (identity, announcer) = match jami {
             Some(j) => (
                 Some(NodeIdentity::new(
@@ -110,7 +123,25 @@ impl Device {
             tracked: BTreeSet::new(),
             events: VecDeque::new(),
             connected: false,
+            identity: me,
+            services: None,
         })
+    }
+
+    /// Turn on contacts, connections and messages (needs the identity): listens at the
+    /// device's `peer:` and inbox keys at once.
+    pub fn enable_services(&mut self, now: u64, cfg: ManagerConfig, contacts: ContactList) -> bool {
+        let Some(me) = self.identity.as_ref() else {
+            return false;
+        };
+        self.services = Some(Services::new(&mut self.dht, now, me, cfg, contacts));
+        self.drain(now);
+        true
+    }
+
+    /// The Jami services, for reading their state (contacts, connections, statistics).
+    pub fn services(&self) -> Option<&Services> {
+        self.services.as_ref()
     }
 
     // ---- getters -------------------------------------------------------------------
@@ -134,7 +165,9 @@ impl Device {
     /// A tracked account's presence; `None` for an account not tracked.
     pub fn presence_of(&self, account: &InfoHash) -> Option<PresenceState> {
         self.tracked.contains(account).then(|| {
-            if self.presence.is_online(account) {
+            if self.services.as_ref().is_some_and(|s| s.connected(account)) {
+                PresenceState::Connected
+            } else if self.presence.is_online(account) {
                 PresenceState::SeemsReachable
             } else {
                 PresenceState::None
@@ -176,6 +209,11 @@ impl Device {
         if let Some(a) = self.announcer.as_mut() {
             a.handle_timeout(&mut self.dht, now);
         }
+        if let Some(s) = self.services.as_mut() {
+            if s.poll_timeout().is_some_and(|t| t <= now) {
+                s.handle_timeout(&mut self.dht, &self.presence, now);
+            }
+        }
         self.drain(now);
     }
 
@@ -200,6 +238,93 @@ impl Device {
         self.tracked.remove(account);
     }
 
+    /// Connect to every announced device of `account` with a `sip` channel (following
+    /// its presence first if needed: devices found later are connected then). Returns
+    /// the number of devices asked now; false without services.
+    pub fn connect(&mut self, now: u64, account: InfoHash) -> Option<usize> {
+        self.services.as_ref()?;
+        if !self.tracked.contains(&account) {
+            self.track(now, account);
+        }
+        let s = self.services.as_mut()?;
+        let n = s.connect_account(&mut self.dht, &self.presence, now, &account);
+        self.drain(now);
+        Some(n)
+    }
+
+    /// Connect to one device (short id) with a `sip` channel.
+    pub fn connect_device(&mut self, now: u64, device: InfoHash) -> bool {
+        let Some(s) = self.services.as_mut() else {
+            return false;
+        };
+        s.connect_device(&mut self.dht, now, device);
+        self.drain(now);
+        true
+    }
+
+    /// Send a message (`text/plain` for a text) to `account`; returns its token. The
+    /// outcome comes as [`JamiEvent::Delivered`] or [`JamiEvent::SendFailed`].
+    pub fn send_message(&mut self, now: u64, account: InfoHash, mime: &str, body: &[u8]) -> Option<u64> {
+        self.services.as_ref()?;
+        if !self.tracked.contains(&account) {
+            self.track(now, account);
+        }
+        let s = self.services.as_mut()?;
+        let token = s.send_message(&mut self.dht, &self.presence, now, account, mime, body);
+        self.drain(now);
+        Some(token)
+    }
+
+    /// Send a trust request (with our vCard as payload) to `to`, and follow its presence
+    /// so the request is sent again when it comes online.
+    pub fn send_trust_request(&mut self, now: u64, to: InfoHash, payload: Vec<u8>) -> bool {
+        if self.services.is_none() {
+            return false;
+        }
+        if !self.tracked.contains(&to) {
+            self.track(now, to);
+        }
+        let ok = self
+            .services
+            .as_mut()
+            .is_some_and(|s| s.send_request(&mut self.dht, now, to, payload));
+        self.drain(now);
+        ok
+    }
+
+    pub fn accept_trust_request(&mut self, now: u64, from: InfoHash) -> bool {
+        let ok = self
+            .services
+            .as_mut()
+            .is_some_and(|s| s.accept_request(&mut self.dht, now, from));
+        if ok && !self.tracked.contains(&from) {
+            self.track(now, from);
+        }
+        self.drain(now);
+        ok
+    }
+
+    pub fn decline_trust_request(&mut self, now: u64, from: &InfoHash) -> bool {
+        let ok = self.services.as_mut().is_some_and(|s| s.decline_request(from));
+        self.drain(now);
+        ok
+    }
+
+    /// Remove a contact (and with `ban`, refuse its requests and connections).
+    pub fn remove_contact(&mut self, now: u64, account: InfoHash, ban: bool) -> bool {
+        let ok = self
+            .services
+            .as_mut()
+            .is_some_and(|s| s.remove_contact(now, account, ban));
+        self.drain(now);
+        ok
+    }
+
+    /// The contact list (to show, or to save when it is dirty).
+    pub fn contacts_mut(&mut self) -> Option<&mut ContactList> {
+        self.services.as_mut().map(|s| s.contacts.contacts_mut())
+    }
+
     // ---- outputs ---------------------------------------------------------------------
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -216,6 +341,7 @@ impl Device {
             self.dht.poll_timeout(),
             self.presence.poll_timeout(),
             self.announcer.as_ref().and_then(|a| a.poll_timeout()),
+            self.services.as_ref().and_then(|s| s.poll_timeout()),
         ]
         .into_iter()
         .flatten()
@@ -230,6 +356,11 @@ impl Device {
             if self.presence.handle_event(&mut self.dht, now, &e) {
                 continue;
             }
+            if let Some(s) = self.services.as_mut() {
+                if s.handle_dht_event(&mut self.dht, now, &e) {
+                    continue;
+                }
+            }
             if e == Event::Connected {
                 self.connected = true;
                 if let Some(a) = self.announcer.as_mut() {
@@ -243,7 +374,16 @@ impl Device {
             }
         }
         while let Some(p) = self.presence.poll_event() {
+            if let (PresenceEvent::Online(account), Some(s)) = (&p, self.services.as_mut()) {
+                s.account_online(&mut self.dht, &self.presence, now, *account);
+            }
             self.events.push_back(DeviceEvent::Presence(p));
+        }
+        if let Some(s) = self.services.as_mut() {
+            s.drain(&mut self.dht, &self.presence, now);
+            while let Some(e) = s.poll_event() {
+                self.events.push_back(DeviceEvent::Jami(e));
+            }
         }
     }
 
@@ -252,6 +392,49 @@ impl Device {
         matches!(e, Event::PutDone { .. } | Event::Failed { .. })
             && e.op().is_some()
             && e.op() == self.announcer.as_ref().and_then(|a| a.current_op())
+    }
+}
+
+impl StreamEngine for Device {
+    fn handle_stream_accepted(&mut self, now: u64, local: SocketAddr, remote: SocketAddr) -> StreamId {
+        let id = match self.services.as_mut() {
+            Some(s) => s.conns.handle_stream_accepted(now, local, remote),
+            None => StreamId(u64::MAX),
+        };
+        self.drain(now);
+        id
+    }
+
+    fn handle_stream_connected(&mut self, now: u64, id: StreamId, _local: SocketAddr) {
+        if let Some(s) = self.services.as_mut() {
+            s.conns.handle_stream_connected(now, id);
+        }
+        self.drain(now);
+    }
+
+    fn handle_stream_data(&mut self, now: u64, id: StreamId, bytes: &[u8]) {
+        if let Some(s) = self.services.as_mut() {
+            s.conns.handle_stream_data(now, id, bytes);
+        }
+        self.drain(now);
+    }
+
+    fn handle_stream_closed(&mut self, now: u64, id: StreamId) {
+        if let Some(s) = self.services.as_mut() {
+            s.conns.handle_stream_closed(now, id);
+        }
+        self.drain(now);
+    }
+
+    fn handle_listen_failed(&mut self, now: u64, local: SocketAddr) {
+        if let Some(s) = self.services.as_mut() {
+            s.conns.handle_listen_failed(now, local);
+        }
+        self.drain(now);
+    }
+
+    fn poll_stream_command(&mut self) -> Option<StreamCommand> {
+        self.services.as_mut()?.conns.poll_stream_command()
     }
 }
 

@@ -210,7 +210,7 @@ impl DhtFallback {
             let l = dht.listen(now, key);
             self.ops.insert(l, Op::Receipt { token });
             listens.push(l);
-            let p = dht.put_encrypted(now, key, *dev, token, im_body(&msg));
+            let p = dht.put_encrypted(now, key, *dev, value_id("msg", token, dev), im_body(&msg));
             self.ops.insert(p, Op::Put { token });
         }
         self.sends.insert(
@@ -369,9 +369,11 @@ impl DhtFallback {
             self.refuse(Refusal::NotEncrypted);
             return None;
         }
+        // The message id is the payload's: OpenDHT packs an ImMessage into a value with no
+        // id (`Value{TYPE, obj}`), so the put draws a random value id.
         match ImMessage::unpack(&s.body.data) {
-            Ok(m) if m.id == v.id => Some((m, s.owner.clone())),
-            _ => {
+            Ok(m) => Some((m, s.owner.clone())),
+            Err(_) => {
                 self.refuse(Refusal::Malformed);
                 None
             }
@@ -399,7 +401,7 @@ impl DhtFallback {
             date: (now / 1000) as i64,
             ..ImMessage::default()
         };
-        let op = dht.put_encrypted(now, self.inbox, dev, msg.id, im_body(&receipt));
+        let op = dht.put_encrypted(now, self.inbox, dev, value_id("receipt", msg.id, &self.me), im_body(&receipt));
         self.ops.insert(op, Op::ReceiptPut);
         self.stats.receipts_sent += 1;
         self.stats.received += 1;
@@ -419,7 +421,7 @@ impl DhtFallback {
 
     /// A value at a recipient's inbox while we wait for the receipt of `token`.
     fn receipt_value<D: InboxDht + ?Sized>(&mut self, dht: &mut D, token: u64, v: &Value) {
-        if v.id != token || !self.sends.contains_key(&token) {
+        if !self.sends.contains_key(&token) {
             return;
         }
         let Some((msg, owner)) = self.im_message(v) else {
@@ -473,4 +475,13 @@ fn im_body(m: &ImMessage) -> Body {
         data: m.pack(),
         utype: String::new(),
     }
+}
+
+/// The DHT value id of a message or receipt. OpenDHT draws a random one (the token is in
+/// the payload); it must differ between the message and its receipt, which share a key
+/// (the recipient's inbox) and would otherwise collide as an edit by another owner.
+/// Derived from the token, so runs stay deterministic without an RNG here.
+fn value_id(kind: &str, token: u64, device: &InfoHash) -> u64 {
+    let h = InfoHash::get(format!("{kind}:{token}:{device}"));
+    u64::from_be_bytes(h.0[..8].try_into().expect("8 bytes")).max(1)
 }

@@ -6,7 +6,7 @@ use crate::dht::value::Value;
 use crate::identity::{AccountIdentity, DeviceIdentity};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::OnceLock;
 
 const NOW: u64 = 1_790_000_000_000;
@@ -43,8 +43,29 @@ struct Net {
     now: u64,
     devices: Vec<Device>,
     addrs: Vec<SocketAddr>,
-    queue: VecDeque<(u64, usize, SocketAddr, Vec<u8>)>,
+    /// Everything in flight, all with the same delay, so arrival order is send order.
+    queue: VecDeque<(u64, Ev)>,
     events: Vec<Vec<DeviceEvent>>,
+    /// In-memory TCP: listening addresses, and the two ends of each connection.
+    listeners: BTreeMap<SocketAddr, usize>,
+    links: BTreeMap<(usize, StreamId), (usize, StreamId)>,
+    next_port: u16,
+    /// Devices whose listeners refuse every connection (a broken network).
+    refuse_tcp: bool,
+}
+
+/// Something in flight to device `.0` of each variant.
+enum Ev {
+    Datagram(usize, SocketAddr, Vec<u8>),
+    Accept {
+        to: usize,
+        local: SocketAddr,
+        remote: SocketAddr,
+        peer: (usize, StreamId),
+    },
+    Connected(usize, StreamId, SocketAddr),
+    Data(usize, StreamId, Vec<u8>),
+    Closed(usize, StreamId),
 }
 
 impl Net {
@@ -81,15 +102,103 @@ impl Net {
             addrs,
             queue: VecDeque::new(),
             events: vec![Vec::new(); n],
+            listeners: BTreeMap::new(),
+            links: BTreeMap::new(),
+            next_port: 40_000,
+            refuse_tcp: false,
         }
+    }
+
+    fn stream_command(&mut self, i: usize, c: StreamCommand) {
+        let at = self.now + DELAY_MS;
+        match c {
+            StreamCommand::Listen { local } => {
+                self.listeners.insert(local, i);
+            }
+            StreamCommand::Unlisten { local } => {
+                self.listeners.remove(&local);
+            }
+            StreamCommand::Connect { id, local, remote } => {
+                let local = if local.port() == 0 {
+                    self.next_port += 1;
+                    SocketAddr::new(self.addrs[i].ip(), self.next_port)
+                } else {
+                    local
+                };
+                match self.listeners.get(&remote) {
+                    Some(&to) if !self.refuse_tcp => self.queue.push_back((
+                        at,
+                        Ev::Accept {
+                            to,
+                            local: remote,
+                            remote: local,
+                            peer: (i, id),
+                        },
+                    )),
+                    _ => self.queue.push_back((at, Ev::Closed(i, id))),
+                }
+            }
+            StreamCommand::Write { id, bytes } => {
+                if let Some(&(j, jd)) = self.links.get(&(i, id)) {
+                    self.queue.push_back((at, Ev::Data(j, jd, bytes)));
+                }
+            }
+            StreamCommand::Close { id } => {
+                if let Some((j, jd)) = self.links.remove(&(i, id)) {
+                    self.links.remove(&(j, jd));
+                    self.queue.push_back((at, Ev::Closed(j, jd)));
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, ev: Ev) {
+        let j = match ev {
+            Ev::Datagram(j, from, bytes) => {
+                self.devices[j].handle_datagram(self.now, from, &bytes);
+                j
+            }
+            Ev::Accept {
+                to,
+                local,
+                remote,
+                peer,
+            } => {
+                let id = self.devices[to].handle_stream_accepted(self.now, local, remote);
+                self.links.insert((to, id), peer);
+                self.links.insert(peer, (to, id));
+                self.queue
+                    .push_back((self.now + DELAY_MS, Ev::Connected(peer.0, peer.1, remote)));
+                to
+            }
+            Ev::Connected(j, id, local) => {
+                self.devices[j].handle_stream_connected(self.now, id, local);
+                j
+            }
+            Ev::Data(j, id, bytes) => {
+                self.devices[j].handle_stream_data(self.now, id, &bytes);
+                j
+            }
+            Ev::Closed(j, id) => {
+                self.links.remove(&(j, id));
+                self.devices[j].handle_stream_closed(self.now, id);
+                j
+            }
+        };
+        self.flush(j);
     }
 
     fn flush(&mut self, i: usize) {
         while let Some(t) = self.devices[i].poll_transmit() {
             if let Some(j) = self.addrs.iter().position(|a| *a == t.to) {
-                self.queue
-                    .push_back((self.now + DELAY_MS, j, self.addrs[i], t.bytes));
+                self.queue.push_back((
+                    self.now + DELAY_MS,
+                    Ev::Datagram(j, self.addrs[i], t.bytes),
+                ));
             }
+        }
+        while let Some(c) = self.devices[i].poll_stream_command() {
+            self.stream_command(i, c);
         }
         while let Some(e) = self.devices[i].poll_event() {
             self.events[i].push(e);
@@ -111,9 +220,8 @@ impl Net {
                 .unwrap_or(u64::MAX);
             self.now = next_packet.min(next_timer).min(end).max(self.now);
             while self.queue.front().is_some_and(|q| q.0 <= self.now) {
-                let (_, j, from, bytes) = self.queue.pop_front().expect("queued");
-                self.devices[j].handle_datagram(self.now, from, &bytes);
-                self.flush(j);
+                let (_, ev) = self.queue.pop_front().expect("queued");
+                self.deliver(ev);
             }
             for i in 0..self.devices.len() {
                 if self.devices[i]
@@ -132,11 +240,13 @@ impl Net {
             .iter()
             .filter_map(|e| match e {
                 DeviceEvent::Presence(p) => Some(p),
-                DeviceEvent::Dht(_) => None,
+                _ => None,
             })
             .collect()
     }
 }
+
+mod connections;
 
 #[test]
 fn a_device_announces_itself_and_its_contacts_see_it_reachable() {

@@ -1,0 +1,150 @@
+//! Two Jami devices on the in-memory network connect through the whole stack: the
+//! request over the DHT, ICE-TCP, TLS with Jami's chain checks, the multiplexed socket,
+//! the `sip` channel and a text message each way; and the DHT fallback when no TCP
+//! connection can form.
+
+use super::*;
+use crate::connect::ice::CandidateType;
+use crate::connect::manager::{ConnectionEvent, ManagerConfig};
+use crate::contacts::ContactList;
+use crate::device::jami::{JamiEvent, Via};
+
+fn with_services(plain: usize) -> Net {
+    let f = accounts();
+    let mut net = Net::new(plain, &[&f.alice, &f.bob]);
+    for i in plain..plain + 2 {
+        let cfg = ManagerConfig {
+            host_ips: vec![net.addrs[i].ip()],
+            seed: i as u64,
+            ..ManagerConfig::default()
+        };
+        let now = net.now;
+        assert!(net.devices[i].enable_services(now, cfg, ContactList::new()));
+    }
+    net.run_for(5_000);
+    net
+}
+
+fn jami(net: &Net, i: usize) -> Vec<&JamiEvent> {
+    net.events[i]
+        .iter()
+        .filter_map(|e| match e {
+            DeviceEvent::Jami(j) => Some(j),
+            _ => None,
+        })
+        .collect()
+}
+
+fn connected(net: &Net, i: usize) -> Option<(CandidateType, CandidateType, bool)> {
+    jami(net, i).into_iter().find_map(|e| match e {
+        JamiEvent::Connection(ConnectionEvent::Connected {
+            local,
+            remote,
+            initiator,
+            ..
+        }) => Some((local.typ, remote.typ, *initiator)),
+        _ => None,
+    })
+}
+
+fn messages(net: &Net, i: usize) -> Vec<(String, Via)> {
+    jami(net, i)
+        .into_iter()
+        .filter_map(|e| match e {
+            JamiEvent::Message { body, via, .. } => {
+                Some((String::from_utf8_lossy(body).into_owned(), *via))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn two_devices_connect_and_exchange_texts_over_sip() {
+    let f = accounts();
+    let (alice, bob) = (6, 7);
+    let mut net = with_services(6);
+    let now = net.now;
+    assert!(net.devices[bob].connect(now, account_id(&f.alice.0)).is_some());
+    // Bob follows Alice; her device is found, then connected.
+    net.run_for(20_000);
+    let (l, r, init) = connected(&net, bob).unwrap_or_else(|| panic!("bob: {:?}", jami(&net, bob)));
+    assert_eq!((l, init), (CandidateType::Host, true));
+    // Bob is ICE controlled and passive: Alice's active check comes from a port her
+    // candidate (port 9) does not name, so he learns it as peer-reflexive.
+    assert!(matches!(r, CandidateType::Host | CandidateType::Prflx), "{r:?}");
+    let (_, _, init) = connected(&net, alice).expect("alice connected");
+    assert!(!init, "the receiver of the request");
+    assert_eq!(
+        net.devices[bob].presence_of(&account_id(&f.alice.0)),
+        Some(PresenceState::Connected)
+    );
+    let now = net.now;
+    let token = net.devices[bob]
+        .send_message(now, account_id(&f.alice.0), "text/plain", b"hello alice")
+        .expect("services");
+    net.run_for(2_000);
+    assert_eq!(messages(&net, alice), vec![("hello alice".to_string(), Via::Sip)]);
+    assert!(jami(&net, bob)
+        .iter()
+        .any(|e| **e == JamiEvent::Delivered { token, via: Via::Sip }));
+    let now = net.now;
+    net.devices[alice]
+        .send_message(now, account_id(&f.bob.0), "text/plain", b"hi bob")
+        .expect("services");
+    net.run_for(2_000);
+    assert_eq!(messages(&net, bob), vec![("hi bob".to_string(), Via::Sip)]);
+    // Nothing refused on either side.
+    for i in [alice, bob] {
+        let s = net.devices[i].services().expect("services").conns.stats();
+        assert_eq!(s.requests.forged + s.requests.malformed + s.refused_chain, 0);
+        assert_eq!(s.connections_up, 1, "device {i}: {s:?}");
+    }
+}
+
+/// No TCP connection can form (every connect is refused): the message still arrives,
+/// through the DHT, and the receipt comes back.
+#[test]
+fn without_a_connection_the_dht_carries_the_message_and_its_receipt() {
+    let f = accounts();
+    let (alice, bob) = (6, 7);
+    let mut net = with_services(6);
+    net.refuse_tcp = true;
+    let now = net.now;
+    net.devices[bob].track(now, account_id(&f.alice.0));
+    net.run_for(5_000);
+    let now = net.now;
+    let token = net.devices[bob]
+        .send_message(now, account_id(&f.alice.0), "text/plain", b"via the dht")
+        .expect("services");
+    net.run_for(10_000);
+    assert_eq!(messages(&net, alice), vec![("via the dht".to_string(), Via::Dht)]);
+    assert!(
+        jami(&net, bob)
+            .iter()
+            .any(|e| **e == JamiEvent::Delivered { token, via: Via::Dht }),
+        "{:?}",
+        jami(&net, bob)
+    );
+    assert!(connected(&net, bob).is_none());
+}
+
+/// Breaks the model: Alice banned Bob, so her device refuses his request and no
+/// connection forms; the refusal is counted.
+#[test]
+fn a_banned_account_cannot_connect() {
+    let f = accounts();
+    let (alice, bob) = (6, 7);
+    let mut net = with_services(6);
+    let now = net.now;
+    assert!(net.devices[alice].remove_contact(now, account_id(&f.bob.0), true));
+    net.devices[bob].connect(now, account_id(&f.alice.0));
+    net.run_for(20_000);
+    assert!(connected(&net, bob).is_none() && connected(&net, alice).is_none());
+    let s = net.devices[alice].services().expect("services").conns.stats();
+    assert_eq!(s.refused_banned, 1, "{s:?}");
+    assert!(jami(&net, alice).iter().any(|e| matches!(
+        e,
+        JamiEvent::Connection(ConnectionEvent::Refused { .. })
+    )));
+}
