@@ -433,7 +433,13 @@ impl<E: Engine + StreamEngine> DeviceDriver<E> {
                     }
                     open => {
                         // A connect reports once; nothing to do.
-                        self.conns.insert(serial, Conn { state: open, ..conn });
+                        self.conns.insert(
+                            serial,
+                            Conn {
+                                state: open,
+                                ..conn
+                            },
+                        );
                         return;
                     }
                 };
@@ -472,9 +478,7 @@ impl<E: Engine + StreamEngine> DeviceDriver<E> {
         let (r, w) = stream.into_split();
         let events = self.events_tx.clone();
         let reader = self.rt.spawn(tcp::reader(r, serial, events.clone()));
-        let writer = self
-            .rt
-            .spawn(tcp::writer(w, queue, unsent, serial, events));
+        let writer = self.rt.spawn(tcp::writer(w, queue, unsent, serial, events));
         ConnState::Open {
             reader: reader.abort_handle(),
             writer: writer.abort_handle(),

@@ -8,8 +8,7 @@ mod device;
 mod tcp;
 
 pub use device::{
-    DeviceDriver, StreamOptions, StreamStats, CLOSE_LINGER, MAX_LISTENERS, MAX_STREAMS,
-    MAX_UNSENT,
+    DeviceDriver, StreamOptions, StreamStats, CLOSE_LINGER, MAX_LISTENERS, MAX_STREAMS, MAX_UNSENT,
 };
 
 use crate::device::{Device, DeviceEvent};
@@ -156,10 +155,7 @@ impl<E: Engine> UdpDriver<E> {
 }
 
 /// Turns of at most 50 ms for `d`.
-fn run_for_with(
-    d: Duration,
-    mut turn: impl FnMut(Duration) -> io::Result<()>,
-) -> io::Result<()> {
+fn run_for_with(d: Duration, mut turn: impl FnMut(Duration) -> io::Result<()>) -> io::Result<()> {
     let end = unix_ms() + d.as_millis() as u64;
     while unix_ms() < end {
         let left = Duration::from_millis(end.saturating_sub(unix_ms()).max(1));
