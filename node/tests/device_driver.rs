@@ -566,6 +566,49 @@ fn writes_in_order_flushed_before_close_and_reads() {
     assert_eq!(d.stream_count(), 0);
 }
 
+/// Writes issued with the Connect wait for it; Unlisten stops accepting.
+#[test]
+fn writes_before_connect_and_unlisten() {
+    let mut d = driver(StreamOptions::default());
+    let peer = TcpListener::bind("127.0.0.1:0").unwrap();
+    let id = StreamId(3);
+    let cmds = vec![
+        StreamCommand::Connect {
+            id,
+            local: sa("127.0.0.1:0"),
+            remote: peer.local_addr().unwrap(),
+        },
+        StreamCommand::Write {
+            id,
+            bytes: b"early".to_vec(),
+        },
+    ];
+    let seen = run(&mut d, cmds, |o| matches!(o, Obs::Connected(..)));
+    assert!(
+        matches!(seen[..], [Obs::Connected(i, _)] if i == id),
+        "{seen:?}"
+    );
+    let (mut s, _) = peer.accept().unwrap();
+    issue(&mut d, vec![StreamCommand::Close { id }]);
+    let reader = std::thread::spawn(move || {
+        let mut got = vec![];
+        s.read_to_end(&mut got).map(|_| got)
+    });
+    while !reader.is_finished() {
+        d.turn(Duration::from_millis(20), &mut |_, _| {}).unwrap();
+    }
+    assert_eq!(reader.join().unwrap().unwrap(), b"early");
+
+    let at = free_port();
+    issue(&mut d, vec![StreamCommand::Listen { local: at }]);
+    assert!(TcpStream::connect(at).is_ok(), "listening");
+    issue(&mut d, vec![StreamCommand::Unlisten { local: at }]);
+    issue(&mut d, vec![]); // the accept task is dropped inside a turn
+    assert_eq!(d.listening().count(), 0);
+    let e = TcpStream::connect(at).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+}
+
 fn overflow(max_unsent: usize) -> (Vec<Obs>, Drv) {
     let mut d = driver(StreamOptions {
         max_unsent,
