@@ -1,7 +1,15 @@
-//! The DHT engine on a real UDP socket and the real clock: the thin loop that moves
-//! datagrams and timeouts in and transmits and events out. Used by `jamisim node dht`
-//! and by conformance tests against the official programs. (Simulation uses the same
-//! engine on netsim instead.)
+//! Engines on real sockets and the real clock: the thin loops that move datagrams,
+//! stream bytes and timeouts in and transmits, commands and events out. [`UdpDriver`]
+//! runs a datagram-only engine (`jamisim node dht`, conformance tests against the
+//! official programs); [`DeviceDriver`] one with TCP streams as well (ICE-TCP). The
+//! simulator runs the same engines on netsim instead.
+
+mod device;
+mod tcp;
+
+pub use device::{
+    DeviceDriver, StreamOptions, StreamStats, CLOSE_LINGER, MAX_LISTENERS, MAX_STREAMS, MAX_UNSENT,
+};
 
 use crate::device::{Device, DeviceEvent};
 use crate::dht::engine::{Dht, Event, Transmit};
@@ -132,12 +140,7 @@ impl<E: Engine> UdpDriver<E> {
         d: Duration,
         on_event: &mut dyn FnMut(&mut E, E::Event),
     ) -> io::Result<()> {
-        let end = unix_ms() + d.as_millis() as u64;
-        while unix_ms() < end {
-            let left = Duration::from_millis(end.saturating_sub(unix_ms()).max(1));
-            self.turn(left.min(Duration::from_millis(50)), on_event)?;
-        }
-        Ok(())
+        run_for_with(d, |w| self.turn(w, on_event))
     }
 
     /// Run until `done` says so (checked after each event) or `timeout` passes; returns
@@ -145,17 +148,36 @@ impl<E: Engine> UdpDriver<E> {
     pub fn run_until(
         &mut self,
         timeout: Duration,
-        mut done: impl FnMut(&E::Event) -> bool,
+        done: impl FnMut(&E::Event) -> bool,
     ) -> io::Result<bool> {
-        let end = unix_ms() + timeout.as_millis() as u64;
-        let mut hit = false;
-        while !hit && unix_ms() < end {
-            self.turn(Duration::from_millis(50), &mut |_, e| {
-                if done(&e) {
-                    hit = true;
-                }
-            })?;
-        }
-        Ok(hit)
+        run_until_with(timeout, done, |w, on_event| self.turn(w, on_event))
     }
+}
+
+/// Turns of at most 50 ms for `d`.
+fn run_for_with(d: Duration, mut turn: impl FnMut(Duration) -> io::Result<()>) -> io::Result<()> {
+    let end = unix_ms() + d.as_millis() as u64;
+    while unix_ms() < end {
+        let left = Duration::from_millis(end.saturating_sub(unix_ms()).max(1));
+        turn(left.min(Duration::from_millis(50)))?;
+    }
+    Ok(())
+}
+
+/// Turns of 50 ms until `done` holds for an event or `timeout` passes.
+fn run_until_with<E, T>(
+    timeout: Duration,
+    mut done: impl FnMut(&T) -> bool,
+    mut turn: impl FnMut(Duration, &mut dyn FnMut(&mut E, T)) -> io::Result<()>,
+) -> io::Result<bool> {
+    let end = unix_ms() + timeout.as_millis() as u64;
+    let mut hit = false;
+    while !hit && unix_ms() < end {
+        turn(Duration::from_millis(50), &mut |_, e| {
+            if done(&e) {
+                hit = true;
+            }
+        })?;
+    }
+    Ok(hit)
 }
