@@ -105,8 +105,10 @@ enum NodeCmd {
         proxy: Option<String>,
     },
     /// A Jami device from an account directory (as `node account` writes it, jamid's
-    /// layout) on the UDP DHT: announces itself, follows contacts' presence; commands on
-    /// stdin (track <id>, untrack <id>, presence, ll, x).
+    /// layout): announces itself on the UDP DHT, follows presence, sends and answers
+    /// trust requests, connects to contacts' devices (ICE-TCP, TLS, channels) and
+    /// exchanges text messages. Commands on stdin: add, accept, decline, ban, remove,
+    /// contacts, requests, connect, msg, connections, track, untrack, presence, ll, x.
     Device {
         /// The account directory (archive.gz, ring_device.key, ring_device.crt).
         #[arg(long)]
@@ -124,6 +126,16 @@ enum NodeCmd {
         /// Print every result as one JSON object per line.
         #[arg(long)]
         json: bool,
+        /// Address offered as ICE host candidate (repeatable; default: the bind
+        /// address, or the one the default route leaves from).
+        #[arg(long = "ice-ip")]
+        ice_ip: Vec<std::net::IpAddr>,
+        /// STUN server (HOST:PORT) for server-reflexive candidates.
+        #[arg(long)]
+        stun: Option<SocketAddr>,
+        /// Accept connections only from contacts (jamid's allowPublicIncoming off).
+        #[arg(long)]
+        contacts_only: bool,
     },
     /// A Jami name server (HTTP: GET /name/<name>, GET /addr/<addr>, POST /name/<name>).
     Nameserver {
@@ -455,6 +467,9 @@ fn real_main() -> Result<bool> {
                     bind,
                     bootstrap,
                     json,
+                    ice_ip,
+                    stun,
+                    contacts_only,
                 },
         } => {
             device_cmd::run(device_cmd::DeviceOpts {
@@ -464,6 +479,9 @@ fn real_main() -> Result<bool> {
                 bind,
                 bootstrap,
                 json,
+                ice_ips: ice_ip,
+                stun,
+                contacts_only,
             })?;
             Ok(true)
         }

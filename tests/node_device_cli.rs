@@ -103,3 +103,103 @@ fn two_devices_see_each_other_seem_reachable() {
     drop((a, b, boot));
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// The whole device on real sockets: A sends B a trust request, B accepts, A connects
+/// to B (the selected ICE pair is shown), a text crosses each way over the `sip`
+/// channel, and both contact lists survive a restart of B (kept in its directory as
+/// jamid keeps them).
+#[test]
+fn two_devices_become_contacts_connect_and_exchange_texts() {
+    let tmp = std::env::temp_dir().join(format!("jamisim-device-conn-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let (da, db) = (tmp.join("a"), tmp.join("b"));
+    create_account(&da);
+    create_account(&db);
+    let boot = CliNode::spawn(&[
+        "node",
+        "dht",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--json",
+    ]);
+    let mut a = device(&da, &["--bootstrap", &boot.addr]);
+    let mut b = device(&db, &["--bootstrap", &boot.addr]);
+    let started = |n: &CliNode| n.started["account"].as_str().expect("account").to_string();
+    let (a_id, b_id) = (started(&a), started(&b));
+    assert_eq!(a.started["ice_ips"][0], "127.0.0.1", "{}", a.started);
+    let t = Duration::from_secs(30);
+    for n in [&a, &b] {
+        assert!(n.wait("connected", t).is_some(), "joins the DHT");
+    }
+    a.send(&format!("add {b_id} BEGIN:VCARD"));
+    let req = b
+        .wait_for(t, |v| {
+            v["event"] == "trust_request" && v["from"] == a_id.as_str()
+        })
+        .expect("B gets A's request");
+    assert_eq!(req["payload"], "BEGIN:VCARD", "{req}");
+    b.send(&format!("accept {a_id}"));
+    assert!(
+        a.wait_for(t, |v| v["event"] == "confirmed"
+            && v["from"] == b_id.as_str())
+            .is_some(),
+        "A sees B's acceptance"
+    );
+    a.send(&format!("connect {b_id}"));
+    let up = a
+        .wait_for(t, |v| {
+            v["event"] == "peer_connected" && v["account"] == b_id.as_str()
+        })
+        .expect("A connects to B");
+    assert_eq!(up["initiator"], true, "{up}");
+    assert_eq!(
+        up["local"]["addr"]
+            .as_str()
+            .map(|s| s.starts_with("127.0.0.1:")),
+        Some(true),
+        "{up}"
+    );
+    assert_eq!(up["state"], "connected", "{up}");
+    let up_b = b
+        .wait_for(t, |v| {
+            v["event"] == "peer_connected" && v["account"] == a_id.as_str()
+        })
+        .expect("B sees the connection");
+    assert_eq!(up_b["initiator"], false, "{up_b}");
+    assert!(
+        a.wait_for(t, |v| v["event"] == "channel_opened" && v["name"] == "sip")
+            .is_some(),
+        "the sip channel opens"
+    );
+    a.send(&format!("msg {b_id} hello from A"));
+    let m = b
+        .wait_for(t, |v| v["event"] == "message" && v["from"] == a_id.as_str())
+        .expect("B gets A's text");
+    assert_eq!(
+        (m["body"].as_str(), m["via"].as_str()),
+        (Some("hello from A"), Some("sip")),
+        "{m}"
+    );
+    assert!(a.wait("delivered", t).is_some(), "A hears it was delivered");
+    b.send(&format!("msg {a_id} hi A, B here"));
+    let m = a
+        .wait_for(t, |v| v["event"] == "message" && v["from"] == b_id.as_str())
+        .expect("A gets B's text");
+    assert_eq!(m["body"], "hi A, B here", "{m}");
+    // B restarts: its contact list comes back from its directory.
+    b.send("x");
+    drop(b);
+    let mut b = device(&db, &["--bootstrap", &boot.addr]);
+    b.send("contacts");
+    let list = b.wait("contacts", t).expect("contacts");
+    let rows = list["contacts"].as_array().expect("rows").clone();
+    assert!(
+        rows.iter()
+            .any(|r| r["account"] == a_id.as_str() && r["active"] == true),
+        "{list}"
+    );
+    drop((a, b, boot));
+    let _ = std::fs::remove_dir_all(&tmp);
+}

@@ -1,18 +1,22 @@
 //! `jamisim node device`: a Jami device from an account directory (jamid's layout, as
-//! `node account` writes it) on a real UDP socket: the same sans-IO [`Device`] the
-//! simulator runs, driven by [`UdpDriver`]. Commands on stdin, `--json` for scripts.
+//! `node account` writes it) on real sockets: the same sans-IO [`Device`] the simulator
+//! runs, driven by [`DeviceDriver`] (the DHT on UDP, connections on TCP). Commands on
+//! stdin, `--json` for scripts; contacts are kept in the directory as jamid keeps them.
+
+mod commands;
+mod report;
 
 use crate::account_cmd::{read_archive, ARCHIVE_FILE, DEVICE_CRT_FILE, DEVICE_KEY_FILE};
 use crate::node_cmd::Printer;
 use anyhow::{Context, Result};
-use node::device::{Device, DeviceEvent, JamiIdentity, PresenceState};
-use node::dht::engine::{Config, Event};
+use node::connect::manager::ManagerConfig;
+use node::device::{Device, JamiIdentity};
+use node::dht::engine::Config;
 use node::dht::InfoHash;
-use node::driver::{unix_ms, UdpDriver};
+use node::driver::{unix_ms, DeviceDriver};
 use node::identity::DeviceIdentity;
-use node::presence::PresenceEvent;
 use rand::{Rng, RngExt};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -25,10 +29,14 @@ pub struct DeviceOpts {
     pub bind: std::net::IpAddr,
     pub bootstrap: Vec<SocketAddr>,
     pub json: bool,
+    /// Addresses offered as ICE host candidates (default: the bind address, or the
+    /// address the default route leaves from).
+    pub ice_ips: Vec<IpAddr>,
+    /// STUN server for server-reflexive candidates.
+    pub stun: Option<SocketAddr>,
+    /// Accept connections only from contacts (jamid's allowPublicIncoming = false).
+    pub contacts_only: bool,
 }
-
-const HELP: &str =
-    "commands: track <jami id>, untrack <jami id>, presence, ll (node info), x (quit)";
 
 pub fn run(opts: DeviceOpts) -> Result<()> {
     let archive = read_archive(&opts.dir.join(ARCHIVE_FILE), &opts.password)?;
@@ -44,8 +52,22 @@ pub fn run(opts: DeviceOpts) -> Result<()> {
         announcement_id: rng.random::<u64>() | 1,
     };
     let cfg = Config::verifying(InfoHash(rng.random()), rng.next_u64());
-    let dev = Device::new(cfg, Some(jami), unix_ms())?;
-    let mut d = UdpDriver::bind(dev, SocketAddr::new(opts.bind, opts.port))
+    let mut dev = Device::new(cfg, Some(jami), unix_ms())?;
+    let contacts = node::contacts::load(&opts.dir).context("the contacts files")?;
+    let ice_ips = if opts.ice_ips.is_empty() {
+        vec![default_ip(opts.bind)]
+    } else {
+        opts.ice_ips.clone()
+    };
+    let mcfg = ManagerConfig {
+        host_ips: ice_ips.clone(),
+        stun_server: opts.stun,
+        allow_public: !opts.contacts_only,
+        seed: rng.next_u64(),
+        ..ManagerConfig::default()
+    };
+    dev.enable_services(unix_ms(), mcfg, contacts);
+    let mut d = DeviceDriver::bind(dev, SocketAddr::new(opts.bind, opts.port))
         .with_context(|| format!("binding {}:{}", opts.bind, opts.port))?;
     let out = Printer { json: opts.json };
     let local = d.local_addr()?;
@@ -57,7 +79,9 @@ pub fn run(opts: DeviceOpts) -> Result<()> {
             account.uri()
         ),
         serde_json::json!({"account": InfoHash(account.account_id()).to_string(), "uri": account.uri(), "device": hex::encode(device.device_id()),
-            "addr": local.to_string(), "node": d.dht.dht().id().to_string()}),
+            "addr": local.to_string(), "node": d.dht.dht().id().to_string(),
+            "device_short": hex::encode(device.short_id()),
+            "ice_ips": ice_ips.iter().map(|i| i.to_string()).collect::<Vec<_>>()}),
     );
     for b in &opts.bootstrap {
         d.dht.bootstrap(unix_ms(), *b);
@@ -65,123 +89,44 @@ pub fn run(opts: DeviceOpts) -> Result<()> {
     let lines = crate::node_cmd::stdin_lines();
     loop {
         d.turn(Duration::from_millis(50), &mut |dev, e| {
-            report(&out, dev, e)
+            report::report(&out, dev, e)
         })?;
-        match lines.try_recv() {
-            Ok(line) => {
-                if !command(&mut d.dht, &line, &out) {
-                    return Ok(());
-                }
-            }
-            Err(mpsc::TryRecvError::Empty) => {}
-            Err(mpsc::TryRecvError::Disconnected) => return Ok(()),
+        let quit = match lines.try_recv() {
+            Ok(line) => !commands::command(&mut d.dht, &line, &out),
+            Err(mpsc::TryRecvError::Empty) => false,
+            Err(mpsc::TryRecvError::Disconnected) => true,
+        };
+        save_contacts(&mut d.dht, &opts.dir, &out);
+        if quit {
+            return Ok(());
         }
     }
 }
 
-fn state_json(account: &InfoHash, state: PresenceState) -> serde_json::Value {
-    serde_json::json!({"account": account.to_string(), "state": state.to_string()})
-}
-
-fn report(out: &Printer, dev: &mut Device, e: DeviceEvent) {
-    match e {
-        DeviceEvent::Dht(Event::Connected) => out.say(
-            "connected",
-            "Connected to the DHT".into(),
-            serde_json::json!({}),
-        ),
-        DeviceEvent::Dht(_) => {}
-        DeviceEvent::Presence(PresenceEvent::Online(a) | PresenceEvent::Offline(a)) => {
-            let state = dev.presence_of(&a).unwrap_or(PresenceState::None);
-            out.say("presence", format!("{a}: {state}"), state_json(&a, state));
-        }
-        DeviceEvent::Presence(PresenceEvent::DeviceVerified { account, device }) => out.say(
-            "device_verified",
-            format!(
-                "{account}: device {} verified",
-                hex::encode(device.device_id)
-            ),
-            serde_json::json!({"account": account.to_string(),
-                "device": hex::encode(device.device_id)}),
-        ),
-        DeviceEvent::Presence(PresenceEvent::Rejected { account, reason }) => out.say(
-            "rejected",
-            format!("{account}: refused: {reason}"),
-            serde_json::json!({"account": account.to_string(), "reason": format!("{reason:?}")}),
-        ),
-    }
-}
-
-/// One stdin line; false to quit.
-fn command(dev: &mut Device, line: &str, out: &Printer) -> bool {
-    let mut words = line.split_whitespace();
-    let now = unix_ms();
-    let account =
-        |w: Option<&str>| w.and_then(|s| s.trim_start_matches("jami:").parse::<InfoHash>().ok());
-    match words.next() {
-        None => {}
-        Some("x" | "q" | "quit") => return false,
-        Some("track") => match account(words.next()) {
-            Some(a) => {
-                dev.track(now, a);
-                let state = dev.presence_of(&a).unwrap_or(PresenceState::None);
-                out.say(
-                    "tracking",
-                    format!("tracking {a}: {state}"),
-                    state_json(&a, state),
-                );
-            }
-            None => out.say(
-                "error",
-                "usage: track <40-hex jami id>".into(),
-                serde_json::json!({"error": "usage: track <id>"}),
-            ),
-        },
-        Some("untrack") => match account(words.next()) {
-            Some(a) => {
-                dev.untrack(&a);
-                out.say(
-                    "untracked",
-                    format!("no longer tracking {a}"),
-                    serde_json::json!({"account": a.to_string()}),
-                );
-            }
-            None => out.say(
-                "error",
-                "usage: untrack <40-hex jami id>".into(),
-                serde_json::json!({"error": "usage: untrack <id>"}),
-            ),
-        },
-        Some("presence") => {
-            let all: Vec<(InfoHash, PresenceState)> = dev.tracked().collect();
-            let text: Vec<String> = all.iter().map(|(a, s)| format!("{a}: {s}")).collect();
-            let json: Vec<serde_json::Value> = all.iter().map(|(a, s)| state_json(a, *s)).collect();
+/// Write the contact files when the list changed (as jamid saves after each change).
+fn save_contacts(dev: &mut Device, dir: &std::path::Path, out: &Printer) {
+    if let Some(list) = dev.contacts_mut().filter(|l| l.dirty) {
+        if let Err(e) = node::contacts::save(dir, list) {
             out.say(
-                "presence_list",
-                text.join("\n"),
-                serde_json::json!({"contacts": json}),
+                "error",
+                format!("saving contacts: {e}"),
+                serde_json::json!({"error": format!("saving contacts: {e}")}),
             );
         }
-        Some("ll") => {
-            let d = dev.dht();
-            out.say(
-                "info",
-                format!(
-                    "node {} connected: {}, {} nodes known, announced {} times",
-                    d.id(),
-                    dev.is_connected(),
-                    d.routing_table().len(),
-                    dev.announcements()
-                ),
-                serde_json::json!({"node": d.id().to_string(), "connected": dev.is_connected(),
-                    "nodes": d.routing_table().len(), "announcements": dev.announcements()}),
-            );
-        }
-        Some(other) => out.say(
-            "error",
-            format!("unknown command `{other}`; {HELP}"),
-            serde_json::json!({"error": format!("unknown command `{other}`")}),
-        ),
     }
-    true
+}
+
+/// The address to offer as host candidate: the bind address, else the one the default
+/// route leaves from (a UDP connect sends nothing), else loopback.
+fn default_ip(bind: IpAddr) -> IpAddr {
+    if !bind.is_unspecified() {
+        return bind;
+    }
+    UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("192.0.2.1:9")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
 }

@@ -54,9 +54,15 @@ pub enum JamiEvent {
         via: Via,
     },
     /// The message sent under `token` reached a device of its account.
-    Delivered { token: u64, via: Via },
+    Delivered {
+        token: u64,
+        via: Via,
+    },
     /// It did not (SIP refused or timed out and the DHT copy got no receipt).
-    SendFailed { token: u64, reason: String },
+    SendFailed {
+        token: u64,
+        reason: String,
+    },
 }
 
 struct Outgoing {
@@ -152,7 +158,13 @@ impl Services {
 
     /// A tracked account came online: re-send an unconfirmed request (jamid's
     /// `onTrackedBuddyOnline`) and send messages that waited for its devices.
-    pub fn account_online(&mut self, dht: &mut SecureDht, presence: &PresenceTracker, now: u64, account: InfoHash) {
+    pub fn account_online(
+        &mut self,
+        dht: &mut SecureDht,
+        presence: &PresenceTracker,
+        now: u64,
+        account: InfoHash,
+    ) {
         self.contacts.contact_online(dht, now, account);
         let waiting: Vec<u64> = self
             .outgoing
@@ -168,7 +180,13 @@ impl Services {
     // ---- commands --------------------------------------------------------------------
 
     /// Connect to every known device of `account` and open the `sip` channel on each.
-    pub fn connect_account(&mut self, dht: &mut SecureDht, presence: &PresenceTracker, now: u64, account: &InfoHash) -> usize {
+    pub fn connect_account(
+        &mut self,
+        dht: &mut SecureDht,
+        presence: &PresenceTracker,
+        now: u64,
+        account: &InfoHash,
+    ) -> usize {
         let devices = presence.devices(account);
         for d in &devices {
             self.conns
@@ -220,7 +238,13 @@ impl Services {
         token
     }
 
-    fn send_paths(&mut self, dht: &mut SecureDht, presence: &PresenceTracker, now: u64, token: u64) {
+    fn send_paths(
+        &mut self,
+        dht: &mut SecureDht,
+        presence: &PresenceTracker,
+        now: u64,
+        token: u64,
+    ) {
         let Some(o) = self.outgoing.get(&token) else {
             return;
         };
@@ -267,7 +291,13 @@ impl Services {
         ok
     }
 
-    pub fn send_request(&mut self, dht: &mut SecureDht, now: u64, to: InfoHash, payload: Vec<u8>) -> bool {
+    pub fn send_request(
+        &mut self,
+        dht: &mut SecureDht,
+        now: u64,
+        to: InfoHash,
+        payload: Vec<u8>,
+    ) -> bool {
         let ok = self.contacts.send_request(dht, now, to, "", payload);
         self.after_contacts();
         ok
@@ -335,7 +365,12 @@ impl Services {
             let mut moved = false;
             while let Some(e) = self.contacts.poll_event() {
                 moved = true;
-                if matches!(e, TrustEvent::Contact(ContactEvent::ContactAdded { .. } | ContactEvent::ContactRemoved { .. })) {
+                if matches!(
+                    e,
+                    TrustEvent::Contact(
+                        ContactEvent::ContactAdded { .. } | ContactEvent::ContactRemoved { .. }
+                    )
+                ) {
                     self.sync_trust();
                 }
                 self.events.push_back(JamiEvent::Trust(e));
@@ -359,7 +394,11 @@ impl Services {
 
     fn connection_event(&mut self, now: u64, e: ConnectionEvent) {
         match &e {
-            ConnectionEvent::ChannelRequested { device, channel, name } => {
+            ConnectionEvent::ChannelRequested {
+                device,
+                channel,
+                name,
+            } => {
                 if name == SIP_CHANNEL {
                     self.conns.accept_channel(now, device, *channel);
                     self.open_sip(*device, *channel);
@@ -368,12 +407,20 @@ impl Services {
                     self.conns.decline_channel(now, device, *channel);
                 }
             }
-            ConnectionEvent::ChannelOpened { device, channel, name } if name == SIP_CHANNEL => {
+            ConnectionEvent::ChannelOpened {
+                device,
+                channel,
+                name,
+            } if name == SIP_CHANNEL => {
                 self.open_sip(*device, *channel);
                 // Messages waiting for this account's channel go now.
                 self.resend_on_channel(now, *device, *channel);
             }
-            ConnectionEvent::ChannelData { device, channel, data } => {
+            ConnectionEvent::ChannelData {
+                device,
+                channel,
+                data,
+            } => {
                 if let Some(s) = self.sip.get_mut(&(*device, *channel)) {
                     s.handle_stream_data(now, data);
                     return;
@@ -382,10 +429,10 @@ impl Services {
             ConnectionEvent::ChannelClosed { device, channel } => {
                 self.sip.remove(&(*device, *channel));
             }
-            ConnectionEvent::Closed { device, .. } => {
-                if self.conns.connection_to(device).is_none() {
-                    self.sip.retain(|(d, _), _| d != device);
-                }
+            ConnectionEvent::Closed { device, .. }
+                if self.conns.connection_to(device).is_none() =>
+            {
+                self.sip.retain(|(d, _), _| d != device);
             }
             _ => {}
         }
@@ -396,10 +443,13 @@ impl Services {
         let Some(c) = self.conns.connection_to(&device) else {
             return;
         };
-        let (local, remote) = c.selected.map(|(l, r)| (l.addr, r.addr)).unwrap_or_else(|| {
-            let z = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
-            (z, z)
-        });
+        let (local, remote) = c
+            .selected
+            .map(|(l, r)| (l.addr, r.addr))
+            .unwrap_or_else(|| {
+                let z = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+                (z, z)
+            });
         let cfg = ChannelConfig {
             own_account: self.account.to_string(),
             display_name: self.display_name.clone(),
@@ -408,8 +458,11 @@ impl Services {
             remote_addr: remote.to_string(),
             user_agent: concat!("jamisim/", env!("CARGO_PKG_VERSION")).to_string(),
         };
-        let seed = (u64::from(channel) << 48) ^ u64::from_be_bytes(device.0[..8].try_into().expect("8 bytes"));
-        self.sip.entry((device, channel)).or_insert_with(|| SipChannel::new(cfg, seed));
+        let seed = (u64::from(channel) << 48)
+            ^ u64::from_be_bytes(device.0[..8].try_into().expect("8 bytes"));
+        self.sip
+            .entry((device, channel))
+            .or_insert_with(|| SipChannel::new(cfg, seed));
     }
 
     fn resend_on_channel(&mut self, now: u64, device: InfoHash, channel: u16) {
@@ -422,7 +475,10 @@ impl Services {
         for (token, o) in self.outgoing.iter_mut() {
             // A message that went only through the DHT also goes on the new channel,
             // as jamid's pending messages do; the receiver reports one copy.
-            if o.account == account && !o.delivered && ch.send_with_token(now, *token, &o.mime, &o.body).is_ok() {
+            if o.account == account
+                && !o.delivered
+                && ch.send_with_token(now, *token, &o.mime, &o.body).is_ok()
+            {
                 o.running += 1;
             }
         }
@@ -462,7 +518,9 @@ impl Services {
                 self.report(account, device, m.message_id, m.mime, m.body, Via::Sip);
             }
             SipEvent::Delivered { token } => self.delivered(token, Via::Sip),
-            SipEvent::Failed { token, reason } => self.path_failed(token, &format!("SIP: {reason:?}")),
+            SipEvent::Failed { token, reason } => {
+                self.path_failed(token, &format!("SIP: {reason:?}"))
+            }
             SipEvent::Dropped { .. } => {}
         }
     }
@@ -471,17 +529,36 @@ impl Services {
         match e {
             FallbackEvent::Received(m) => {
                 let id = m.message_id();
-                self.report(m.from_account, m.from_device, id, m.mime, m.body.into_bytes(), Via::Dht);
+                self.report(
+                    m.from_account,
+                    m.from_device,
+                    id,
+                    m.mime,
+                    m.body.into_bytes(),
+                    Via::Dht,
+                );
             }
             FallbackEvent::Delivered { token, .. } => self.delivered(token, Via::Dht),
             FallbackEvent::Failed { token, timed_out } => self.path_failed(
                 token,
-                if timed_out { "DHT: no receipt within 1 min" } else { "DHT: could not put the message" },
+                if timed_out {
+                    "DHT: no receipt within 1 min"
+                } else {
+                    "DHT: could not put the message"
+                },
             ),
         }
     }
 
-    fn report(&mut self, account: InfoHash, device: InfoHash, id: String, mime: String, body: Vec<u8>, via: Via) {
+    fn report(
+        &mut self,
+        account: InfoHash,
+        device: InfoHash,
+        id: String,
+        mime: String,
+        body: Vec<u8>,
+        via: Via,
+    ) {
         let key = (account, id.clone());
         if !id.is_empty() {
             if self.seen.contains(&key) {

@@ -14,17 +14,17 @@
 pub mod jami;
 pub mod streams;
 
+use crate::connect::manager::ManagerConfig;
+use crate::contacts::ContactList;
 use crate::dht::engine::{Config, Event, Transmit};
 use crate::dht::infohash::InfoHash;
 use crate::dht::secure::{SecureDht, SecureError};
 use crate::identity::{AccountIdentity, DeviceIdentity, IdentityError, NodeIdentity};
-use crate::connect::manager::ManagerConfig;
-use crate::contacts::ContactList;
 use crate::presence::{DeviceAnnouncer, PresenceEvent, PresenceTracker};
 use jami::{JamiEvent, Services};
-use streams::{StreamCommand, StreamEngine, StreamId};
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
+use streams::{StreamCommand, StreamEngine, StreamId};
 
 /// A contact's presence as the Jami FAQ words it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -264,7 +264,13 @@ impl Device {
 
     /// Send a message (`text/plain` for a text) to `account`; returns its token. The
     /// outcome comes as [`JamiEvent::Delivered`] or [`JamiEvent::SendFailed`].
-    pub fn send_message(&mut self, now: u64, account: InfoHash, mime: &str, body: &[u8]) -> Option<u64> {
+    pub fn send_message(
+        &mut self,
+        now: u64,
+        account: InfoHash,
+        mime: &str,
+        body: &[u8],
+    ) -> Option<u64> {
         self.services.as_ref()?;
         if !self.tracked.contains(&account) {
             self.track(now, account);
@@ -305,7 +311,10 @@ impl Device {
     }
 
     pub fn decline_trust_request(&mut self, now: u64, from: &InfoHash) -> bool {
-        let ok = self.services.as_mut().is_some_and(|s| s.decline_request(from));
+        let ok = self
+            .services
+            .as_mut()
+            .is_some_and(|s| s.decline_request(from));
         self.drain(now);
         ok
     }
@@ -396,7 +405,12 @@ impl Device {
 }
 
 impl StreamEngine for Device {
-    fn handle_stream_accepted(&mut self, now: u64, local: SocketAddr, remote: SocketAddr) -> StreamId {
+    fn handle_stream_accepted(
+        &mut self,
+        now: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> StreamId {
         let id = match self.services.as_mut() {
             Some(s) => s.conns.handle_stream_accepted(now, local, remote),
             None => StreamId(u64::MAX),

@@ -37,8 +37,12 @@ pub enum StreamCommand {
 /// [`crate::driver::Engine`]). After each input drain `poll_stream_command` as well.
 pub trait StreamEngine {
     /// An inbound connection on a listening address; returns its number.
-    fn handle_stream_accepted(&mut self, now: u64, local: SocketAddr, remote: SocketAddr)
-        -> StreamId;
+    fn handle_stream_accepted(
+        &mut self,
+        now: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> StreamId;
     /// A `Connect` succeeded; `local` is the address it got.
     fn handle_stream_connected(&mut self, now: u64, id: StreamId, local: SocketAddr);
     fn handle_stream_data(&mut self, now: u64, id: StreamId, bytes: &[u8]);

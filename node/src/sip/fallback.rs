@@ -401,7 +401,13 @@ impl DhtFallback {
             date: (now / 1000) as i64,
             ..ImMessage::default()
         };
-        let op = dht.put_encrypted(now, self.inbox, dev, value_id("receipt", msg.id, &self.me), im_body(&receipt));
+        let op = dht.put_encrypted(
+            now,
+            self.inbox,
+            dev,
+            value_id("receipt", msg.id, &self.me),
+            im_body(&receipt),
+        );
         self.ops.insert(op, Op::ReceiptPut);
         self.stats.receipts_sent += 1;
         self.stats.received += 1;

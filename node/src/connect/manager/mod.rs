@@ -88,9 +88,15 @@ pub enum ConnectionEvent {
         setup_ms: u64,
     },
     /// A connection to `device` failed or ended; `reason` is the log line.
-    Closed { device: InfoHash, reason: String },
+    Closed {
+        device: InfoHash,
+        reason: String,
+    },
     /// A request from `device` was refused.
-    Refused { device: InfoHash, reason: String },
+    Refused {
+        device: InfoHash,
+        reason: String,
+    },
     /// `device` asks to open `channel`: answer with accept or decline.
     ChannelRequested {
         device: InfoHash,
@@ -112,7 +118,10 @@ pub enum ConnectionEvent {
         channel: u16,
         data: Vec<u8>,
     },
-    ChannelClosed { device: InfoHash, channel: u16 },
+    ChannelClosed {
+        device: InfoHash,
+        channel: u16,
+    },
 }
 
 /// Counters (refusals must stay at zero between honest peers).
@@ -174,7 +183,7 @@ impl ConnectionManager {
     pub fn new(cfg: ManagerConfig, me: DeviceIdentity) -> Self {
         let me_short = InfoHash(me.short_id());
         ConnectionManager {
-            rng: ChaCha20Rng::seed_from_u64(cfg.seed ^ 0xc0_11_ec_7),
+            rng: ChaCha20Rng::seed_from_u64(cfg.seed ^ 0x0c01_1ec7),
             cfg,
             me,
             me_short,
@@ -252,9 +261,15 @@ impl ConnectionManager {
         {
             if let Some(name) = channel {
                 match c.mux.as_mut() {
+                    // One channel per name and peer device (jamid caches its `sip` one).
+                    Some(m)
+                        if m.channel_ids()
+                            .iter()
+                            .any(|id| m.channel_name(*id) == Some(name)) => {}
                     Some(m) => {
                         let _ = m.open_channel(name);
                     }
+                    None if c.queued_channels.iter().any(|q| q == name) => {}
                     None => c.queued_channels.push(name.to_string()),
                 }
                 self.pump(now);
@@ -391,7 +406,12 @@ impl ConnectionManager {
         true
     }
 
-    pub fn handle_stream_accepted(&mut self, now: u64, local: SocketAddr, remote: SocketAddr) -> StreamId {
+    pub fn handle_stream_accepted(
+        &mut self,
+        now: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> StreamId {
         let id = self.stream_id();
         let Some(&key) = self.listeners.get(&local) else {
             self.commands.push_back(StreamCommand::Close { id });
@@ -503,8 +523,10 @@ impl ConnectionManager {
         let key = self.next_key;
         self.next_key += 1;
         let seed = self.rng.random::<u64>();
-        self.conns
-            .insert(key, PeerConnection::new(device, initiator, request_id, now, seed));
+        self.conns.insert(
+            key,
+            PeerConnection::new(device, initiator, request_id, now, seed),
+        );
         key
     }
 
@@ -526,7 +548,11 @@ impl ConnectionManager {
         if self.chains.contains_key(&dev) {
             return self.lookup_done(now, dev);
         }
-        if self.ops.values().any(|o| matches!(o, DhtOp::Lookup(d) if *d == dev)) {
+        if self
+            .ops
+            .values()
+            .any(|o| matches!(o, DhtOp::Lookup(d) if *d == dev))
+        {
             return;
         }
         let local: Vec<_> = dht.local_values(&dev);
@@ -596,7 +622,9 @@ impl ConnectionManager {
         }
         if !self.cfg.allow_public && !self.contacts.contains(&account) {
             self.stats.refused_not_contact += 1;
-            return Err(format!("account {account} is not a contact and public requests are off"));
+            return Err(format!(
+                "account {account} is not a contact and public requests are off"
+            ));
         }
         Ok(())
     }
@@ -625,7 +653,12 @@ impl ConnectionManager {
         }
     }
 
-    fn on_request_value<D: InboxDht + ?Sized>(&mut self, dht: &mut D, now: u64, v: &crate::dht::value::Value) {
+    fn on_request_value<D: InboxDht + ?Sized>(
+        &mut self,
+        dht: &mut D,
+        now: u64,
+        v: &crate::dht::value::Value,
+    ) {
         match self.requests.handle_value(now, &self.me_short, v) {
             Ok(Incoming::Request(r)) => {
                 let msg = match IceMsg::parse(&r.req.ice_msg) {
@@ -639,7 +672,11 @@ impl ConnectionManager {
                         return;
                     }
                 };
-                let live = self.conns.values().filter(|c| c.stage != Stage::Dead).count();
+                let live = self
+                    .conns
+                    .values()
+                    .filter(|c| c.stage != Stage::Dead)
+                    .count();
                 if live >= MAX_CONNECTIONS {
                     self.stats.refused_busy += 1;
                     self.events.push_back(ConnectionEvent::Refused {
@@ -653,9 +690,11 @@ impl ConnectionManager {
                 self.lookup(dht, now, key);
             }
             Ok(Incoming::Answer(r)) => {
-                let Some(c) = self.conns.values_mut().find(|c| {
-                    c.initiator && c.request_id == r.req.id && c.device == r.from
-                }) else {
+                let Some(c) = self
+                    .conns
+                    .values_mut()
+                    .find(|c| c.initiator && c.request_id == r.req.id && c.device == r.from)
+                else {
                     return;
                 };
                 match IceMsg::parse(&r.req.ice_msg) {
@@ -674,13 +713,18 @@ impl ConnectionManager {
     fn pump(&mut self, now: u64) {
         let keys: Vec<u64> = self.conns.keys().copied().collect();
         for key in keys {
-            loop {
-                let Some(c) = self.conns.get_mut(&key) else {
-                    break;
-                };
+            while let Some(c) = self.conns.get_mut(&key) {
                 c.pump(now, &self.me);
                 if let Some(a) = c.agent.as_mut() {
-                    agent_io(a, key, &mut self.listeners, &mut self.streams, &mut self.by_ice, &mut self.next_stream, &mut self.commands);
+                    agent_io(
+                        a,
+                        key,
+                        &mut self.listeners,
+                        &mut self.streams,
+                        &mut self.by_ice,
+                        &mut self.next_stream,
+                        &mut self.commands,
+                    );
                 }
                 let mut again = false;
                 while let Some(out) = c.poll_output() {
@@ -728,10 +772,13 @@ impl ConnectionManager {
             }
             let device = c.device;
             let req = if c.initiator {
-                match self
-                    .requests
-                    .request(now, &mut self.rng, device, msg.to_string(), String::new())
-                {
+                match self.requests.request(
+                    now,
+                    &mut self.rng,
+                    device,
+                    msg.to_string(),
+                    String::new(),
+                ) {
                     Ok(r) => {
                         c.request_id = r.id;
                         r
@@ -751,7 +798,13 @@ impl ConnectionManager {
                 .answer(msg.to_string())
             };
             let value_id = self.rng.random::<u64>();
-            let op = dht.put_encrypted(now, request::peer_key(&device), device, value_id, req.to_body());
+            let op = dht.put_encrypted(
+                now,
+                request::peer_key(&device),
+                device,
+                value_id,
+                req.to_body(),
+            );
             self.ops.insert(op, DhtOp::Put(key));
         }
         self.pump(now);
@@ -774,14 +827,24 @@ impl ConnectionManager {
         let losers: Vec<u64> = self
             .conns
             .iter()
-            .filter(|(k, c)| c.stage == Stage::Up && best.get(&c.device).is_some_and(|b| b.1 != **k))
+            .filter(|(k, c)| {
+                c.stage == Stage::Up && best.get(&c.device).is_some_and(|b| b.1 != **k)
+            })
             .map(|(k, _)| *k)
             .collect();
         for k in losers {
             if let Some(c) = self.conns.get_mut(&k) {
                 c.close(now, &self.me);
                 if let Some(a) = c.agent.as_mut() {
-                    agent_io(a, k, &mut self.listeners, &mut self.streams, &mut self.by_ice, &mut self.next_stream, &mut self.commands);
+                    agent_io(
+                        a,
+                        k,
+                        &mut self.listeners,
+                        &mut self.streams,
+                        &mut self.by_ice,
+                        &mut self.next_stream,
+                        &mut self.commands,
+                    );
                 }
                 while let Some(out) = c.poll_output() {
                     if let PeerOutput::Dead(_) = out {
@@ -844,7 +907,11 @@ fn agent_io(
                 listeners.insert(local, key);
                 commands.push_back(StreamCommand::Listen { local });
             }
-            ice::Command::Connect { conn, local, remote } => {
+            ice::Command::Connect {
+                conn,
+                local,
+                remote,
+            } => {
                 let id = StreamId(*next_stream);
                 *next_stream += 1;
                 streams.insert(id, (key, conn));

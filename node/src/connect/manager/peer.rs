@@ -255,7 +255,11 @@ impl PeerConnection {
                         if self.held_in.len() + d.len() > MAX_HELD_PLAINTEXT {
                             // The manager reads every channel as data arrives, so the
                             // mux only stalls on a peer that floods faster than we run.
-                            die(&mut self.stage, &mut self.outputs, "receive buffer full: peer sends faster than we read");
+                            die(
+                                &mut self.stage,
+                                &mut self.outputs,
+                                "receive buffer full: peer sends faster than we read",
+                            );
                             break;
                         }
                         self.held_in.extend_from_slice(&d);
@@ -264,7 +268,11 @@ impl PeerConnection {
                         if let Some(m) = self.mux.as_mut() {
                             m.handle_stream_end(now);
                         }
-                        die(&mut self.stage, &mut self.outputs, "peer closed the TLS session");
+                        die(
+                            &mut self.stage,
+                            &mut self.outputs,
+                            "peer closed the TLS session",
+                        );
                     }
                     TlsEvent::Failed(e) => {
                         die(&mut self.stage, &mut self.outputs, &format!("TLS: {e}"));

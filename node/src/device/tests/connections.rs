@@ -65,14 +65,19 @@ fn two_devices_connect_and_exchange_texts_over_sip() {
     let (alice, bob) = (6, 7);
     let mut net = with_services(6);
     let now = net.now;
-    assert!(net.devices[bob].connect(now, account_id(&f.alice.0)).is_some());
+    assert!(net.devices[bob]
+        .connect(now, account_id(&f.alice.0))
+        .is_some());
     // Bob follows Alice; her device is found, then connected.
     net.run_for(20_000);
     let (l, r, init) = connected(&net, bob).unwrap_or_else(|| panic!("bob: {:?}", jami(&net, bob)));
     assert_eq!((l, init), (CandidateType::Host, true));
     // Bob is ICE controlled and passive: Alice's active check comes from a port her
     // candidate (port 9) does not name, so he learns it as peer-reflexive.
-    assert!(matches!(r, CandidateType::Host | CandidateType::Prflx), "{r:?}");
+    assert!(
+        matches!(r, CandidateType::Host | CandidateType::Prflx),
+        "{r:?}"
+    );
     let (_, _, init) = connected(&net, alice).expect("alice connected");
     assert!(!init, "the receiver of the request");
     assert_eq!(
@@ -84,10 +89,15 @@ fn two_devices_connect_and_exchange_texts_over_sip() {
         .send_message(now, account_id(&f.alice.0), "text/plain", b"hello alice")
         .expect("services");
     net.run_for(2_000);
-    assert_eq!(messages(&net, alice), vec![("hello alice".to_string(), Via::Sip)]);
-    assert!(jami(&net, bob)
-        .iter()
-        .any(|e| **e == JamiEvent::Delivered { token, via: Via::Sip }));
+    assert_eq!(
+        messages(&net, alice),
+        vec![("hello alice".to_string(), Via::Sip)]
+    );
+    assert!(jami(&net, bob).iter().any(|e| **e
+        == JamiEvent::Delivered {
+            token,
+            via: Via::Sip
+        }));
     let now = net.now;
     net.devices[alice]
         .send_message(now, account_id(&f.bob.0), "text/plain", b"hi bob")
@@ -97,7 +107,10 @@ fn two_devices_connect_and_exchange_texts_over_sip() {
     // Nothing refused on either side.
     for i in [alice, bob] {
         let s = net.devices[i].services().expect("services").conns.stats();
-        assert_eq!(s.requests.forged + s.requests.malformed + s.refused_chain, 0);
+        assert_eq!(
+            s.requests.forged + s.requests.malformed + s.refused_chain,
+            0
+        );
         assert_eq!(s.connections_up, 1, "device {i}: {s:?}");
     }
 }
@@ -118,11 +131,16 @@ fn without_a_connection_the_dht_carries_the_message_and_its_receipt() {
         .send_message(now, account_id(&f.alice.0), "text/plain", b"via the dht")
         .expect("services");
     net.run_for(10_000);
-    assert_eq!(messages(&net, alice), vec![("via the dht".to_string(), Via::Dht)]);
+    assert_eq!(
+        messages(&net, alice),
+        vec![("via the dht".to_string(), Via::Dht)]
+    );
     assert!(
-        jami(&net, bob)
-            .iter()
-            .any(|e| **e == JamiEvent::Delivered { token, via: Via::Dht }),
+        jami(&net, bob).iter().any(|e| **e
+            == JamiEvent::Delivered {
+                token,
+                via: Via::Dht
+            }),
         "{:?}",
         jami(&net, bob)
     );
@@ -141,10 +159,13 @@ fn a_banned_account_cannot_connect() {
     net.devices[bob].connect(now, account_id(&f.alice.0));
     net.run_for(20_000);
     assert!(connected(&net, bob).is_none() && connected(&net, alice).is_none());
-    let s = net.devices[alice].services().expect("services").conns.stats();
+    let s = net.devices[alice]
+        .services()
+        .expect("services")
+        .conns
+        .stats();
     assert_eq!(s.refused_banned, 1, "{s:?}");
-    assert!(jami(&net, alice).iter().any(|e| matches!(
-        e,
-        JamiEvent::Connection(ConnectionEvent::Refused { .. })
-    )));
+    assert!(jami(&net, alice)
+        .iter()
+        .any(|e| matches!(e, JamiEvent::Connection(ConnectionEvent::Refused { .. }))));
 }

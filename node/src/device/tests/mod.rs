@@ -191,10 +191,8 @@ impl Net {
     fn flush(&mut self, i: usize) {
         while let Some(t) = self.devices[i].poll_transmit() {
             if let Some(j) = self.addrs.iter().position(|a| *a == t.to) {
-                self.queue.push_back((
-                    self.now + DELAY_MS,
-                    Ev::Datagram(j, self.addrs[i], t.bytes),
-                ));
+                self.queue
+                    .push_back((self.now + DELAY_MS, Ev::Datagram(j, self.addrs[i], t.bytes)));
             }
         }
         while let Some(c) = self.devices[i].poll_stream_command() {
