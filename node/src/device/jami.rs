@@ -611,6 +611,11 @@ impl Services {
         }
     }
 
+    /// The connection manager's counters (requests refused, connections up and failed).
+    pub fn connection_stats(&self) -> crate::connect::manager::ManagerStats {
+        self.conns.stats()
+    }
+
     /// The DHT message path's counters.
     pub fn fallback_stats(&self) -> &crate::sip::fallback::FallbackStats {
         &self.fallback.stats
