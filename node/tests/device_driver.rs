@@ -166,10 +166,22 @@ const ICE_BUDGET: Duration = Duration::from_secs(20);
 /// One side: its driver on 127.0.0.1, its ice_msg to `to_peer`, the peer's from
 /// `from_peer`; sends `hello` once selected; stops once both sides are done or after
 /// [`ICE_BUDGET`].
-fn ice_side(
-    mut cfg: Config,
+/// How one side is set up: its agent's config, whether it gets the driver's UDP socket
+/// as a candidate, what it keeps of the peer's ice_msg, what it sends once selected.
+struct SideSpec {
+    cfg: Config,
     udp: bool,
+    filter: fn(&mut IceMsg),
     hello: &'static [u8],
+}
+
+fn ice_side(
+    SideSpec {
+        mut cfg,
+        udp,
+        filter,
+        hello,
+    }: SideSpec,
     to_peer: mpsc::Sender<IceMsg>,
     from_peer: mpsc::Receiver<IceMsg>,
     done: Arc<AtomicUsize>,
@@ -212,7 +224,8 @@ fn ice_side(
             out.from_start = Some(start.elapsed());
             out.selected = Some(e);
         }
-        if let Ok(msg) = from_peer.try_recv() {
+        if let Ok(mut msg) = from_peer.try_recv() {
+            filter(&mut msg);
             remote_set_at = Some(Instant::now());
             d.dht.agent.set_remote(unix_ms(), &msg);
         }
@@ -240,13 +253,28 @@ fn tcp_cfg(seed: u64, controlling: bool, so: bool) -> Config {
 
 /// Two sides on two threads; side 0 is the requester (controlled), side 1 controlling.
 fn ice_pair(cfgs: [Config; 2], udp: bool) -> [Outcome; 2] {
+    ice_pair_filtered(cfgs, udp, |_| {})
+}
+
+/// As [`ice_pair`], each side keeping only what `filter` leaves of the peer's ice_msg.
+fn ice_pair_filtered(cfgs: [Config; 2], udp: bool, filter: fn(&mut IceMsg)) -> [Outcome; 2] {
     let (tx0, rx1) = mpsc::channel();
     let (tx1, rx0) = mpsc::channel();
     let done = Arc::new(AtomicUsize::new(0));
     let [c0, c1] = cfgs;
     let d0 = done.clone();
-    let a = std::thread::spawn(move || ice_side(c0, udp, b"from the requester", tx0, rx0, d0));
-    let b = std::thread::spawn(move || ice_side(c1, udp, b"from the answerer", tx1, rx1, done));
+    let spec = |cfg, hello| SideSpec {
+        cfg,
+        udp,
+        filter,
+        hello,
+    };
+    let (s0, s1) = (
+        spec(c0, &b"from the requester"[..]),
+        spec(c1, &b"from the answerer"[..]),
+    );
+    let a = std::thread::spawn(move || ice_side(s0, tx0, rx0, d0));
+    let b = std::thread::spawn(move || ice_side(s1, tx1, rx1, done));
     [a.join().unwrap(), b.join().unwrap()]
 }
 
@@ -313,6 +341,38 @@ fn ice_udp_through_the_drivers_socket() {
             )
         );
         assert!(matches!(path, Path::Udp { .. }));
+    }
+    assert_eq!(a.received, b"from the answerer");
+    assert_eq!(b.received, b"from the requester");
+}
+
+/// Only the simultaneous-open candidates of the peer.
+fn only_so(m: &mut IceMsg) {
+    m.candidates.retain(|c| c.transport == Transport::TcpSo);
+}
+
+/// Both sides offer only simultaneous-open candidates: each connects from its listening
+/// port to the other's. On loopback the first SYN reaches the peer's listener, whose own
+/// connect is then refused (see `simultaneous_connect_between_listening_ports`); the
+/// check arrives on the accepted connection and the so pair is still selected.
+#[test]
+fn ice_tcp_simultaneous_open() {
+    let [a, b] = ice_pair_filtered(
+        [tcp_cfg(5, false, true), tcp_cfg(6, true, true)],
+        false,
+        only_so,
+    );
+    for o in [&a, &b] {
+        let (lt, ltr, rt, rtr, _) = selected_pair(o);
+        assert_eq!(
+            (lt, ltr, rt, rtr),
+            (
+                CandidateType::Host,
+                Transport::TcpSo,
+                CandidateType::Host,
+                Transport::TcpSo
+            )
+        );
     }
     assert_eq!(a.received, b"from the answerer");
     assert_eq!(b.received, b"from the requester");

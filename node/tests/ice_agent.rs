@@ -53,6 +53,8 @@ struct Side {
     recv: Vec<Vec<u8>>,
     listeners: BTreeSet<SocketAddr>,
     pending: BTreeMap<ConnId, (SocketAddr, SocketAddr)>,
+    /// (local, remote) of the connections accepted, as the kernel's 4-tuples.
+    accepted: BTreeSet<(SocketAddr, SocketAddr)>,
     next_port: u16,
     gathered: bool,
 }
@@ -80,6 +82,8 @@ enum Ev {
     Connected(usize, ConnId),
     Data(End, Vec<u8>),
     Closed(usize, ConnId),
+    /// The peer's ice_msg reaching a side late.
+    SetRemote(usize, IceMsg),
 }
 
 struct Net {
@@ -92,6 +96,12 @@ struct Net {
     block_direct: bool,
     exchanged: bool,
     transcript: Vec<String>,
+    /// This side gets the peer's ice_msg this many ms after the other one.
+    late_remote: Option<(usize, u64)>,
+    /// When a connect whose 4-tuple an accepted connection already holds is reported
+    /// failed (a real kernel refuses it in `connect`, EADDRNOTAVAIL; a driver reports it
+    /// with some delay).
+    refuse_delay: u64,
 }
 
 struct Spec {
@@ -181,6 +191,7 @@ impl Net {
                     recv: vec![],
                     listeners: BTreeSet::new(),
                     pending: BTreeMap::new(),
+                    accepted: BTreeSet::new(),
                     next_port: 40000,
                     gathered: false,
                 }
@@ -196,6 +207,8 @@ impl Net {
             block_direct: false,
             exchanged: false,
             transcript: vec![],
+            late_remote: None,
+            refuse_delay: 0,
         }
     }
 
@@ -295,8 +308,14 @@ impl Net {
                 })
                 .collect();
             let now = self.now;
-            self.sides[1].agent.set_remote(now, &msgs[0]);
-            self.sides[0].agent.set_remote(now, &msgs[1]);
+            for (i, msg) in [(1, &msgs[0]), (0, &msgs[1])] {
+                match self.late_remote {
+                    Some((late, delay)) if late == i => {
+                        self.at(delay, Ev::SetRemote(i, msg.clone()))
+                    }
+                    _ => self.sides[i].agent.set_remote(now, msg),
+                }
+            }
             self.drain();
         }
     }
@@ -314,6 +333,9 @@ impl Net {
                 if local.port() == 0 {
                     local.set_port(self.sides[i].next_port);
                     self.sides[i].next_port += 1;
+                }
+                if self.sides[i].accepted.contains(&(local, remote)) {
+                    return self.at(self.refuse_delay, Ev::Closed(i, conn));
                 }
                 let src = self.outward(i, local, remote);
                 self.sides[i].pending.insert(conn, (local, remote));
@@ -397,6 +419,7 @@ impl Net {
                     || self.sides[j].relay == Some(private)
                 {
                     self.sides[from].pending.remove(&conn);
+                    self.sides[j].accepted.insert((private, src));
                     let jc = self.sides[j].agent.handle_tcp_accepted(now, private, src);
                     self.links.insert((from, conn), End::Agent(j, jc));
                     self.links.insert((j, jc), End::Agent(from, conn));
@@ -409,6 +432,7 @@ impl Net {
             }
             Ev::Connected(i, c) => self.sides[i].agent.handle_tcp_connected(now, c),
             Ev::Closed(i, c) => self.sides[i].agent.handle_tcp_closed(now, c),
+            Ev::SetRemote(i, msg) => self.sides[i].agent.set_remote(now, &msg),
             Ev::Data(End::Agent(i, c), bytes) => {
                 self.sides[i].agent.handle_tcp_data(now, c, &bytes)
             }
@@ -611,6 +635,30 @@ fn tcp_simultaneous_open() {
     assert_eq!(pair(0, &net), (T::Host, Tr::TcpSo, T::Host, Tr::TcpSo));
     assert_eq!(pair(1, &net), (T::Host, Tr::TcpSo, T::Host, Tr::TcpSo));
     net.exchange_data();
+}
+
+/// As on a real kernel (seen on loopback through the device driver): the requester's
+/// SYN reaches the answerer's listener before the answerer connects (its ice_msg came
+/// late), so the answerer's own connect from that port is refused (4-tuple taken) —
+/// reported before the check arrives on the accepted connection, or after it. The so
+/// pair must still be selected, on the accepted connection.
+#[test]
+fn tcp_simultaneous_open_listener_first() {
+    for (late, refuse_delay) in [(15, 0), (25, LAT)] {
+        let only_so = |m: &mut IceMsg| m.candidates.retain(|c| c.transport == Tr::TcpSo);
+        let mut a = Spec::new(1, false, "10.0.0.1").tcp_only();
+        let mut b = Spec::new(2, true, "10.0.0.2").tcp_only();
+        (a.so, b.so, a.filter, b.filter) = (true, true, Box::new(only_so), Box::new(only_so));
+        let mut net = Net::new([a, b]);
+        (net.late_remote, net.refuse_delay) = (Some((1, late)), refuse_delay);
+        net.run(10_000);
+        let refused = net.transcript.iter().any(|l| l.contains("1 Connect"))
+            && !net.sides[1].accepted.is_empty();
+        assert!(refused, "the answerer connected after accepting: {late}");
+        assert_eq!(pair(0, &net), (T::Host, Tr::TcpSo, T::Host, Tr::TcpSo));
+        assert_eq!(pair(1, &net), (T::Host, Tr::TcpSo, T::Host, Tr::TcpSo));
+        net.exchange_data();
+    }
 }
 
 fn natted_requester(stun: bool) -> Spec {

@@ -10,7 +10,10 @@
 //!    [`Command`] from [`Agent::poll_command`]: `Listen` (a TCP listener on that address,
 //!    with SO_REUSEADDR/REUSEPORT so the same port can also `Connect`), `Connect` (bind to
 //!    `local` — port 0 means any — and connect; report [`Agent::handle_tcp_connected`] or
-//!    [`Agent::handle_tcp_closed`]), `Close`.
+//!    [`Agent::handle_tcp_closed`]), `Close`. When the peer's simultaneous-open SYN reached
+//!    our listener first, the kernel refuses that connect (the 4-tuple is taken): report
+//!    it closed as any failure; the agent checks on the accepted connection instead.
+//!    [`crate::driver::DeviceDriver`] does all this on real sockets.
 //! 2. Relay candidates come from the TURN client: [`Agent::add_relay_candidate`]. Datagrams
 //!    the agent sends from a relayed address are for the TURN client to wrap; what the
 //!    TURN client unwraps comes back through [`Agent::handle_datagram`] with `local` = the

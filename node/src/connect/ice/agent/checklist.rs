@@ -129,15 +129,16 @@ impl Agent {
         {
             return;
         }
-        // A passive candidate can still be reached by the peer until the deadline.
-        let can_be_reached = self
-            .locals
-            .iter()
-            .any(|l| l.c.transport == Transport::TcpPassive)
-            && self
-                .remotes
-                .iter()
-                .any(|r| r.transport == Transport::TcpActive);
+        // A passive candidate can still be reached by the peer until the deadline, and so
+        // can a simultaneous-open one: when the peer's SYN reaches our listener before we
+        // connect, the kernel refuses our own connect (the 4-tuple is taken: Linux
+        // EADDRNOTAVAIL) and the pair's check comes in on the accepted connection.
+        let has = |locals: Transport, remotes: Transport| {
+            self.locals.iter().any(|l| l.c.transport == locals)
+                && self.remotes.iter().any(|r| r.transport == remotes)
+        };
+        let can_be_reached = has(Transport::TcpPassive, Transport::TcpActive)
+            || has(Transport::TcpSo, Transport::TcpSo);
         let any_valid = self.pairs.iter().any(|p| p.state == PairState::Succeeded);
         let nothing_left = self.checks_done() && !any_valid && !can_be_reached;
         if nothing_left || self.fail_at.is_some_and(|t| now >= t) {

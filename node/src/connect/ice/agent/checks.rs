@@ -109,11 +109,24 @@ impl Agent {
             }
             Via::Tcp(c) => {
                 let conn_local = self.conns.get(&c)?.local;
-                let li = self.locals.iter().position(|l| {
-                    l.base == conn_local
-                        && matches!(l.c.transport, Transport::TcpPassive | Transport::TcpSo)
-                        && matches!(l.c.typ, CandidateType::Host | CandidateType::Relay)
-                })?;
+                // The passive and the simultaneous-open candidate share the listener: a
+                // connection from a peer's so candidate is for the so pair.
+                let from_so = self
+                    .remotes
+                    .iter()
+                    .any(|r| r.transport == Transport::TcpSo && r.addr == from);
+                let local_of = |t: Transport| {
+                    self.locals.iter().position(|l| {
+                        l.base == conn_local
+                            && l.c.transport == t
+                            && matches!(l.c.typ, CandidateType::Host | CandidateType::Relay)
+                    })
+                };
+                let li = from_so
+                    .then(|| local_of(Transport::TcpSo))
+                    .flatten()
+                    .or_else(|| local_of(Transport::TcpPassive))
+                    .or_else(|| local_of(Transport::TcpSo))?;
                 let rt = if self.locals[li].c.transport == Transport::TcpSo {
                     Transport::TcpSo
                 } else {
@@ -166,7 +179,18 @@ impl Agent {
             None => return None,
         };
         if let Via::Tcp(c) = via {
-            if !matches!(
+            let own = self.pairs[p].conn.filter(|o| *o != c);
+            let own_opening = own.is_some_and(|o| self.conns.get(&o).is_some_and(|o| !o.open));
+            if own_opening {
+                // Our connect for this pair (simultaneous open) is still opening, and the
+                // peer's came in on our listener first: the kernel will refuse ours (the
+                // 4-tuple is taken). Check on the connection that exists instead.
+                if let Some(o) = own {
+                    self.close(o);
+                }
+                self.pairs[p].conn = Some(c);
+                self.pairs[p].state = PairState::Waiting;
+            } else if !matches!(
                 self.pairs[p].state,
                 PairState::InProgress | PairState::Succeeded
             ) || self.pairs[p].conn.is_none()
