@@ -745,6 +745,34 @@ fn passive_srflx_tcp_candidate() {
     net.exchange_data();
 }
 
+#[test]
+fn srflx_so_candidate_with_tcp_so() {
+    // With S-O candidates on, the listening port's mapping is also offered as a
+    // server-reflexive S-O candidate (the peer's S-O check connects to it while ours
+    // connects to the peer's); without, only as passive.
+    for so in [false, true] {
+        let mut a = natted_requester(true).tcp_only();
+        a.so = so;
+        let mut net = Net::new([a, Spec::new(2, true, "10.0.0.2").tcp_only()]);
+        net.run(60_000);
+        let srflx: Vec<(Tr, SocketAddr)> = net.sides[0]
+            .agent
+            .local_candidates()
+            .into_iter()
+            .filter(|c| c.typ == T::Srflx)
+            .map(|c| (c.transport, c.addr))
+            .collect();
+        let mapped = srflx[0].1;
+        assert_eq!(mapped.ip().to_string(), "203.0.113.7");
+        let want: Vec<(Tr, SocketAddr)> = if so {
+            vec![(Tr::TcpPassive, mapped), (Tr::TcpSo, mapped)]
+        } else {
+            vec![(Tr::TcpPassive, mapped)]
+        };
+        assert_eq!(srflx, want);
+    }
+}
+
 fn active_behind_nat(advertise_srflx: bool) -> Net {
     let mut a = natted_requester(false).tcp_only();
     a.public_ip = Some("203.0.113.7");

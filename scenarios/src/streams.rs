@@ -48,6 +48,11 @@ impl StreamGlue {
         self.by_stream.len()
     }
 
+    /// The host connection behind a stream (to ask the host its addresses).
+    pub fn conn(&self, id: StreamId) -> Option<ConnId> {
+        self.by_stream.get(&id).copied()
+    }
+
     /// The addresses listened on now.
     pub fn listening(&self) -> Vec<SocketAddr> {
         self.listeners.keys().copied().collect()
