@@ -107,6 +107,7 @@ struct Side {
     seed: u64,
     controlling: bool,
     stun: SocketAddr,
+    tcp_so: bool,
 }
 
 /// The pair a side selected, and the TCP connection under it.
@@ -222,7 +223,7 @@ impl App for IceApp {
             seed: self.side.seed,
             controlling: self.side.controlling,
             tcp_listen: vec![SocketAddr::new(ip, ICE_PORT)],
-            tcp_so: true,
+            tcp_so: self.side.tcp_so,
             stun_server: Some(self.side.stun),
             ..Config::default()
         };
@@ -359,6 +360,10 @@ enum Break {
     /// Every NAT forgets a TCP mapping as soon as it falls idle, while its config (what
     /// the oracle reads) says RFC 5382's lifetimes.
     ForgetfulNats,
+    /// Not a broken model but another agent: no S-O candidates (`tcp_so` off), whose
+    /// listening port then never sends first. `tcp_path` without its simultaneous open
+    /// must describe it exactly.
+    NoSo,
 }
 
 struct Built {
@@ -372,7 +377,7 @@ fn link(name: &str) -> (LinkParams, LinkParams) {
     LinkParams::preset(name).unwrap()
 }
 
-fn build(cell: &Cell, seed: u64) -> Built {
+fn build(cell: &Cell, seed: u64, tcp_so: bool) -> Built {
     let mut sim = Sim::new(SimConfig {
         seed,
         keep_trace: false,
@@ -463,6 +468,7 @@ fn build(cell: &Cell, seed: u64) -> Built {
             seed: seed.wrapping_mul(1000) + salt,
             controlling,
             stun: stun_addr,
+            tcp_so,
         };
         let app = sim.add_app(h, move || Box::new(IceApp::new(side.clone())));
         assert_eq!(app, 0);
@@ -560,14 +566,24 @@ fn run(cell: &Cell, seed: u64, brk: Break) -> Run {
         alice,
         bob,
         nats,
-    } = build(cell, seed);
+    } = build(cell, seed, brk != Break::NoSo);
     if brk == Break::ForgetfulNats {
         for n in nats {
             sim.nat_mut(n).unwrap().table.actual_tcp_lifetime = Some(Duration::ZERO);
         }
     }
-    let oracle = oracle::tcp_path_so_on_listen_port(&sim, alice, bob);
-    let oracle_own_so_port = oracle::tcp_path(&sim, alice, bob);
+    let (oracle, oracle_own_so_port) = if brk == Break::NoSo {
+        let p = match oracle::tcp_path(&sim, alice, bob) {
+            TcpPath::SimultaneousOpen => TcpPath::None,
+            p => p,
+        };
+        (p, p)
+    } else {
+        (
+            oracle::tcp_path_so_on_listen_port(&sim, alice, bob),
+            oracle::tcp_path(&sim, alice, bob),
+        )
+    };
     let step = Duration::from_millis(20);
     let limit = netsim::SimTime::from_nanos(GATHER_LIMIT.as_nanos() as u64);
     // Gathering (STUN over TCP from the listening port).
@@ -757,7 +773,7 @@ fn agents_connect_exactly_where_the_oracle_says() {
 }
 
 fn run_oracle(cell: &Cell) -> TcpPath {
-    let b = build(cell, 1);
+    let b = build(cell, 1, true);
     oracle::tcp_path_so_on_listen_port(&b.sim, b.alice, b.bob)
 }
 
@@ -800,7 +816,7 @@ fn srflx_only_cells() -> Vec<Cell> {
     matrix()
         .into_iter()
         .filter(|c| {
-            let b = build(c, 1);
+            let b = build(c, 1, true);
             let (pa, pb) = (
                 oracle::placement(&b.sim, b.alice).chain,
                 oracle::placement(&b.sim, b.bob).chain,
@@ -830,6 +846,24 @@ fn without_srflx_candidates_the_cells_that_need_them_are_lost() {
         "{}",
         fmt_bad(&bad)
     );
+}
+
+#[test]
+fn agents_without_so_candidates_match_tcp_path_without_simultaneous_open() {
+    // The cells the S-O candidate adds (simultaneous opens, and passive srflx reached
+    // once the listening port sent first) must all go, and nothing else.
+    let cells = matrix();
+    let (_, bad) = sweep(&cells, Break::NoSo);
+    assert!(bad.is_empty(), "{}", fmt_bad(&bad));
+    let gone = cells
+        .iter()
+        .filter(|c| {
+            let b = build(c, 1, true);
+            oracle::tcp_path_so_on_listen_port(&b.sim, b.alice, b.bob)
+                != oracle::tcp_path(&b.sim, b.alice, b.bob)
+        })
+        .count();
+    assert!(gone >= 10, "{gone}");
 }
 
 #[test]
