@@ -99,10 +99,10 @@ impl StreamGlue {
             },
             StreamCommand::Connect { id, local, remote } => {
                 self.stats.connects += 1;
-                if self.by_stream.contains_key(&id) {
-                    // A number still in use: refuse rather than lose the older stream.
-                    self.stats.connect_failures += 1;
-                    return engine.handle_stream_closed(now, id);
+                if let Some(old) = self.by_stream.remove(&id) {
+                    // The engine reused a live number: it has forgotten the older stream.
+                    self.by_conn.remove(&old);
+                    cx.tcp_close(old);
                 }
                 match cx.tcp_connect_from(local, remote) {
                     Ok(conn) => {
