@@ -981,7 +981,8 @@ fn glue_moves_bytes_and_reports_failures() {
     });
     let srv = &app_echo(&sim, s).e;
     assert_eq!(srv.listen_failed, vec![at, elsewhere], "in use, not ours");
-    // Connect (port 0: any), write, get the echo.
+    // Connect (port 0: any) and write at once (the write waits for the connection),
+    // get the echo.
     sim.with_app::<EchoApp, _>(c, 0, |a, cx| {
         a.cmd(
             cx,
@@ -991,10 +992,6 @@ fn glue_moves_bytes_and_reports_failures() {
                 remote: at,
             },
         );
-    });
-    sim.run_for(Duration::from_millis(50));
-    assert_eq!(app_echo(&sim, c).e.connected, vec![StreamId(1)]);
-    sim.with_app::<EchoApp, _>(c, 0, |a, cx| {
         a.cmd(
             cx,
             StreamCommand::Write {
@@ -1003,7 +1000,8 @@ fn glue_moves_bytes_and_reports_failures() {
             },
         );
     });
-    sim.run_for(Duration::from_millis(50));
+    sim.run_for(Duration::from_millis(100));
+    assert_eq!(app_echo(&sim, c).e.connected, vec![StreamId(1)]);
     let srv = &app_echo(&sim, s).e;
     assert_eq!(srv.accepted, vec![(StreamId(1001), at)]);
     assert_eq!(srv.data[&StreamId(1001)], b"ping");
