@@ -80,6 +80,8 @@ enum Ev {
     Connected(usize, ConnId),
     Data(End, Vec<u8>),
     Closed(usize, ConnId),
+    /// The answer reaching the requester (side 0) late.
+    Answer(IceMsg),
 }
 
 struct Net {
@@ -91,6 +93,9 @@ struct Net {
     stun_bufs: BTreeMap<SocketAddr, (usize, ConnId, Vec<u8>)>,
     block_direct: bool,
     exchanged: bool,
+    /// The requester gets the answer this long after the answerer got the request (0:
+    /// both at once).
+    answer_delay: u64,
     transcript: Vec<String>,
 }
 
@@ -195,6 +200,7 @@ impl Net {
             stun_bufs: BTreeMap::new(),
             block_direct: false,
             exchanged: false,
+            answer_delay: 0,
             transcript: vec![],
         }
     }
@@ -296,7 +302,11 @@ impl Net {
                 .collect();
             let now = self.now;
             self.sides[1].agent.set_remote(now, &msgs[0]);
-            self.sides[0].agent.set_remote(now, &msgs[1]);
+            if self.answer_delay == 0 {
+                self.sides[0].agent.set_remote(now, &msgs[1]);
+            } else {
+                self.at(self.answer_delay, Ev::Answer(msgs[1].clone()));
+            }
             self.drain();
         }
     }
@@ -407,6 +417,7 @@ impl Net {
                 }
                 let _ = local;
             }
+            Ev::Answer(m) => self.sides[0].agent.set_remote(now, &m),
             Ev::Connected(i, c) => self.sides[i].agent.handle_tcp_connected(now, c),
             Ev::Closed(i, c) => self.sides[i].agent.handle_tcp_closed(now, c),
             Ev::Data(End::Agent(i, c), bytes) => {
@@ -771,6 +782,33 @@ fn srflx_so_candidate_with_tcp_so() {
         };
         assert_eq!(srflx, want);
     }
+}
+
+#[test]
+fn nomination_binds_the_connection_it_came_on() {
+    // Public hosts with passive, active and S-O candidates on one listening port. The
+    // answerer's active and S-O checks open two connections to the requester's listener,
+    // which files both under one pair (its passive candidate, the answerer's address);
+    // the answer reaches the requester after both, so its triggered check runs on the
+    // later one while the answerer nominates on the earlier one. The requester must
+    // select the connection the nomination came on: else each side closes the other's
+    // connection and both fail.
+    let mut a = Spec::new(1, false, "10.0.0.1").tcp_only();
+    let mut b = Spec::new(101, true, "10.0.0.2").tcp_only();
+    (a.so, b.so) = (true, true);
+    let mut net = Net::new([a, b]);
+    net.answer_delay = 85;
+    net.run(60_000);
+    assert_eq!(
+        pair(0, &net),
+        (T::Host, Tr::TcpPassive, T::Prflx, Tr::TcpActive)
+    );
+    assert_eq!(
+        pair(1, &net),
+        (T::Host, Tr::TcpActive, T::Host, Tr::TcpPassive)
+    );
+    assert!(net.failed_at(0).is_none() && net.failed_at(1).is_none());
+    net.exchange_data();
 }
 
 fn active_behind_nat(advertise_srflx: bool) -> Net {
