@@ -2,7 +2,9 @@
 //! predicts whether two hosts can reach each other directly, so scenarios assert the
 //! path (host, server-reflexive, relay) and not merely "connected". It reasons from
 //! RFC 4787 and RFC 5382 semantics, independently of the NAT implementation it judges.
-//! [`udp_path`] answers for UDP hole punching, [`tcp_path`] for ICE-TCP (RFC 6544).
+//! [`udp_path`] answers for UDP hole punching, [`tcp_path`] for ICE-TCP (RFC 6544), and
+//! [`tcp_path_so_on_listen_port`] for ICE-TCP agents whose S-O candidate is their
+//! listening port (`node::connect::ice`).
 
 use crate::nat::{Behaviour, NatType};
 use crate::node::{GatewayKind, NodeKind};
