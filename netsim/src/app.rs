@@ -152,6 +152,11 @@ impl<'a> Ctx<'a> {
     ) -> Result<ConnId, NetError> {
         self.core.tcp_connect(self.node, self.app, Some(from), to)
     }
+    /// Stop listening (connections it accepted stay open); its address may be listened
+    /// on again.
+    pub fn tcp_unlisten(&mut self, listener: ListenerId) -> Result<(), NetError> {
+        self.core.tcp_unlisten(self.node, listener)
+    }
     /// The local address a listener is bound to (to learn an ephemeral port).
     pub fn tcp_listener_addr(&self, listener: ListenerId) -> Result<SocketAddr, NetError> {
         self.core.tcp_listener_addr(self.node, listener)

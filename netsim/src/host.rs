@@ -485,6 +485,24 @@ impl Core {
         Ok(id)
     }
 
+    /// Stop listening; connections it accepted stay open, and a later SYN to its address
+    /// is refused as for any closed port.
+    pub(crate) fn tcp_unlisten(
+        &mut self,
+        node: NodeId,
+        listener: ListenerId,
+    ) -> Result<(), NetError> {
+        let h = self.h(node);
+        let addr = h
+            .listeners
+            .iter()
+            .find(|(_, (id, _))| *id == listener)
+            .map(|(a, _)| *a)
+            .ok_or(NetError::BadHandle)?;
+        h.listeners.remove(&addr);
+        Ok(())
+    }
+
     pub(crate) fn tcp_listener_addr(
         &self,
         node: NodeId,

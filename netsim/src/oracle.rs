@@ -2,7 +2,9 @@
 //! predicts whether two hosts can reach each other directly, so scenarios assert the
 //! path (host, server-reflexive, relay) and not merely "connected". It reasons from
 //! RFC 4787 and RFC 5382 semantics, independently of the NAT implementation it judges.
-//! [`udp_path`] answers for UDP hole punching, [`tcp_path`] for ICE-TCP (RFC 6544).
+//! [`udp_path`] answers for UDP hole punching, [`tcp_path`] for ICE-TCP (RFC 6544), and
+//! [`tcp_path_so_on_listen_port`] for ICE-TCP agents whose S-O candidate is their
+//! listening port (`node::connect::ice`).
 
 use crate::nat::{Behaviour, NatType};
 use crate::node::{GatewayKind, NodeKind};
@@ -293,13 +295,63 @@ pub fn tcp_simultaneous_open(a: &[Hop], b: &[Hop]) -> bool {
 
 /// The best direct TCP path between hosts `a` and `b` (see [`TcpPath`]).
 pub fn tcp_path(sim: &Sim, a: NodeId, b: NodeId) -> TcpPath {
+    let (ca, cb) = match tcp_chains(sim, a, b) {
+        Ok(c) => c,
+        Err(p) => return p,
+    };
+    let (ca, cb) = (&ca[..], &cb[..]);
+    if tcp_passive_srflx(ca) || tcp_passive_srflx(cb) {
+        TcpPath::Srflx
+    } else if tcp_simultaneous_open(ca, cb) {
+        TcpPath::SimultaneousOpen
+    } else {
+        TcpPath::None
+    }
+}
+
+/// [`tcp_path`] for agents whose simultaneous-open candidate is their listening port
+/// (SO_REUSEADDR), as `node::connect::ice` does, rather than a port of its own. Then the
+/// S-O SYN a side sends to the other's server-reflexive S-O address leaves through its
+/// listener's own mapping and opens that mapping's filter to the other's address: see
+/// [`tcp_opened_passive_srflx`]. Everything else is as in [`tcp_path`].
+pub fn tcp_path_so_on_listen_port(sim: &Sim, a: NodeId, b: NodeId) -> TcpPath {
+    let (ca, cb) = match tcp_chains(sim, a, b) {
+        Ok(c) => c,
+        Err(p) => return p,
+    };
+    let opened = tcp_opened_passive_srflx(&ca, &cb) || tcp_opened_passive_srflx(&cb, &ca);
+    match tcp_path(sim, a, b) {
+        TcpPath::SimultaneousOpen | TcpPath::None if opened => TcpPath::Srflx,
+        p => p,
+    }
+}
+
+/// Can a host behind `dialer` reach the passive server-reflexive candidate of a host
+/// behind `listener` once the listener's S-O SYN, sent from its listening port, went to
+/// the dialer's server-reflexive S-O address? The listener's boxes must map
+/// endpoint-independently (so that SYN left through the mapping STUN saw) and filter at
+/// most by address (RFC 4787/5382 address-dependent filtering admits any port of an
+/// address the mapping sent to); the dialer needs a NAT to have a server-reflexive
+/// address at all (a public dialer has the host path). The dialer's own boxes do not
+/// matter: its active SYN comes from the same public address whatever the port.
+pub fn tcp_opened_passive_srflx(listener: &[Hop], dialer: &[Hop]) -> bool {
+    let k = composed(listener);
+    !listener.is_empty()
+        && !dialer.is_empty()
+        && k.mapping == Behaviour::EndpointIndependent
+        && k.filtering != Behaviour::AddressAndPortDependent
+}
+
+/// The NAT chains that matter between `a` and `b` (cut at a shared NAT), or the answer
+/// when the topology alone gives it (host reachability, isolation, no hairpinning).
+fn tcp_chains(sim: &Sim, a: NodeId, b: NodeId) -> Result<(Vec<Hop>, Vec<Hop>), TcpPath> {
     if tcp_reachable(sim, a, b) || tcp_reachable(sim, b, a) {
-        return TcpPath::Host;
+        return Err(TcpPath::Host);
     }
     let pa = placement(sim, a);
     let pb = placement(sim, b);
     if pa.isolated || pb.isolated {
-        return TcpPath::None;
+        return Err(TcpPath::None);
     }
     // Behind a shared NAT the two meet inside it, by hairpinning only; the boxes above
     // it translate both alike and do not matter.
@@ -307,7 +359,7 @@ pub fn tcp_path(sim: &Sim, a: NodeId, b: NodeId) -> TcpPath {
         .chain
         .iter()
         .position(|h| pb.chain.iter().any(|g| g.node == h.node));
-    let (ca, cb) = match shared {
+    match shared {
         Some(ia) => {
             let common = pa.chain[ia];
             let ib = pb
@@ -316,18 +368,11 @@ pub fn tcp_path(sim: &Sim, a: NodeId, b: NodeId) -> TcpPath {
                 .position(|g| g.node == common.node)
                 .expect("shared");
             if !common.hairpin {
-                return TcpPath::None;
+                return Err(TcpPath::None);
             }
-            (&pa.chain[..=ia], &pb.chain[..=ib])
+            Ok((pa.chain[..=ia].to_vec(), pb.chain[..=ib].to_vec()))
         }
-        None => (&pa.chain[..], &pb.chain[..]),
-    };
-    if tcp_passive_srflx(ca) || tcp_passive_srflx(cb) {
-        TcpPath::Srflx
-    } else if tcp_simultaneous_open(ca, cb) {
-        TcpPath::SimultaneousOpen
-    } else {
-        TcpPath::None
+        None => Ok((pa.chain, pb.chain)),
     }
 }
 
@@ -414,6 +459,27 @@ mod tests {
         assert!(!tcp_simultaneous_open(
             &chain("eim-apdf"),
             &[hop("eim-eif", true), hop("adm-eif", true)]
+        ));
+        // S-O on the listening port: the listener's outbound S-O SYN opens an
+        // address-dependent filter to the dialer's address, not a port-dependent one, and
+        // only through an endpoint-independent mapping.
+        assert!(tcp_opened_passive_srflx(
+            &chain("eim-adf"),
+            &chain("apdm-apdf")
+        ));
+        assert!(!tcp_opened_passive_srflx(
+            &chain("eim-apdf"),
+            &chain("eim-eif")
+        ));
+        assert!(!tcp_opened_passive_srflx(
+            &chain("adm-adf"),
+            &chain("eim-eif")
+        ));
+        assert!(!tcp_opened_passive_srflx(&chain("eim-adf"), &[]));
+        assert!(!tcp_opened_passive_srflx(&[], &chain("eim-adf")));
+        assert!(!tcp_opened_passive_srflx(
+            &[hop("eim-adf", true), hop("eim-apdf", true)],
+            &chain("eim-eif")
         ));
         for x in NatType::all() {
             for y in NatType::all() {

@@ -259,3 +259,43 @@ fn tcp_hairpins_and_refuses_hairpinned_syns() {
         }
     }
 }
+
+/// Unlisten (what a sans-IO core's `StreamCommand::Unlisten` needs): connections the
+/// listener accepted keep working, new SYNs to its address are refused, and the address
+/// can be listened on again.
+#[test]
+fn unlisten_refuses_new_connections_and_keeps_accepted_ones() {
+    let mut sim = Sim::new(SimConfig::default());
+    let s = host(&mut sim, "server", None);
+    let c = host(&mut sim, "client", None);
+    for h in [s, c] {
+        sim.add_app(h, || Box::<Client>::default());
+    }
+    let at = addr(&sim, s, 5000);
+    let listener = sim
+        .with_app::<Client, _>(s, 0, |_, cx| cx.tcp_listen(at).unwrap())
+        .unwrap();
+    let first = connect(&mut sim, c, None, at);
+    sim.run_for(Duration::from_millis(100));
+    assert_eq!(client(&sim, c).connected.len(), 1);
+    sim.with_app::<Client, _>(s, 0, |_, cx| {
+        cx.tcp_unlisten(listener).unwrap();
+        assert_eq!(cx.tcp_unlisten(listener), Err(netsim::NetError::BadHandle));
+        assert_eq!(
+            cx.tcp_listener_addr(listener),
+            Err(netsim::NetError::BadHandle)
+        );
+    });
+    sim.with_app::<Client, _>(c, 0, |_, cx| cx.tcp_send(first, b"still here").unwrap());
+    let second = connect(&mut sim, c, None, at);
+    sim.run_for(Duration::from_millis(100));
+    assert_eq!(client(&sim, s).data, b"still here");
+    let resets = &client(&sim, c).resets;
+    assert_eq!(resets.len(), 1, "{resets:?}");
+    assert_eq!(resets[0].0, second);
+    // The address is free again.
+    sim.with_app::<Client, _>(s, 0, |_, cx| cx.tcp_listen(at).unwrap());
+    connect(&mut sim, c, None, at);
+    sim.run_for(Duration::from_millis(100));
+    assert_eq!(client(&sim, c).connected.len(), 2);
+}

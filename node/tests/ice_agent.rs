@@ -793,6 +793,62 @@ fn passive_srflx_tcp_candidate() {
     net.exchange_data();
 }
 
+#[test]
+fn srflx_so_candidate_with_tcp_so() {
+    // With S-O candidates on, the listening port's mapping is also offered as a
+    // server-reflexive S-O candidate (the peer's S-O check connects to it while ours
+    // connects to the peer's); without, only as passive.
+    for so in [false, true] {
+        let mut a = natted_requester(true).tcp_only();
+        a.so = so;
+        let mut net = Net::new([a, Spec::new(2, true, "10.0.0.2").tcp_only()]);
+        net.run(60_000);
+        let srflx: Vec<(Tr, SocketAddr)> = net.sides[0]
+            .agent
+            .local_candidates()
+            .into_iter()
+            .filter(|c| c.typ == T::Srflx)
+            .map(|c| (c.transport, c.addr))
+            .collect();
+        let mapped = srflx[0].1;
+        assert_eq!(mapped.ip().to_string(), "203.0.113.7");
+        let want: Vec<(Tr, SocketAddr)> = if so {
+            vec![(Tr::TcpPassive, mapped), (Tr::TcpSo, mapped)]
+        } else {
+            vec![(Tr::TcpPassive, mapped)]
+        };
+        assert_eq!(srflx, want);
+    }
+}
+
+#[test]
+fn nomination_binds_the_connection_it_came_on() {
+    // Public hosts with passive, active and S-O candidates on one listening port. The
+    // answerer's active and S-O checks open two connections to the requester's listener,
+    // which files both under one pair (its passive candidate, the answerer's address);
+    // the answer reaches the requester after both, so its triggered check runs on the
+    // later one while the answerer nominates on the earlier one. The requester must
+    // select the connection the nomination came on: else each side closes the other's
+    // connection and both fail.
+    let mut a = Spec::new(1, false, "10.0.0.1").tcp_only();
+    let mut b = Spec::new(101, true, "10.0.0.2").tcp_only();
+    (a.so, b.so) = (true, true);
+    let mut net = Net::new([a, b]);
+    // The requester (side 0) gets the answer 85 ms after the answerer got the request.
+    net.late_remote = Some((0, 85));
+    net.run(60_000);
+    assert_eq!(
+        pair(0, &net),
+        (T::Host, Tr::TcpPassive, T::Prflx, Tr::TcpActive)
+    );
+    assert_eq!(
+        pair(1, &net),
+        (T::Host, Tr::TcpActive, T::Host, Tr::TcpPassive)
+    );
+    assert!(net.failed_at(0).is_none() && net.failed_at(1).is_none());
+    net.exchange_data();
+}
+
 fn active_behind_nat(advertise_srflx: bool) -> Net {
     let mut a = natted_requester(false).tcp_only();
     a.public_ip = Some("203.0.113.7");

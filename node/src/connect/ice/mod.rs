@@ -32,8 +32,11 @@
 //! # Where this differs from pjnath (on purpose)
 //! - A check that fails USERNAME / MESSAGE-INTEGRITY / FINGERPRINT validation is dropped
 //!   and counted ([`Stats`]), not answered with 401/400: no reflection to forged sources.
-//! - Passive server-reflexive TCP candidates (the STUN-mapped address of the listener),
-//!   which jamid never gathers.
+//! - Server-reflexive TCP candidates (the STUN-mapped address of the listener): passive,
+//!   and S-O too when `tcp_so` is set (the S-O candidate is the listening port), which
+//!   jamid never gathers. With the S-O check leaving from the listening port, an
+//!   address-dependent filter opens to the peer, so the peer's active check reaches the
+//!   passive srflx candidate too (`netsim::oracle::tcp_path_so_on_listen_port`).
 //! - A triggered check is not sent for a pair whose own check is already in progress.
 //! - No RFC 7675 consent freshness (pjnath has none either): keepalives only, and checks
 //!   keep being answered after selection.
@@ -102,11 +105,11 @@ pub struct Config {
     /// Bound UDP sockets; one host UDP candidate each.
     pub udp_sockets: Vec<SocketAddr>,
     /// TCP listen addresses; each gives a passive and an active (port 9) host candidate,
-    /// and an `so` one when `tcp_so` is set.
+    /// and an `so` one on the same port when `tcp_so` is set.
     pub tcp_listen: Vec<SocketAddr>,
     pub tcp_so: bool,
     /// STUN server for server-reflexive candidates (over UDP from each UDP socket, over
-    /// TCP from each listening port for passive srflx candidates).
+    /// TCP from each listening port for passive, and with `tcp_so` S-O, srflx candidates).
     pub stun_server: Option<SocketAddr>,
     /// Public IP learnt elsewhere (jamid: the address the DHT reports, `sa`): adds a
     /// server-reflexive TCP active candidate (port 9) per listen address, as jamid's

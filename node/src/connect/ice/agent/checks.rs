@@ -68,6 +68,13 @@ impl Agent {
             return;
         };
         if req.use_candidate && !self.controlling {
+            // The controlling side sends data on the connection its nomination came on.
+            // A peer-reflexive active remote stands for every connection from its
+            // address, so the pair may hold another one (an earlier check's): bind it to
+            // this one, or the two sides would select different connections.
+            if let Via::Tcp(c) = via {
+                self.pairs[p].conn = Some(c);
+            }
             self.pairs[p].nominated = true;
             if self.pairs[p].state == PairState::Succeeded {
                 return self.select(now, p);
@@ -280,27 +287,36 @@ impl Agent {
         }
     }
 
+    /// A mapped address learnt from the STUN server. Over TCP it is the listening port's
+    /// mapping: a passive server-reflexive candidate, and, with `tcp_so`, a
+    /// simultaneous-open one too (RFC 6544 §4.1: the S-O port's mapping; ours is the
+    /// listening port), which the peer's S-O candidate connects to while ours connects
+    /// to its.
     pub(super) fn add_srflx(&mut self, base: SocketAddr, mapped: SocketAddr, tcp: bool) {
-        let transport = if tcp {
-            Transport::TcpPassive
-        } else {
-            Transport::Udp
+        let transports: &[Transport] = match (tcp, self.cfg.tcp_so) {
+            (false, _) => &[Transport::Udp],
+            (true, false) => &[Transport::TcpPassive],
+            (true, true) => &[Transport::TcpPassive, Transport::TcpSo],
         };
-        if mapped == base
-            || self
+        if mapped == base {
+            return;
+        }
+        for &transport in transports {
+            if self
                 .locals
                 .iter()
                 .any(|l| l.c.addr == mapped && l.c.transport == transport)
-        {
-            return;
+            {
+                continue;
+            }
+            let n = self
+                .locals
+                .iter()
+                .filter(|l| l.c.typ == CandidateType::Srflx)
+                .count() as u16;
+            self.add_local(CandidateType::Srflx, transport, mapped, base, 65535 - n);
+            self.srflx_default = true;
         }
-        let n = self
-            .locals
-            .iter()
-            .filter(|l| l.c.typ == CandidateType::Srflx)
-            .count() as u16;
-        self.add_local(CandidateType::Srflx, transport, mapped, base, 65535 - n);
-        self.srflx_default = true;
         self.refresh_priorities();
     }
 
