@@ -51,6 +51,10 @@ pub struct ManagerConfig {
     pub stun_server: Option<SocketAddr>,
     /// Public address learnt elsewhere (jamid's generic srflx candidate).
     pub public_ip: Option<IpAddr>,
+    /// Offer simultaneous-open candidates (RFC 6544 `so`) on the listening port, so two
+    /// NATed devices can meet where both NATs map endpoint-independently. jamid offers
+    /// none; with ours in the message it still connects (conformance/tests/jamid_connect.rs).
+    pub tcp_so: bool,
     /// jamid's `allowPublicIncoming` (default true): accept requests from any valid device
     /// that is not banned; when false only from contacts.
     pub allow_public: bool,
@@ -65,6 +69,7 @@ impl Default for ManagerConfig {
             tcp_ports: (32_768, 60_999),
             stun_server: None,
             public_ip: None,
+            tcp_so: true,
             allow_public: true,
             timing: ice::Timing::default(),
             seed: 0,
@@ -646,7 +651,7 @@ impl ConnectionManager {
             controlling: false,
             udp_sockets: Vec::new(),
             tcp_listen,
-            tcp_so: false,
+            tcp_so: self.cfg.tcp_so,
             stun_server: self.cfg.stun_server,
             public_ip: self.cfg.public_ip,
             timing: self.cfg.timing.clone(),
