@@ -6,7 +6,8 @@
 //!
 //! Behaviour checked in OpenDHT 2.4.12 (`src/peer_discovery.cpp`, `src/dhtrunner.cpp`,
 //! `tools/tools_common.h`) and jamid 20230206 (`src/jamidht/jamiaccount.cpp`), and where
-//! marked (dhtnode), against the real `dhtnode -D` in `conformance/tests/dhtnode_discovery.rs`:
+//! marked, against the real `dhtnode -D` (`conformance/tests/dhtnode_discovery.rs`) and
+//! jamid 13.7 with peer discovery on (`conformance/tests/jamid_discovery.rs`):
 //! * Query = msgpack str `"q"` (`a1 71`), sent to the group once when discovery starts
 //!   and again on `connectivityChanged`. Nothing else sends it.
 //! * Announcement = one msgpack map `{service: payload}` holding **every** published
@@ -25,7 +26,10 @@
 //!   ignores its own account, keeps the others one minute after the last announcement
 //!   (`PEER_DISCOVERY_EXPIRATION`) and ignores the sender address. Since nothing is
 //!   re-announced, a Jami peer expires a minute after it was heard unless the network
-//!   changes or someone queries again.
+//!   changes or someone queries again. (jamid: one PeerDiscovery per account carries
+//!   both services, so its announcement is `{"dht": …, "jami": …}`; the "dht" port is the
+//!   DHT socket's real, OS-chosen port, not the `DHT.port` setting; jamid lists our
+//!   account in `getNearbyPeers` after our unicast answer to its startup query.)
 //! * Receiving: bytes after the msgpack document are ignored (msgpack-c's `unpack`;
 //!   dhtnode answers `"q"` followed by junk); a str other than `"q"` is ignored; map
 //!   entries whose key is not a str are skipped; the first payload of a discovered
