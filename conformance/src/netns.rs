@@ -94,6 +94,41 @@ impl Netns {
         ])
     }
 
+    /// Join this namespace and `other` with a veth pair, a two-host LAN: `lan0` here at
+    /// `here`/24, `lan1` there at `there`/24, and on both sides a route for 239.0.0.0/8
+    /// over it, without which joining or sending to a multicast group fails (ENODEV,
+    /// ENETUNREACH). For LAN multicast (local peer discovery).
+    pub fn link_lan(&self, other: &Netns, here: &str, there: &str) -> Result<()> {
+        ip(&[
+            "-n",
+            &self.name,
+            "link",
+            "add",
+            "lan0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "lan1",
+            "netns",
+            &other.name,
+        ])?;
+        for (ns, dev, addr) in [(self, "lan0", here), (other, "lan1", there)] {
+            ip(&[
+                "-n",
+                &ns.name,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                dev,
+            ])?;
+            ip(&["-n", &ns.name, "link", "set", dev, "up"])?;
+            ip(&["-n", &ns.name, "route", "add", "239.0.0.0/8", "dev", dev])?;
+        }
+        Ok(())
+    }
+
     /// A command that runs `program` inside the namespace.
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("ip");

@@ -52,6 +52,7 @@ pub fn write_if_asked(target: &str) {
         "ice_agent" => ice_checks(),
         "sip" => sip(),
         "contacts_store" => contact_files(),
+        "discovery" => discovery(),
         other => panic!("no seeds for target {other}"),
     };
     let n = write(Path::new(&dir), &seeds);
@@ -632,4 +633,29 @@ fn ice_checks() -> Vec<Vec<u8>> {
     let signed = check::request(*b"jamisim-fuzz", "abcdefgh:rfrag", b"wrong password", &req);
     let framed = node::connect::framing::frame(&signed).expect("small");
     vec![signed, framed]
+}
+
+/// Discovery datagrams as OpenDHT and jamid send them: the query, a "dht" and a "jami"
+/// announcement, and both services in one map.
+fn discovery() -> Vec<Vec<u8>> {
+    use node::dht::InfoHash;
+    use node::discovery::codec::{encode_announcement, QUERY};
+    use node::discovery::{DhtPayload, JamiPayload, DHT_SERVICE, JAMI_SERVICE};
+    let dht = DhtPayload {
+        node_id: InfoHash::get("node"),
+        port: 4222,
+        net_id: 0,
+    }
+    .encode();
+    let jami = JamiPayload {
+        account_id: InfoHash::get("account"),
+        display_name: b"Alice".to_vec(),
+    }
+    .encode();
+    vec![
+        QUERY.to_vec(),
+        encode_announcement([(DHT_SERVICE, &dht[..])].into_iter()),
+        encode_announcement([(JAMI_SERVICE, &jami[..])].into_iter()),
+        encode_announcement([(DHT_SERVICE, &dht[..]), (JAMI_SERVICE, &jami[..])].into_iter()),
+    ]
 }

@@ -6,6 +6,7 @@ pub mod connect;
 pub mod contacts;
 pub mod crypto;
 pub mod device;
+pub mod discovery;
 pub mod dht;
 pub mod driver;
 pub mod identity;
