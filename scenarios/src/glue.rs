@@ -19,6 +19,8 @@ const T_ENGINE: u64 = 1;
 const T_PUT: u64 = 2;
 const T_GET: u64 = 3;
 const T_TRACK: u64 = 4;
+const T_CONNECT: u64 = 5;
+const T_MESSAGE: u64 = 6;
 
 /// What a DHT node on a host is told to do.
 #[derive(Clone, Debug, Default)]
@@ -40,6 +42,8 @@ pub struct DhtWorkload {
     /// announced at its key id), and it announces the device at the account id once
     /// connected, as jamid does.
     pub jami: Option<crate::jami::JamiIdentity>,
+    /// With `jami`: run its Jami services (connection manager, `sip` channels, texts).
+    pub services: Option<crate::services::JamiWork>,
 }
 
 /// What a node learnt of one tracked account.
@@ -108,6 +112,10 @@ pub struct DhtApp {
     /// What the device's presence tracker (`node::presence`, stricter than jamid: an
     /// announcement counts once its device chain verifies) said of each tracked account.
     pub seen: BTreeMap<InfoHash, Seen>,
+    /// The device's TCP streams (the connection manager's) on the host's TCP.
+    glue: crate::streams::StreamGlue,
+    /// The Jami workload and what the services reported (with `services`).
+    pub jami: Option<crate::services::JamiRunner>,
 }
 
 impl DhtApp {
@@ -126,7 +134,19 @@ impl DhtApp {
             streams: BTreeMap::new(),
             proxy_requests: 0,
             seen: BTreeMap::new(),
+            glue: crate::streams::StreamGlue::new(),
+            jami: None,
         }
+    }
+
+    /// What the device's Jami services reported (hosts with `services`).
+    pub fn jami_record(&self) -> Option<&crate::services::JamiRecord> {
+        self.jami.as_ref().map(|j| &j.record)
+    }
+
+    /// The stream glue's counters.
+    pub fn stream_stats(&self) -> &crate::streams::StreamStats {
+        &self.glue.stats
     }
 
     pub fn key_of(host: &str) -> InfoHash {
@@ -156,10 +176,12 @@ impl DhtApp {
     /// event may start operations (proxy requests): loop until none is left.
     fn flush(&mut self, cx: &mut Ctx<'_>) {
         let Some(sock) = self.sock else { return };
+        let now = Self::now_ms(cx);
         loop {
             let Some(device) = self.device.as_mut() else {
                 return;
             };
+            self.glue.drain(cx, now, device);
             while let Some(t) = device.poll_transmit() {
                 let _ = cx.udp_send(sock, t.to, &t.bytes);
             }
@@ -296,10 +318,23 @@ impl DhtApp {
 
     fn on_event(&mut self, cx: &mut Ctx<'_>, e: DeviceEvent) {
         let e = match e {
-            DeviceEvent::Presence(p) => return record_presence(cx, p, &mut self.seen),
+            DeviceEvent::Presence(p) => {
+                if let (PresenceEvent::DeviceVerified { account, device }, Some(j), Some(d)) =
+                    (&p, self.jami.as_mut(), self.device.as_mut())
+                {
+                    let now = Self::now_ms(cx);
+                    j.device_verified(now, d, *account, InfoHash(device.device_short_id));
+                }
+                return record_presence(cx, p, &mut self.seen);
+            }
             DeviceEvent::Dht(e) => e,
-            // The dht-node actor runs no Jami services yet.
-            DeviceEvent::Jami(_) => return,
+            DeviceEvent::Jami(e) => {
+                let now = Self::now_ms(cx);
+                if let (Some(j), Some(d)) = (self.jami.as_mut(), self.device.as_mut()) {
+                    j.on_event(cx, now, d, e);
+                }
+                return;
+            }
         };
         if self.proxy_event(cx, &e) {
             return;
@@ -356,6 +391,8 @@ impl App for DhtApp {
             device: &j.device,
             announcement_id: j.announcement_id(),
         });
+        // A restarted host does not replay what its previous life was due to do.
+        let age = cx.sim_now().since(SimTime::ZERO);
         let Ok(mut device) = Device::new(cfg, jami, now) else {
             cx.trace("dht-node: the Jami identity does not make a device");
             return;
@@ -365,12 +402,28 @@ impl App for DhtApp {
                 device.bootstrap(now, *b);
             }
         }
+        if let Some(work) = self.w.services.clone().filter(|_| self.w.jami.is_some()) {
+            let cfg = node::connect::manager::ManagerConfig {
+                host_ips: cx.addrs(),
+                stun_server: work.stun,
+                tcp_so: work.tcp_so,
+                allow_public: !work.contacts_only,
+                seed: rand_seed(cx),
+                ..Default::default()
+            };
+            device.enable_services(now, cfg, node::contacts::ContactList::new());
+            if let Some(t) = Some(work.connect_at).filter(|t| *t >= age && !work.connect.is_empty()) {
+                cx.set_timer(t - age, T_CONNECT);
+            }
+            if let Some(t) = work.message_at.filter(|t| *t >= age) {
+                cx.set_timer(t - age, T_MESSAGE);
+            }
+            self.jami = Some(crate::services::JamiRunner::new(work));
+        }
         self.device = Some(device);
         if let Some(p) = self.w.proxy_port {
             let _ = cx.tcp_listen(SocketAddr::from(([0, 0, 0, 0], p)));
         }
-        // A restarted host does not replay what its previous life was due to do.
-        let age = cx.sim_now().since(SimTime::ZERO);
         if let Some(t) = self.w.put_at.filter(|t| *t > age) {
             cx.set_timer(t - age, T_PUT);
         }
@@ -426,6 +479,16 @@ impl App for DhtApp {
                     }
                 }
             }
+            T_CONNECT => {
+                if let (Some(j), Some(d)) = (self.jami.as_mut(), self.device.as_mut()) {
+                    j.connect_now(cx, now, d);
+                }
+            }
+            T_MESSAGE => {
+                if let (Some(j), Some(d)) = (self.jami.as_mut(), self.device.as_mut()) {
+                    j.message_now(cx, now, d);
+                }
+            }
             T_PUT => {
                 if let Some(d) = self.device.as_mut().map(|d| d.dht_mut()) {
                     self.own_put = Some(d.put(now, Self::key_of(&host), Self::value_of(&host)));
@@ -457,6 +520,13 @@ impl App for DhtApp {
 
     fn on_tcp(&mut self, cx: &mut Ctx<'_>, ev: netsim::TcpEvent) {
         use netsim::TcpEvent;
+        // The device's own streams first; the rest is the proxy's.
+        let now = Self::now_ms(cx);
+        if let Some(d) = self.device.as_mut() {
+            if self.glue.on_tcp(cx, now, d, &ev) {
+                return self.flush(cx);
+            }
+        }
         match ev {
             TcpEvent::Accepted { conn, .. } => {
                 self.http.insert(conn, Vec::new());

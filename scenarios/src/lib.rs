@@ -16,6 +16,7 @@ pub mod model;
 pub mod names;
 pub mod runner;
 pub mod steps;
+pub mod services;
 pub mod streams;
 pub mod world;
 

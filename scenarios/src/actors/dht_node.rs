@@ -2,12 +2,17 @@
 //! `bootstrap`; puts its value at `put_at`, gets `get` (or `get_random` keys drawn from
 //! `population`) at `get_at`; optionally serves a DHT proxy on `proxy_port`, runs as a Jami
 //! device (`jami`) and tracks the presence of the accounts of `track` from `track_at`.
+//! A Jami device runs its services too: the connection manager (ICE-TCP with
+//! server-reflexive candidates from the `stun` host's STUN server, and simultaneous-open
+//! ones unless `tcp_so = false`), connecting at `connect_at` to the accounts of the
+//! `connect` hosts and sending them the text `message` once connected (or at
+//! `message_at`); `contacts_only` refuses requests from non-contacts.
 
 use super::ActorKind;
 use crate::expand::instantiate;
 use crate::model::Params;
 use crate::world::World;
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use netsim::{AppId, NodeId};
 
 inventory::submit! {
@@ -26,10 +31,28 @@ inventory::submit! {
             "track",
             "track_at",
             "jami",
+            "stun",
+            "connect",
+            "connect_at",
+            "message",
+            "message_at",
+            "contacts_only",
+            "tcp_so",
         ],
         build,
     }
 }
+
+/// The keys of the Jami services.
+const SERVICE_KEYS: [&str; 7] = [
+    "stun",
+    "connect",
+    "connect_at",
+    "message",
+    "message_at",
+    "contacts_only",
+    "tcp_so",
+];
 
 fn build(w: &mut World, host: &str, node: NodeId, p: &Params<'_>) -> Result<AppId> {
     let port = p.port("port", 4222)?;
@@ -66,8 +89,36 @@ fn build(w: &mut World, host: &str, node: NodeId, p: &Params<'_>) -> Result<AppI
         true => Some(w.jami_identity(host, "")?),
         false => None,
     };
+    let mut connect = Vec::new();
+    for h in p.strs("connect")? {
+        w.host_node(h).context("`connect`")?;
+        connect.push((h.to_string(), w.jami_identity(h, "")?.account_id()));
+    }
+    let stun = match p.opt_str("stun")? {
+        Some(h) => Some(w.sock(h, 3478)?),
+        None => None,
+    };
+    // The services run on a Jami device given any of their keys (the presence-only
+    // devices of the other suites stay as they were).
+    let wants = SERVICE_KEYS.iter().any(|k| p.t.contains_key(*k));
+    if jami.is_none() && wants {
+        bail!("`{}` need `jami = true`", SERVICE_KEYS.join("`, `"));
+    }
+    let services = jami.as_ref().filter(|_| wants).map(|_| -> Result<_> {
+        Ok(crate::services::JamiWork {
+            stun,
+            connect,
+            connect_at: p.duration("connect_at", "2s")?,
+            message: p.opt_str("message")?.map(str::to_string),
+            message_at: p.opt_duration("message_at")?,
+            contacts_only: p.bool("contacts_only", false)?,
+            tcp_so: p.bool("tcp_so", true)?,
+        })
+    });
+    let services = services.transpose()?;
     let wl = crate::glue::DhtWorkload {
         jami,
+        services,
         track,
         track_at: p.duration("track_at", "1s")?,
         port,
