@@ -29,8 +29,8 @@ pub struct JamiWork {
     /// Connect to these hosts' accounts (host, account id) at `connect_at`.
     pub connect: Vec<(String, InfoHash)>,
     pub connect_at: Duration,
-    /// Send this text to each `connect` account once its connection is up, or at
-    /// `message_at`, whichever comes first.
+    /// Send this text to each `connect` account once the `sip` channel of its connection
+    /// is open, or at `message_at`, whichever comes first.
     pub message: Option<String>,
     pub message_at: Option<Duration>,
     /// Refuse connection requests from non-contacts (jamid's `allowPublicIncoming` off).
@@ -163,8 +163,8 @@ impl JamiRunner {
         }
     }
 
-    /// An event of the device's Jami services: record it (and trace it); a connection
-    /// coming up to a `connect` account sends the text.
+    /// An event of the device's Jami services: record it (and trace it); the `sip`
+    /// channel opening to a `connect` account sends the text.
     pub fn on_event(&mut self, cx: &mut Ctx<'_>, now: u64, d: &mut Device, e: JamiEvent) {
         let at = cx.sim_now();
         match e {
@@ -202,7 +202,22 @@ impl JamiRunner {
                         setup_ms,
                     },
                 );
-                self.send_text(cx, now, d, account);
+            }
+            // The text goes once the `sip` channel is open (sent at `Connected`, it would
+            // also go through the DHT, and the receiver reports whichever copy wins).
+            JamiEvent::Connection(ConnectionEvent::ChannelOpened { device, name, .. })
+                if name == node::device::jami::SIP_CHANNEL =>
+            {
+                let account = self
+                    .record
+                    .connected
+                    .iter()
+                    .rev()
+                    .find(|c| c.device == device)
+                    .map(|c| c.account);
+                if let Some(account) = account {
+                    self.send_text(cx, now, d, account);
+                }
             }
             JamiEvent::Connection(ConnectionEvent::Refused { device, reason }) => {
                 cx.trace(&format!("jami: refused {device}: {reason}"));
