@@ -412,7 +412,8 @@ impl App for DhtApp {
                 ..Default::default()
             };
             device.enable_services(now, cfg, node::contacts::ContactList::new());
-            if let Some(t) = Some(work.connect_at).filter(|t| *t >= age && !work.connect.is_empty()) {
+            if let Some(t) = Some(work.connect_at).filter(|t| *t >= age && !work.connect.is_empty())
+            {
                 cx.set_timer(t - age, T_CONNECT);
             }
             if let Some(t) = work.message_at.filter(|t| *t >= age) {

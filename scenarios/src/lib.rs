@@ -15,8 +15,8 @@ pub mod jami;
 pub mod model;
 pub mod names;
 pub mod runner;
-pub mod steps;
 pub mod services;
+pub mod steps;
 pub mod streams;
 pub mod world;
 

@@ -148,15 +148,11 @@ impl JamiRunner {
         let Some(text) = self.work.message.clone() else {
             return;
         };
-        if !self.work.connect.iter().any(|(_, a)| *a == account) || !self.messaged.insert(account)
-        {
+        if !self.work.connect.iter().any(|(_, a)| *a == account) || !self.messaged.insert(account) {
             return;
         }
         if let Some(token) = d.send_message(now, account, "text/plain", text.as_bytes()) {
-            cx.trace(&format!(
-                "jami: text {token} to {}",
-                self.host_of(&account)
-            ));
+            cx.trace(&format!("jami: text {token} to {}", self.host_of(&account)));
             let at = cx.sim_now();
             let r = &mut self.record;
             push(&mut r.sent, &mut r.overflow, (token, account, at));

@@ -73,12 +73,22 @@ pub fn judge(
             TcpPath::Srflx
         })
     };
+    let passive =
+        |r: Option<&ConnRecord>| r.is_some_and(|r| r.local.transport == Transport::TcpPassive);
+    // An accepted connection was dialled by the other side (an S-O SYN that met a
+    // listener counts as a dial): its remote candidate is the address it dialled.
+    if a.local.transport == Transport::TcpPassive {
+        return match b {
+            Some(b) if b.local.transport != Transport::TcpPassive => kind_of_dial(b, a_host),
+            _ => Err(
+                "the requester accepted the connection but its peer has no dialling record".into(),
+            ),
+        };
+    }
+    if a.local.transport == Transport::TcpActive || passive(b) {
+        return kind_of_dial(a, b_host);
+    }
     match (a.local.transport, b.map(|b| b.local.transport)) {
-        (Transport::TcpActive, _) => kind_of_dial(a, b_host),
-        (Transport::TcpPassive, Some(Transport::TcpActive)) => {
-            kind_of_dial(b.expect("matched"), a_host)
-        }
-        (Transport::TcpPassive, _) => Err("passive side's peer record missing or not active".into()),
         (Transport::TcpSo, None | Some(Transport::TcpSo)) => {
             let host = dialled_host(a, b_host) || b.is_some_and(|b| dialled_host(b, a_host));
             Ok(if host {

@@ -21,8 +21,13 @@ fn eval(w: &World, _what: &str, p: &Params<'_>, out: &mut Outcome) -> Result<()>
         "sip" => Some(Via::Sip),
         "dht" => Some(Via::Dht),
         "oracle" => {
-            let path = oracle::tcp_path_so_on_listen_port(&w.sim, w.host_node(from)?, w.host_node(to)?);
-            Some(if path == TcpPath::None { Via::Dht } else { Via::Sip })
+            let path =
+                oracle::tcp_path_so_on_listen_port(&w.sim, w.host_node(from)?, w.host_node(to)?);
+            Some(if path == TcpPath::None {
+                Via::Dht
+            } else {
+                Via::Sip
+            })
         }
         x => bail!("`via` is sip, dht, any or oracle, not `{x}`"),
     };
@@ -46,7 +51,10 @@ fn eval(w: &World, _what: &str, p: &Params<'_>, out: &mut Outcome) -> Result<()>
         format!(
             "sent {}; received {}; receipt {}; failed {:?}",
             sent.len(),
-            got.map_or("none".into(), |m| format!("{:?} via {} at {}", m.body, m.via, m.at)),
+            got.map_or("none".into(), |m| format!(
+                "{:?} via {} at {}",
+                m.body, m.via, m.at
+            )),
             receipt.map_or("none".into(), |d| format!("via {} at {}", d.1, d.2)),
             rf.send_failed
         ),
