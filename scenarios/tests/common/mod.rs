@@ -4,7 +4,11 @@
 use scenarios::{runner, RunOptions};
 
 pub fn run_suite_all_passing(suite: &str) -> reports::RunReport {
-    let dir = std::env::temp_dir().join(format!("jamisim-{suite}-suite-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "jamisim-{}-suite-{}",
+        suite.replace('/', "-"),
+        std::process::id()
+    ));
     let report = runner::run(&RunOptions {
         targets: vec![suite.into()],
         out: dir.clone(),
