@@ -1,7 +1,7 @@
 //! `ice_connect`: the Jami devices (`dht-node` with `jami` and `connect`) of `between =
 //! [requester, answerer]` connect exactly where the direct TCP path oracle says one
-//! exists, and over the kind of path it names (or `expect`: host, srflx, so, none). No
-//! TURN: the device has no relay candidates yet.
+//! exists, and over the kind of path it names (or `expect`: host, srflx, so, none), with
+//! no request refused on either side. No TURN: the device has no relay candidates yet.
 //!
 //! The kind is judged from the connection, not from the devices' labels (as
 //! `tests/ice_agent_sim.rs` judges the bare agent): the side whose selected local
@@ -136,7 +136,11 @@ fn eval(w: &World, _what: &str, p: &Params<'_>, out: &mut Outcome) -> Result<()>
         ),
     };
     let requester_ok = ca.is_none_or(|c| c.initiator);
-    let passed = requester_ok && achieved.as_ref().is_ok_and(|k| accepted.contains(k));
+    // Honest peers refuse nothing (a refusal is a forged, replayed or unverifiable
+    // request, or a trust setting).
+    let no_refusals = ra.refused.is_empty() && rb.refused.is_empty();
+    let passed =
+        requester_ok && no_refusals && achieved.as_ref().is_ok_and(|k| accepted.contains(k));
     let want: Vec<String> = accepted.iter().map(|k| k.to_string()).collect();
     out.push(
         "ice_connect",
