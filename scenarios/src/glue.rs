@@ -299,7 +299,7 @@ impl DhtApp {
             DeviceEvent::Presence(p) => return record_presence(cx, p, &mut self.seen),
             DeviceEvent::Dht(e) => e,
             // The dht-node actor runs no Jami services yet.
-            DeviceEvent::Jami(_) => return,
+            DeviceEvent::Jami(_) | DeviceEvent::Nearby(_) => return,
         };
         if self.proxy_event(cx, &e) {
             return;

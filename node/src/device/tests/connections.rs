@@ -169,3 +169,50 @@ fn a_banned_account_cannot_connect() {
         .iter()
         .any(|e| matches!(e, JamiEvent::Connection(ConnectionEvent::Refused { .. }))));
 }
+
+/// An isolated LAN with no bootstrap node and no internet: the two devices hear each
+/// other's multicast announcements (OpenDHT's peer discovery), bootstrap their DHT from
+/// them, see each other's account nearby, and connect host to host.
+#[test]
+fn on_an_isolated_lan_discovery_is_enough_to_connect() {
+    let f = accounts();
+    let (alice, bob) = (0, 1);
+    let mut net = Net::new_unbooted(&[&f.alice, &f.bob]);
+    for i in [alice, bob] {
+        let cfg = ManagerConfig {
+            host_ips: vec![net.addrs[i].ip()],
+            seed: i as u64,
+            ..ManagerConfig::default()
+        };
+        let now = net.now;
+        assert!(net.devices[i].enable_services(now, cfg, ContactList::new()));
+        net.devices[i].enable_discovery(now, 4222, if i == alice { "alice" } else { "bob" });
+    }
+    net.run_for(3_000);
+    let nearby = |i: usize| {
+        net.events[i].iter().any(|e| {
+            matches!(e, DeviceEvent::Nearby(crate::discovery::Event::JamiPeer { name, .. })
+                if name == if i == alice { "bob" } else { "alice" })
+        })
+    };
+    assert!(nearby(alice) && nearby(bob), "{:?}", net.events[alice]);
+    assert!(net.devices[alice].is_connected() && net.devices[bob].is_connected());
+    let now = net.now;
+    net.devices[bob].connect(now, account_id(&f.alice.0));
+    net.run_for(20_000);
+    let (l, _, _) = connected(&net, bob).unwrap_or_else(|| panic!("{:?}", jami(&net, bob)));
+    assert_eq!(l, CandidateType::Host);
+    let now = net.now;
+    net.devices[bob].send_message(now, account_id(&f.alice.0), "text/plain", b"on the LAN");
+    net.run_for(2_000);
+    assert!(messages(&net, alice).contains(&("on the LAN".to_string(), Via::Sip)));
+}
+
+/// Breaks the model: the same LAN without discovery has no way in, so nobody connects.
+#[test]
+fn on_an_isolated_lan_without_discovery_nothing_connects() {
+    let f = accounts();
+    let mut net = Net::new_unbooted(&[&f.alice, &f.bob]);
+    net.run_for(3_000);
+    assert!(!net.devices[0].is_connected() && !net.devices[1].is_connected());
+}
