@@ -216,3 +216,60 @@ fn on_an_isolated_lan_without_discovery_nothing_connects() {
     net.run_for(3_000);
     assert!(!net.devices[0].is_connected() && !net.devices[1].is_connected());
 }
+
+/// Forged, malformed and replayed connection requests at Alice's `peer:` key are refused
+/// and counted, and Alice keeps serving Bob: his connection and message go through.
+#[test]
+fn forged_and_replayed_requests_are_counted_and_alice_keeps_serving() {
+    use crate::connect::request::{self, PeerConnectionRequest};
+    use crate::dht::value::Value;
+    let f = accounts();
+    // 0..5 plain, 5 Alice, 6 Bob (both with services), 7 Carol (announced, no services).
+    let mut net = Net::new(5, &[&f.alice, &f.bob, &f.carol]);
+    for i in [5, 6] {
+        let cfg = ManagerConfig {
+            host_ips: vec![net.addrs[i].ip()],
+            seed: i as u64,
+            ..ManagerConfig::default()
+        };
+        let now = net.now;
+        net.devices[i].enable_services(now, cfg, ContactList::new());
+    }
+    let (alice, bob, carol) = (5, 6, 7);
+    net.run_for(5_000);
+    let now = net.now;
+    let alice_dev = &f.alice.1;
+    let key = request::peer_key(&InfoHash(alice_dev.short_id()));
+    // Junk at the key: a plain value is not signed and encrypted to Alice.
+    net.devices[carol]
+        .dht_mut()
+        .put(now, key, Value::plain(1, 0, b"junk".to_vec()));
+    // A genuine request from Carol's device, then the same request id again (a replay,
+    // as a second value).
+    let req = PeerConnectionRequest {
+        id: 4242,
+        ice_msg: "ufrag\npwd\n".into(),
+        is_answer: false,
+        conn_type: String::new(),
+    };
+    let pk = alice_dev.certificate().public_key().expect("key").clone();
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    for vid in [11, 12] {
+        let (k, v) = request::seal(&req, f.carol.1.key(), &pk, vid, &mut rng).expect("seal");
+        assert_eq!(k, key);
+        net.devices[carol].dht_mut().put(now, k, v);
+    }
+    net.run_for(5_000);
+    let s = net.devices[alice].services().expect("services").connection_stats();
+    assert_eq!(s.requests.replayed, 1, "{s:?}");
+    assert!(s.requests.forged >= 1, "the junk value: {s:?}");
+    // Bob still gets through.
+    let now = net.now;
+    net.devices[bob].connect(now, account_id(&f.alice.0));
+    net.run_for(20_000);
+    assert!(connected(&net, bob).is_some(), "{:?}", jami(&net, bob));
+    let now = net.now;
+    net.devices[bob].send_message(now, account_id(&f.alice.0), "text/plain", b"still there");
+    net.run_for(2_000);
+    assert!(messages(&net, alice).contains(&("still there".to_string(), Via::Sip)));
+}

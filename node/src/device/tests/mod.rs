@@ -16,6 +16,7 @@ const BITS: usize = 1024;
 struct Accounts {
     alice: (AccountIdentity, DeviceIdentity),
     bob: (AccountIdentity, DeviceIdentity),
+    carol: (AccountIdentity, DeviceIdentity),
 }
 
 fn accounts() -> &'static Accounts {
@@ -30,6 +31,7 @@ fn accounts() -> &'static Accounts {
         Accounts {
             alice: one(),
             bob: one(),
+            carol: one(),
         }
     })
 }
