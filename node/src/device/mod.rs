@@ -460,8 +460,18 @@ impl Device {
             }
         }
         while let Some(p) = self.presence.poll_event() {
-            if let (PresenceEvent::Online(account), Some(s)) = (&p, self.services.as_mut()) {
-                s.account_online(&mut self.dht, &self.presence, now, *account);
+            if let Some(s) = self.services.as_mut() {
+                let account = match &p {
+                    PresenceEvent::Online(a) | PresenceEvent::Offline(a) => *a,
+                    PresenceEvent::DeviceVerified { account, .. }
+                    | PresenceEvent::Rejected { account, .. } => *account,
+                };
+                // Revocations the tracker found reach the TLS verifier.
+                s.conns
+                    .set_crls(account, self.presence.crls(&account).to_vec());
+                if let PresenceEvent::Online(a) = &p {
+                    s.account_online(&mut self.dht, &self.presence, now, *a);
+                }
             }
             self.events.push_back(DeviceEvent::Presence(p));
         }

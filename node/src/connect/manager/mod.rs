@@ -26,7 +26,7 @@ use crate::connect::tls::ExpectedPeer;
 use crate::device::streams::{StreamCommand, StreamId};
 use crate::dht::engine::{Event, OpId};
 use crate::dht::infohash::InfoHash;
-use crate::identity::{Certificate, DeviceIdentity};
+use crate::identity::{verify_device_chain, Certificate, DeviceIdentity, RevocationList};
 use crate::presence::{device_chain, InboxDht};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -173,6 +173,9 @@ pub struct ConnectionManager {
     banned: BTreeSet<InfoHash>,
     /// Accounts that may connect when public requests are off.
     contacts: BTreeSet<InfoHash>,
+    /// Revocation lists by account (from the presence tracker): a revoked device's chain
+    /// is refused by the TLS verifier.
+    crls: BTreeMap<InfoHash, Vec<RevocationList>>,
     listeners: BTreeMap<SocketAddr, u64>,
     /// Gathered candidates waiting for the DHT (requests, answers).
     unsent: VecDeque<(u64, IceMsg)>,
@@ -200,6 +203,7 @@ impl ConnectionManager {
             chain_order: VecDeque::new(),
             banned: BTreeSet::new(),
             contacts: BTreeSet::new(),
+            crls: BTreeMap::new(),
             listeners: BTreeMap::new(),
             unsent: VecDeque::new(),
             streams: BTreeMap::new(),
@@ -226,6 +230,12 @@ impl ConnectionManager {
     pub fn set_trust(&mut self, contacts: BTreeSet<InfoHash>, banned: BTreeSet<InfoHash>) {
         self.contacts = contacts;
         self.banned = banned;
+    }
+
+    /// The CRLs known for `account` (replacing earlier ones): TLS sessions set up from now
+    /// on refuse its revoked devices (the verifier honours only the issuer's CRLs).
+    pub fn set_crls(&mut self, account: InfoHash, crls: Vec<RevocationList>) {
+        self.crls.insert(account, crls);
     }
 
     /// Every connection, by internal key.
@@ -580,7 +590,13 @@ impl ConnectionManager {
         for key in waiting {
             let verdict = match self.chains.get(&dev).cloned() {
                 None => Err("no certificate found for the device".to_string()),
-                Some(chain) => match ExpectedPeer::new(chain, Vec::new()) {
+                Some(chain) => match ExpectedPeer::new(
+                    chain.clone(),
+                    verify_device_chain(&chain)
+                        .ok()
+                        .and_then(|i| self.crls.get(&InfoHash(i.account_id)).cloned())
+                        .unwrap_or_default(),
+                ) {
                     Ok(p) => {
                         let account = InfoHash(p.info().account_id);
                         self.admit(key, account).map(|_| (p, account))

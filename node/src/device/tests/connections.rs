@@ -273,3 +273,36 @@ fn forged_and_replayed_requests_are_counted_and_alice_keeps_serving() {
     net.run_for(2_000);
     assert!(messages(&net, alice).contains(&("still there".to_string(), Via::Sip)));
 }
+
+/// Bob's account revoked his device (its CRL is at his account id): Alice, who follows
+/// Bob, learns the CRL and her TLS verifier refuses the revoked device's chain, so no
+/// connection forms. (Without the CRL the same connection forms: the first test.)
+#[test]
+fn a_revoked_device_is_refused_by_tls() {
+    use crate::dht::value::Value;
+    use crate::identity::{CertSigner, RevocationList};
+    let f = accounts();
+    let (alice, bob) = (6, 7);
+    let mut net = with_services(6);
+    let mut rng = ChaCha20Rng::seed_from_u64(41);
+    let (acc, dev) = (&f.bob.0, &f.bob.1);
+    let t = NOW / 1000;
+    let empty =
+        RevocationList::sign(CertSigner::Rsa(acc.account_key()), acc.certificate(), &[], None, t, &mut rng)
+            .expect("crl");
+    let crl = empty
+        .revoke(dev.certificate(), CertSigner::Rsa(acc.account_key()), acc.certificate(), t + 1, &mut rng)
+        .expect("revoke");
+    let now = net.now;
+    net.devices[2].dht_mut().put(now, account_id(acc), Value::plain(99, 0, crl.to_value_data()));
+    net.devices[alice].track(now, account_id(acc));
+    net.run_for(5_000);
+    let now = net.now;
+    net.devices[bob].connect(now, account_id(&f.alice.0));
+    net.run_for(20_000);
+    assert!(connected(&net, alice).is_none(), "{:?}", jami(&net, alice));
+    let refused = jami(&net, alice).into_iter().any(|e| {
+        matches!(e, JamiEvent::Connection(ConnectionEvent::Closed { reason, .. }) if reason.contains("revoked"))
+    });
+    assert!(refused, "{:?}", jami(&net, alice));
+}
