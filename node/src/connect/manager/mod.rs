@@ -60,6 +60,10 @@ pub struct ManagerConfig {
     pub allow_public: bool,
     pub timing: ice::Timing,
     pub seed: u64,
+    /// Present this key and chain in TLS instead of the device's own: a forger, for
+    /// tests of what peers refuse (jamid's checks, conformance/tests/jamid_forgery.rs).
+    /// Never set it otherwise.
+    pub present: Option<DeviceIdentity>,
 }
 
 impl Default for ManagerConfig {
@@ -73,6 +77,7 @@ impl Default for ManagerConfig {
             allow_public: true,
             timing: ice::Timing::default(),
             seed: 0,
+            present: None,
         }
     }
 }
@@ -190,6 +195,8 @@ pub struct ConnectionManager {
 impl ConnectionManager {
     pub fn new(cfg: ManagerConfig, me: DeviceIdentity) -> Self {
         let me_short = InfoHash(me.short_id());
+        // TLS runs with this identity; the DHT side (request keys, our short id) with ours.
+        let me = cfg.present.clone().unwrap_or(me);
         ConnectionManager {
             rng: ChaCha20Rng::seed_from_u64(cfg.seed ^ 0x0c01_1ec7),
             cfg,

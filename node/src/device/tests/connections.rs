@@ -260,7 +260,10 @@ fn forged_and_replayed_requests_are_counted_and_alice_keeps_serving() {
         net.devices[carol].dht_mut().put(now, k, v);
     }
     net.run_for(5_000);
-    let s = net.devices[alice].services().expect("services").connection_stats();
+    let s = net.devices[alice]
+        .services()
+        .expect("services")
+        .connection_stats();
     assert_eq!(s.requests.replayed, 1, "{s:?}");
     assert!(s.requests.forged >= 1, "the junk value: {s:?}");
     // Bob still gets through.
@@ -287,14 +290,30 @@ fn a_revoked_device_is_refused_by_tls() {
     let mut rng = ChaCha20Rng::seed_from_u64(41);
     let (acc, dev) = (&f.bob.0, &f.bob.1);
     let t = NOW / 1000;
-    let empty =
-        RevocationList::sign(CertSigner::Rsa(acc.account_key()), acc.certificate(), &[], None, t, &mut rng)
-            .expect("crl");
+    let empty = RevocationList::sign(
+        CertSigner::Rsa(acc.account_key()),
+        acc.certificate(),
+        &[],
+        None,
+        t,
+        &mut rng,
+    )
+    .expect("crl");
     let crl = empty
-        .revoke(dev.certificate(), CertSigner::Rsa(acc.account_key()), acc.certificate(), t + 1, &mut rng)
+        .revoke(
+            dev.certificate(),
+            CertSigner::Rsa(acc.account_key()),
+            acc.certificate(),
+            t + 1,
+            &mut rng,
+        )
         .expect("revoke");
     let now = net.now;
-    net.devices[2].dht_mut().put(now, account_id(acc), Value::plain(99, 0, crl.to_value_data()));
+    net.devices[2].dht_mut().put(
+        now,
+        account_id(acc),
+        Value::plain(99, 0, crl.to_value_data()),
+    );
     net.devices[alice].track(now, account_id(acc));
     net.run_for(5_000);
     let now = net.now;
