@@ -39,6 +39,10 @@ use std::net::{IpAddr, SocketAddr};
 pub const MAX_CONNECTIONS: usize = 1_000;
 /// Peer device chains remembered, so a reconnection needs no certificate lookup.
 pub const MAX_CACHED_CHAINS: usize = 4_096;
+/// Peer devices whose candidate addresses are remembered for [`ConnectionManager::learned`]
+/// (the IP-exposure audit), and addresses kept per device.
+pub const MAX_LEARNED_DEVICES: usize = 1_024;
+pub const MAX_LEARNED_PER_DEVICE: usize = 64;
 
 /// What the manager is given.
 #[derive(Debug, Clone)]
@@ -181,6 +185,8 @@ pub struct ConnectionManager {
     /// Revocation lists by account (from the presence tracker): a revoked device's chain
     /// is refused by the TLS verifier.
     crls: BTreeMap<InfoHash, Vec<RevocationList>>,
+    /// Addresses each peer device revealed in its candidates (decrypted ice_msgs).
+    learned: BTreeMap<InfoHash, BTreeSet<SocketAddr>>,
     listeners: BTreeMap<SocketAddr, u64>,
     /// Gathered candidates waiting for the DHT (requests, answers).
     unsent: VecDeque<(u64, IceMsg)>,
@@ -211,6 +217,7 @@ impl ConnectionManager {
             banned: BTreeSet::new(),
             contacts: BTreeSet::new(),
             crls: BTreeMap::new(),
+            learned: BTreeMap::new(),
             listeners: BTreeMap::new(),
             unsent: VecDeque::new(),
             streams: BTreeMap::new(),
@@ -243,6 +250,24 @@ impl ConnectionManager {
     /// on refuse its revoked devices (the verifier honours only the issuer's CRLs).
     pub fn set_crls(&mut self, account: InfoHash, crls: Vec<RevocationList>) {
         self.crls.insert(account, crls);
+    }
+
+    /// Every address a peer device revealed to us in its ICE candidates (host, server
+    /// reflexive, relay): what a peer learns of another beyond packet sources.
+    pub fn learned(&self) -> &BTreeMap<InfoHash, BTreeSet<SocketAddr>> {
+        &self.learned
+    }
+
+    fn learn(&mut self, device: InfoHash, msg: &IceMsg) {
+        if !self.learned.contains_key(&device) && self.learned.len() >= MAX_LEARNED_DEVICES {
+            return;
+        }
+        let set = self.learned.entry(device).or_default();
+        for c in &msg.candidates {
+            if set.len() < MAX_LEARNED_PER_DEVICE {
+                set.insert(c.addr);
+            }
+        }
     }
 
     /// Every connection, by internal key.
@@ -713,11 +738,16 @@ impl ConnectionManager {
                     });
                     return;
                 }
+                self.learn(r.from, &msg);
                 let key = self.new_conn(r.from, false, r.req.id, now);
                 self.conns.get_mut(&key).expect("just made").remote_msg = Some(msg);
                 self.lookup(dht, now, key);
             }
             Ok(Incoming::Answer(r)) => {
+                let parsed = IceMsg::parse(&r.req.ice_msg);
+                if let Ok(m) = &parsed {
+                    self.learn(r.from, m);
+                }
                 let Some(c) = self
                     .conns
                     .values_mut()
@@ -725,7 +755,7 @@ impl ConnectionManager {
                 else {
                     return;
                 };
-                match IceMsg::parse(&r.req.ice_msg) {
+                match parsed {
                     Ok(m) => c.set_remote(now, m),
                     Err(e) => c.fail(&format!("bad ice_msg in the answer: {e}")),
                 }
