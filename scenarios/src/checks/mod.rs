@@ -18,6 +18,7 @@ mod jami_announced;
 mod multicast;
 mod name_owner;
 mod nat_type;
+mod never_learns;
 mod never_sees;
 mod online;
 mod path;

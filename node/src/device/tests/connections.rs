@@ -106,9 +106,17 @@ fn two_devices_connect_and_exchange_texts_over_sip() {
     assert_eq!(messages(&net, bob), vec![("hi bob".to_string(), Via::Sip)]);
     // What each learnt of the other beyond packet sources: the candidates' addresses,
     // here the host address (Bob's passive port and the active candidates' port 9).
-    let learned = net.devices[alice].services().expect("services").learned_addresses();
-    let of_bob = learned.get(&InfoHash(f.bob.1.short_id())).expect("Bob's candidates");
-    assert!(of_bob.iter().all(|a| a.ip() == net.addrs[bob].ip()), "{of_bob:?}");
+    let learned = net.devices[alice]
+        .services()
+        .expect("services")
+        .learned_addresses();
+    let of_bob = learned
+        .get(&InfoHash(f.bob.1.short_id()))
+        .expect("Bob's candidates");
+    assert!(
+        of_bob.iter().all(|a| a.ip() == net.addrs[bob].ip()),
+        "{of_bob:?}"
+    );
     assert!(of_bob.iter().any(|a| a.port() == 9), "{of_bob:?}");
     // Nothing refused on either side.
     for i in [alice, bob] {
