@@ -183,3 +183,56 @@ pub fn jamid_log(j: &Jamid) -> String {
         .collect();
     lines[lines.len().saturating_sub(120)..].join("\n")
 }
+
+/// A jamid with one registered, announced account on a dhtnode, in a namespace of its
+/// own: what each test against jamid starts from. Fields drop in order, jamid first and
+/// the namespace last.
+pub struct JamidOnDht {
+    pub jamid: Jamid,
+    pub dht: crate::dhtnode::DhtNode,
+    pub dir: crate::TempDir,
+    /// jamid's local handle of the account, and its Jami ID.
+    pub account: String,
+    pub uri: InfoHash,
+    pub ns: crate::netns::Netns,
+}
+
+/// How long a fresh jamid account may take to register and announce itself.
+pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(90);
+
+impl JamidOnDht {
+    /// Namespace `tag`, dhtnode on 127.0.0.1:`dht_port`, jamid with an account named
+    /// `tag` bootstrapping from it; panics with jamid's log when it does not come up.
+    pub fn start(tag: &str, dht_port: u16) -> JamidOnDht {
+        use crate::jamid::AccountSetup;
+        let ns = crate::netns::Netns::create(tag).expect("namespace");
+        let dht = crate::dhtnode::DhtNode::start(&ns, dht_port, None, false).expect("dhtnode");
+        let dir = crate::TempDir::new(tag).expect("temp dir");
+        let jamid = Jamid::start(&ns, dir.path()).expect("jamid starts");
+        let account = jamid
+            .create_account(&AccountSetup::new(
+                tag,
+                SocketAddr::from(([127, 0, 0, 1], dht_port)),
+            ))
+            .expect("addAccount");
+        jamid
+            .wait_for_registration(&account, REGISTER_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", jamid_log(&jamid)));
+        jamid
+            .wait_for_announced(&account, REGISTER_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", jamid_log(&jamid)));
+        let uri = jamid
+            .account_uri(&account)
+            .expect("uri")
+            .parse()
+            .expect("40 hex");
+        JamidOnDht {
+            jamid,
+            dht,
+            dir,
+            account,
+            uri,
+            ns,
+        }
+    }
+}

@@ -11,11 +11,8 @@
 //!
 //! Each step prints the selected ICE pair and its timings.
 
-use conformance::dhtnode::DhtNode;
-use conformance::jamid::{AccountSetup, Details, Jamid, Signal};
-use conformance::netns::Netns;
+use conformance::jamid::{Details, Signal};
 use conformance::ours::{self, connected, jamid_log as tail, wait, Cmd, Report, Spec};
-use conformance::TempDir;
 use node::connect::manager::{ConnectionEvent, ManagerConfig};
 use node::device::jami::{JamiEvent, Via};
 use node::dht::InfoHash;
@@ -28,7 +25,6 @@ use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
 const DHTNODE_PORT: u16 = 4251;
-const REGISTER_TIMEOUT: Duration = Duration::from_secs(90);
 /// A first connection to a brand-new jamid account waits for its DH parameters (about
 /// 6 s here, NOTES.md gotcha 4); ICE and TLS add a few seconds.
 const STEP: Duration = Duration::from_secs(60);
@@ -71,23 +67,8 @@ fn connections_and_messages_between_our_device_and_jamid() {
         .map(|(a, _)| InfoHash(a.account_id()).to_string())
         .collect();
 
-    let ns = Netns::create("jsconn").expect("namespace");
-    let _dht = DhtNode::start(&ns, DHTNODE_PORT, None, false).expect("dhtnode");
-    let dir = TempDir::new("jamid-connect").expect("temp dir");
-    let jamid = Jamid::start(&ns, dir.path()).expect("jamid starts");
-    let acc = jamid
-        .create_account(&AccountSetup::new(
-            "conn",
-            SocketAddr::from(([127, 0, 0, 1], DHTNODE_PORT)),
-        ))
-        .expect("addAccount");
-    jamid
-        .wait_for_registration(&acc, REGISTER_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&jamid)));
-    jamid
-        .wait_for_announced(&acc, REGISTER_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&jamid)));
-    let jk: InfoHash = jamid.account_uri(&acc).unwrap().parse().unwrap();
+    let lab = ours::JamidOnDht::start("jsconn", DHTNODE_PORT);
+    let (ns, jamid, acc, jk) = (&lab.ns, &lab.jamid, &lab.account, lab.uri);
 
     let (cmd, cmd_rx) = channel();
     let (tx, rx) = channel();
@@ -166,7 +147,7 @@ fn connections_and_messages_between_our_device_and_jamid() {
             pair.is_some() && got.is_some() && sip
         }),
         "jamid connects to A, opens sip, and its text arrives: pair {pair:?}, sip {sip}, message {got:?}\n{}",
-        tail(&jamid)
+        tail(jamid)
     );
     let (pair_a, init, setup) = pair.unwrap();
     let (body, via, after) = got.unwrap();
@@ -187,7 +168,7 @@ fn connections_and_messages_between_our_device_and_jamid() {
         .wait("incomingAccountMessage", mark, STEP, |s| {
             account_message(s).1 == uri[A]
         })
-        .unwrap_or_else(|e| panic!("jamid gets A's text: {e:#}\n{}", tail(&jamid)));
+        .unwrap_or_else(|e| panic!("jamid gets A's text: {e:#}\n{}", tail(jamid)));
     let (_, _, _, payloads) = account_message(&s);
     eprintln!(
         "A -> jamid: incomingAccountMessage after {:?}",
@@ -228,7 +209,7 @@ fn connections_and_messages_between_our_device_and_jamid() {
             pair.is_some() && sip_open
         }),
         "C connects to jamid and opens sip: {pair:?}\n{}",
-        tail(&jamid)
+        tail(jamid)
     );
     let (pair_c, init, setup) = pair.unwrap();
     eprintln!(
@@ -243,7 +224,7 @@ fn connections_and_messages_between_our_device_and_jamid() {
         .wait("incomingAccountMessage", mark, STEP, |s| {
             account_message(s).1 == uri[C]
         })
-        .unwrap_or_else(|e| panic!("jamid gets C's text: {e:#}\n{}", tail(&jamid)));
+        .unwrap_or_else(|e| panic!("jamid gets C's text: {e:#}\n{}", tail(jamid)));
     assert_eq!(
         account_message(&s).3.get("text/plain").map(String::as_str),
         Some("from C over sip")
@@ -289,7 +270,7 @@ fn connections_and_messages_between_our_device_and_jamid() {
             refused && got.is_some()
         }),
         "D refuses the connection and gets the text: refused {refused}, {got:?}\n{}",
-        tail(&jamid)
+        tail(jamid)
     );
     eprintln!("jamid -> D via the DHT after {:?}", t4.elapsed());
     assert_eq!(got, Some(("via the dht".to_string(), Via::Dht)));
@@ -309,7 +290,7 @@ fn connections_and_messages_between_our_device_and_jamid() {
                 t4.elapsed()
             );
         }
-        Err(e) => panic!("jamid hears D's receipt: {e:#}\n{}", tail(&jamid)),
+        Err(e) => panic!("jamid hears D's receipt: {e:#}\n{}", tail(jamid)),
     }
 
     cmd.send(Cmd::Stop).unwrap();

@@ -17,11 +17,7 @@
 //! (`forgeries_are_refused_on_both_sides_with_their_reason`) and the revoked device in
 //! node/src/device/tests/connections.rs.
 
-use conformance::dhtnode::DhtNode;
-use conformance::jamid::{AccountSetup, Jamid};
-use conformance::netns::Netns;
 use conformance::ours::{self, connected, jamid_log, wait, Cmd, Report, Spec};
-use conformance::TempDir;
 use node::connect::manager::{ConnectionEvent, ManagerConfig};
 use node::device::jami::JamiEvent;
 use node::dht::{InfoHash, Value};
@@ -34,7 +30,6 @@ use std::sync::mpsc::channel;
 use std::time::Duration;
 
 const DHTNODE_PORT: u16 = 4253;
-const REGISTER_TIMEOUT: Duration = Duration::from_secs(90);
 const STEP: Duration = Duration::from_secs(60);
 const BITS: usize = 2048;
 const HOST_IP: [u8; 4] = [198, 51, 100, 1];
@@ -97,19 +92,8 @@ fn jamid_refuses_forged_devices_in_tls() {
     .unwrap();
     let revoked_account = InfoHash(racc.account_id());
 
-    let ns = Netns::create("jsforge").expect("namespace");
-    let _dht = DhtNode::start(&ns, DHTNODE_PORT, None, false).expect("dhtnode");
-    let dir = TempDir::new("jamid-forgery").expect("temp dir");
-    let jamid = Jamid::start(&ns, dir.path()).expect("jamid starts");
-    let acc = jamid
-        .create_account(&AccountSetup::new(
-            "forge",
-            SocketAddr::from(([127, 0, 0, 1], DHTNODE_PORT)),
-        ))
-        .expect("addAccount");
-    jamid.wait_for_registration(&acc, REGISTER_TIMEOUT).unwrap();
-    jamid.wait_for_announced(&acc, REGISTER_TIMEOUT).unwrap();
-    let jk: InfoHash = jamid.account_uri(&acc).unwrap().parse().unwrap();
+    let lab = ours::JamidOnDht::start("jsforge", DHTNODE_PORT);
+    let (ns, jamid, jk) = (&lab.ns, &lab.jamid, lab.uri);
 
     let specs: Vec<Spec> = ids
         .into_iter()
@@ -181,7 +165,7 @@ fn jamid_refuses_forged_devices_in_tls() {
     for (i, o) in outcome.iter().enumerate() {
         eprintln!("{}: {o:?}", NAMES[i]);
     }
-    eprintln!("jamid's log:\n{}", jamid_log(&jamid));
+    eprintln!("jamid's log:\n{}", jamid_log(jamid));
     assert!(
         matches!(outcome[HONEST], Some(Ok(_))),
         "the honest device connects"
