@@ -69,21 +69,10 @@ fn learned(w: &World, owners: &[&str]) -> Result<BTreeMap<(String, IpAddr), Vec<
 
 fn eval(w: &World, _what: &str, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
     let owners = p.strs("address_of")?;
-    let wanted = p.strs("hosts")?;
-    let hosts: Vec<String> = if wanted.contains(&"*") {
-        w.nodes
-            .iter()
-            .filter(|(n, &id)| {
-                matches!(w.sim.node(id).kind, NodeKind::Host(_)) && !owners.contains(&n.as_str())
-            })
-            .map(|(n, _)| n.clone())
-            .collect()
-    } else {
-        for h in &wanted {
-            w.host_node(h).map_err(|e| anyhow!("`hosts`: {e}"))?;
-        }
-        wanted.iter().map(|s| s.to_string()).collect()
-    };
+    let hosts = super::never_sees::watched_hosts(w, &p.strs("hosts")?, &owners);
+    for h in &hosts {
+        w.host_node(h).map_err(|e| anyhow!("`hosts`: {e}"))?;
+    }
     let table = learned(w, &owners)?;
     let mut rows = vec![
         "| host | address | learnt from |".to_string(),

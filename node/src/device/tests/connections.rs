@@ -9,17 +9,22 @@ use crate::connect::manager::{ConnectionEvent, ManagerConfig};
 use crate::contacts::ContactList;
 use crate::device::jami::{JamiEvent, Via};
 
+/// Turn on device `i`'s services, its host candidates on its own address.
+fn enable(net: &mut Net, i: usize) {
+    let cfg = ManagerConfig {
+        host_ips: vec![net.addrs[i].ip()],
+        seed: i as u64,
+        ..ManagerConfig::default()
+    };
+    let now = net.now;
+    assert!(net.devices[i].enable_services(now, cfg, ContactList::new()));
+}
+
 fn with_services(plain: usize) -> Net {
     let f = accounts();
     let mut net = Net::new(plain, &[&f.alice, &f.bob]);
     for i in plain..plain + 2 {
-        let cfg = ManagerConfig {
-            host_ips: vec![net.addrs[i].ip()],
-            seed: i as u64,
-            ..ManagerConfig::default()
-        };
-        let now = net.now;
-        assert!(net.devices[i].enable_services(now, cfg, ContactList::new()));
+        enable(&mut net, i);
     }
     net.run_for(5_000);
     net
@@ -193,13 +198,8 @@ fn on_an_isolated_lan_discovery_is_enough_to_connect() {
     let (alice, bob) = (0, 1);
     let mut net = Net::new_unbooted(&[&f.alice, &f.bob]);
     for i in [alice, bob] {
-        let cfg = ManagerConfig {
-            host_ips: vec![net.addrs[i].ip()],
-            seed: i as u64,
-            ..ManagerConfig::default()
-        };
+        enable(&mut net, i);
         let now = net.now;
-        assert!(net.devices[i].enable_services(now, cfg, ContactList::new()));
         net.devices[i].enable_discovery(now, 4222, if i == alice { "alice" } else { "bob" });
     }
     net.run_for(3_000);
@@ -241,13 +241,7 @@ fn forged_and_replayed_requests_are_counted_and_alice_keeps_serving() {
     // 0..5 plain, 5 Alice, 6 Bob (both with services), 7 Carol (announced, no services).
     let mut net = Net::new(5, &[&f.alice, &f.bob, &f.carol]);
     for i in [5, 6] {
-        let cfg = ManagerConfig {
-            host_ips: vec![net.addrs[i].ip()],
-            seed: i as u64,
-            ..ManagerConfig::default()
-        };
-        let now = net.now;
-        net.devices[i].enable_services(now, cfg, ContactList::new());
+        enable(&mut net, i);
     }
     let (alice, bob, carol) = (5, 6, 7);
     net.run_for(5_000);
