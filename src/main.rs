@@ -136,6 +136,10 @@ enum NodeCmd {
         /// Accept connections only from contacts (jamid's allowPublicIncoming off).
         #[arg(long)]
         contacts_only: bool,
+        /// Find devices and DHT nodes on the LAN by OpenDHT's multicast peer discovery
+        /// (UDP 8888), announcing this device under NAME.
+        #[arg(long, value_name = "NAME")]
+        discovery: Option<String>,
     },
     /// A Jami name server (HTTP: GET /name/<name>, GET /addr/<addr>, POST /name/<name>).
     Nameserver {
@@ -470,6 +474,7 @@ fn real_main() -> Result<bool> {
                     ice_ip,
                     stun,
                     contacts_only,
+                    discovery,
                 },
         } => {
             device_cmd::run(device_cmd::DeviceOpts {
@@ -482,6 +487,7 @@ fn real_main() -> Result<bool> {
                 ice_ips: ice_ip,
                 stun,
                 contacts_only,
+                discovery,
             })?;
             Ok(true)
         }

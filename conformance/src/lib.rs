@@ -6,6 +6,7 @@ pub mod dhtnode;
 pub mod jamid;
 pub mod nameserver;
 pub mod netns;
+pub mod ours;
 pub mod python;
 
 pub use python::{PythonOpenDht, ScriptOutput, TempDir};

@@ -11,27 +11,20 @@
 //!
 //! Each step prints the selected ICE pair and its timings.
 
-use conformance::dhtnode::DhtNode;
-use conformance::jamid::{AccountSetup, Details, Jamid, Signal};
-use conformance::netns::Netns;
-use conformance::TempDir;
+use conformance::jamid::{Details, Signal};
+use conformance::ours::{self, connected, jamid_log as tail, wait, Cmd, Report, Spec};
 use node::connect::manager::{ConnectionEvent, ManagerConfig};
-use node::contacts::ContactList;
 use node::device::jami::{JamiEvent, Via};
-use node::device::{Device, DeviceEvent, JamiIdentity};
-use node::dht::engine::{Config, Event};
 use node::dht::InfoHash;
-use node::driver::{unix_ms, DeviceDriver};
+use node::driver::unix_ms;
 use node::identity::{AccountIdentity, DeviceIdentity};
-use node::presence::PresenceEvent;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
 const DHTNODE_PORT: u16 = 4251;
-const REGISTER_TIMEOUT: Duration = Duration::from_secs(90);
 /// A first connection to a brand-new jamid account waits for its DH parameters (about
 /// 6 s here, NOTES.md gotcha 4); ICE and TLS add a few seconds.
 const STEP: Duration = Duration::from_secs(60);
@@ -47,162 +40,11 @@ const A: usize = 0;
 const C: usize = 1;
 const D: usize = 2;
 
-enum Cmd {
-    Track(usize, InfoHash),
-    Connect(usize, InfoHash),
-    Msg(usize, InfoHash, String),
-    Stop,
-}
-
-#[derive(Debug)]
-enum Report {
-    DhtUp(usize),
-    Online(usize, InfoHash),
-    Jami(usize, JamiEvent),
-}
-
-fn run_node(
-    ids: Vec<(AccountIdentity, DeviceIdentity)>,
-    cmds: Receiver<Cmd>,
-    tx: Sender<Report>,
-) -> Vec<String> {
-    let mut drivers: Vec<DeviceDriver<Device>> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, (account, device))| {
-            let cfg = Config::verifying(InfoHash::get("replaced"), 90 + i as u64);
-            let jami = JamiIdentity {
-                account,
-                device,
-                announcement_id: 0x5eed_0000 + i as u64,
-            };
-            let mut dev = Device::new(cfg, Some(jami), unix_ms()).unwrap();
-            let mcfg = ManagerConfig {
-                host_ips: vec![IpAddr::from(HOST_IP)],
-                allow_public: i != D,
-                seed: 95 + i as u64,
-                ..ManagerConfig::default()
-            };
-            assert!(dev.enable_services(unix_ms(), mcfg, ContactList::new()));
-            let mut d = DeviceDriver::bind(dev, "127.0.0.1:0".parse().unwrap()).unwrap();
-            d.dht
-                .bootstrap(unix_ms(), SocketAddr::from(([127, 0, 0, 1], DHTNODE_PORT)));
-            d
-        })
-        .collect();
-    loop {
-        while let Ok(c) = cmds.try_recv() {
-            let now = unix_ms();
-            match c {
-                Cmd::Track(i, a) => drivers[i].dht.track(now, a),
-                Cmd::Connect(i, a) => {
-                    drivers[i].dht.connect(now, a);
-                }
-                Cmd::Msg(i, a, text) => {
-                    drivers[i]
-                        .dht
-                        .send_message(now, a, "text/plain", text.as_bytes());
-                }
-                Cmd::Stop => {
-                    return drivers
-                        .iter()
-                        .map(|d| format!("{:?}", d.dht.services().map(|s| s.connection_stats())))
-                        .collect()
-                }
-            }
-        }
-        for (i, d) in drivers.iter_mut().enumerate() {
-            d.turn(Duration::from_millis(5), &mut |_, e| {
-                let r = match e {
-                    DeviceEvent::Dht(Event::Connected) => Report::DhtUp(i),
-                    DeviceEvent::Presence(PresenceEvent::Online(a)) => Report::Online(i, a),
-                    DeviceEvent::Jami(j) => Report::Jami(i, j),
-                    _ => return,
-                };
-                let _ = tx.send(r);
-            })
-            .unwrap();
-        }
-    }
-}
-
-fn wait(rx: &Receiver<Report>, timeout: Duration, mut want: impl FnMut(&Report) -> bool) -> bool {
-    let t0 = Instant::now();
-    while let Some(left) = timeout.checked_sub(t0.elapsed()) {
-        match rx.recv_timeout(left) {
-            Ok(r) => {
-                if !matches!(
-                    r,
-                    Report::Jami(
-                        _,
-                        JamiEvent::Connection(ConnectionEvent::ChannelData { .. })
-                    )
-                ) {
-                    eprintln!("  ours: {r:?}");
-                }
-                if want(&r) {
-                    return true;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    false
-}
-
-/// jamid's log lines about connections, channels and SIP (what a failure needs).
-fn tail(j: &Jamid) -> String {
-    let t = j.log_text();
-    let keep = [
-        "sip",
-        "SIP",
-        "channel",
-        "Channel",
-        "ICE",
-        "TLS",
-        "tls",
-        "message",
-        "Message",
-        "connection",
-        "Connection",
-    ];
-    let lines: Vec<&str> = t
-        .lines()
-        .filter(|l| keep.iter().any(|k| l.contains(k)))
-        .collect();
-    lines[lines.len().saturating_sub(120)..].join("\n")
-}
-
 /// `incomingAccountMessage`: (account, from, message id, payloads). The introspection XML
 /// names the second and third arguments `messageID`, `from`, but jamid 13.7 emits
 /// `(accountID_, from, id, payloads)` (sipaccountbase.cpp `onTextMessage`).
 fn account_message(s: &Signal) -> (String, String, String, Details) {
     s.args().expect("incomingAccountMessage(s s s a{ss})")
-}
-
-/// What our device `i` reported as its connection: (pair text, initiator, set-up ms).
-fn connected(r: &Report, i: usize, account: &InfoHash) -> Option<(String, bool, u64)> {
-    match r {
-        Report::Jami(
-            j,
-            JamiEvent::Connection(ConnectionEvent::Connected {
-                account: a,
-                local,
-                remote,
-                initiator,
-                setup_ms,
-                ..
-            }),
-        ) if *j == i && a == account => Some((
-            format!(
-                "{:?} {:?} {} <-> {:?} {:?} {}",
-                local.typ, local.transport, local.addr, remote.typ, remote.transport, remote.addr
-            ),
-            *initiator,
-            *setup_ms,
-        )),
-        _ => None,
-    }
 }
 
 #[test]
@@ -225,27 +67,27 @@ fn connections_and_messages_between_our_device_and_jamid() {
         .map(|(a, _)| InfoHash(a.account_id()).to_string())
         .collect();
 
-    let ns = Netns::create("jsconn").expect("namespace");
-    let _dht = DhtNode::start(&ns, DHTNODE_PORT, None, false).expect("dhtnode");
-    let dir = TempDir::new("jamid-connect").expect("temp dir");
-    let jamid = Jamid::start(&ns, dir.path()).expect("jamid starts");
-    let acc = jamid
-        .create_account(&AccountSetup::new(
-            "conn",
-            SocketAddr::from(([127, 0, 0, 1], DHTNODE_PORT)),
-        ))
-        .expect("addAccount");
-    jamid
-        .wait_for_registration(&acc, REGISTER_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&jamid)));
-    jamid
-        .wait_for_announced(&acc, REGISTER_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&jamid)));
-    let jk: InfoHash = jamid.account_uri(&acc).unwrap().parse().unwrap();
+    let lab = ours::JamidOnDht::start("jsconn", DHTNODE_PORT);
+    let (ns, jamid, acc, jk) = (&lab.ns, &lab.jamid, &lab.account, lab.uri);
 
     let (cmd, cmd_rx) = channel();
     let (tx, rx) = channel();
-    let worker = ns.spawn(move || run_node(ids, cmd_rx, tx));
+    let specs: Vec<Spec> = ids
+        .into_iter()
+        .enumerate()
+        .map(|(i, (account, device))| Spec {
+            account,
+            device,
+            manager: ManagerConfig {
+                host_ips: vec![IpAddr::from(HOST_IP)],
+                allow_public: i != D,
+                seed: 95 + i as u64,
+                ..ManagerConfig::default()
+            },
+        })
+        .collect();
+    let boot = SocketAddr::from(([127, 0, 0, 1], DHTNODE_PORT));
+    let worker = ns.spawn(move || ours::run(specs, boot, cmd_rx, tx));
     let mut up = [false; 3];
     assert!(
         wait(&rx, Duration::from_secs(20), |r| {
@@ -305,7 +147,7 @@ fn connections_and_messages_between_our_device_and_jamid() {
             pair.is_some() && got.is_some() && sip
         }),
         "jamid connects to A, opens sip, and its text arrives: pair {pair:?}, sip {sip}, message {got:?}\n{}",
-        tail(&jamid)
+        tail(jamid)
     );
     let (pair_a, init, setup) = pair.unwrap();
     let (body, via, after) = got.unwrap();
@@ -326,7 +168,7 @@ fn connections_and_messages_between_our_device_and_jamid() {
         .wait("incomingAccountMessage", mark, STEP, |s| {
             account_message(s).1 == uri[A]
         })
-        .unwrap_or_else(|e| panic!("jamid gets A's text: {e:#}\n{}", tail(&jamid)));
+        .unwrap_or_else(|e| panic!("jamid gets A's text: {e:#}\n{}", tail(jamid)));
     let (_, _, _, payloads) = account_message(&s);
     eprintln!(
         "A -> jamid: incomingAccountMessage after {:?}",
@@ -367,7 +209,7 @@ fn connections_and_messages_between_our_device_and_jamid() {
             pair.is_some() && sip_open
         }),
         "C connects to jamid and opens sip: {pair:?}\n{}",
-        tail(&jamid)
+        tail(jamid)
     );
     let (pair_c, init, setup) = pair.unwrap();
     eprintln!(
@@ -382,7 +224,7 @@ fn connections_and_messages_between_our_device_and_jamid() {
         .wait("incomingAccountMessage", mark, STEP, |s| {
             account_message(s).1 == uri[C]
         })
-        .unwrap_or_else(|e| panic!("jamid gets C's text: {e:#}\n{}", tail(&jamid)));
+        .unwrap_or_else(|e| panic!("jamid gets C's text: {e:#}\n{}", tail(jamid)));
     assert_eq!(
         account_message(&s).3.get("text/plain").map(String::as_str),
         Some("from C over sip")
@@ -428,7 +270,7 @@ fn connections_and_messages_between_our_device_and_jamid() {
             refused && got.is_some()
         }),
         "D refuses the connection and gets the text: refused {refused}, {got:?}\n{}",
-        tail(&jamid)
+        tail(jamid)
     );
     eprintln!("jamid -> D via the DHT after {:?}", t4.elapsed());
     assert_eq!(got, Some(("via the dht".to_string(), Via::Dht)));
@@ -448,7 +290,7 @@ fn connections_and_messages_between_our_device_and_jamid() {
                 t4.elapsed()
             );
         }
-        Err(e) => panic!("jamid hears D's receipt: {e:#}\n{}", tail(&jamid)),
+        Err(e) => panic!("jamid hears D's receipt: {e:#}\n{}", tail(jamid)),
     }
 
     cmd.send(Cmd::Stop).unwrap();

@@ -5,10 +5,7 @@
 //! request is auto-confirmed; jamid's decline and ban, and ours, behave as jamid's
 //! sources say; jamid's own `contacts` file reads back with our decoder.
 
-use conformance::dhtnode::DhtNode;
-use conformance::jamid::{AccountSetup, Details, Jamid, Signal};
-use conformance::netns::Netns;
-use conformance::TempDir;
+use conformance::jamid::{Details, Jamid, Signal};
 use node::contacts::{
     self, ContactEvent, ContactList, ContactManager, Refusal, TrustEvent, TrustStats,
 };
@@ -26,7 +23,6 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::{Duration, Instant};
 
 const DHTNODE_PORT: u16 = 4248;
-const REGISTER_TIMEOUT: Duration = Duration::from_secs(90);
 const STEP: Duration = Duration::from_secs(30);
 /// How long "nothing happens" is watched for.
 const QUIET: Duration = Duration::from_secs(8);
@@ -229,24 +225,15 @@ fn trust_requests_between_our_node_and_jamid() {
     let c_spki = ids[C].1.certificate().spki_der().to_vec();
     let uri: Vec<String> = key.iter().map(|k| k.to_string()).collect();
 
-    let ns = Netns::create("jstrust").expect("namespace");
-    let _dht = DhtNode::start(&ns, DHTNODE_PORT, None, false).expect("dhtnode");
-    let dir = TempDir::new("jamid-trust").expect("temp dir");
-    let jamid = Jamid::start(&ns, dir.path()).expect("jamid starts");
-    let acc = jamid
-        .create_account(&AccountSetup::new(
-            "trust",
-            SocketAddr::from(([127, 0, 0, 1], DHTNODE_PORT)),
-        ))
-        .expect("addAccount");
-    jamid
-        .wait_for_registration(&acc, REGISTER_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&jamid)));
-    jamid
-        .wait_for_announced(&acc, REGISTER_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&jamid)));
-    let jamid_uri = jamid.account_uri(&acc).unwrap();
-    let jk: InfoHash = jamid_uri.parse().unwrap();
+    // Bound namespace first, jamid last: jamid goes before the namespace is removed.
+    let conformance::ours::JamidOnDht {
+        ns,
+        dir,
+        dht: _dht,
+        jamid,
+        account: acc,
+        uri: jk,
+    } = conformance::ours::JamidOnDht::start("jstrust", DHTNODE_PORT);
 
     let (cmd, cmd_rx) = channel();
     let (tx, rx) = channel();

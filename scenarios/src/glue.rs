@@ -335,6 +335,8 @@ impl DhtApp {
                 }
                 return;
             }
+            // Local peer discovery is not turned on by the dht-node actor.
+            DeviceEvent::Nearby(_) => return,
         };
         if self.proxy_event(cx, &e) {
             return;

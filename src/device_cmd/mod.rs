@@ -36,6 +36,9 @@ pub struct DeviceOpts {
     pub stun: Option<SocketAddr>,
     /// Accept connections only from contacts (jamid's allowPublicIncoming = false).
     pub contacts_only: bool,
+    /// OpenDHT's multicast peer discovery on the LAN (port 8888, 239.192.0.1), announcing
+    /// the DHT node and the account under this display name.
+    pub discovery: Option<String>,
 }
 
 pub fn run(opts: DeviceOpts) -> Result<()> {
@@ -86,11 +89,29 @@ pub fn run(opts: DeviceOpts) -> Result<()> {
     for b in &opts.bootstrap {
         d.dht.bootstrap(unix_ms(), *b);
     }
+    let disc = match &opts.discovery {
+        Some(name) => {
+            let s = discovery_socket().context("the discovery socket (UDP 8888)")?;
+            d.dht.enable_discovery(unix_ms(), local.port(), name);
+            Some(s)
+        }
+        None => None,
+    };
+    let mut dbuf = vec![0u8; 65_536];
     let lines = crate::node_cmd::stdin_lines();
     loop {
         d.turn(Duration::from_millis(50), &mut |dev, e| {
             report::report(&out, dev, e)
         })?;
+        if let Some(s) = &disc {
+            while let Ok((n, from)) = s.recv_from(&mut dbuf) {
+                d.dht.handle_discovery_datagram(unix_ms(), from, &dbuf[..n]);
+            }
+            while let Some(t) = d.dht.poll_discovery_transmit() {
+                // A lost announcement is what multicast does anyway.
+                let _ = s.send_to(&t.bytes, t.to);
+            }
+        }
         let quit = match lines.try_recv() {
             Ok(line) => !commands::command(&mut d.dht, &line, &out),
             Err(mpsc::TryRecvError::Empty) => false,
@@ -114,6 +135,20 @@ fn save_contacts(dev: &mut Device, dir: &std::path::Path, out: &Printer) {
             );
         }
     }
+}
+
+/// UDP 8888 shared with other programs (jamid, dhtnode), in the discovery group,
+/// non-blocking: the device loop polls it between turns.
+fn discovery_socket() -> Result<UdpSocket> {
+    use node::discovery::peer_discovery::{DEFAULT_PORT, GROUP_V4};
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.bind(&SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)).into())?;
+    s.join_multicast_v4(&GROUP_V4, &std::net::Ipv4Addr::UNSPECIFIED)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
 }
 
 /// The address to offer as host candidate: the bind address, else the one the default

@@ -40,6 +40,7 @@ pub fn report(out: &Printer, dev: &mut Device, e: DeviceEvent) {
             json!({"account": account.to_string(), "reason": format!("{reason:?}")}),
         ),
         DeviceEvent::Jami(j) => jami(out, dev, j),
+        DeviceEvent::Nearby(n) => nearby(out, n),
     }
 }
 
@@ -205,5 +206,26 @@ fn transport(t: node::connect::ice::Transport) -> &'static str {
         T::TcpActive => "tcp-active",
         T::TcpPassive => "tcp-passive",
         T::TcpSo => "tcp-so",
+    }
+}
+
+fn nearby(out: &Printer, n: node::discovery::Event) {
+    use node::discovery::Event as N;
+    match n {
+        N::JamiPeer {
+            account,
+            name,
+            addr,
+        } => out.say(
+            "nearby",
+            format!("nearby: {account} ({name}) at {addr}"),
+            json!({"account": account.to_string(), "name": name, "addr": addr.to_string()}),
+        ),
+        N::JamiPeerLost { account, name } => out.say(
+            "nearby_lost",
+            format!("no longer nearby: {account} ({name})"),
+            json!({"account": account.to_string(), "name": name}),
+        ),
+        N::DhtPeer { .. } => {}
     }
 }

@@ -616,6 +616,11 @@ impl Services {
         self.conns.stats()
     }
 
+    /// Addresses each peer device revealed in its ICE candidates (for exposure audits).
+    pub fn learned_addresses(&self) -> &BTreeMap<InfoHash, BTreeSet<std::net::SocketAddr>> {
+        self.conns.learned()
+    }
+
     /// The DHT message path's counters.
     pub fn fallback_stats(&self) -> &crate::sip::fallback::FallbackStats {
         &self.fallback.stats

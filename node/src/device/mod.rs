@@ -59,6 +59,10 @@ pub enum DeviceEvent {
     /// Contacts, connections, channels and messages (devices with
     /// [`Device::enable_services`]).
     Jami(JamiEvent),
+    /// Local peer discovery (devices with [`Device::enable_discovery`]): a Jami account
+    /// announced on the LAN, or one gone quiet. DHT nodes heard there are bootstrapped
+    /// from at once and not reported.
+    Nearby(crate::discovery::Event),
 }
 
 /// Why a device could not be made.
@@ -89,6 +93,7 @@ pub struct Device {
     connected: bool,
     identity: Option<DeviceIdentity>,
     services: Option<Services>,
+    discovery: Option<crate::discovery::PeerDiscovery>,
 }
 
 impl Device {
@@ -125,7 +130,67 @@ impl Device {
             connected: false,
             identity: me,
             services: None,
+            discovery: None,
         })
+    }
+
+    /// Turn on OpenDHT's multicast peer discovery (PROTOCOLS §9.6) on the LAN: announce
+    /// our DHT node (reachable at `dht_port`) and, with an identity, our account under
+    /// `display_name`; bootstrap from every DHT node heard, report Jami accounts heard.
+    /// The driver binds UDP `0.0.0.0:8888` (SO_REUSEADDR), joins
+    /// [`crate::discovery::peer_discovery::GROUP_V4`] and moves its datagrams with
+    /// [`Device::handle_discovery_datagram`] and [`Device::poll_discovery_transmit`].
+    pub fn enable_discovery(&mut self, now: u64, dht_port: u16, display_name: &str) {
+        use crate::discovery::{Config as DCfg, DhtPayload, Discover, JamiPayload, PeerDiscovery};
+        let mut d = PeerDiscovery::new(DCfg::ipv4());
+        let own_id = self.dht.id();
+        // Our network id is 0, as jamid's (hard-coded) and dhtnode's default.
+        d.start_discovery(now, Discover::Dht { own_id, net_id: 0 });
+        let _ = d.publish_dht(
+            now,
+            DhtPayload {
+                node_id: own_id,
+                port: dht_port,
+                net_id: 0,
+            },
+        );
+        if let Some(me) = self.identity.as_ref() {
+            let account = InfoHash(me.account_id());
+            d.start_discovery(
+                now,
+                Discover::Jami {
+                    own_account: account,
+                },
+            );
+            let _ = d.publish_jami(
+                now,
+                &JamiPayload {
+                    account_id: account,
+                    display_name: display_name.as_bytes().to_vec(),
+                },
+            );
+        }
+        self.discovery = Some(d);
+        self.drain(now);
+    }
+
+    /// A datagram on the discovery socket (port 8888).
+    pub fn handle_discovery_datagram(&mut self, now: u64, from: SocketAddr, bytes: &[u8]) {
+        if let Some(d) = self.discovery.as_mut() {
+            // Malformed datagrams are counted by the discovery itself.
+            let _ = d.handle_datagram(now, from, bytes);
+        }
+        self.drain(now);
+    }
+
+    /// What to send from the discovery socket (to the group, or to a querier).
+    pub fn poll_discovery_transmit(&mut self) -> Option<Transmit> {
+        self.discovery.as_mut()?.poll_transmit()
+    }
+
+    /// The discovery's counters, when it runs.
+    pub fn discovery_stats(&self) -> Option<crate::discovery::Stats> {
+        self.discovery.as_ref().map(|d| d.stats())
     }
 
     /// Turn on contacts, connections and messages (needs the identity): listens at the
@@ -212,6 +277,11 @@ impl Device {
         if let Some(s) = self.services.as_mut() {
             if s.poll_timeout().is_some_and(|t| t <= now) {
                 s.handle_timeout(&mut self.dht, &self.presence, now);
+            }
+        }
+        if let Some(d) = self.discovery.as_mut() {
+            if d.poll_timeout().is_some_and(|t| t <= now) {
+                d.handle_timeout(now);
             }
         }
         self.drain(now);
@@ -351,6 +421,7 @@ impl Device {
             self.presence.poll_timeout(),
             self.announcer.as_ref().and_then(|a| a.poll_timeout()),
             self.services.as_ref().and_then(|s| s.poll_timeout()),
+            self.discovery.as_ref().and_then(|d| d.poll_timeout()),
         ]
         .into_iter()
         .flatten()
@@ -361,6 +432,12 @@ impl Device {
     /// events follow, hence the loop), the announcer starts on `Connected`, the rest are
     /// the user's.
     fn drain(&mut self, now: u64) {
+        while let Some(e) = self.discovery.as_mut().and_then(|d| d.poll_event()) {
+            match e {
+                crate::discovery::Event::DhtPeer { addr, .. } => self.dht.bootstrap(now, addr),
+                other => self.events.push_back(DeviceEvent::Nearby(other)),
+            }
+        }
         while let Some(e) = self.dht.poll_event() {
             if self.presence.handle_event(&mut self.dht, now, &e) {
                 continue;
@@ -383,8 +460,18 @@ impl Device {
             }
         }
         while let Some(p) = self.presence.poll_event() {
-            if let (PresenceEvent::Online(account), Some(s)) = (&p, self.services.as_mut()) {
-                s.account_online(&mut self.dht, &self.presence, now, *account);
+            if let Some(s) = self.services.as_mut() {
+                let account = match &p {
+                    PresenceEvent::Online(a) | PresenceEvent::Offline(a) => *a,
+                    PresenceEvent::DeviceVerified { account, .. }
+                    | PresenceEvent::Rejected { account, .. } => *account,
+                };
+                // Revocations the tracker found reach the TLS verifier.
+                s.conns
+                    .set_crls(account, self.presence.crls(&account).to_vec());
+                if let PresenceEvent::Online(a) = &p {
+                    s.account_online(&mut self.dht, &self.presence, now, *a);
+                }
             }
             self.events.push_back(DeviceEvent::Presence(p));
         }

@@ -259,6 +259,12 @@ impl PresenceTracker {
         self.contacts.get(account).map(|c| c.listen)
     }
 
+    /// The CRLs found at a tracked account's id (whoever signed them; the TLS verifier
+    /// honours only the device issuer's).
+    pub fn crls(&self, account: &InfoHash) -> &[RevocationList] {
+        self.contacts.get(account).map_or(&[], |c| &c.crls[..])
+    }
+
     /// Verified, live devices of `account`.
     pub fn devices(&self, account: &InfoHash) -> Vec<DeviceInfo> {
         self.contacts

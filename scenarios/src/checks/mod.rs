@@ -20,6 +20,7 @@ mod message_delivered;
 mod multicast;
 mod name_owner;
 mod nat_type;
+mod never_learns;
 mod never_sees;
 mod online;
 mod path;

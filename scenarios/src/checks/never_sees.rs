@@ -15,19 +15,7 @@ fn eval(w: &World, _what: &str, p: &Params<'_>, out: &mut Outcome) -> Result<()>
     for o in &owners {
         secret.extend(w.addrs_of(o)?);
     }
-    let wanted = p.strs("hosts")?;
-    // "*" means every host that does not own one of the secret addresses.
-    let hosts: Vec<String> = if wanted.contains(&"*") {
-        w.nodes
-            .iter()
-            .filter(|(n, &id)| {
-                matches!(w.sim.node(id).kind, NodeKind::Host(_)) && !owners.contains(&n.as_str())
-            })
-            .map(|(n, _)| n.clone())
-            .collect()
-    } else {
-        wanted.iter().map(|s| s.to_string()).collect()
-    };
+    let hosts = watched_hosts(w, &p.strs("hosts")?, &owners);
     let mut leaks = Vec::new();
     for h in &hosts {
         let host = w
@@ -56,4 +44,20 @@ fn eval(w: &World, _what: &str, p: &Params<'_>, out: &mut Outcome) -> Result<()>
         },
     );
     Ok(())
+}
+
+/// The hosts a leak check watches: `wanted`, where "*" means every host that does not own
+/// one of the secret addresses (`owners`).
+pub(super) fn watched_hosts(w: &World, wanted: &[&str], owners: &[&str]) -> Vec<String> {
+    if wanted.contains(&"*") {
+        w.nodes
+            .iter()
+            .filter(|(n, &id)| {
+                matches!(w.sim.node(id).kind, NodeKind::Host(_)) && !owners.contains(&n.as_str())
+            })
+            .map(|(n, _)| n.clone())
+            .collect()
+    } else {
+        wanted.iter().map(|s| s.to_string()).collect()
+    }
 }

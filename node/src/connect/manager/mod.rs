@@ -26,7 +26,7 @@ use crate::connect::tls::ExpectedPeer;
 use crate::device::streams::{StreamCommand, StreamId};
 use crate::dht::engine::{Event, OpId};
 use crate::dht::infohash::InfoHash;
-use crate::identity::{Certificate, DeviceIdentity};
+use crate::identity::{verify_device_chain, Certificate, DeviceIdentity, RevocationList};
 use crate::presence::{device_chain, InboxDht};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -39,6 +39,10 @@ use std::net::{IpAddr, SocketAddr};
 pub const MAX_CONNECTIONS: usize = 1_000;
 /// Peer device chains remembered, so a reconnection needs no certificate lookup.
 pub const MAX_CACHED_CHAINS: usize = 4_096;
+/// Peer devices whose candidate addresses are remembered for [`ConnectionManager::learned`]
+/// (the IP-exposure audit), and addresses kept per device.
+pub const MAX_LEARNED_DEVICES: usize = 1_024;
+pub const MAX_LEARNED_PER_DEVICE: usize = 64;
 
 /// What the manager is given.
 #[derive(Debug, Clone)]
@@ -60,6 +64,10 @@ pub struct ManagerConfig {
     pub allow_public: bool,
     pub timing: ice::Timing,
     pub seed: u64,
+    /// Present this key and chain in TLS instead of the device's own: a forger, for
+    /// tests of what peers refuse (jamid's checks, conformance/tests/jamid_forgery.rs).
+    /// Never set it otherwise.
+    pub present: Option<DeviceIdentity>,
 }
 
 impl Default for ManagerConfig {
@@ -73,6 +81,7 @@ impl Default for ManagerConfig {
             allow_public: true,
             timing: ice::Timing::default(),
             seed: 0,
+            present: None,
         }
     }
 }
@@ -173,6 +182,11 @@ pub struct ConnectionManager {
     banned: BTreeSet<InfoHash>,
     /// Accounts that may connect when public requests are off.
     contacts: BTreeSet<InfoHash>,
+    /// Revocation lists by account (from the presence tracker): a revoked device's chain
+    /// is refused by the TLS verifier.
+    crls: BTreeMap<InfoHash, Vec<RevocationList>>,
+    /// Addresses each peer device revealed in its candidates (decrypted ice_msgs).
+    learned: BTreeMap<InfoHash, BTreeSet<SocketAddr>>,
     listeners: BTreeMap<SocketAddr, u64>,
     /// Gathered candidates waiting for the DHT (requests, answers).
     unsent: VecDeque<(u64, IceMsg)>,
@@ -187,6 +201,8 @@ pub struct ConnectionManager {
 impl ConnectionManager {
     pub fn new(cfg: ManagerConfig, me: DeviceIdentity) -> Self {
         let me_short = InfoHash(me.short_id());
+        // TLS runs with this identity; the DHT side (request keys, our short id) with ours.
+        let me = cfg.present.clone().unwrap_or(me);
         ConnectionManager {
             rng: ChaCha20Rng::seed_from_u64(cfg.seed ^ 0x0c01_1ec7),
             cfg,
@@ -200,6 +216,8 @@ impl ConnectionManager {
             chain_order: VecDeque::new(),
             banned: BTreeSet::new(),
             contacts: BTreeSet::new(),
+            crls: BTreeMap::new(),
+            learned: BTreeMap::new(),
             listeners: BTreeMap::new(),
             unsent: VecDeque::new(),
             streams: BTreeMap::new(),
@@ -226,6 +244,30 @@ impl ConnectionManager {
     pub fn set_trust(&mut self, contacts: BTreeSet<InfoHash>, banned: BTreeSet<InfoHash>) {
         self.contacts = contacts;
         self.banned = banned;
+    }
+
+    /// The CRLs known for `account` (replacing earlier ones): TLS sessions set up from now
+    /// on refuse its revoked devices (the verifier honours only the issuer's CRLs).
+    pub fn set_crls(&mut self, account: InfoHash, crls: Vec<RevocationList>) {
+        self.crls.insert(account, crls);
+    }
+
+    /// Every address a peer device revealed to us in its ICE candidates (host, server
+    /// reflexive, relay): what a peer learns of another beyond packet sources.
+    pub fn learned(&self) -> &BTreeMap<InfoHash, BTreeSet<SocketAddr>> {
+        &self.learned
+    }
+
+    fn learn(&mut self, device: InfoHash, msg: &IceMsg) {
+        if !self.learned.contains_key(&device) && self.learned.len() >= MAX_LEARNED_DEVICES {
+            return;
+        }
+        let set = self.learned.entry(device).or_default();
+        for c in &msg.candidates {
+            if set.len() < MAX_LEARNED_PER_DEVICE {
+                set.insert(c.addr);
+            }
+        }
     }
 
     /// Every connection, by internal key.
@@ -580,7 +622,13 @@ impl ConnectionManager {
         for key in waiting {
             let verdict = match self.chains.get(&dev).cloned() {
                 None => Err("no certificate found for the device".to_string()),
-                Some(chain) => match ExpectedPeer::new(chain, Vec::new()) {
+                Some(chain) => match ExpectedPeer::new(
+                    chain.clone(),
+                    verify_device_chain(&chain)
+                        .ok()
+                        .and_then(|i| self.crls.get(&InfoHash(i.account_id)).cloned())
+                        .unwrap_or_default(),
+                ) {
                     Ok(p) => {
                         let account = InfoHash(p.info().account_id);
                         self.admit(key, account).map(|_| (p, account))
@@ -690,11 +738,16 @@ impl ConnectionManager {
                     });
                     return;
                 }
+                self.learn(r.from, &msg);
                 let key = self.new_conn(r.from, false, r.req.id, now);
                 self.conns.get_mut(&key).expect("just made").remote_msg = Some(msg);
                 self.lookup(dht, now, key);
             }
             Ok(Incoming::Answer(r)) => {
+                let parsed = IceMsg::parse(&r.req.ice_msg);
+                if let Ok(m) = &parsed {
+                    self.learn(r.from, m);
+                }
                 let Some(c) = self
                     .conns
                     .values_mut()
@@ -702,7 +755,7 @@ impl ConnectionManager {
                 else {
                     return;
                 };
-                match IceMsg::parse(&r.req.ice_msg) {
+                match parsed {
                     Ok(m) => c.set_remote(now, m),
                     Err(e) => c.fail(&format!("bad ice_msg in the answer: {e}")),
                 }

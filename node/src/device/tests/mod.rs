@@ -16,6 +16,7 @@ const BITS: usize = 1024;
 struct Accounts {
     alice: (AccountIdentity, DeviceIdentity),
     bob: (AccountIdentity, DeviceIdentity),
+    carol: (AccountIdentity, DeviceIdentity),
 }
 
 fn accounts() -> &'static Accounts {
@@ -30,6 +31,7 @@ fn accounts() -> &'static Accounts {
         Accounts {
             alice: one(),
             bob: one(),
+            carol: one(),
         }
     })
 }
@@ -57,6 +59,7 @@ struct Net {
 /// Something in flight to device `.0` of each variant.
 enum Ev {
     Datagram(usize, SocketAddr, Vec<u8>),
+    Discovery(usize, SocketAddr, Vec<u8>),
     Accept {
         to: usize,
         local: SocketAddr,
@@ -70,6 +73,15 @@ enum Ev {
 
 impl Net {
     fn new(plain: usize, jami: &[&(AccountIdentity, DeviceIdentity)]) -> Net {
+        Net::build(plain, jami, true)
+    }
+
+    /// Devices that know no node to bootstrap from.
+    fn new_unbooted(jami: &[&(AccountIdentity, DeviceIdentity)]) -> Net {
+        Net::build(0, jami, false)
+    }
+
+    fn build(plain: usize, jami: &[&(AccountIdentity, DeviceIdentity)], boot: bool) -> Net {
         let now = NOW;
         let mut devices = Vec::new();
         for i in 0..plain + jami.len() {
@@ -93,8 +105,10 @@ impl Net {
         let addrs: Vec<SocketAddr> = (0..n)
             .map(|i| SocketAddr::from(([10, 0, 0, i as u8 + 1], 4222)))
             .collect();
-        for i in 1..n {
-            devices[i].bootstrap(now, addrs[0]);
+        if boot {
+            for d in devices.iter_mut().skip(1) {
+                d.bootstrap(now, addrs[0]);
+            }
         }
         Net {
             now,
@@ -158,6 +172,10 @@ impl Net {
                 self.devices[j].handle_datagram(self.now, from, &bytes);
                 j
             }
+            Ev::Discovery(j, from, bytes) => {
+                self.devices[j].handle_discovery_datagram(self.now, from, &bytes);
+                j
+            }
             Ev::Accept {
                 to,
                 local,
@@ -193,6 +211,18 @@ impl Net {
             if let Some(j) = self.addrs.iter().position(|a| *a == t.to) {
                 self.queue
                     .push_back((self.now + DELAY_MS, Ev::Datagram(j, self.addrs[i], t.bytes)));
+            }
+        }
+        // Multicast on one LAN: the group reaches every other device; a unicast answer
+        // goes to its port 8888.
+        while let Some(t) = self.devices[i].poll_discovery_transmit() {
+            let from = SocketAddr::new(self.addrs[i].ip(), 8888);
+            for j in 0..self.devices.len() {
+                let to_me = t.to.ip() == self.addrs[j].ip();
+                if j != i && (t.to.ip().is_multicast() || to_me) {
+                    let ev = Ev::Discovery(j, from, t.bytes.clone());
+                    self.queue.push_back((self.now + DELAY_MS, ev));
+                }
             }
         }
         while let Some(c) = self.devices[i].poll_stream_command() {

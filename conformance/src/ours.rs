@@ -1,0 +1,238 @@
+//! Our devices, each a full `node::device::Device` with its Jami services in a
+//! `DeviceDriver`, run on a thread inside a test's namespace and driven by commands, so
+//! a test can talk to jamid and watch what our side reports.
+
+use crate::jamid::Jamid;
+use node::connect::manager::{ConnectionEvent, ManagerConfig};
+use node::contacts::ContactList;
+use node::device::jami::JamiEvent;
+use node::device::{Device, DeviceEvent, JamiIdentity};
+use node::dht::engine::{Config, Event};
+use node::dht::{InfoHash, Value};
+use node::driver::{unix_ms, DeviceDriver};
+use node::identity::{AccountIdentity, DeviceIdentity};
+use node::presence::PresenceEvent;
+use std::net::SocketAddr;
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::{Duration, Instant};
+
+/// One of our devices: its identity and how its connection manager is set up.
+pub struct Spec {
+    pub account: AccountIdentity,
+    pub device: DeviceIdentity,
+    pub manager: ManagerConfig,
+}
+
+pub enum Cmd {
+    Track(usize, InfoHash),
+    Connect(usize, InfoHash),
+    Msg(usize, InfoHash, String),
+    /// A plain put by device `.0` (e.g. a CRL at an account id).
+    Put(usize, InfoHash, Value),
+    Stop,
+}
+
+#[derive(Debug)]
+pub enum Report {
+    DhtUp(usize),
+    Online(usize, InfoHash),
+    Jami(usize, JamiEvent),
+}
+
+/// Runs `specs` until [`Cmd::Stop`], bootstrapping from `bootstrap`; returns each
+/// device's connection-manager counters.
+pub fn run(
+    specs: Vec<Spec>,
+    bootstrap: SocketAddr,
+    cmds: Receiver<Cmd>,
+    tx: Sender<Report>,
+) -> Vec<String> {
+    let mut drivers: Vec<DeviceDriver<Device>> = specs
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let cfg = Config::verifying(InfoHash::get("replaced"), 90 + i as u64);
+            let jami = JamiIdentity {
+                account: &s.account,
+                device: &s.device,
+                announcement_id: 0x5eed_0000 + i as u64,
+            };
+            let mut dev = Device::new(cfg, Some(jami), unix_ms()).expect("device");
+            assert!(dev.enable_services(unix_ms(), s.manager, ContactList::new()));
+            let mut d =
+                DeviceDriver::bind(dev, "127.0.0.1:0".parse().expect("addr")).expect("bind");
+            d.dht.bootstrap(unix_ms(), bootstrap);
+            d
+        })
+        .collect();
+    loop {
+        while let Ok(c) = cmds.try_recv() {
+            let now = unix_ms();
+            match c {
+                Cmd::Track(i, a) => drivers[i].dht.track(now, a),
+                Cmd::Connect(i, a) => {
+                    drivers[i].dht.connect(now, a);
+                }
+                Cmd::Msg(i, a, text) => {
+                    drivers[i]
+                        .dht
+                        .send_message(now, a, "text/plain", text.as_bytes());
+                }
+                Cmd::Put(i, k, v) => {
+                    drivers[i].dht.dht_mut().put(now, k, v);
+                }
+                Cmd::Stop => {
+                    return drivers
+                        .iter()
+                        .map(|d| format!("{:?}", d.dht.services().map(|s| s.connection_stats())))
+                        .collect()
+                }
+            }
+        }
+        for (i, d) in drivers.iter_mut().enumerate() {
+            d.turn(Duration::from_millis(5), &mut |_, e| {
+                let r = match e {
+                    DeviceEvent::Dht(Event::Connected) => Report::DhtUp(i),
+                    DeviceEvent::Presence(PresenceEvent::Online(a)) => Report::Online(i, a),
+                    DeviceEvent::Jami(j) => Report::Jami(i, j),
+                    _ => return,
+                };
+                let _ = tx.send(r);
+            })
+            .expect("driver turn");
+        }
+    }
+}
+
+/// Reads reports until `want` says so or `timeout` passes (printing them, without the
+/// channel data).
+pub fn wait(
+    rx: &Receiver<Report>,
+    timeout: Duration,
+    mut want: impl FnMut(&Report) -> bool,
+) -> bool {
+    let t0 = Instant::now();
+    while let Some(left) = timeout.checked_sub(t0.elapsed()) {
+        match rx.recv_timeout(left) {
+            Ok(r) => {
+                if !matches!(
+                    r,
+                    Report::Jami(
+                        _,
+                        JamiEvent::Connection(ConnectionEvent::ChannelData { .. })
+                    )
+                ) {
+                    eprintln!("  ours: {r:?}");
+                }
+                if want(&r) {
+                    return true;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    false
+}
+
+/// Our device `i` reported its connection to `account`: (pair text, initiator, set-up ms).
+pub fn connected(r: &Report, i: usize, account: &InfoHash) -> Option<(String, bool, u64)> {
+    match r {
+        Report::Jami(
+            j,
+            JamiEvent::Connection(ConnectionEvent::Connected {
+                account: a,
+                local,
+                remote,
+                initiator,
+                setup_ms,
+                ..
+            }),
+        ) if *j == i && a == account => Some((
+            format!(
+                "{:?} {:?} {} <-> {:?} {:?} {}",
+                local.typ, local.transport, local.addr, remote.typ, remote.transport, remote.addr
+            ),
+            *initiator,
+            *setup_ms,
+        )),
+        _ => None,
+    }
+}
+
+/// jamid's log lines about connections, channels, TLS and SIP (what a failure needs).
+pub fn jamid_log(j: &Jamid) -> String {
+    let t = j.log_text();
+    let keep = [
+        "sip",
+        "SIP",
+        "channel",
+        "Channel",
+        "ICE",
+        "TLS",
+        "tls",
+        "certificate",
+        "Certificate",
+        "message",
+        "Message",
+        "connection",
+        "Connection",
+    ];
+    let lines: Vec<&str> = t
+        .lines()
+        .filter(|l| keep.iter().any(|k| l.contains(k)))
+        .collect();
+    lines[lines.len().saturating_sub(120)..].join("\n")
+}
+
+/// A jamid with one registered, announced account on a dhtnode, in a namespace of its
+/// own: what each test against jamid starts from. Fields drop in order, jamid first and
+/// the namespace last.
+pub struct JamidOnDht {
+    pub jamid: Jamid,
+    pub dht: crate::dhtnode::DhtNode,
+    pub dir: crate::TempDir,
+    /// jamid's local handle of the account, and its Jami ID.
+    pub account: String,
+    pub uri: InfoHash,
+    pub ns: crate::netns::Netns,
+}
+
+/// How long a fresh jamid account may take to register and announce itself.
+pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(90);
+
+impl JamidOnDht {
+    /// Namespace `tag`, dhtnode on 127.0.0.1:`dht_port`, jamid with an account named
+    /// `tag` bootstrapping from it; panics with jamid's log when it does not come up.
+    pub fn start(tag: &str, dht_port: u16) -> JamidOnDht {
+        use crate::jamid::AccountSetup;
+        let ns = crate::netns::Netns::create(tag).expect("namespace");
+        let dht = crate::dhtnode::DhtNode::start(&ns, dht_port, None, false).expect("dhtnode");
+        let dir = crate::TempDir::new(tag).expect("temp dir");
+        let jamid = Jamid::start(&ns, dir.path()).expect("jamid starts");
+        let account = jamid
+            .create_account(&AccountSetup::new(
+                tag,
+                SocketAddr::from(([127, 0, 0, 1], dht_port)),
+            ))
+            .expect("addAccount");
+        jamid
+            .wait_for_registration(&account, REGISTER_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", jamid_log(&jamid)));
+        jamid
+            .wait_for_announced(&account, REGISTER_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", jamid_log(&jamid)));
+        let uri = jamid
+            .account_uri(&account)
+            .expect("uri")
+            .parse()
+            .expect("40 hex");
+        JamidOnDht {
+            jamid,
+            dht,
+            dir,
+            account,
+            uri,
+            ns,
+        }
+    }
+}
