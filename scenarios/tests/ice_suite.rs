@@ -235,3 +235,22 @@ fn a_text_never_sent_is_not_delivered() {
         ch.detail
     );
 }
+
+/// The exposure audit's model broken: the same alice without her VPN. Bob then learns her
+/// home address (her server-reflexive candidate, and the source of her packets), and
+/// `never_learns` fails with it in its table; with the VPN it passes (`vpn_passes`).
+#[test]
+fn without_the_vpn_bob_learns_the_home_address() {
+    let id = "ice/vpn[b=eim-eif]";
+    let out = run_edited(id, |c| {
+        for h in c.spec.host.iter_mut().filter(|h| h.name == "alice") {
+            h.via = None;
+        }
+    });
+    let r = check(&out, "never_learns");
+    assert!(!r.passed, "{r:?}");
+    assert!(r.detail.contains("bob learnt"), "{}", r.detail);
+    assert!(r.detail.contains("ICE candidate"), "{}", r.detail);
+    let with_vpn = run_edited(id, |_| {});
+    assert!(passes(&with_vpn, "never_learns"), "{:?}", check(&with_vpn, "never_learns"));
+}
