@@ -252,5 +252,9 @@ fn without_the_vpn_bob_learns_the_home_address() {
     assert!(r.detail.contains("bob learnt"), "{}", r.detail);
     assert!(r.detail.contains("ICE candidate"), "{}", r.detail);
     let with_vpn = run_edited(id, |_| {});
-    assert!(passes(&with_vpn, "never_learns"), "{:?}", check(&with_vpn, "never_learns"));
+    assert!(
+        passes(&with_vpn, "never_learns"),
+        "{:?}",
+        check(&with_vpn, "never_learns")
+    );
 }

@@ -89,6 +89,9 @@ pub struct Services {
     seen_order: VecDeque<(InfoHash, String)>,
     next_token: u64,
     events: VecDeque<JamiEvent>,
+    /// Accounts the user asked to connect to: their devices verified later are
+    /// connected then.
+    wanted: BTreeSet<InfoHash>,
 }
 
 impl Services {
@@ -119,6 +122,7 @@ impl Services {
             // jamid's tokens are in [1, 2^53]; ours count from a seeded start.
             next_token: (seed % (1 << 40)) + 1,
             events: VecDeque::new(),
+            wanted: BTreeSet::new(),
         };
         s.sync_trust();
         s
@@ -187,6 +191,7 @@ impl Services {
         now: u64,
         account: &InfoHash,
     ) -> usize {
+        self.wanted.insert(*account);
         let devices = presence.devices(account);
         for d in &devices {
             self.conns
@@ -194,6 +199,20 @@ impl Services {
         }
         self.conns.flush_dht(dht, now);
         devices.len()
+    }
+
+    /// A device of `account` passed the presence checks: connect to it if the user asked
+    /// to connect to that account.
+    pub fn device_verified(
+        &mut self,
+        dht: &mut SecureDht,
+        now: u64,
+        account: &InfoHash,
+        device: InfoHash,
+    ) {
+        if self.wanted.contains(account) {
+            self.connect_device(dht, now, device);
+        }
     }
 
     /// Connect to one device (short id) with the `sip` channel.

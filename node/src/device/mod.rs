@@ -469,8 +469,17 @@ impl Device {
                 // Revocations the tracker found reach the TLS verifier.
                 s.conns
                     .set_crls(account, self.presence.crls(&account).to_vec());
-                if let PresenceEvent::Online(a) = &p {
-                    s.account_online(&mut self.dht, &self.presence, now, *a);
+                match &p {
+                    PresenceEvent::Online(a) => {
+                        s.account_online(&mut self.dht, &self.presence, now, *a)
+                    }
+                    PresenceEvent::DeviceVerified { account, device } => s.device_verified(
+                        &mut self.dht,
+                        now,
+                        account,
+                        InfoHash(device.device_short_id),
+                    ),
+                    _ => {}
                 }
             }
             self.events.push_back(DeviceEvent::Presence(p));

@@ -333,3 +333,22 @@ fn a_revoked_device_is_refused_by_tls() {
     });
     assert!(refused, "{:?}", jami(&net, alice));
 }
+
+/// `connect` before any device of the account is known: the devices verified later are
+/// connected then (jamid's `forEachDevice` keeps looking too).
+#[test]
+fn connect_reaches_devices_found_later() {
+    let f = accounts();
+    let (alice, bob) = (6, 7);
+    let mut net = Net::new(6, &[&f.alice, &f.bob]);
+    for i in [alice, bob] {
+        enable(&mut net, i);
+    }
+    let now = net.now;
+    assert_eq!(
+        net.devices[bob].connect(now, account_id(&f.alice.0)),
+        Some(0)
+    );
+    net.run_for(25_000);
+    assert!(connected(&net, bob).is_some(), "{:?}", jami(&net, bob));
+}
