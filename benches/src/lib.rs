@@ -3,5 +3,7 @@
 //! simulator's UDP ping-pong workload.
 
 pub mod alloc_count;
+pub mod device_peer;
 pub mod dht_rtt;
 pub mod ping_pong;
+pub mod tls_pair;
