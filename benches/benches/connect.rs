@@ -12,8 +12,8 @@
 //!   caller's own log line `New SIP channel opened with <device>` (jamid's
 //!   `cacheSIPConnection`: the same point as ours, the `sip` channel usable). The log's
 //!   `[sec.ms|` stamps are wall-clock milliseconds without zero padding (NOTES.md gotcha
-//!   7). Between iterations the callee's account is deactivated and activated again:
-//!   that closes its connections, and the caller's channel with them.
+//!   7). Between iterations the caller's account is disabled and enabled again
+//!   (`sendRegister`): that closes its connections and channels.
 //! - `message/ours`: `send_message` on an open `sip` channel → `JamiEvent::Message` at
 //!   the peer (checked: the right text, over SIP); the sender's `Delivered` (the SIP
 //!   200) is awaited before the next one.
@@ -45,6 +45,7 @@ use node::connect::mux::{Event as MuxEvent, Mux, MuxError};
 use node::connect::tls::TlsSession;
 use node::device::jami::{JamiEvent, Via};
 use node::device::DeviceEvent;
+use node::presence::PresenceEvent;
 use node::dht::InfoHash;
 use node::driver::unix_ms;
 use node::identity::AccountIdentity;
@@ -313,12 +314,26 @@ fn is_sip_open(e: &DeviceEvent) -> bool {
     matches!(e, DeviceEvent::Jami(JamiEvent::Connection(ConnectionEvent::ChannelOpened { name, .. })) if name == "sip")
 }
 
+/// `from` follows `to`'s presence until a device of it is verified online
+/// (`Device::connect` asks the devices known at the call).
+fn find_ours(from: &mut Peer, to: InfoHash) -> Result<()> {
+    from.drain();
+    from.run(move |d, now| d.track(now, to))?;
+    from.wait(STEP, |e| {
+        matches!(e, DeviceEvent::Presence(PresenceEvent::Online(a)) if *a == to)
+    })
+    .context("the peer's device is found on the DHT")?;
+    Ok(())
+}
+
 /// `from` connects to `to`'s account: from the call to connected and `sip` open.
 fn connect_ours(from: &mut Peer, to: InfoHash, timeout: Duration) -> Result<Duration> {
     from.drain();
     let (t0, n) = from.run(move |d, now| d.connect(now, to))?;
-    if n.is_none() {
-        bail!("no services");
+    match n {
+        None => bail!("no services"),
+        Some(0) => bail!("no device of {to} known yet"),
+        Some(_) => {}
     }
     let (mut up, mut sip) = (false, false);
     let t1 = from
@@ -447,23 +462,21 @@ impl JamiPeer {
             .map(|_| ())
     }
 
-    fn set_active(&self, on: bool) -> Result<()> {
+    fn send_register(&self, on: bool) -> Result<()> {
         self.jamid
-            .call("ConfigurationManager", "setAccountActive", &(&self.acc, on))
+            .call("ConfigurationManager", "sendRegister", &(&self.acc, on))
     }
 }
 
 /// A log line's `[sec.ms|` stamp in Unix milliseconds (the milliseconds are printed
 /// without zero padding: `.60` is 60 ms, NOTES.md gotcha 7).
 fn stamp_ms(line: &str) -> Option<u64> {
-    let start = line
-        .char_indices()
-        .find(|(i, c)| *c == '[' && line[i + 1..].starts_with(|d: char| d.is_ascii_digit()))?
-        .0;
-    let rest = &line[start + 1..];
-    let stamp = rest.split('|').next()?;
-    let (s, m) = stamp.split_once('.')?;
-    Some(s.parse::<u64>().ok()? * 1000 + m.parse::<u64>().ok()?)
+    // The console log starts lines with colour escapes (`ESC[0m`): try each `[`.
+    line.split('[').skip(1).find_map(|part| {
+        let (stamp, _) = part.split_once('|')?;
+        let (s, m) = stamp.split_once('.')?;
+        Some(s.parse::<u64>().ok()? * 1000 + m.parse::<u64>().ok()?)
+    })
 }
 
 /// The stamp of the first line after byte `from` of `log` containing every needle.
@@ -499,7 +512,16 @@ fn connect_jamid(a: &JamiPeer, b: &JamiPeer, n: u64, timeout: Duration) -> Resul
             };
         }
         if Instant::now() > end {
-            bail!("jamid logged no new sip channel to {} within {timeout:?}", b.device);
+            let keep = ["sip", "SIP", "channel", "Channel", "Connection", "connection", "ICE", "TLS"];
+            let tail: Vec<&str> = log[from..]
+                .lines()
+                .filter(|l| keep.iter().any(|k| l.contains(k)))
+                .collect();
+            bail!(
+                "jamid logged no new sip channel to {} within {timeout:?}; its log:\n{}",
+                b.device,
+                tail[tail.len().saturating_sub(60)..].join("\n")
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -508,14 +530,17 @@ fn connect_jamid(a: &JamiPeer, b: &JamiPeer, n: u64, timeout: Duration) -> Resul
     Ok(sip)
 }
 
-/// Close every connection of `b` (deactivate its account, then activate it again and
-/// wait until it is registered).
-fn reset_jamid(b: &JamiPeer) -> Result<()> {
-    b.set_active(false)?;
-    b.jamid.wait_for_volatile(&b.acc, "Account.registrationStatus", "UNREGISTERED", STEP)?;
-    b.set_active(true)?;
-    b.jamid.wait_for_registration(&b.acc, STEP)?;
-    // Its listen on the DHT (connection requests) follows the registration.
+/// Close every connection of `a`: `sendRegister(a, false)` disables the account, which
+/// shuts its connections and `sip` channels down (`setAccountActive` does not: jamid
+/// keeps an enabled account's connections); then enable it again and wait until it is
+/// registered.
+fn reset_jamid(a: &JamiPeer) -> Result<()> {
+    a.send_register(false)?;
+    a.jamid
+        .wait_for_volatile(&a.acc, "Account.registrationStatus", "UNREGISTERED", STEP)?;
+    a.send_register(true)?;
+    a.jamid.wait_for_registration(&a.acc, STEP)?;
+    // Let its DHT node settle (its listens and the peer's announcement known again).
     std::thread::sleep(Duration::from_millis(500));
     Ok(())
 }
@@ -560,6 +585,7 @@ fn message_ours_to_jamid(ours: &mut Peer, j: &JamiPeer, n: u64) -> Result<Durati
 // ---- the bench -----------------------------------------------------------------------
 
 fn bench(c: &mut Criterion) {
+    check_stamps();
     channel_throughput(c);
 
     let ns = match Netns::create("jsconnect") {
@@ -577,9 +603,9 @@ fn bench(c: &mut Criterion) {
     let server = OurServer::start(ns.as_ref()).expect("our DHT node starts");
     let mut a = peer(ns.as_ref(), &mut rng, loopback, server.addr);
     let mut b = peer(ns.as_ref(), &mut rng, loopback, server.addr);
-    // The first connection also finds b's device on the DHT.
+    find_ours(&mut a, b.account).expect("b is found");
     let first = connect_ours(&mut a, b.account, STEP).expect("first connection of ours");
-    println!("connect-setup/ours: first connection (device lookup included) {}", ms(first));
+    println!("connect-setup/ours: first connection (b's certificate lookup included) {}", ms(first));
     disconnect_ours(&mut a, &mut b).expect("disconnect");
     let ours_setup = measure(c, "connect-setup", "ours", true, || {
         let t = connect_ours(&mut a, b.account, STEP)?;
@@ -617,7 +643,7 @@ fn bench(c: &mut Criterion) {
     let mut n = 0;
     let jamid_setup = measure(c, "connect-setup", "jamid", true, || {
         n += 1;
-        reset_jamid(&jb)?;
+        reset_jamid(&ja)?;
         let s = connect_jamid(&ja, &jb, n, STEP)?;
         tls.extend(s.tls);
         Ok(s.sip)
@@ -637,6 +663,7 @@ fn bench(c: &mut Criterion) {
     let server = SocketAddr::from(([127, 0, 0, 1], DHTNODE_PORT));
     let mut ours = peer(Some(&ns), &mut rng, IpAddr::from(HOST_IP), server);
     let ja_key: InfoHash = ja.uri.parse().expect("jamid uri");
+    find_ours(&mut ours, ja_key).expect("our device finds jamid's");
     let took = connect_ours(&mut ours, ja_key, FIRST_CONNECTION).expect("our device connects to jamid");
     println!("ours -> jamid: connected with sip open in {}", ms(took));
     let mut n = 0;
@@ -648,6 +675,14 @@ fn bench(c: &mut Criterion) {
     summary("message (ours-to-jamid vs jamid)", &to_jamid, "jamid", &jamid_msg, "ms");
     drop(ours);
     let _ = Jamid::stop_all(vec![ja.jamid, jb.jamid], conformance::jamid::TERM_GRACE);
+}
+
+/// The stamp parser on real lines (jamid's console log, colour escapes included).
+fn check_stamps() {
+    let line = "\u{1b}[0m\u{1b}[22;36m[1796674366.469|5959|jamiaccount.cpp         :3855] \u{1b}[0m[01;33m[Account 9683] New SIP channel opened with 82b2";
+    assert_eq!(stamp_ms(line), Some(1_796_674_366_469));
+    assert_eq!(stamp_ms("[1796674366.60|1|a.cpp:1] x"), Some(1_796_674_366_060));
+    assert_eq!(stamp_ms("no stamp [here] at all"), None);
 }
 
 criterion_group!(benches, bench);

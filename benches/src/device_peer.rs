@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 /// and timers wake it at once). Commands are timed from when they run, not from this.
 const IDLE_TURN: Duration = Duration::from_millis(1);
 
+/// Set to print every event a bench waits through (for a failing run).
+pub const TRACE_ENV: &str = "JAMISIM_BENCH_TRACE";
+
 type Job = Box<dyn FnOnce(&mut Device, u64) + Send>;
 
 /// How the device runs.
@@ -105,11 +108,18 @@ impl Peer {
         mut want: impl FnMut(&DeviceEvent) -> bool,
     ) -> Result<Instant> {
         let end = Instant::now() + timeout;
+        let trace = std::env::var_os(TRACE_ENV).is_some();
         loop {
             let left = end.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
-                Ok((at, e)) if want(&e) => return Ok(at),
-                Ok(_) => {}
+                Ok((at, e)) => {
+                    if trace {
+                        eprintln!("  device {}: {e:?}", &self.device.to_string()[..8]);
+                    }
+                    if want(&e) {
+                        return Ok(at);
+                    }
+                }
                 Err(_) => bail!("no awaited event within {timeout:?}"),
             }
         }
