@@ -20,7 +20,7 @@
 //! - `message/jamid`: `sendTextMessage` → `incomingAccountMessage` at the other jamid
 //!   (whose real arguments are `(account, from, id, payloads)`).
 //! - `message/ours-to-jamid`: our device's `send_message` → `incomingAccountMessage`
-//!   at jamid, on a `sip` channel our device opened to it.
+//!   at jamid (the callee of the jamid pair), on a `sip` channel our device opened.
 //! - `channel-throughput/ours` against `channel-throughput/bare-rustls`: 1 MiB per
 //!   iteration through a channel of node::connect::mux over our TLS sessions, in memory,
 //!   every byte checked; the baseline moves the same bytes through two plain rustls
@@ -77,9 +77,14 @@ const SENT: i32 = 2;
 // ---- summaries ---------------------------------------------------------------------
 
 fn median(v: &[Duration]) -> Option<Duration> {
+    quantile(v, 0.5)
+}
+
+fn quantile(v: &[Duration], q: f64) -> Option<Duration> {
     let mut v = v.to_vec();
     v.sort();
-    v.get(v.len() / 2).copied()
+    v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1)))
+        .copied()
 }
 
 fn ms(d: Duration) -> String {
@@ -91,6 +96,17 @@ fn summary(group: &str, ours: &[Duration], base_name: &str, base: &[Duration], u
     let Some(o) = median(ours) else {
         println!("{group} summary: not measured");
         return;
+    };
+    let spread = |v: &[Duration]| {
+        if unit == "MiB/s" {
+            String::new()
+        } else {
+            format!(
+                ", p90 {}, max {}",
+                ms(quantile(v, 0.9).unwrap_or_default()),
+                ms(v.iter().max().copied().unwrap_or_default())
+            )
+        }
     };
     let show = |d: Duration| {
         if unit == "MiB/s" {
@@ -104,17 +120,20 @@ fn summary(group: &str, ours: &[Duration], base_name: &str, base: &[Duration], u
     };
     match median(base) {
         Some(b) => println!(
-            "{group} summary: ours median {} (n={}); {base_name} median {} (n={}); time ours/{base_name} = {:.2} (below 1: ours faster)",
+            "{group} summary: ours median {} (n={}{}); {base_name} median {} (n={}{}); time ours/{base_name} = {:.2} (below 1: ours faster)",
             show(o),
             ours.len(),
+            spread(ours),
             show(b),
             base.len(),
+            spread(base),
             o.as_secs_f64() / b.as_secs_f64()
         ),
         None => println!(
-            "{group} summary: ours median {} (n={}); no {base_name} baseline",
+            "{group} summary: ours median {} (n={}{}); no {base_name} baseline",
             show(o),
-            ours.len()
+            ours.len(),
+            spread(ours)
         ),
     }
 }
@@ -567,6 +586,8 @@ fn message_jamid(a: &JamiPeer, b: &JamiPeer, n: u64) -> Result<Duration> {
 fn message_ours_to_jamid(ours: &mut Peer, j: &JamiPeer, n: u64) -> Result<Duration> {
     ours.drain();
     let mark = j.jamid.signals().mark();
+    let from_log = j.jamid.log_text().len();
+    let t0_ms = unix_ms();
     let text = format!("ours to jamid {n}");
     let body = text.clone().into_bytes();
     let to: InfoHash = j.uri.parse().context("jamid uri")?;
@@ -583,6 +604,10 @@ fn message_ours_to_jamid(ours: &mut Peer, j: &JamiPeer, n: u64) -> Result<Durati
     })?;
     if via != Some(Via::Sip) {
         bail!("delivered via {via:?}, not the sip channel");
+    }
+    if n == 3 && std::env::var_os(benches::device_peer::TRACE_ENV).is_some() {
+        eprintln!("sent at {t0_ms}; jamid's log since:");
+        eprintln!("{}", &j.jamid.log_text()[from_log..]);
     }
     Ok(s.at - t0)
 }
@@ -670,23 +695,27 @@ fn bench(c: &mut Criterion) {
     }
     summary("connect-setup", &ours_setup, "jamid", &jamid_setup, "ms");
 
+    // Our device talks to jamid b: it connects (as a third party, public incoming on).
+    let server = SocketAddr::from(([127, 0, 0, 1], DHTNODE_PORT));
+    let mut ours = peer(Some(&ns), &mut rng, IpAddr::from(HOST_IP), server);
+    let jb_key: InfoHash = jb.uri.parse().expect("jamid uri");
+    find_ours(&mut ours, jb_key).expect("our device finds jamid's");
+    let took = connect_ours(&mut ours, jb_key, FIRST_CONNECTION).unwrap_or_else(|e| {
+        println!("note: our first connection to jamid failed ({e:#}); once more");
+        connect_ours(&mut ours, jb_key, FIRST_CONNECTION).expect("our device connects to jamid")
+    });
+    println!("ours -> jamid: connected with sip open in {}", ms(took));
+
     let mut n = 0;
     let jamid_msg = measure(c, "message", "jamid", true, || {
         n += 1;
         message_jamid(&ja, &jb, n)
     });
 
-    // Our device talks to jamid a: it connects (as a third party, public incoming on).
-    let server = SocketAddr::from(([127, 0, 0, 1], DHTNODE_PORT));
-    let mut ours = peer(Some(&ns), &mut rng, IpAddr::from(HOST_IP), server);
-    let ja_key: InfoHash = ja.uri.parse().expect("jamid uri");
-    find_ours(&mut ours, ja_key).expect("our device finds jamid's");
-    let took = connect_ours(&mut ours, ja_key, FIRST_CONNECTION).expect("our device connects to jamid");
-    println!("ours -> jamid: connected with sip open in {}", ms(took));
     let mut n = 0;
     let to_jamid = measure(c, "message", "ours-to-jamid", true, || {
         n += 1;
-        message_ours_to_jamid(&mut ours, &ja, n)
+        message_ours_to_jamid(&mut ours, &jb, n)
     });
     summary("message", &ours_msg, "jamid", &jamid_msg, "ms");
     summary("message (ours-to-jamid vs jamid)", &to_jamid, "jamid", &jamid_msg, "ms");
