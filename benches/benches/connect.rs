@@ -67,9 +67,10 @@ const REGISTER: Duration = Duration::from_secs(90);
 const HOST_IP: [u8; 4] = [198, 51, 100, 1];
 const BITS: usize = 2048;
 /// Connections made between one pair of our devices before the bench takes a fresh
-/// pair. Past about 45 requests to one device within their DHT lifetime, set-up slows
-/// from ~16 ms to 0.5-8 s and a request eventually goes unanswered (see the README):
-/// a defect to fix in our stack, not what this bench measures.
+/// pair. As connections between the same two devices accumulate, set-up slows in steps
+/// of 0.5, 1, 2, 4 s (a doubling retry) and, after about a hundred, one request went
+/// unanswered for 30 s (see the README): a defect of our stack to find, which fresh
+/// pairs only make rarer.
 const CONNECTS_PER_PAIR: usize = 30;
 /// `accountMessageStatusChanged` state SENT: the receipt came back.
 const SENT: i32 = 2;
