@@ -45,10 +45,10 @@ use node::connect::mux::{Event as MuxEvent, Mux, MuxError};
 use node::connect::tls::TlsSession;
 use node::device::jami::{JamiEvent, Via};
 use node::device::DeviceEvent;
-use node::presence::PresenceEvent;
 use node::dht::InfoHash;
 use node::driver::unix_ms;
 use node::identity::AccountIdentity;
+use node::presence::PresenceEvent;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::cell::RefCell;
@@ -285,7 +285,8 @@ fn channel_throughput(c: &mut Criterion) {
     let mut run = |name: &str, send: &mut dyn FnMut(&[u8])| {
         let times = RefCell::new(Vec::new());
         let mut g = c.benchmark_group("channel-throughput");
-        g.throughput(Throughput::Bytes(PAYLOAD as u64)).sample_size(20);
+        g.throughput(Throughput::Bytes(PAYLOAD as u64))
+            .sample_size(20);
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 (0..iters)
@@ -344,9 +345,10 @@ fn is_sip_open(e: &DeviceEvent) -> bool {
 fn find_ours(from: &mut Peer, to: InfoHash) -> Result<()> {
     from.drain();
     from.run(move |d, now| d.track(now, to))?;
-    from.wait(STEP, |e| {
-        matches!(e, DeviceEvent::Presence(PresenceEvent::Online(a)) if *a == to)
-    })
+    from.wait(
+        STEP,
+        |e| matches!(e, DeviceEvent::Presence(PresenceEvent::Online(a)) if *a == to),
+    )
     .context("the peer's device is found on the DHT")?;
     Ok(())
 }
@@ -402,9 +404,12 @@ fn message_ours(a: &mut Peer, b: &mut Peer, n: u64) -> Result<Duration> {
     let token = token.context("no services")?;
     let mut via = None;
     let t1 = b.wait(STEP, |e| match e {
-        DeviceEvent::Jami(JamiEvent::Message { account, body, via: v, .. })
-            if *account == from && body == text.as_bytes() =>
-        {
+        DeviceEvent::Jami(JamiEvent::Message {
+            account,
+            body,
+            via: v,
+            ..
+        }) if *account == from && body == text.as_bytes() => {
             via = Some(*v);
             true
         }
@@ -413,9 +418,10 @@ fn message_ours(a: &mut Peer, b: &mut Peer, n: u64) -> Result<Duration> {
     if via != Some(Via::Sip) {
         bail!("the message came via {via:?}, not the sip channel");
     }
-    a.wait(STEP, |e| {
-        matches!(e, DeviceEvent::Jami(JamiEvent::Delivered { token: t, .. }) if *t == token)
-    })
+    a.wait(
+        STEP,
+        |e| matches!(e, DeviceEvent::Jami(JamiEvent::Delivered { token: t, .. }) if *t == token),
+    )
     .context("delivery report")?;
     Ok(t1 - t0)
 }
@@ -472,7 +478,9 @@ impl JamiPeer {
             .wait("incomingAccountMessage", mark, STEP, |s| {
                 // (account, from, id, payloads): the real order (sipaccountbase.cpp).
                 s.args::<(String, String, String, Details)>()
-                    .is_ok_and(|(_, f, _, p)| f == from && p.get("text/plain").map(String::as_str) == Some(text))
+                    .is_ok_and(|(_, f, _, p)| {
+                        f == from && p.get("text/plain").map(String::as_str) == Some(text)
+                    })
             })
     }
 
@@ -482,7 +490,9 @@ impl JamiPeer {
             .signals()
             .wait("accountMessageStatusChanged", mark, STEP, |s| {
                 s.args::<(String, String, String, String, i32)>()
-                    .is_ok_and(|(_, _, p, id, st)| p == peer && id == token.to_string() && st == SENT)
+                    .is_ok_and(|(_, _, p, id, st)| {
+                        p == peer && id == token.to_string() && st == SENT
+                    })
             })
             .map(|_| ())
     }
@@ -537,7 +547,16 @@ fn connect_jamid(a: &JamiPeer, b: &JamiPeer, n: u64, timeout: Duration) -> Resul
             };
         }
         if Instant::now() > end {
-            let keep = ["sip", "SIP", "channel", "Channel", "Connection", "connection", "ICE", "TLS"];
+            let keep = [
+                "sip",
+                "SIP",
+                "channel",
+                "Channel",
+                "Connection",
+                "connection",
+                "ICE",
+                "TLS",
+            ];
             let tail: Vec<&str> = log[from..]
                 .lines()
                 .filter(|l| keep.iter().any(|k| l.contains(k)))
@@ -579,7 +598,8 @@ fn message_jamid(a: &JamiPeer, b: &JamiPeer, n: u64) -> Result<Duration> {
     let token = a.send_text(&b.uri, &text)?;
     let s = b.incoming(mark_b, &a.uri, &text)?;
     let took = s.at - t0;
-    a.sent(mark_a, &b.uri, token).context("jamid's SENT status")?;
+    a.sent(mark_a, &b.uri, token)
+        .context("jamid's SENT status")?;
     Ok(took)
 }
 
@@ -643,7 +663,10 @@ fn bench(c: &mut Criterion) {
         (a, b, first)
     };
     let (mut a, mut b, first) = pair(&mut rng);
-    println!("connect-setup/ours: first connection (b's certificate lookup included) {}", ms(first));
+    println!(
+        "connect-setup/ours: first connection (b's certificate lookup included) {}",
+        ms(first)
+    );
     let mut used = 0;
     let ours_setup = measure(c, "connect-setup", "ours", true, || {
         if used == CONNECTS_PER_PAIR {
@@ -692,7 +715,10 @@ fn bench(c: &mut Criterion) {
         Ok(s.sip)
     });
     if let Some(t) = median(&tls) {
-        println!("connect-setup/jamid: TLS ready (\"Connection to … is ready\") median {} of the set-up", ms(t));
+        println!(
+            "connect-setup/jamid: TLS ready (\"Connection to … is ready\") median {} of the set-up",
+            ms(t)
+        );
     }
     summary("connect-setup", &ours_setup, "jamid", &jamid_setup, "ms");
 
@@ -719,7 +745,13 @@ fn bench(c: &mut Criterion) {
         message_ours_to_jamid(&mut ours, &jb, n)
     });
     summary("message", &ours_msg, "jamid", &jamid_msg, "ms");
-    summary("message (ours-to-jamid vs jamid)", &to_jamid, "jamid", &jamid_msg, "ms");
+    summary(
+        "message (ours-to-jamid vs jamid)",
+        &to_jamid,
+        "jamid",
+        &jamid_msg,
+        "ms",
+    );
     drop(ours);
     let _ = Jamid::stop_all(vec![ja.jamid, jb.jamid], conformance::jamid::TERM_GRACE);
 }
@@ -728,7 +760,10 @@ fn bench(c: &mut Criterion) {
 fn check_stamps() {
     let line = "\u{1b}[0m\u{1b}[22;36m[1796674366.469|5959|jamiaccount.cpp         :3855] \u{1b}[0m[01;33m[Account 9683] New SIP channel opened with 82b2";
     assert_eq!(stamp_ms(line), Some(1_796_674_366_469));
-    assert_eq!(stamp_ms("[1796674366.60|1|a.cpp:1] x"), Some(1_796_674_366_060));
+    assert_eq!(
+        stamp_ms("[1796674366.60|1|a.cpp:1] x"),
+        Some(1_796_674_366_060)
+    );
     assert_eq!(stamp_ms("no stamp [here] at all"), None);
 }
 

@@ -152,8 +152,7 @@ impl BarePair {
     #[allow(deprecated)] // ring's default provider lacks post-quantum groups; irrelevant here
     pub fn new(a: &DeviceIdentity) -> BarePair {
         let mut provider = rustls::crypto::ring::default_provider();
-        provider.cipher_suites =
-            vec![rustls::crypto::ring::cipher_suite::TLS13_AES_256_GCM_SHA384];
+        provider.cipher_suites = vec![rustls::crypto::ring::cipher_suite::TLS13_AES_256_GCM_SHA384];
         let provider = Arc::new(provider);
         let chain: Vec<CertificateDer<'static>> = a
             .chain()
