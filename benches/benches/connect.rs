@@ -179,6 +179,8 @@ struct MuxPair {
     out: [Vec<u8>; 2],
     /// TLS plaintext the mux has not taken yet, per side.
     held: [Vec<u8>; 2],
+    /// Where channel data is read to (kept: zeroing 64 KiB per read would dominate).
+    buf: Vec<u8>,
 }
 
 /// Hand `m`'s stream bytes to `t`; whether any moved.
@@ -199,20 +201,19 @@ fn mux_to_tls(m: &mut Mux, t: &mut TlsSession, out: &mut Vec<u8>) -> bool {
 }
 
 /// Feed held plaintext to `m`, answer channel requests, read what is readable.
-fn into_mux(m: &mut Mux, held: &mut Vec<u8>, got: &mut Vec<u8>) -> bool {
+fn into_mux(m: &mut Mux, held: &mut Vec<u8>, buf: &mut [u8], got: &mut Vec<u8>) -> bool {
     let mut moved = false;
     if !held.is_empty() {
         let n = m.handle_stream_bytes(NOW, held);
         held.drain(..n);
         moved |= n > 0;
     }
-    let mut buf = [0u8; 64 * 1024];
     while let Some(e) = m.poll_event() {
         moved = true;
         match e {
             MuxEvent::ChannelRequested { channel, .. } => m.accept(channel).expect("accept"),
             MuxEvent::Readable { channel } => loop {
-                match m.read(channel, &mut buf) {
+                match m.read(channel, buf) {
                     Ok(0) | Err(MuxError::NothingToRead) => break,
                     Ok(n) => got.extend_from_slice(&buf[..n]),
                     Err(e) => panic!("read: {e}"),
@@ -235,6 +236,7 @@ impl MuxPair {
             channel: 0,
             out: [Vec::new(), Vec::new()],
             held: [Vec::new(), Vec::new()],
+            buf: vec![0; 64 * 1024],
         };
         p.channel = p.client.open_channel("bench").expect("open");
         p.pump(&mut Vec::new());
@@ -251,8 +253,9 @@ impl MuxPair {
             moved |= mux_to_tls(&mut self.server, &mut self.tls.server, &mut self.out[1]);
             let [hc, hs] = &mut self.held;
             self.tls.pump(&mut |d| hc.extend(d), &mut |d| hs.extend(d));
-            moved |= into_mux(&mut self.client, &mut self.held[0], &mut Vec::new());
-            moved |= into_mux(&mut self.server, &mut self.held[1], got);
+            let buf = &mut self.buf;
+            moved |= into_mux(&mut self.client, &mut self.held[0], buf, &mut Vec::new());
+            moved |= into_mux(&mut self.server, &mut self.held[1], buf, got);
             if !moved {
                 return;
             }
