@@ -67,10 +67,10 @@ const REGISTER: Duration = Duration::from_secs(90);
 const HOST_IP: [u8; 4] = [198, 51, 100, 1];
 const BITS: usize = 2048;
 /// Connections made between one pair of our devices before the bench takes a fresh
-/// pair. As connections between the same two devices accumulate, set-up slows in steps
-/// of 0.5, 1, 2, 4 s (a doubling retry) and, after about a hundred, one request went
-/// unanswered for 30 s (see the README): a defect of our stack to find, which fresh
-/// pairs only make rarer.
+/// pair. As connections between the same two devices accumulate (about 45 here), set-up
+/// slows in steps of 0.5, 1, 2, 4 s (ICE's doubling check retransmission) and, after
+/// about a hundred, one request went unanswered for 30 s (see the README): a defect of
+/// our stack still to find.
 const CONNECTS_PER_PAIR: usize = 30;
 /// `accountMessageStatusChanged` state SENT: the receipt came back.
 const SENT: i32 = 2;
@@ -671,9 +671,14 @@ fn bench(c: &mut Criterion) {
         ms(first)
     );
     let mut used = 0;
+    let mut retired = Vec::new();
     let ours_setup = measure(c, "connect-setup", "ours", true, || {
         if used == CONNECTS_PER_PAIR {
-            (a, b, _) = pair(&mut rng);
+            // The old pair keeps running: dropped, its two DHT nodes would go dead in
+            // the new pair's routing tables, and every put would wait for them (set-ups
+            // of 3-8 s right after the change, measured).
+            let (na, nb, _) = pair(&mut rng);
+            retired.push((std::mem::replace(&mut a, na), std::mem::replace(&mut b, nb)));
             used = 0;
         }
         used += 1;
@@ -688,7 +693,7 @@ fn bench(c: &mut Criterion) {
         n += 1;
         message_ours(&mut a, &mut b, n)
     });
-    drop((a, b, server));
+    drop((a, b, retired, server));
 
     if !with_jamid {
         println!("SKIP baselines connect-setup/jamid, message/jamid, message/ours-to-jamid: need jamid, dbus-daemon, dhtnode and root (for their network namespace)");
