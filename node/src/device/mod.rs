@@ -14,7 +14,7 @@
 pub mod jami;
 pub mod streams;
 
-use crate::connect::manager::ManagerConfig;
+use crate::connect::manager::{ManagerConfig, Stage};
 use crate::contacts::ContactList;
 use crate::dht::engine::{Config, Event, Transmit};
 use crate::dht::infohash::InfoHash;
@@ -330,6 +330,27 @@ impl Device {
         s.connect_device(&mut self.dht, now, device);
         self.drain(now);
         true
+    }
+
+    /// Close every connection to a device of `account` (its channels with it); returns
+    /// how many devices were disconnected. Each reports [`ConnectionEvent::Closed`].
+    ///
+    /// [`ConnectionEvent::Closed`]: crate::connect::manager::ConnectionEvent::Closed
+    pub fn disconnect(&mut self, now: u64, account: InfoHash) -> usize {
+        let Some(s) = self.services.as_mut() else {
+            return 0;
+        };
+        let devices: BTreeSet<InfoHash> = s
+            .conns
+            .connections()
+            .filter(|c| c.account == Some(account) && c.stage != Stage::Dead)
+            .map(|c| c.device)
+            .collect();
+        for d in &devices {
+            s.conns.close(now, d);
+        }
+        self.drain(now);
+        devices.len()
     }
 
     /// Send a message (`text/plain` for a text) to `account`; returns its token. The
