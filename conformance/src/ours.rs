@@ -47,6 +47,18 @@ pub fn run(
     cmds: Receiver<Cmd>,
     tx: Sender<Report>,
 ) -> Vec<String> {
+    run_bound(specs, "127.0.0.1:0".parse().expect("addr"), bootstrap, cmds, tx)
+}
+
+/// [`run`] with the DHT sockets bound to `bind` (e.g. `0.0.0.0:0` on a host whose
+/// bootstrap node is not on loopback, as in [`crate::natlab`]).
+pub fn run_bound(
+    specs: Vec<Spec>,
+    bind: SocketAddr,
+    bootstrap: SocketAddr,
+    cmds: Receiver<Cmd>,
+    tx: Sender<Report>,
+) -> Vec<String> {
     let mut drivers: Vec<DeviceDriver<Device>> = specs
         .into_iter()
         .enumerate()
@@ -60,7 +72,7 @@ pub fn run(
             let mut dev = Device::new(cfg, Some(jami), unix_ms()).expect("device");
             assert!(dev.enable_services(unix_ms(), s.manager, ContactList::new()));
             let mut d =
-                DeviceDriver::bind(dev, "127.0.0.1:0".parse().expect("addr")).expect("bind");
+                DeviceDriver::bind(dev, bind).expect("bind");
             d.dht.bootstrap(unix_ms(), bootstrap);
             d
         })
