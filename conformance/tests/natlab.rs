@@ -92,7 +92,7 @@ struct Side {
 
 impl Side {
     /// Run `spec` in `ns`, its reports tagged `index` into `tx`.
-    fn start(ns: &Netns, index: usize, spec: Spec, tx: Sender<Report>) -> Side {
+    fn start(ns: &Netns, index: usize, spec: Vec<Spec>, tx: Sender<Report>) -> Side {
         let (cmd, cmd_rx) = channel();
         let (itx, irx) = channel();
         let worker = ns.spawn(move || {
