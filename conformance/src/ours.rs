@@ -47,14 +47,17 @@ pub fn run(
     cmds: Receiver<Cmd>,
     tx: Sender<Report>,
 ) -> Vec<String> {
-    run_bound(specs, "127.0.0.1:0".parse().expect("addr"), bootstrap, cmds, tx)
+    run_bound(specs, "127.0.0.1:0".parse().expect("addr"), 0, bootstrap, cmds, tx)
 }
 
 /// [`run`] with the DHT sockets bound to `bind` (e.g. `0.0.0.0:0` on a host whose
-/// bootstrap node is not on loopback, as in [`crate::natlab`]).
+/// bootstrap node is not on loopback, as in [`crate::natlab`]) and `seed` added to the
+/// DHT engines' seeds and announcement ids: a jamid that outlives one run remembers the
+/// value ids it handled, so a later run of the same devices must draw new ones.
 pub fn run_bound(
     specs: Vec<Spec>,
     bind: SocketAddr,
+    seed: u64,
     bootstrap: SocketAddr,
     cmds: Receiver<Cmd>,
     tx: Sender<Report>,
@@ -63,11 +66,11 @@ pub fn run_bound(
         .into_iter()
         .enumerate()
         .map(|(i, s)| {
-            let cfg = Config::verifying(InfoHash::get("replaced"), 90 + i as u64);
+            let cfg = Config::verifying(InfoHash::get("replaced"), seed.wrapping_add(90 + i as u64));
             let jami = JamiIdentity {
                 account: &s.account,
                 device: &s.device,
-                announcement_id: 0x5eed_0000 + i as u64,
+                announcement_id: seed.wrapping_add(0x5eed_0000 + i as u64),
             };
             let mut dev = Device::new(cfg, Some(jami), unix_ms()).expect("device");
             assert!(dev.enable_services(unix_ms(), s.manager, ContactList::new()));

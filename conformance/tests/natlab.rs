@@ -96,7 +96,7 @@ impl Side {
         let (cmd, cmd_rx) = channel();
         let (itx, irx) = channel();
         let worker = ns.spawn(move || {
-            ours::run_bound(spec, "0.0.0.0:0".parse().unwrap(), boot(), cmd_rx, itx)
+            ours::run_bound(spec, "0.0.0.0:0".parse().unwrap(), unix_ms(), boot(), cmd_rx, itx)
         });
         let fwd = std::thread::spawn(move || {
             for r in irx {
@@ -137,7 +137,8 @@ fn spec(id: &(AccountIdentity, DeviceIdentity), host: IpAddr, stun: Option<Socke
         manager: ManagerConfig {
             host_ips: vec![host],
             stun_server: stun,
-            seed,
+            // Fresh per run: a restarted jamid ignores value ids it has handled before.
+            seed: seed.wrapping_add(unix_ms()),
             ..ManagerConfig::default()
         },
     }]
@@ -341,6 +342,59 @@ fn ours_jamid(lab: &Lab, me: &(AccountIdentity, DeviceIdentity), home: &mut Jami
     res
 }
 
+/// Matrix 2b: jamid B sends a text to our A (`sendTextMessage`): jamid connects to us,
+/// and the text arrives over SIP (without a connection it comes through the DHT).
+fn jamid_ours(lab: &Lab, me: &(AccountIdentity, DeviceIdentity), home: &mut JamiHome) -> anyhow::Result<Outcome> {
+    let _net = internet(lab, false)?;
+    let jamid = home.start(&lab.b)?;
+    let jk: InfoHash = home.uri.parse().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let uri_a = InfoHash(me.0.account_id()).to_string();
+    let (tx, rx) = channel();
+    let a = Side::start(&lab.a, 0, spec(me, lab.a_ip.into(), None, 4), tx);
+    let res = (|| -> anyhow::Result<Outcome> {
+        if !wait(&rx, JOIN, |r| matches!(r, Report::DhtUp(0))) {
+            return Ok(Outcome { note: "dht join".into(), ..Outcome::default() });
+        }
+        a.cmd.send(Cmd::Track(0, jk))?;
+        if !wait(&rx, JOIN, |r| matches!(r, Report::Online(0, k) if *k == jk)) {
+            return Ok(Outcome { note: "jamid not found".into(), ..Outcome::default() });
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        let _id: u64 = jamid.call(
+            "ConfigurationManager",
+            "sendTextMessage",
+            &(
+                home.account.as_ref().unwrap(),
+                &uri_a,
+                Details::from([("text/plain".to_string(), "jamid to ours".to_string())]),
+            ),
+        )?;
+        let mut out = Outcome::default();
+        let mut via = None;
+        wait(&rx, CONNECT, |r| {
+            if let Some((p, _, ms)) = connected(r, 0, &jk) {
+                out.connected = true;
+                out.pair = short_pair(&p);
+                out.ms = ms;
+            }
+            if let Report::Jami(0, JamiEvent::Message { body, via: v, .. }) = r {
+                if body == b"jamid to ours" {
+                    via = Some(*v);
+                }
+            }
+            out.connected && via.is_some()
+        });
+        if via != Some(Via::Sip) {
+            out.note = format!("text via {via:?}");
+            out.connected = false;
+        }
+        Ok(out)
+    })();
+    drop(a);
+    jamid.stop(GRACE);
+    res
+}
+
 /// The first ICE-TCP pair jamid logged since byte `from` of its log ("local [type] <->
 /// remote [type]" after "TCP connection pairs"), as "ltype-rtype".
 fn jamid_tcp_pair(log: &str) -> Option<String> {
@@ -496,6 +550,27 @@ fn real_nat_lab_matrices() {
     report += "\n";
     report += &table("2. ours (A) → jamid (B) (no STUN, TURN off)", &m2);
 
+    // 2b. jamid -> ours, a subset
+    let subset_b = [
+        Cell::Pair(Kind::Prc, Kind::Public),
+        Cell::Pair(Kind::Public, Kind::Prc),
+        Cell::Pair(Kind::Prc, Kind::Prc),
+        Cell::Lan,
+    ];
+    let mut m2b = Vec::new();
+    for c in subset_b.into_iter().filter(|c| run.contains(c)) {
+        let lab = Lab::build(c).expect("lab");
+        let o = jamid_ours(&lab, &me, &mut home).unwrap_or_else(|e| Outcome { note: format!("error: {e:#}"), ..Outcome::default() });
+        drops += lab.guard_drops();
+        eprintln!("jamid→ours {}: {}", c.name(), o.cell());
+        if c.jamid_reference() && !o.connected {
+            bad.push(format!("jamid→ours {}: {} (jamid↔jamid connects here)", c.name(), o.cell()));
+        }
+        m2b.push((c, o, c.jamid_reference()));
+    }
+    report += "\n";
+    report += &table("2b. jamid (B) → ours (A) (subset; no STUN, TURN off)", &m2b);
+
     // 3. jamid -> jamid, a subset (each cell restarts two jamids)
     let subset = [
         Cell::Pair(Kind::Public, Kind::Prc),
@@ -530,4 +605,74 @@ fn real_nat_lab_matrices() {
     let _ = std::fs::write(target.join("natlab-matrices.md"), &report);
     assert_eq!(drops, 0, "something addressed a non-lab destination");
     assert!(bad.is_empty(), "cells against expectation:\n{}\n\n{report}", bad.join("\n"));
+}
+
+/// A UDP socket bound to `addr` inside `ns` (a socket stays in the namespace it was
+/// created in, whichever thread uses it).
+fn udp_in(ns: &Netns, addr: &str) -> std::net::UdpSocket {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let s = ns
+        .spawn(move || std::net::UdpSocket::bind(addr))
+        .join()
+        .unwrap()
+        .expect("bind");
+    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    s
+}
+
+/// The routers are the NATs they are named after (RFC 4787 mapping and filtering, probed
+/// with UDP from host A), and the guard drops what is addressed outside the lab.
+#[test]
+fn lab_nats_map_and_filter_as_named() {
+    if !natlab::natlab_or_skip() {
+        return;
+    }
+    let _serial = conformance::jamid::one_at_a_time();
+    for kind in [Kind::Public, Kind::Prc, Kind::Sym, Kind::Fullcone] {
+        let lab = Lab::build(Cell::Pair(kind, Kind::Public)).expect("lab");
+        let host = udp_in(&lab.a, "0.0.0.0:40000");
+        let r1 = udp_in(&lab.wan, &format!("{DHT_IP}:5000"));
+        let r2 = udp_in(&lab.wan, &format!("{DHT_IP}:5001"));
+        let other = udp_in(&lab.wan, &format!("{STUN_IP}:6000"));
+        let mut buf = [0u8; 64];
+        host.send_to(b"one", r1.local_addr().unwrap()).unwrap();
+        let (_, m1) = r1.recv_from(&mut buf).expect("first probe arrives");
+        host.send_to(b"two", r2.local_addr().unwrap()).unwrap();
+        let (_, m2) = r2.recv_from(&mut buf).expect("second probe arrives");
+        let eim = m1 == m2;
+        // An unsolicited packet from another address and port to the mapping.
+        other.send_to(b"in", m1).unwrap();
+        let eif = host.recv_from(&mut buf).is_ok();
+        eprintln!("{}: mapped {m1} then {m2}; EIM {eim}, EIF {eif}", kind.name());
+        let want = match kind {
+            Kind::Public => (true, true),
+            Kind::Prc => (true, false),
+            Kind::Sym => (false, false),
+            Kind::Fullcone => (true, true),
+        };
+        assert_eq!((eim, eif), want, "{} maps/filters as named", kind.name());
+        if kind == Kind::Public {
+            assert_eq!(m1.ip(), lab.a_ip, "no NAT");
+        } else {
+            assert_eq!(m1.ip().to_string(), "203.0.113.10", "NATed to the router's address");
+        }
+        // Outside the lab (198.18.0.0/15, the benchmarking range): dropped and counted.
+        assert_eq!(lab.guard_drops(), 0);
+        let _ = host.send_to(b"out", "198.18.0.1:9");
+        assert!(lab.guard_drops() >= 1, "the guard drops and counts non-lab destinations");
+    }
+    // Hairpin: B reaches A only through the router's public address.
+    let lab = Lab::build(Cell::Hairpin).expect("lab");
+    let a = udp_in(&lab.a, "0.0.0.0:40001");
+    let b = udp_in(&lab.b, "0.0.0.0:40002");
+    let r = udp_in(&lab.wan, &format!("{DHT_IP}:5002"));
+    let mut buf = [0u8; 64];
+    a.send_to(b"map", r.local_addr().unwrap()).unwrap();
+    let (_, ma) = r.recv_from(&mut buf).expect("probe arrives");
+    b.send_to(b"direct", SocketAddr::from((lab.a_ip, 40001))).unwrap();
+    assert!(a.recv_from(&mut buf).is_err(), "the LAN ports do not route to each other");
+    b.send_to(b"hairpin", ma).unwrap();
+    let (n, from) = a.recv_from(&mut buf).expect("hairpinned packet arrives");
+    assert_eq!(&buf[..n], b"hairpin");
+    assert_eq!(from.ip().to_string(), "203.0.113.10", "hairpinned from the public address");
 }
