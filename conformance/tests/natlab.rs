@@ -58,7 +58,11 @@ struct Outcome {
 impl Outcome {
     fn cell(&self) -> String {
         if self.connected {
-            format!("yes {} ms {}", self.ms, self.pair)
+            if self.note.is_empty() {
+                format!("yes {} ms {}", self.ms, self.pair)
+            } else {
+                format!("yes {} ms {} ({})", self.ms, self.pair, self.note)
+            }
         } else if self.note.is_empty() {
             "**no**".into()
         } else {
@@ -369,25 +373,32 @@ fn jamid_ours(lab: &Lab, me: &(AccountIdentity, DeviceIdentity), home: &mut Jami
                 Details::from([("text/plain".to_string(), "jamid to ours".to_string())]),
             ),
         )?;
+        // jamid sends through the DHT at once and asks for a connection; the first copy
+        // to arrive is the one our device reports, so the channel is what counts here:
+        // jamid connected to us and opened `sip` (as in jamid_connect.rs).
         let mut out = Outcome::default();
-        let mut via = None;
+        let (mut via, mut sip) = (None, false);
         wait(&rx, CONNECT, |r| {
             if let Some((p, _, ms)) = connected(r, 0, &jk) {
                 out.connected = true;
                 out.pair = short_pair(&p);
                 out.ms = ms;
             }
-            if let Report::Jami(0, JamiEvent::Message { body, via: v, .. }) = r {
-                if body == b"jamid to ours" {
-                    via = Some(*v);
+            match r {
+                Report::Jami(0, JamiEvent::Message { body, via: v, .. }) if body == b"jamid to ours" => {
+                    via = Some(*v)
                 }
+                Report::Jami(0, JamiEvent::Connection(ConnectionEvent::ChannelRequested { name, .. })) => {
+                    sip |= name == "sip"
+                }
+                _ => {}
             }
-            out.connected && via.is_some()
+            out.connected && sip && via.is_some()
         });
-        if via != Some(Via::Sip) {
-            out.note = format!("text via {via:?}");
+        if !sip || via.is_none() {
             out.connected = false;
         }
+        out.note = format!("text via {}", via.map_or("-".into(), |v| v.to_string()));
         Ok(out)
     })();
     drop(a);
