@@ -76,7 +76,12 @@ impl Coturn {
             .stderr(logf)
             .spawn()
             .context("starting turnserver")?;
-        let mut server = Coturn { child, dir, log, ip };
+        let mut server = Coturn {
+            child,
+            dir,
+            log,
+            ip,
+        };
         let deadline = Instant::now() + Duration::from_secs(15);
         while !server.listening(ns) {
             if let Ok(Some(status)) = server.child.try_wait() {
@@ -98,7 +103,9 @@ impl Coturn {
             ns.command("ss")
                 .arg(flags)
                 .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("{}:{PORT}", self.ip)))
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout).contains(&format!("{}:{PORT}", self.ip))
+                })
                 .unwrap_or(false)
         };
         ss("-uln") && ss("-tln")

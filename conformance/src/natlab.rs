@@ -109,11 +109,7 @@ impl Cell {
             Cell::Lan => true,
             Cell::Hairpin => Cell::Pair(Kind::Fullcone, Kind::Fullcone).direct_tcp(),
             Cell::Pair(a, b) => {
-                a == Kind::Public
-                    || b == Kind::Public
-                    || a.eif()
-                    || b.eif()
-                    || (a.eim() && b.eim())
+                a == Kind::Public || b == Kind::Public || a.eif() || b.eif() || (a.eim() && b.eim())
             }
         }
     }
@@ -200,7 +196,18 @@ pub fn nft(ns: &Netns, rules: &str) -> Result<()> {
 fn veth(a: &Netns, an: &str, b: &Netns, bn: &str) -> Result<()> {
     ip(
         a,
-        &["link", "add", an, "type", "veth", "peer", "name", bn, "netns", b.name()],
+        &[
+            "link",
+            "add",
+            an,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            bn,
+            "netns",
+            b.name(),
+        ],
     )?;
     sysctl(a, &format!("net.ipv6.conf.{an}.disable_ipv6=1"))?;
     sysctl(b, &format!("net.ipv6.conf.{bn}.disable_ipv6=1"))?;
@@ -326,10 +333,27 @@ impl Lab {
     /// Build the namespaces of `cell`.
     pub fn build(cell: Cell) -> Result<Lab> {
         let wan = mkns("nlwan")?;
-        ip(&wan, &["link", "add", "br0", "type", "bridge", "mcast_snooping", "0"])?;
+        ip(
+            &wan,
+            &[
+                "link",
+                "add",
+                "br0",
+                "type",
+                "bridge",
+                "mcast_snooping",
+                "0",
+            ],
+        )?;
         sysctl(&wan, "net.ipv6.conf.br0.disable_ipv6=1")?;
-        ip(&wan, &["addr", "add", &format!("{DHT_IP}/24"), "dev", "br0"])?;
-        ip(&wan, &["addr", "add", &format!("{STUN_IP}/24"), "dev", "br0"])?;
+        ip(
+            &wan,
+            &["addr", "add", &format!("{DHT_IP}/24"), "dev", "br0"],
+        )?;
+        ip(
+            &wan,
+            &["addr", "add", &format!("{STUN_IP}/24"), "dev", "br0"],
+        )?;
         ip(&wan, &["link", "set", "br0", "up"])?;
         guard(&wan)?;
         // Attach `ns` to the internet: `ifname` there at `addr`, `wname` on the bridge.
@@ -359,7 +383,18 @@ impl Lab {
                 let r = mkns("nlr")?;
                 attach(&r, "wan0", "r-w", pub_a)?;
                 if cell == Cell::Lan {
-                    ip(&r, &["link", "add", "lan0", "type", "bridge", "mcast_snooping", "0"])?;
+                    ip(
+                        &r,
+                        &[
+                            "link",
+                            "add",
+                            "lan0",
+                            "type",
+                            "bridge",
+                            "mcast_snooping",
+                            "0",
+                        ],
+                    )?;
                     sysctl(&r, "net.ipv6.conf.lan0.disable_ipv6=1")?;
                     ip(&r, &["addr", "add", "198.51.100.1/24", "dev", "lan0"])?;
                     ip(&r, &["link", "set", "lan0", "up"])?;

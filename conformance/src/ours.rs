@@ -47,7 +47,14 @@ pub fn run(
     cmds: Receiver<Cmd>,
     tx: Sender<Report>,
 ) -> Vec<String> {
-    run_bound(specs, "127.0.0.1:0".parse().expect("addr"), 0, bootstrap, cmds, tx)
+    run_bound(
+        specs,
+        "127.0.0.1:0".parse().expect("addr"),
+        0,
+        bootstrap,
+        cmds,
+        tx,
+    )
 }
 
 /// [`run`] with the DHT sockets bound to `bind` (e.g. `0.0.0.0:0` on a host whose
@@ -66,7 +73,8 @@ pub fn run_bound(
         .into_iter()
         .enumerate()
         .map(|(i, s)| {
-            let cfg = Config::verifying(InfoHash::get("replaced"), seed.wrapping_add(90 + i as u64));
+            let cfg =
+                Config::verifying(InfoHash::get("replaced"), seed.wrapping_add(90 + i as u64));
             let jami = JamiIdentity {
                 account: &s.account,
                 device: &s.device,
@@ -74,8 +82,7 @@ pub fn run_bound(
             };
             let mut dev = Device::new(cfg, Some(jami), unix_ms()).expect("device");
             assert!(dev.enable_services(unix_ms(), s.manager, ContactList::new()));
-            let mut d =
-                DeviceDriver::bind(dev, bind).expect("bind");
+            let mut d = DeviceDriver::bind(dev, bind).expect("bind");
             d.dht.bootstrap(unix_ms(), bootstrap);
             d
         })

@@ -80,7 +80,9 @@ struct Internet {
 fn internet(lab: &Lab, with_stun: bool) -> anyhow::Result<Internet> {
     let dht = DhtNode::start(&lab.wan, DHT_PORT, None, false)?;
     let stun = if with_stun {
-        Some(Coturn::start_at(&lab.wan, STUN_IP, "jami", "jamipass", "ring")?)
+        Some(Coturn::start_at(
+            &lab.wan, STUN_IP, "jami", "jamipass", "ring",
+        )?)
     } else {
         None
     };
@@ -100,7 +102,14 @@ impl Side {
         let (cmd, cmd_rx) = channel();
         let (itx, irx) = channel();
         let worker = ns.spawn(move || {
-            ours::run_bound(spec, "0.0.0.0:0".parse().unwrap(), unix_ms(), boot(), cmd_rx, itx)
+            ours::run_bound(
+                spec,
+                "0.0.0.0:0".parse().unwrap(),
+                unix_ms(),
+                boot(),
+                cmd_rx,
+                itx,
+            )
         });
         let fwd = std::thread::spawn(move || {
             for r in irx {
@@ -134,7 +143,12 @@ impl Drop for Side {
     }
 }
 
-fn spec(id: &(AccountIdentity, DeviceIdentity), host: IpAddr, stun: Option<SocketAddr>, seed: u64) -> Vec<Spec> {
+fn spec(
+    id: &(AccountIdentity, DeviceIdentity),
+    host: IpAddr,
+    stun: Option<SocketAddr>,
+    seed: u64,
+) -> Vec<Spec> {
     vec![Spec {
         account: id.0.clone(),
         device: id.1.clone(),
@@ -180,7 +194,12 @@ fn ours_ours(lab: &Lab, ids: &[(AccountIdentity, DeviceIdentity)]) -> anyhow::Re
     let stun = net.stun.as_ref().map(|s| s.addr());
     let (tx, rx) = channel();
     let kb = InfoHash(ids[1].0.account_id());
-    let a = Side::start(&lab.a, 0, spec(&ids[0], lab.a_ip.into(), stun, 1), tx.clone());
+    let a = Side::start(
+        &lab.a,
+        0,
+        spec(&ids[0], lab.a_ip.into(), stun, 1),
+        tx.clone(),
+    );
     let _b = Side::start(&lab.b, 1, spec(&ids[1], lab.b_ip.into(), stun, 2), tx);
     let mut up = [false; 2];
     if !wait(&rx, JOIN, |r| {
@@ -189,11 +208,17 @@ fn ours_ours(lab: &Lab, ids: &[(AccountIdentity, DeviceIdentity)]) -> anyhow::Re
         }
         up == [true, true]
     }) {
-        return Ok(Outcome { note: "dht join".into(), ..Outcome::default() });
+        return Ok(Outcome {
+            note: "dht join".into(),
+            ..Outcome::default()
+        });
     }
     a.cmd.send(Cmd::Track(0, kb))?;
     if !wait(&rx, JOIN, |r| matches!(r, Report::Online(0, k) if *k == kb)) {
-        return Ok(Outcome { note: "B not found".into(), ..Outcome::default() });
+        return Ok(Outcome {
+            note: "B not found".into(),
+            ..Outcome::default()
+        });
     }
     a.cmd.send(Cmd::Connect(0, kb))?;
     let mut out = Outcome::default();
@@ -279,7 +304,11 @@ fn account_message(s: &conformance::jamid::Signal) -> (String, String, String, D
 }
 
 /// Matrix 2: our A connects to jamid B, opens `sip`, and jamid gets a text.
-fn ours_jamid(lab: &Lab, me: &(AccountIdentity, DeviceIdentity), home: &mut JamiHome) -> anyhow::Result<Outcome> {
+fn ours_jamid(
+    lab: &Lab,
+    me: &(AccountIdentity, DeviceIdentity),
+    home: &mut JamiHome,
+) -> anyhow::Result<Outcome> {
     let _net = internet(lab, false)?;
     let jamid = home.start(&lab.b)?;
     let jk: InfoHash = home.uri.parse().map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -288,11 +317,17 @@ fn ours_jamid(lab: &Lab, me: &(AccountIdentity, DeviceIdentity), home: &mut Jami
     let a = Side::start(&lab.a, 0, spec(me, lab.a_ip.into(), None, 3), tx);
     let res = (|| -> anyhow::Result<Outcome> {
         if !wait(&rx, JOIN, |r| matches!(r, Report::DhtUp(0))) {
-            return Ok(Outcome { note: "dht join".into(), ..Outcome::default() });
+            return Ok(Outcome {
+                note: "dht join".into(),
+                ..Outcome::default()
+            });
         }
         a.cmd.send(Cmd::Track(0, jk))?;
         if !wait(&rx, JOIN, |r| matches!(r, Report::Online(0, k) if *k == jk)) {
-            return Ok(Outcome { note: "jamid not found".into(), ..Outcome::default() });
+            return Ok(Outcome {
+                note: "jamid not found".into(),
+                ..Outcome::default()
+            });
         }
         // jamid must find our announcement and certificate too.
         std::thread::sleep(Duration::from_secs(1));
@@ -307,10 +342,13 @@ fn ours_jamid(lab: &Lab, me: &(AccountIdentity, DeviceIdentity), home: &mut Jami
                 out.ms = ms;
             }
             match r {
-                Report::Jami(0, JamiEvent::Connection(ConnectionEvent::ChannelOpened { name, .. })) => {
-                    sip |= name == "sip"
+                Report::Jami(
+                    0,
+                    JamiEvent::Connection(ConnectionEvent::ChannelOpened { name, .. }),
+                ) => sip |= name == "sip",
+                Report::Jami(0, JamiEvent::Connection(ConnectionEvent::Closed { .. })) => {
+                    closed += 1
                 }
-                Report::Jami(0, JamiEvent::Connection(ConnectionEvent::Closed { .. })) => closed += 1,
                 _ => {}
             }
             (out.connected && sip) || closed > 0
@@ -323,10 +361,14 @@ fn ours_jamid(lab: &Lab, me: &(AccountIdentity, DeviceIdentity), home: &mut Jami
             return Ok(out);
         }
         let mark = jamid.signals().mark();
-        a.cmd.send(Cmd::Msg(0, jk, "hello jamid through NAT".into()))?;
-        let got = jamid.signals().wait("incomingAccountMessage", mark, Duration::from_secs(10), |s| {
-            account_message(s).1 == uri_a
-        });
+        a.cmd
+            .send(Cmd::Msg(0, jk, "hello jamid through NAT".into()))?;
+        let got = jamid.signals().wait(
+            "incomingAccountMessage",
+            mark,
+            Duration::from_secs(10),
+            |s| account_message(s).1 == uri_a,
+        );
         let mut via = None;
         wait(&rx, Duration::from_secs(10), |r| match r {
             Report::Jami(0, JamiEvent::Delivered { via: v, .. }) => {
@@ -348,7 +390,11 @@ fn ours_jamid(lab: &Lab, me: &(AccountIdentity, DeviceIdentity), home: &mut Jami
 
 /// Matrix 2b: jamid B sends a text to our A (`sendTextMessage`): jamid connects to us,
 /// and the text arrives over SIP (without a connection it comes through the DHT).
-fn jamid_ours(lab: &Lab, me: &(AccountIdentity, DeviceIdentity), home: &mut JamiHome) -> anyhow::Result<Outcome> {
+fn jamid_ours(
+    lab: &Lab,
+    me: &(AccountIdentity, DeviceIdentity),
+    home: &mut JamiHome,
+) -> anyhow::Result<Outcome> {
     let _net = internet(lab, false)?;
     let jamid = home.start(&lab.b)?;
     let jk: InfoHash = home.uri.parse().map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -357,11 +403,17 @@ fn jamid_ours(lab: &Lab, me: &(AccountIdentity, DeviceIdentity), home: &mut Jami
     let a = Side::start(&lab.a, 0, spec(me, lab.a_ip.into(), None, 4), tx);
     let res = (|| -> anyhow::Result<Outcome> {
         if !wait(&rx, JOIN, |r| matches!(r, Report::DhtUp(0))) {
-            return Ok(Outcome { note: "dht join".into(), ..Outcome::default() });
+            return Ok(Outcome {
+                note: "dht join".into(),
+                ..Outcome::default()
+            });
         }
         a.cmd.send(Cmd::Track(0, jk))?;
         if !wait(&rx, JOIN, |r| matches!(r, Report::Online(0, k) if *k == jk)) {
-            return Ok(Outcome { note: "jamid not found".into(), ..Outcome::default() });
+            return Ok(Outcome {
+                note: "jamid not found".into(),
+                ..Outcome::default()
+            });
         }
         std::thread::sleep(Duration::from_secs(1));
         let _id: u64 = jamid.call(
@@ -385,12 +437,15 @@ fn jamid_ours(lab: &Lab, me: &(AccountIdentity, DeviceIdentity), home: &mut Jami
                 out.ms = ms;
             }
             match r {
-                Report::Jami(0, JamiEvent::Message { body, via: v, .. }) if body == b"jamid to ours" => {
+                Report::Jami(0, JamiEvent::Message { body, via: v, .. })
+                    if body == b"jamid to ours" =>
+                {
                     via = Some(*v)
                 }
-                Report::Jami(0, JamiEvent::Connection(ConnectionEvent::ChannelRequested { name, .. })) => {
-                    sip |= name == "sip"
-                }
+                Report::Jami(
+                    0,
+                    JamiEvent::Connection(ConnectionEvent::ChannelRequested { name, .. }),
+                ) => sip |= name == "sip",
                 _ => {}
             }
             out.connected && sip && via.is_some()
@@ -442,14 +497,17 @@ fn jamid_jamid(lab: &Lab, ha: &mut JamiHome, hb: &mut JamiHome) -> anyhow::Resul
             Details::from([("text/plain".to_string(), "jamid to jamid".to_string())]),
         ),
     )?;
-    let got = jb.signals().wait("incomingAccountMessage", mark, CONNECT, |s| {
-        account_message(s).1 == ha.uri
-    });
+    let got = jb
+        .signals()
+        .wait("incomingAccountMessage", mark, CONNECT, |s| {
+            account_message(s).1 == ha.uri
+        });
     // The DHT fallback delivers without a connection: wait for ICE's verdict too.
     let mut pair = None;
     while t0.elapsed() < CONNECT && pair.is_none() {
         let (ta, tb) = (ja.log_text(), jb.log_text());
-        pair = jamid_tcp_pair(&tb[lb.min(tb.len())..]).or_else(|| jamid_tcp_pair(&ta[la.min(ta.len())..]));
+        pair = jamid_tcp_pair(&tb[lb.min(tb.len())..])
+            .or_else(|| jamid_tcp_pair(&ta[la.min(ta.len())..]));
         let failed = [&ta[la.min(ta.len())..], &tb[lb.min(tb.len())..]]
             .iter()
             .any(|t| t.contains("TCP negotiation failed") || t.contains("start ICE failed"));
@@ -462,7 +520,11 @@ fn jamid_jamid(lab: &Lab, ha: &mut JamiHome, hb: &mut JamiHome) -> anyhow::Resul
         connected: pair.is_some() && got.is_ok(),
         pair: pair.clone().unwrap_or_default(),
         ms: t0.elapsed().as_millis() as u64,
-        note: if got.is_ok() { String::new() } else { "no text".into() },
+        note: if got.is_ok() {
+            String::new()
+        } else {
+            "no text".into()
+        },
     };
     Jamid::stop_all(vec![ja, jb], GRACE);
     Ok(out)
@@ -470,26 +532,41 @@ fn jamid_jamid(lab: &Lab, ha: &mut JamiHome, hb: &mut JamiHome) -> anyhow::Resul
 
 /// A matrix as Markdown: A's NAT in rows, B's in columns, then lan and hairpin.
 fn table(title: &str, rows: &[(Cell, Outcome, bool)]) -> String {
-    let mut s = format!("### {title}\n\n| A \\ B | public | prc | sym | fullcone |\n|---|---|---|---|---|\n");
+    let mut s = format!(
+        "### {title}\n\n| A \\ B | public | prc | sym | fullcone |\n|---|---|---|---|---|\n"
+    );
     for a in Kind::ALL {
         s += &format!("| {} |", a.name());
         for b in Kind::ALL {
             let c = rows.iter().find(|(c, ..)| *c == Cell::Pair(a, b));
-            s += &format!(" {} |", c.map(|(_, o, e)| mark(o, *e)).unwrap_or_else(|| "not run".into()));
+            s += &format!(
+                " {} |",
+                c.map(|(_, o, e)| mark(o, *e))
+                    .unwrap_or_else(|| "not run".into())
+            );
         }
         s += "\n";
     }
     s += "\n| both behind one NAT | result |\n|---|---|\n";
     for c in [Cell::Lan, Cell::Hairpin] {
         let r = rows.iter().find(|(x, ..)| *x == c);
-        s += &format!("| {} | {} |\n", c.name(), r.map(|(_, o, e)| mark(o, *e)).unwrap_or_else(|| "not run".into()));
+        s += &format!(
+            "| {} | {} |\n",
+            c.name(),
+            r.map(|(_, o, e)| mark(o, *e))
+                .unwrap_or_else(|| "not run".into())
+        );
     }
     s
 }
 
 fn mark(o: &Outcome, expected: bool) -> String {
     let ok = o.connected == expected;
-    format!("{}{}", o.cell(), if ok { "" } else { " ⚠ expected the opposite" })
+    format!(
+        "{}{}",
+        o.cell(),
+        if ok { "" } else { " ⚠ expected the opposite" }
+    )
 }
 
 fn ids(n: usize, seed: u64) -> Vec<(AccountIdentity, DeviceIdentity)> {
@@ -508,13 +585,19 @@ fn ids(n: usize, seed: u64) -> Vec<(AccountIdentity, DeviceIdentity)> {
 fn cells(filter: Option<&str>) -> Vec<Cell> {
     Cell::all()
         .into_iter()
-        .filter(|c| filter.is_none_or(|f| f.split(',').any(|n| n.trim() == c.name().replace('×', "x") || n.trim() == c.name())))
+        .filter(|c| {
+            filter.is_none_or(|f| {
+                f.split(',')
+                    .any(|n| n.trim() == c.name().replace('×', "x") || n.trim() == c.name())
+            })
+        })
         .collect()
 }
 
 #[test]
 fn real_nat_lab_matrices() {
-    if !natlab::natlab_or_skip() || !conformance::jamid_or_skip() || !conformance::coturn_or_skip() {
+    if !natlab::natlab_or_skip() || !conformance::jamid_or_skip() || !conformance::coturn_or_skip()
+    {
         return;
     }
     let _serial = conformance::jamid::one_at_a_time();
@@ -534,11 +617,19 @@ fn real_nat_lab_matrices() {
     let mut m1 = Vec::new();
     for &c in &run {
         let lab = Lab::build(c).expect("lab");
-        let o = ours_ours(&lab, &ours_ids).unwrap_or_else(|e| Outcome { note: format!("error: {e:#}"), ..Outcome::default() });
+        let o = ours_ours(&lab, &ours_ids).unwrap_or_else(|e| Outcome {
+            note: format!("error: {e:#}"),
+            ..Outcome::default()
+        });
         drops += lab.guard_drops();
         eprintln!("ours↔ours {}: {}", c.name(), o.cell());
         if o.connected != c.direct_tcp() {
-            bad.push(format!("ours↔ours {}: {} (expected {})", c.name(), o.cell(), c.direct_tcp()));
+            bad.push(format!(
+                "ours↔ours {}: {} (expected {})",
+                c.name(),
+                o.cell(),
+                c.direct_tcp()
+            ));
         }
         m1.push((c, o, c.direct_tcp()));
     }
@@ -550,11 +641,18 @@ fn real_nat_lab_matrices() {
     let mut m2 = Vec::new();
     for &c in &run {
         let lab = Lab::build(c).expect("lab");
-        let o = ours_jamid(&lab, &me, &mut home).unwrap_or_else(|e| Outcome { note: format!("error: {e:#}"), ..Outcome::default() });
+        let o = ours_jamid(&lab, &me, &mut home).unwrap_or_else(|e| Outcome {
+            note: format!("error: {e:#}"),
+            ..Outcome::default()
+        });
         drops += lab.guard_drops();
         eprintln!("ours→jamid {}: {}", c.name(), o.cell());
         if c.jamid_reference() && !o.connected {
-            bad.push(format!("ours→jamid {}: {} (jamid↔jamid connects here)", c.name(), o.cell()));
+            bad.push(format!(
+                "ours→jamid {}: {} (jamid↔jamid connects here)",
+                c.name(),
+                o.cell()
+            ));
         }
         m2.push((c, o, c.jamid_reference()));
     }
@@ -571,11 +669,18 @@ fn real_nat_lab_matrices() {
     let mut m2b = Vec::new();
     for c in subset_b.into_iter().filter(|c| run.contains(c)) {
         let lab = Lab::build(c).expect("lab");
-        let o = jamid_ours(&lab, &me, &mut home).unwrap_or_else(|e| Outcome { note: format!("error: {e:#}"), ..Outcome::default() });
+        let o = jamid_ours(&lab, &me, &mut home).unwrap_or_else(|e| Outcome {
+            note: format!("error: {e:#}"),
+            ..Outcome::default()
+        });
         drops += lab.guard_drops();
         eprintln!("jamid→ours {}: {}", c.name(), o.cell());
         if c.jamid_reference() && !o.connected {
-            bad.push(format!("jamid→ours {}: {} (jamid↔jamid connects here)", c.name(), o.cell()));
+            bad.push(format!(
+                "jamid→ours {}: {} (jamid↔jamid connects here)",
+                c.name(),
+                o.cell()
+            ));
         }
         m2b.push((c, o, c.jamid_reference()));
     }
@@ -594,11 +699,19 @@ fn real_nat_lab_matrices() {
     let mut m3 = Vec::new();
     for c in subset.into_iter().filter(|c| run.contains(c)) {
         let lab = Lab::build(c).expect("lab");
-        let o = jamid_jamid(&lab, &mut ha, &mut home).unwrap_or_else(|e| Outcome { note: format!("error: {e:#}"), ..Outcome::default() });
+        let o = jamid_jamid(&lab, &mut ha, &mut home).unwrap_or_else(|e| Outcome {
+            note: format!("error: {e:#}"),
+            ..Outcome::default()
+        });
         drops += lab.guard_drops();
         eprintln!("jamid→jamid {}: {}", c.name(), o.cell());
         if o.connected != c.jamid_reference() {
-            bad.push(format!("jamid→jamid {}: {} (reference {})", c.name(), o.cell(), c.jamid_reference()));
+            bad.push(format!(
+                "jamid→jamid {}: {} (reference {})",
+                c.name(),
+                o.cell(),
+                c.jamid_reference()
+            ));
         }
         m3.push((c, o, c.jamid_reference()));
     }
@@ -615,7 +728,11 @@ fn real_nat_lab_matrices() {
     let _ = std::fs::create_dir_all(&target);
     let _ = std::fs::write(target.join("natlab-matrices.md"), &report);
     assert_eq!(drops, 0, "something addressed a non-lab destination");
-    assert!(bad.is_empty(), "cells against expectation:\n{}\n\n{report}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "cells against expectation:\n{}\n\n{report}",
+        bad.join("\n")
+    );
 }
 
 /// A UDP socket bound to `addr` inside `ns` (a socket stays in the namespace it was
@@ -627,7 +744,8 @@ fn udp_in(ns: &Netns, addr: &str) -> std::net::UdpSocket {
         .join()
         .unwrap()
         .expect("bind");
-    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     s
 }
 
@@ -654,7 +772,10 @@ fn lab_nats_map_and_filter_as_named() {
         // An unsolicited packet from another address and port to the mapping.
         other.send_to(b"in", m1).unwrap();
         let eif = host.recv_from(&mut buf).is_ok();
-        eprintln!("{}: mapped {m1} then {m2}; EIM {eim}, EIF {eif}", kind.name());
+        eprintln!(
+            "{}: mapped {m1} then {m2}; EIM {eim}, EIF {eif}",
+            kind.name()
+        );
         let want = match kind {
             Kind::Public => (true, true),
             Kind::Prc => (true, false),
@@ -665,12 +786,19 @@ fn lab_nats_map_and_filter_as_named() {
         if kind == Kind::Public {
             assert_eq!(m1.ip(), lab.a_ip, "no NAT");
         } else {
-            assert_eq!(m1.ip().to_string(), "203.0.113.10", "NATed to the router's address");
+            assert_eq!(
+                m1.ip().to_string(),
+                "203.0.113.10",
+                "NATed to the router's address"
+            );
         }
         // Outside the lab (198.18.0.0/15, the benchmarking range): dropped and counted.
         assert_eq!(lab.guard_drops(), 0);
         let _ = host.send_to(b"out", "198.18.0.1:9");
-        assert!(lab.guard_drops() >= 1, "the guard drops and counts non-lab destinations");
+        assert!(
+            lab.guard_drops() >= 1,
+            "the guard drops and counts non-lab destinations"
+        );
     }
     // Hairpin: B reaches A only through the router's public address.
     let lab = Lab::build(Cell::Hairpin).expect("lab");
@@ -680,10 +808,18 @@ fn lab_nats_map_and_filter_as_named() {
     let mut buf = [0u8; 64];
     a.send_to(b"map", r.local_addr().unwrap()).unwrap();
     let (_, ma) = r.recv_from(&mut buf).expect("probe arrives");
-    b.send_to(b"direct", SocketAddr::from((lab.a_ip, 40001))).unwrap();
-    assert!(a.recv_from(&mut buf).is_err(), "the LAN ports do not route to each other");
+    b.send_to(b"direct", SocketAddr::from((lab.a_ip, 40001)))
+        .unwrap();
+    assert!(
+        a.recv_from(&mut buf).is_err(),
+        "the LAN ports do not route to each other"
+    );
     b.send_to(b"hairpin", ma).unwrap();
     let (n, from) = a.recv_from(&mut buf).expect("hairpinned packet arrives");
     assert_eq!(&buf[..n], b"hairpin");
-    assert_eq!(from.ip().to_string(), "203.0.113.10", "hairpinned from the public address");
+    assert_eq!(
+        from.ip().to_string(),
+        "203.0.113.10",
+        "hairpinned from the public address"
+    );
 }
