@@ -18,6 +18,7 @@ pub struct Coturn {
     child: Child,
     dir: TempDir,
     pub log: PathBuf,
+    ip: std::net::Ipv4Addr,
 }
 
 impl Coturn {
@@ -25,6 +26,18 @@ impl Coturn {
     /// allocations allowed) with user `user:password` in `realm`, and waits until it
     /// listens on both transports.
     pub fn start(ns: &Netns, user: &str, password: &str, realm: &str) -> Result<Coturn> {
+        Self::start_at(ns, std::net::Ipv4Addr::LOCALHOST, user, password, realm)
+    }
+
+    /// [`Coturn::start`] listening and relaying on `ip` (e.g. the STUN address of
+    /// [`crate::natlab`]'s internet).
+    pub fn start_at(
+        ns: &Netns,
+        ip: std::net::Ipv4Addr,
+        user: &str,
+        password: &str,
+        realm: &str,
+    ) -> Result<Coturn> {
         let dir = TempDir::new("coturn").context("coturn directory")?;
         let log = dir.path().join("turnserver.log");
         let logf = std::fs::File::create(&log).context("creating the coturn log")?;
@@ -37,8 +50,8 @@ impl Coturn {
                 "-n",
                 "-c",
                 &path("turnserver.conf"),
-                "--listening-ip=127.0.0.1",
-                "--relay-ip=127.0.0.1",
+                &format!("--listening-ip={ip}"),
+                &format!("--relay-ip={ip}"),
                 &format!("--listening-port={PORT}"),
                 "--min-port=49152",
                 "--max-port=65535",
@@ -63,7 +76,12 @@ impl Coturn {
             .stderr(logf)
             .spawn()
             .context("starting turnserver")?;
-        let mut server = Coturn { child, dir, log };
+        let mut server = Coturn {
+            child,
+            dir,
+            log,
+            ip,
+        };
         let deadline = Instant::now() + Duration::from_secs(15);
         while !server.listening(ns) {
             if let Ok(Some(status)) = server.child.try_wait() {
@@ -85,14 +103,16 @@ impl Coturn {
             ns.command("ss")
                 .arg(flags)
                 .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("127.0.0.1:{PORT}")))
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout).contains(&format!("{}:{PORT}", self.ip))
+                })
                 .unwrap_or(false)
         };
         ss("-uln") && ss("-tln")
     }
 
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], PORT))
+        SocketAddr::from((self.ip, PORT))
     }
 
     pub fn log_text(&self) -> String {

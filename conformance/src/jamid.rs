@@ -146,6 +146,13 @@ impl Jamid {
     /// non-loopback address jamid gathers no ICE host candidate.
     pub fn start(ns: &Netns, dir: &Path) -> Result<Jamid> {
         ns.add_host_link()?;
+        Self::start_linked(ns, dir)
+    }
+
+    /// [`Jamid::start`] in a namespace that has its own non-loopback link and default
+    /// route already (e.g. a host of [`crate::natlab`]). `dir` may hold the accounts of
+    /// an earlier run: jamid loads them.
+    pub fn start_linked(ns: &Netns, dir: &Path) -> Result<Jamid> {
         let dir = dir.to_path_buf();
         for sub in ["config", "data", "cache", "run"] {
             std::fs::create_dir_all(dir.join(sub))?;

@@ -5,6 +5,7 @@ pub mod coturn;
 pub mod dhtnode;
 pub mod jamid;
 pub mod nameserver;
+pub mod natlab;
 pub mod netns;
 pub mod ours;
 pub mod python;

@@ -47,20 +47,42 @@ pub fn run(
     cmds: Receiver<Cmd>,
     tx: Sender<Report>,
 ) -> Vec<String> {
+    run_bound(
+        specs,
+        "127.0.0.1:0".parse().expect("addr"),
+        0,
+        bootstrap,
+        cmds,
+        tx,
+    )
+}
+
+/// [`run`] with the DHT sockets bound to `bind` (e.g. `0.0.0.0:0` on a host whose
+/// bootstrap node is not on loopback, as in [`crate::natlab`]) and `seed` added to the
+/// DHT engines' seeds and announcement ids: a jamid that outlives one run remembers the
+/// value ids it handled, so a later run of the same devices must draw new ones.
+pub fn run_bound(
+    specs: Vec<Spec>,
+    bind: SocketAddr,
+    seed: u64,
+    bootstrap: SocketAddr,
+    cmds: Receiver<Cmd>,
+    tx: Sender<Report>,
+) -> Vec<String> {
     let mut drivers: Vec<DeviceDriver<Device>> = specs
         .into_iter()
         .enumerate()
         .map(|(i, s)| {
-            let cfg = Config::verifying(InfoHash::get("replaced"), 90 + i as u64);
+            let cfg =
+                Config::verifying(InfoHash::get("replaced"), seed.wrapping_add(90 + i as u64));
             let jami = JamiIdentity {
                 account: &s.account,
                 device: &s.device,
-                announcement_id: 0x5eed_0000 + i as u64,
+                announcement_id: seed.wrapping_add(0x5eed_0000 + i as u64),
             };
             let mut dev = Device::new(cfg, Some(jami), unix_ms()).expect("device");
             assert!(dev.enable_services(unix_ms(), s.manager, ContactList::new()));
-            let mut d =
-                DeviceDriver::bind(dev, "127.0.0.1:0".parse().expect("addr")).expect("bind");
+            let mut d = DeviceDriver::bind(dev, bind).expect("bind");
             d.dht.bootstrap(unix_ms(), bootstrap);
             d
         })
