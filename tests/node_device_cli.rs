@@ -37,14 +37,22 @@ fn device(dir: &std::path::Path, extra: &[&str]) -> CliNode {
     CliNode::spawn(&[&args[..], extra].concat())
 }
 
-#[test]
-fn two_devices_see_each_other_seem_reachable() {
-    let tmp = std::env::temp_dir().join(format!("jamisim-device-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
+/// Two accounts in `tmp`, a plain DHT node both devices join through (as devices join
+/// through a bootstrap), and the two devices.
+struct Pair {
+    boot: CliNode,
+    a: CliNode,
+    b: CliNode,
+    a_id: String,
+    b_id: String,
+    db: std::path::PathBuf,
+}
+
+fn pair(tmp: &std::path::Path) -> Pair {
+    let _ = std::fs::remove_dir_all(tmp);
     let (da, db) = (tmp.join("a"), tmp.join("b"));
     create_account(&da);
     create_account(&db);
-    // A plain DHT node both devices join through, as devices join through a bootstrap.
     let boot = CliNode::spawn(&[
         "node",
         "dht",
@@ -54,10 +62,31 @@ fn two_devices_see_each_other_seem_reachable() {
         "0",
         "--json",
     ]);
-    let mut a = device(&da, &["--bootstrap", &boot.addr]);
-    let mut b = device(&db, &["--bootstrap", &boot.addr]);
+    let a = device(&da, &["--bootstrap", &boot.addr]);
+    let b = device(&db, &["--bootstrap", &boot.addr]);
     let started = |n: &CliNode| n.started["account"].as_str().expect("account").to_string();
     let (a_id, b_id) = (started(&a), started(&b));
+    Pair {
+        boot,
+        a,
+        b,
+        a_id,
+        b_id,
+        db,
+    }
+}
+
+#[test]
+fn two_devices_see_each_other_seem_reachable() {
+    let tmp = std::env::temp_dir().join(format!("jamisim-device-cli-{}", std::process::id()));
+    let Pair {
+        boot,
+        mut a,
+        mut b,
+        a_id,
+        b_id,
+        db: _,
+    } = pair(&tmp);
     assert!(
         b.wait("connected", Duration::from_secs(10)).is_some(),
         "b joins through a"
@@ -111,23 +140,14 @@ fn two_devices_see_each_other_seem_reachable() {
 #[test]
 fn two_devices_become_contacts_connect_and_exchange_texts() {
     let tmp = std::env::temp_dir().join(format!("jamisim-device-conn-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let (da, db) = (tmp.join("a"), tmp.join("b"));
-    create_account(&da);
-    create_account(&db);
-    let boot = CliNode::spawn(&[
-        "node",
-        "dht",
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--json",
-    ]);
-    let mut a = device(&da, &["--bootstrap", &boot.addr]);
-    let mut b = device(&db, &["--bootstrap", &boot.addr]);
-    let started = |n: &CliNode| n.started["account"].as_str().expect("account").to_string();
-    let (a_id, b_id) = (started(&a), started(&b));
+    let Pair {
+        boot,
+        mut a,
+        mut b,
+        a_id,
+        b_id,
+        db,
+    } = pair(&tmp);
     assert_eq!(a.started["ice_ips"][0], "127.0.0.1", "{}", a.started);
     let t = Duration::from_secs(30);
     for n in [&a, &b] {
