@@ -140,7 +140,7 @@ impl Services {
             .min()
     }
 
-    pub fn handle_timeout(&mut self, dht: &mut SecureDht, presence: &PresenceTracker, now: u64) {
+    pub fn handle_timeout(&mut self, dht: &mut SecureDht, now: u64) {
         self.conns.handle_timeout(now);
         if self.fallback.poll_timeout().is_some_and(|t| t <= now) {
             self.fallback.handle_timeout(dht, now);
@@ -150,7 +150,7 @@ impl Services {
                 s.handle_timeout(now);
             }
         }
-        self.drain(dht, presence, now);
+        self.drain(dht, now);
     }
 
     /// Offer a DHT event to each service; true if one took it.
@@ -378,7 +378,7 @@ impl Services {
 
     /// Route what the services produced: contact changes into the trust sets, channel
     /// events into the SIP channels, messages and statuses to the user.
-    pub fn drain(&mut self, dht: &mut SecureDht, presence: &PresenceTracker, now: u64) {
+    pub fn drain(&mut self, dht: &mut SecureDht, now: u64) {
         self.conns.flush_dht(dht, now);
         for _ in 0..8 {
             let mut moved = false;
@@ -408,7 +408,6 @@ impl Services {
                 break;
             }
         }
-        let _ = presence;
     }
 
     fn connection_event(&mut self, now: u64, e: ConnectionEvent) {

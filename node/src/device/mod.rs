@@ -276,7 +276,7 @@ impl Device {
         }
         if let Some(s) = self.services.as_mut() {
             if s.poll_timeout().is_some_and(|t| t <= now) {
-                s.handle_timeout(&mut self.dht, &self.presence, now);
+                s.handle_timeout(&mut self.dht, now);
             }
         }
         if let Some(d) = self.discovery.as_mut() {
@@ -506,7 +506,7 @@ impl Device {
             self.events.push_back(DeviceEvent::Presence(p));
         }
         if let Some(s) = self.services.as_mut() {
-            s.drain(&mut self.dht, &self.presence, now);
+            s.drain(&mut self.dht, now);
             while let Some(e) = s.poll_event() {
                 self.events.push_back(DeviceEvent::Jami(e));
             }
