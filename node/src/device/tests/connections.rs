@@ -352,3 +352,42 @@ fn connect_reaches_devices_found_later() {
     net.run_for(25_000);
     assert!(connected(&net, bob).is_some(), "{:?}", jami(&net, bob));
 }
+
+/// Seventy connect / disconnect rounds between the same two devices: each set-up (to the
+/// `sip` channel open) stays as fast as the first, so nothing in the manager or the DHT
+/// bookkeeping grows with the connections already made. (The connect bench saw set-ups
+/// slow down after ~45 rounds on real sockets; this rules the sans-IO side out.)
+#[test]
+fn repeated_connections_stay_fast() {
+    let f = accounts();
+    let bob = 7;
+    let mut net = with_services(6);
+    let mut times = Vec::new();
+    for _ in 0..70 {
+        let now = net.now;
+        net.devices[bob].connect(now, account_id(&f.alice.0));
+        let (start, before) = (net.now, net.events[bob].len());
+        let mut up = None;
+        for _ in 0..100 {
+            net.run_for(100);
+            let opened = net.events[bob][before..].iter().any(|e| {
+                matches!(
+                    e,
+                    DeviceEvent::Jami(JamiEvent::Connection(ConnectionEvent::ChannelOpened { .. }))
+                )
+            });
+            if opened {
+                up = Some(net.now - start);
+                break;
+            }
+        }
+        times.push(up);
+        let now = net.now;
+        assert_eq!(net.devices[bob].disconnect(now, account_id(&f.alice.0)), 1);
+        net.run_for(2_000);
+    }
+    assert!(
+        times.iter().all(|t| t.is_some_and(|ms| ms <= 1_000)),
+        "{times:?}"
+    );
+}
