@@ -60,6 +60,10 @@ fn jamid_refuses_forged_devices_in_tls() {
     };
     let ids: Vec<(AccountIdentity, DeviceIdentity)> = (0..4).map(|_| pair()).collect();
     let (stranger, _) = pair();
+    let uri: Vec<String> = ids
+        .iter()
+        .map(|(a, _)| InfoHash(a.account_id()).to_string())
+        .collect();
     let mut rng = ChaCha20Rng::seed_from_u64(94);
     // What each device presents in TLS.
     let second = ids[OTHER_DEVICE].0.new_device(BITS, t, &mut rng).unwrap();
@@ -184,6 +188,32 @@ fn jamid_refuses_forged_devices_in_tls() {
         "jamid 13.7 accepted the revoked device when this test was written: {:?}",
         outcome[REVOKED]
     );
+
+    // The other direction: jamid requests (it is the TLS server and expects the chain it
+    // holds for the device), our forgers answer as TLS client with the forged chain.
+    for i in [OTHER_DEVICE, OTHER_ACCOUNT] {
+        let _id: u64 = jamid
+            .call(
+                "ConfigurationManager",
+                "sendTextMessage",
+                &(
+                    &lab.account,
+                    &uri[i],
+                    conformance::jamid::Details::from([(
+                        "text/plain".to_string(),
+                        "hi".to_string(),
+                    )]),
+                ),
+            )
+            .unwrap();
+        let mut up = false;
+        let closed = wait(&rx, STEP, |r| {
+            up |= connected(r, i, &jk).is_some();
+            matches!(r, Report::Jami(j, JamiEvent::Connection(ConnectionEvent::Closed { .. })) if *j == i)
+        });
+        eprintln!("jamid -> {}: closed {closed}, connected {up}", NAMES[i]);
+        assert!(closed && !up, "jamid as TLS server refuses {}", NAMES[i]);
+    }
     cmd.send(Cmd::Stop).unwrap();
     let _ = worker.join();
 }

@@ -22,7 +22,7 @@ pub enum Stage {
     WaitAnswer,
     /// Connectivity checks.
     Ice,
-    /// TLS handshake over the selected pair.
+    /// TLS handshake over the selected pair, until the peer first speaks on the socket.
     Tls,
     /// The multiplexed socket is up.
     Up,
@@ -245,11 +245,10 @@ impl PeerConnection {
                             // A refusal (too many channels) shows as no ChannelOpened.
                             let _ = m.open_channel(&name);
                         }
+                        // Up only once the peer speaks on the socket (its version comes
+                        // first): in TLS 1.3 the client finishes before the server has
+                        // judged the client's certificate, and may still be refused.
                         self.mux = Some(m);
-                        self.stage = Stage::Up;
-                        self.up_at = Some(now);
-                        let (local, remote) = self.selected.expect("selected before TLS");
-                        self.outputs.push_back(PeerOutput::Up { local, remote });
                     }
                     TlsEvent::Data(d) => {
                         if self.held_in.len() + d.len() > MAX_HELD_PLAINTEXT {
@@ -288,7 +287,15 @@ impl PeerConnection {
                         moved = true;
                     }
                 }
-                while let Some(e) = m.poll_event() {
+                let events: Vec<mux::Event> = std::iter::from_fn(|| m.poll_event()).collect();
+                if self.stage == Stage::Tls && (m.peer_version().is_some() || !events.is_empty()) {
+                    self.stage = Stage::Up;
+                    self.up_at = Some(now);
+                    let (local, remote) = self.selected.expect("selected before TLS");
+                    self.outputs.push_back(PeerOutput::Up { local, remote });
+                    moved = true;
+                }
+                for e in events {
                     moved = true;
                     self.outputs.push_back(PeerOutput::Mux(e));
                 }
