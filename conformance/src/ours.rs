@@ -258,3 +258,18 @@ impl JamidOnDht {
         }
     }
 }
+
+/// `n` accounts with one device each (RSA-2048: quick to make; jamid's are 4096-bit),
+/// drawn from `seed`, certificates dated now.
+pub fn identities(n: usize, seed: u64) -> Vec<(AccountIdentity, DeviceIdentity)> {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let now_s = unix_ms() / 1000;
+    (0..n)
+        .map(|_| {
+            let a = AccountIdentity::generate(2048, now_s, &mut rng).expect("account key");
+            let d = a.new_device(2048, now_s, &mut rng).expect("device key");
+            (a, d)
+        })
+        .collect()
+}

@@ -16,10 +16,6 @@ use conformance::ours::{self, connected, jamid_log as tail, wait, Cmd, Report, S
 use node::connect::manager::{ConnectionEvent, ManagerConfig};
 use node::device::jami::{JamiEvent, Via};
 use node::dht::InfoHash;
-use node::driver::unix_ms;
-use node::identity::{AccountIdentity, DeviceIdentity};
-use rand::SeedableRng;
-use rand_chacha::ChaCha20Rng;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
@@ -28,7 +24,6 @@ const DHTNODE_PORT: u16 = 4251;
 /// A first connection to a brand-new jamid account waits for its DH parameters (about
 /// 6 s here, NOTES.md gotcha 4); ICE and TLS add a few seconds.
 const STEP: Duration = Duration::from_secs(60);
-const BITS: usize = 2048;
 /// The namespace's non-loopback address (jamid's ICE ignores loopback): our host
 /// candidates use it too.
 const HOST_IP: [u8; 4] = [198, 51, 100, 1];
@@ -53,15 +48,7 @@ fn connections_and_messages_between_our_device_and_jamid() {
         return;
     }
     let _serial = conformance::jamid::one_at_a_time();
-    let mut rng = ChaCha20Rng::seed_from_u64(91);
-    let now_s = unix_ms() / 1000;
-    let ids: Vec<(AccountIdentity, DeviceIdentity)> = (0..3)
-        .map(|_| {
-            let a = AccountIdentity::generate(BITS, now_s, &mut rng).unwrap();
-            let d = a.new_device(BITS, now_s, &mut rng).unwrap();
-            (a, d)
-        })
-        .collect();
+    let ids = ours::identities(3, 91);
     let uri: Vec<String> = ids
         .iter()
         .map(|(a, _)| InfoHash(a.account_id()).to_string())

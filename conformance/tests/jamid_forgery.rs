@@ -22,7 +22,7 @@ use node::connect::manager::{ConnectionEvent, ManagerConfig};
 use node::device::jami::JamiEvent;
 use node::dht::{InfoHash, Value};
 use node::driver::unix_ms;
-use node::identity::{AccountIdentity, CertSigner, DeviceIdentity, RevocationList};
+use node::identity::{CertSigner, DeviceIdentity, RevocationList};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::net::{IpAddr, SocketAddr};
@@ -51,15 +51,9 @@ fn jamid_refuses_forged_devices_in_tls() {
         return;
     }
     let _serial = conformance::jamid::one_at_a_time();
-    let mut rng = ChaCha20Rng::seed_from_u64(93);
     let t = unix_ms() / 1000;
-    let mut pair = || {
-        let a = AccountIdentity::generate(BITS, t, &mut rng).unwrap();
-        let d = a.new_device(BITS, t, &mut rng).unwrap();
-        (a, d)
-    };
-    let ids: Vec<(AccountIdentity, DeviceIdentity)> = (0..4).map(|_| pair()).collect();
-    let (stranger, _) = pair();
+    let mut ids = ours::identities(5, 93);
+    let (stranger, _) = ids.pop().expect("five");
     let uri: Vec<String> = ids
         .iter()
         .map(|(a, _)| InfoHash(a.account_id()).to_string())

@@ -27,8 +27,6 @@ const STEP: Duration = Duration::from_secs(30);
 /// How long "nothing happens" is watched for.
 const QUIET: Duration = Duration::from_secs(8);
 const GRACE: Duration = Duration::from_secs(3);
-/// RSA-2048 keeps our key generation quick; jamid's are 4096-bit.
-const BITS: usize = 2048;
 
 /// Our three devices: A and B (each its own account), C (for decline and ban).
 const A: usize = 0;
@@ -210,16 +208,8 @@ fn trust_requests_between_our_node_and_jamid() {
         return;
     }
     let _serial = conformance::jamid::one_at_a_time();
-    let mut rng = ChaCha20Rng::seed_from_u64(62);
-    let now_s = unix_ms() / 1000;
     let t_keys = Instant::now();
-    let ids: Vec<(AccountIdentity, DeviceIdentity)> = (0..3)
-        .map(|_| {
-            let a = AccountIdentity::generate(BITS, now_s, &mut rng).unwrap();
-            let d = a.new_device(BITS, now_s, &mut rng).unwrap();
-            (a, d)
-        })
-        .collect();
+    let ids = conformance::ours::identities(3, 62);
     eprintln!("our keys generated in {:?}", t_keys.elapsed());
     let key: Vec<InfoHash> = ids.iter().map(|(a, _)| InfoHash(a.account_id())).collect();
     let c_spki = ids[C].1.certificate().spki_der().to_vec();

@@ -26,8 +26,6 @@ use node::device::jami::{JamiEvent, Via};
 use node::dht::InfoHash;
 use node::driver::unix_ms;
 use node::identity::{AccountIdentity, DeviceIdentity};
-use rand::SeedableRng;
-use rand_chacha::ChaCha20Rng;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
@@ -569,18 +567,6 @@ fn mark(o: &Outcome, expected: bool) -> String {
     )
 }
 
-fn ids(n: usize, seed: u64) -> Vec<(AccountIdentity, DeviceIdentity)> {
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let now_s = unix_ms() / 1000;
-    (0..n)
-        .map(|_| {
-            let a = AccountIdentity::generate(2048, now_s, &mut rng).unwrap();
-            let d = a.new_device(2048, now_s, &mut rng).unwrap();
-            (a, d)
-        })
-        .collect()
-}
-
 /// Cells to run: all, or the comma-separated names in `NATLAB_CELLS` (e.g. `prc×prc,lan`).
 fn cells(filter: Option<&str>) -> Vec<Cell> {
     Cell::all()
@@ -604,7 +590,7 @@ fn real_nat_lab_matrices() {
     let t_all = Instant::now();
     let filter = std::env::var("NATLAB_CELLS").ok();
     let run = cells(filter.as_deref());
-    let ours_ids = ids(2, 4787);
+    let ours_ids = ours::identities(2, 4787);
     let mut report = String::from(
         "## Real-NAT lab (conformance/tests/natlab.rs)\n\nLinux nftables NATs in network namespaces; \
          official dhtnode 203.0.113.1, coturn 203.0.113.2 as STUN only. **TURN is off in every matrix.** \
@@ -637,7 +623,7 @@ fn real_nat_lab_matrices() {
 
     // 2. ours -> jamid
     let mut home = JamiHome::new("natlab-jamid-b");
-    let me = ids(1, 5382).pop().unwrap();
+    let me = ours::identities(1, 5382).pop().unwrap();
     let mut m2 = Vec::new();
     for &c in &run {
         let lab = Lab::build(c).expect("lab");
