@@ -102,6 +102,9 @@ struct Net {
     /// failed (a real kernel refuses it in `connect`, EADDRNOTAVAIL; a driver reports it
     /// with some delay).
     refuse_delay: u64,
+    /// A relayed address refuses dials before this time (its TURN client has no
+    /// permission for the dialler yet).
+    relay_refuses_until: u64,
 }
 
 struct Spec {
@@ -209,6 +212,7 @@ impl Net {
             transcript: vec![],
             late_remote: None,
             refuse_delay: 0,
+            relay_refuses_until: 0,
         }
     }
 
@@ -416,7 +420,7 @@ impl Net {
                     self.at(0, Ev::Connected(j, jc));
                     self.at(LAT, Ev::Connected(from, conn));
                 } else if self.sides[j].listeners.contains(&private)
-                    || self.sides[j].relay == Some(private)
+                    || (self.sides[j].relay == Some(private) && now >= self.relay_refuses_until)
                 {
                     self.sides[from].pending.remove(&conn);
                     self.sides[j].accepted.insert((private, src));
@@ -743,6 +747,35 @@ fn relay_tcp_passive_when_direct_is_blocked() {
         (T::Host, Tr::TcpActive, T::Relay, Tr::TcpPassive)
     );
     net.exchange_data();
+}
+
+#[test]
+fn a_relay_that_refuses_at_first_is_dialled_again() {
+    // The requester's TURN server admits the answerer only once the requester has the
+    // answer and installed a permission: until then the relayed address refuses.
+    let relayed = |until: u64| {
+        let mut a = Spec::new(1, false, "192.168.1.10").tcp_only();
+        a.relay = Some("198.51.100.9:49152");
+        let mut net = Net::new([a, Spec::new(2, true, "10.0.0.2").tcp_only()]);
+        net.block_direct = true;
+        net.relay_refuses_until = until;
+        net.run(90_000);
+        net
+    };
+    let mut net = relayed(3_000);
+    assert_eq!(
+        pair(1, &net),
+        (T::Host, Tr::TcpActive, T::Relay, Tr::TcpPassive)
+    );
+    assert!(net.sides[1].agent.stats().relay_redials >= 1);
+    net.exchange_data();
+    // Refused past the redials' window (about 20 s): no path.
+    let net = relayed(40_000);
+    assert!(net.failed_at(1).is_some(), "{:?}", net.sides[1].events);
+    assert_eq!(
+        net.sides[1].agent.stats().relay_redials,
+        u64::from(node::connect::ice::RELAY_REDIALS)
+    );
 }
 
 #[test]

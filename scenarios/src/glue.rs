@@ -408,6 +408,7 @@ impl App for DhtApp {
             let cfg = node::connect::manager::ManagerConfig {
                 host_ips: cx.addrs(),
                 stun_server: work.stun,
+                turn: work.turn.clone(),
                 tcp_so: work.tcp_so,
                 allow_public: !work.contacts_only,
                 seed: rand_seed(cx),

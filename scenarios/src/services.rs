@@ -38,6 +38,8 @@ pub struct JamiWork {
     /// Offer simultaneous-open candidates (the manager's default; off models an agent
     /// without them, as jamid is).
     pub tcp_so: bool,
+    /// TURN server and credentials for relay candidates.
+    pub turn: Option<node::connect::turn::ClientConfig>,
 }
 
 /// A connection the device reported up.

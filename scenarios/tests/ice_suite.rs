@@ -2,8 +2,8 @@
 //! socket, the `sip` channel, the DHT `ImMessage` fallback) end to end on netsim. Each
 //! suite file runs with every check passing; then each check is shown to fail when its
 //! model is broken (an agent without simultaneous-open candidates, one whose STUN server
-//! does not answer (no server-reflexive candidates), a device that refuses non-contacts, an
-//! expectation forced wrong).
+//! does not answer (no server-reflexive candidates), a device that refuses non-contacts, a
+//! TURN server that is not there, an expectation forced wrong).
 
 mod common;
 
@@ -92,6 +92,44 @@ fn nat_matrix_passes_and_plots_set_up_times() {
         100 - kinds["ice none"],
         "a set-up time for every connection"
     );
+}
+
+#[test]
+fn with_turn_every_cell_connects_through_the_relay_only_where_no_direct_path_exists() {
+    let report = common::run_suite_all_passing("ice/nat-matrix-turn");
+    assert_eq!(report.scenarios.len(), 100);
+    let kinds: Vec<&str> = report
+        .scenarios
+        .iter()
+        .flat_map(|s| s.summary.split(", "))
+        .filter(|w| w.starts_with("ice "))
+        .collect();
+    assert_eq!(kinds.len(), 100, "every cell connects: {kinds:?}");
+    let relayed = kinds.iter().filter(|k| **k == "ice relay").count();
+    // The check holds each cell to the oracle; here: both kinds happen.
+    assert!(relayed > 0 && relayed < 100, "{relayed} relayed");
+}
+
+#[test]
+fn a_turn_server_that_is_not_there_leaves_the_no_path_cells_unconnected() {
+    // Model break: the devices' `turn` host runs no TURN server, so the allocation fails
+    // and the cell the relay should save has no path; a direct cell is unaffected.
+    let relay_cell = "ice/nat-matrix-turn[a=apdm-apdf,b=apdm-apdf]";
+    let ok = run_edited(relay_cell, |_| {});
+    assert!(passes(&ok, "ice_connect"), "{:?}", ok.checks);
+    assert!(check(&ok, "ice_connect").detail.contains("achieved relay"));
+    let broken = run_edited(relay_cell, |c| on_devices(c, "turn", Some("boot".into())));
+    let ch = check(&broken, "ice_connect");
+    assert!(
+        !ch.passed && ch.detail.contains("achieved none"),
+        "{}",
+        ch.detail
+    );
+    assert!(!passes(&broken, "message_delivered"));
+    let direct = run_edited("ice/nat-matrix-turn[a=eim-eif,b=eim-eif]", |c| {
+        on_devices(c, "turn", Some("boot".into()))
+    });
+    assert!(passes(&direct, "ice_connect"), "{:?}", direct.checks);
 }
 
 #[test]

@@ -6,7 +6,9 @@
 //! server-reflexive candidates from the `stun` host's STUN server, and simultaneous-open
 //! ones unless `tcp_so = false`), connecting at `connect_at` to the accounts of the
 //! `connect` hosts and sending them the text `message` once connected (or at
-//! `message_at`); `contacts_only` refuses requests from non-contacts.
+//! `message_at`); `contacts_only` refuses requests from non-contacts. With `turn` (the
+//! host of a `turn-server`; `turn_user`, `turn_password`, `turn_realm` default to jamid's
+//! `ring`) each connection also offers a TCP relay candidate, as jamid's TURN keys do.
 
 use super::ActorKind;
 use crate::expand::instantiate;
@@ -38,14 +40,22 @@ inventory::submit! {
             "message_at",
             "contacts_only",
             "tcp_so",
+            "turn",
+            "turn_user",
+            "turn_password",
+            "turn_realm",
         ],
         build,
     }
 }
 
 /// The keys of the Jami services.
-const SERVICE_KEYS: [&str; 7] = [
+const SERVICE_KEYS: [&str; 11] = [
     "stun",
+    "turn",
+    "turn_user",
+    "turn_password",
+    "turn_realm",
     "connect",
     "connect_at",
     "message",
@@ -98,6 +108,25 @@ fn build(w: &mut World, host: &str, node: NodeId, p: &Params<'_>) -> Result<AppI
         Some(h) => Some(w.sock(h, 3478)?),
         None => None,
     };
+    let turn = match p.opt_str("turn")? {
+        Some(h) => {
+            let account = node::connect::turn::TurnAccountConfig {
+                enable: true,
+                server: h.to_string(),
+                username: p.opt_str("turn_user")?.unwrap_or("ring").to_string(),
+                password: p.opt_str("turn_password")?.unwrap_or("ring").to_string(),
+                realm: p.opt_str("turn_realm")?.unwrap_or("ring").to_string(),
+            };
+            Some(node::connect::turn::ClientConfig::from_account(
+                &account,
+                w.sock(h, node::connect::turn::config::DEFAULT_PORT)?,
+                node::connect::turn::Transport::Tcp,
+                node::connect::turn::Transport::Tcp,
+                0,
+            ))
+        }
+        None => None,
+    };
     // The services run on a Jami device given any of their keys (the presence-only
     // devices of the other suites stay as they were).
     let wants = SERVICE_KEYS.iter().any(|k| p.t.contains_key(*k));
@@ -113,6 +142,7 @@ fn build(w: &mut World, host: &str, node: NodeId, p: &Params<'_>) -> Result<AppI
             message_at: p.opt_duration("message_at")?,
             contacts_only: p.bool("contacts_only", false)?,
             tcp_so: p.bool("tcp_so", true)?,
+            turn,
         })
     });
     let services = services.transpose()?;

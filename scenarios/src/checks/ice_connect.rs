@@ -1,7 +1,8 @@
 //! `ice_connect`: the Jami devices (`dht-node` with `jami` and `connect`) of `between =
 //! [requester, answerer]` connect exactly where the direct TCP path oracle says one
 //! exists, and over the kind of path it names (or `expect`: host, srflx, so, none), with
-//! no request refused on either side. No TURN: the device has no relay candidates yet.
+//! no request refused on either side. With `turn = true` (the devices have a TURN server)
+//! every pair connects: directly where the oracle says so, through the relay elsewhere.
 //!
 //! The kind is judged from the connection, not from the devices' labels (as
 //! `tests/ice_agent_sim.rs` judges the bare agent): the side whose selected local
@@ -23,7 +24,7 @@ use node::connect::ice::{CandidateType, Transport};
 use reports::{Series, SeriesKind};
 use std::net::IpAddr;
 
-inventory::submit! { CheckKind { name: "ice_connect", params: &["between", "expect"], eval } }
+inventory::submit! { CheckKind { name: "ice_connect", params: &["between", "expect", "turn"], eval } }
 
 /// The Jami record of the `dht-node` on `host`.
 pub(super) fn record<'w>(w: &'w World, host: &str) -> Result<&'w JamiRecord> {
@@ -101,6 +102,27 @@ pub fn judge(
     }
 }
 
+/// What a connection went over: a direct TCP path, or a TURN relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Direct(TcpPath),
+    Relay,
+}
+
+impl std::fmt::Display for Path {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Direct(k) => k.fmt(f),
+            Path::Relay => f.write_str("relay"),
+        }
+    }
+}
+
+/// Either end of the selected pair is a relayed candidate.
+fn relayed(c: &ConnRecord) -> bool {
+    c.local.typ == CandidateType::Relay || c.remote.typ == CandidateType::Relay
+}
+
 fn eval(w: &World, _what: &str, p: &Params<'_>, out: &mut Outcome) -> Result<()> {
     let between = p.strs("between")?;
     let [a, b] = between[..] else {
@@ -115,11 +137,21 @@ fn eval(w: &World, _what: &str, p: &Params<'_>, out: &mut Outcome) -> Result<()>
         "oracle" => vec![predicted, own_port],
         x => vec![x.parse::<TcpPath>().map_err(|e| anyhow!("`expect`: {e}"))?],
     };
+    let turn = p.bool("turn", false)?;
+    // With a relay, which direct pair wins depends on when each check succeeds; any
+    // direct kind is right where the oracle says a direct path exists.
+    let direct = [TcpPath::Host, TcpPath::Srflx, TcpPath::SimultaneousOpen].map(Path::Direct);
+    let accepted: Vec<Path> = match (turn, accepted.as_slice()) {
+        (true, [TcpPath::None, ..]) => vec![Path::Relay],
+        (true, _) => direct.to_vec(),
+        _ => accepted.into_iter().map(Path::Direct).collect(),
+    };
     let ca = ra.connected.iter().find(|c| c.account == acc_b);
     let cb = rb.connected.iter().find(|c| c.account == acc_a);
     let achieved = match ca {
-        None => Ok(TcpPath::None),
-        Some(c) => judge(c, cb, &w.addrs_of(a)?, &w.addrs_of(b)?),
+        None => Ok(Path::Direct(TcpPath::None)),
+        Some(c) if relayed(c) || cb.is_some_and(relayed) => Ok(Path::Relay),
+        Some(c) => judge(c, cb, &w.addrs_of(a)?, &w.addrs_of(b)?).map(Path::Direct),
     };
     let show = |c: Option<&ConnRecord>| match c {
         None => "-".to_string(),

@@ -38,6 +38,11 @@
 //!   address-dependent filter opens to the peer, so the peer's active check reaches the
 //!   passive srflx candidate too (`netsim::oracle::tcp_path_so_on_listen_port`).
 //! - A triggered check is not sent for a pair whose own check is already in progress.
+//! - The controlling side waits [`Timing::relay_nomination_delay`] rather than
+//!   `nominated_check_delay` before nominating a relayed pair while direct ones are still
+//!   being checked; a peer's relayed candidate that refuses our dial is dialled again
+//!   later ([`RELAY_REDIALS`]), since the relay admits us only once the peer has
+//!   our answer and installed a permission.
 //! - No RFC 7675 consent freshness (pjnath has none either): keepalives only, and checks
 //!   keep being answered after selection.
 
@@ -48,6 +53,7 @@ pub mod check;
 pub use crate::connect::ice_msg::{Candidate, CandidateType, IceMsg, Transport};
 pub use agent::{
     Agent, MAX_CONNS, MAX_LOCAL_CANDIDATES, MAX_PAIRS, MAX_RECV_QUEUE, MAX_REMOTE_CANDIDATES,
+    RELAY_REDIALS, RELAY_REDIAL_MAX_MS, RELAY_REDIAL_MS,
 };
 
 use std::net::SocketAddr;
@@ -69,6 +75,12 @@ pub struct Timing {
     /// How long the controlling side lets checks run once a pair is valid before it
     /// nominates (pjnath `PJ_ICE_NOMINATED_CHECK_DELAY` = 4 × 100 ms).
     pub nominated_check_delay: u64,
+    /// How long the controlling side waits instead when the best valid pair is relayed
+    /// and direct pairs are still being checked: a relay costs the TURN server's
+    /// bandwidth and a detour, and a direct pair whose NAT filter opens only after our
+    /// own check (S-O, address-dependent filtering) is often valid a second later.
+    /// pjnath has no such wait.
+    pub relay_nomination_delay: u64,
     /// A TCP connection for a check that is not open by then fails the check (pjnath
     /// `PJ_ICE_TCP_CONNECTION_TIMEOUT`).
     pub tcp_connect_timeout: u64,
@@ -87,6 +99,7 @@ impl Default for Timing {
             rto: 500,
             max_transmits: 7,
             nominated_check_delay: 400,
+            relay_nomination_delay: 3_000,
             tcp_connect_timeout: 15_000,
             fail_timeout: 60_000,
             keepalive_min: 20_000,
@@ -203,6 +216,8 @@ pub struct Stats {
     pub data_dropped: u64,
     /// Checks answered with success.
     pub checks_answered: u64,
+    /// Refused dials to a peer's relayed candidate tried again.
+    pub relay_redials: u64,
 }
 
 /// Why [`Agent::send`] refused.

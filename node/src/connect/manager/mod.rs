@@ -15,14 +15,19 @@
 //! - Bounded: at most [`MAX_CONNECTIONS`] connections and [`MAX_CACHED_CHAINS`] peer chains;
 //!   a request beyond the cap is refused and counted.
 
+mod io;
 mod peer;
+mod relay;
 
 pub use peer::{PeerConnection, Stage};
+pub use relay::{RelayState, RELAY_WAIT_MS};
 
+use self::io::{Io, Sock};
 use self::peer::PeerOutput;
-use crate::connect::ice::{self, ConnId, Endpoint, IceMsg};
+use crate::connect::ice::{self, Endpoint, IceMsg};
 use crate::connect::request::{self, Incoming, PeerRequests, RequestEvent, RequestStats};
 use crate::connect::tls::ExpectedPeer;
+use crate::connect::turn;
 use crate::device::streams::{StreamCommand, StreamId};
 use crate::dht::engine::{Event, OpId};
 use crate::dht::infohash::InfoHash;
@@ -55,6 +60,10 @@ pub struct ManagerConfig {
     pub stun_server: Option<SocketAddr>,
     /// Public address learnt elsewhere (jamid's generic srflx candidate).
     pub public_ip: Option<IpAddr>,
+    /// TURN server for a relay candidate on each connection (jamid's `TURN.*` keys, with
+    /// the server resolved: [`turn::ClientConfig::from_account`]). Control and relay are
+    /// TCP whatever is set, as jamid's ICE-TCP uses them; the seed is drawn per connection.
+    pub turn: Option<turn::ClientConfig>,
     /// Offer simultaneous-open candidates (RFC 6544 `so`) on the listening port, so two
     /// NATed devices can meet where both NATs map endpoint-independently. jamid offers
     /// none; with ours in the message it still connects (conformance/tests/jamid_connect.rs).
@@ -77,6 +86,7 @@ impl Default for ManagerConfig {
             tcp_ports: (32_768, 60_999),
             stun_server: None,
             public_ip: None,
+            turn: None,
             tcp_so: true,
             allow_public: true,
             timing: ice::Timing::default(),
@@ -187,13 +197,9 @@ pub struct ConnectionManager {
     crls: BTreeMap<InfoHash, Vec<RevocationList>>,
     /// Addresses each peer device revealed in its candidates (decrypted ice_msgs).
     learned: BTreeMap<InfoHash, BTreeSet<SocketAddr>>,
-    listeners: BTreeMap<SocketAddr, u64>,
     /// Gathered candidates waiting for the DHT (requests, answers).
     unsent: VecDeque<(u64, IceMsg)>,
-    streams: BTreeMap<StreamId, (u64, ConnId)>,
-    by_ice: BTreeMap<(u64, ConnId), StreamId>,
-    next_stream: u64,
-    commands: VecDeque<StreamCommand>,
+    io: Io,
     events: VecDeque<ConnectionEvent>,
     pub stats: ManagerStats,
 }
@@ -218,12 +224,8 @@ impl ConnectionManager {
             contacts: BTreeSet::new(),
             crls: BTreeMap::new(),
             learned: BTreeMap::new(),
-            listeners: BTreeMap::new(),
             unsent: VecDeque::new(),
-            streams: BTreeMap::new(),
-            by_ice: BTreeMap::new(),
-            next_stream: 0,
-            commands: VecDeque::new(),
+            io: Io::default(),
             events: VecDeque::new(),
             stats: ManagerStats::default(),
         }
@@ -459,46 +461,54 @@ impl ConnectionManager {
         local: SocketAddr,
         remote: SocketAddr,
     ) -> StreamId {
-        let id = self.stream_id();
-        let Some(&key) = self.listeners.get(&local) else {
-            self.commands.push_back(StreamCommand::Close { id });
-            return id;
+        let Some(&key) = self.io.listeners.get(&local) else {
+            return self.io.refuse();
         };
-        match self.conns.get_mut(&key).and_then(|c| c.agent.as_mut()) {
+        let id = match self.conns.get_mut(&key).and_then(|c| c.agent.as_mut()) {
             Some(a) => {
                 let conn = a.handle_tcp_accepted(now, local, remote);
-                self.streams.insert(id, (key, conn));
-                self.by_ice.insert((key, conn), id);
+                self.io.new_stream(key, Sock::Ice(conn))
             }
-            None => self.commands.push_back(StreamCommand::Close { id }),
-        }
+            None => self.io.refuse(),
+        };
         self.pump(now);
         id
     }
 
     pub fn handle_stream_connected(&mut self, now: u64, id: StreamId) {
-        if let Some(&(key, conn)) = self.streams.get(&id) {
-            if let Some(a) = self.conns.get_mut(&key).and_then(|c| c.agent.as_mut()) {
-                a.handle_tcp_connected(now, conn);
+        if let Some(&(key, sock)) = self.io.streams.get(&id) {
+            if let Some(c) = self.conns.get_mut(&key) {
+                match (sock, c.agent.as_mut(), c.relay.as_mut()) {
+                    (Sock::Ice(conn), Some(a), _) => a.handle_tcp_connected(now, conn),
+                    (Sock::Turn(conn), _, Some(r)) => r.client.handle_connected(now, conn),
+                    _ => {}
+                }
             }
         }
         self.pump(now);
     }
 
     pub fn handle_stream_data(&mut self, now: u64, id: StreamId, bytes: &[u8]) {
-        if let Some(&(key, conn)) = self.streams.get(&id) {
-            if let Some(a) = self.conns.get_mut(&key).and_then(|c| c.agent.as_mut()) {
-                a.handle_tcp_data(now, conn, bytes);
+        if let Some(&(key, sock)) = self.io.streams.get(&id) {
+            if let Some(c) = self.conns.get_mut(&key) {
+                match (sock, c.agent.as_mut(), c.relay.as_mut()) {
+                    (Sock::Ice(conn), Some(a), _) => a.handle_tcp_data(now, conn, bytes),
+                    (Sock::Turn(conn), _, Some(r)) => r.client.handle_data(now, conn, bytes),
+                    _ => {}
+                }
             }
         }
         self.pump(now);
     }
 
     pub fn handle_stream_closed(&mut self, now: u64, id: StreamId) {
-        if let Some((key, conn)) = self.streams.remove(&id) {
-            self.by_ice.remove(&(key, conn));
-            if let Some(a) = self.conns.get_mut(&key).and_then(|c| c.agent.as_mut()) {
-                a.handle_tcp_closed(now, conn);
+        if let Some((key, sock)) = self.io.remove(id) {
+            if let Some(c) = self.conns.get_mut(&key) {
+                match (sock, c.agent.as_mut(), c.relay.as_mut()) {
+                    (Sock::Ice(conn), Some(a), _) => a.handle_tcp_closed(now, conn),
+                    (Sock::Turn(conn), _, Some(r)) => r.client.handle_closed(now, conn),
+                    _ => {}
+                }
             }
         }
         self.pump(now);
@@ -507,7 +517,7 @@ impl ConnectionManager {
     pub fn handle_listen_failed(&mut self, now: u64, local: SocketAddr) {
         // Its candidates name this port: the peer's checks to it fail, but ours may
         // still succeed, so the connection goes on.
-        self.listeners.remove(&local);
+        self.io.listeners.remove(&local);
         self.pump(now);
     }
 
@@ -535,7 +545,7 @@ impl ConnectionManager {
     // ---- outputs -----------------------------------------------------------------------
 
     pub fn poll_stream_command(&mut self) -> Option<StreamCommand> {
-        self.commands.pop_front()
+        self.io.commands.pop_front()
     }
 
     pub fn poll_event(&mut self) -> Option<ConnectionEvent> {
@@ -559,12 +569,6 @@ impl ConnectionManager {
     }
 
     // ---- internals ---------------------------------------------------------------------
-
-    fn stream_id(&mut self) -> StreamId {
-        let id = StreamId(self.next_stream);
-        self.next_stream += 1;
-        id
-    }
 
     fn new_conn(&mut self, device: InfoHash, initiator: bool, request_id: u64, now: u64) -> u64 {
         let key = self.next_key;
@@ -642,7 +646,8 @@ impl ConnectionManager {
                     let c = self.conns.get_mut(&key).expect("listed");
                     c.expected = Some(p);
                     c.account = Some(account);
-                    c.start_ice(now, cfg);
+                    let turn = self.cfg.turn.clone();
+                    c.start_ice(now, cfg, turn);
                 }
                 Err(reason) => {
                     let c = self.conns.get_mut(&key).expect("listed");
@@ -688,7 +693,7 @@ impl ConnectionManager {
         for ip in self.cfg.host_ips.clone() {
             let port = loop {
                 let p = self.rng.random_range(lo..=hi.max(lo));
-                if !self.listeners.keys().any(|a| a.port() == p) || hi <= lo {
+                if !self.io.listeners.keys().any(|a| a.port() == p) || hi <= lo {
                     break p;
                 }
             };
@@ -773,17 +778,7 @@ impl ConnectionManager {
         for key in keys {
             while let Some(c) = self.conns.get_mut(&key) {
                 c.pump(now, &self.me);
-                if let Some(a) = c.agent.as_mut() {
-                    agent_io(
-                        a,
-                        key,
-                        &mut self.listeners,
-                        &mut self.streams,
-                        &mut self.by_ice,
-                        &mut self.next_stream,
-                        &mut self.commands,
-                    );
-                }
+                self.io.agent_io(key, c);
                 let mut again = false;
                 while let Some(out) = c.poll_output() {
                     match out {
@@ -893,17 +888,7 @@ impl ConnectionManager {
         for k in losers {
             if let Some(c) = self.conns.get_mut(&k) {
                 c.close(now, &self.me);
-                if let Some(a) = c.agent.as_mut() {
-                    agent_io(
-                        a,
-                        k,
-                        &mut self.listeners,
-                        &mut self.streams,
-                        &mut self.by_ice,
-                        &mut self.next_stream,
-                        &mut self.commands,
-                    );
-                }
+                self.io.agent_io(k, c);
                 while let Some(out) = c.poll_output() {
                     if let PeerOutput::Dead(_) = out {
                         // The duplicate goes quietly: the device stays connected.
@@ -923,73 +908,7 @@ impl ConnectionManager {
             .collect();
         for key in dead {
             self.conns.remove(&key);
-            let listens: Vec<SocketAddr> = self
-                .listeners
-                .iter()
-                .filter(|(_, k)| **k == key)
-                .map(|(a, _)| *a)
-                .collect();
-            for local in listens {
-                self.listeners.remove(&local);
-                self.commands.push_back(StreamCommand::Unlisten { local });
-            }
-            let ids: Vec<StreamId> = self
-                .streams
-                .iter()
-                .filter(|(_, (k, _))| *k == key)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in ids {
-                if let Some((_, conn)) = self.streams.remove(&id) {
-                    self.by_ice.remove(&(key, conn));
-                }
-                self.commands.push_back(StreamCommand::Close { id });
-            }
-        }
-    }
-}
-
-/// The agent's socket commands and TCP transmits, as the driver's stream commands.
-fn agent_io(
-    a: &mut ice::Agent,
-    key: u64,
-    listeners: &mut BTreeMap<SocketAddr, u64>,
-    streams: &mut BTreeMap<StreamId, (u64, ConnId)>,
-    by_ice: &mut BTreeMap<(u64, ConnId), StreamId>,
-    next_stream: &mut u64,
-    commands: &mut VecDeque<StreamCommand>,
-) {
-    while let Some(cmd) = a.poll_command() {
-        match cmd {
-            ice::Command::Listen { local } => {
-                listeners.insert(local, key);
-                commands.push_back(StreamCommand::Listen { local });
-            }
-            ice::Command::Connect {
-                conn,
-                local,
-                remote,
-            } => {
-                let id = StreamId(*next_stream);
-                *next_stream += 1;
-                streams.insert(id, (key, conn));
-                by_ice.insert((key, conn), id);
-                commands.push_back(StreamCommand::Connect { id, local, remote });
-            }
-            ice::Command::Close { conn } => {
-                if let Some(id) = by_ice.remove(&(key, conn)) {
-                    streams.remove(&id);
-                    commands.push_back(StreamCommand::Close { id });
-                }
-            }
-        }
-    }
-    while let Some(t) = a.poll_transmit() {
-        // Connections use no UDP sockets (jamid's are TCP only), so only TCP comes out.
-        if let ice::Transmit::Tcp { conn, payload } = t {
-            if let Some(&id) = by_ice.get(&(key, conn)) {
-                commands.push_back(StreamCommand::Write { id, bytes: payload });
-            }
+            self.io.drop_connection(key);
         }
     }
 }

@@ -2,9 +2,11 @@
 //! then the multiplexed socket over TLS. Each stage feeds the next; the manager moves
 //! the agent's TCP commands to the driver and the DHT messages (request, answer).
 
+use super::relay::Relay;
 use crate::connect::ice::{self, Agent, Endpoint, IceMsg};
 use crate::connect::mux::{self, Mux};
 use crate::connect::tls::{ExpectedPeer, Role, TlsEvent, TlsSession};
+use crate::connect::turn::ClientConfig;
 use crate::dht::infohash::InfoHash;
 use crate::identity::DeviceIdentity;
 use rand::SeedableRng;
@@ -78,6 +80,8 @@ pub struct PeerConnection {
     /// When the connection came up.
     pub up_at: Option<u64>,
     pub agent: Option<Agent>,
+    /// Our TURN relay candidate's client, when TURN is configured.
+    pub relay: Option<Relay>,
     /// The peer's candidates, when they arrived before ours were gathered.
     pub remote_msg: Option<IceMsg>,
     pub expected: Option<ExpectedPeer>,
@@ -90,6 +94,9 @@ pub struct PeerConnection {
     /// Channels asked for before the socket was up.
     pub queued_channels: Vec<String>,
     pub selected: Option<(Endpoint, Endpoint)>,
+    /// The agent finished gathering (the relay may still be allocating).
+    agent_gathered: bool,
+    /// Our candidates went to the peer.
     gathered: bool,
     outputs: VecDeque<PeerOutput>,
     seed: u64,
@@ -106,6 +113,7 @@ impl PeerConnection {
             started_at: now,
             up_at: None,
             agent: None,
+            relay: None,
             remote_msg: None,
             expected: None,
             tls: None,
@@ -114,17 +122,28 @@ impl PeerConnection {
             held_out: Vec::new(),
             queued_channels: Vec::new(),
             selected: None,
+            agent_gathered: false,
             gathered: false,
             outputs: VecDeque::new(),
             seed,
         }
     }
 
-    /// Start gathering with `cfg` (roles per Jami: the receiver of the request controls).
-    pub fn start_ice(&mut self, now: u64, mut cfg: ice::Config) {
+    /// Start gathering with `cfg` (roles per Jami: the receiver of the request controls),
+    /// and allocating a relay when `turn` is set.
+    pub fn start_ice(&mut self, now: u64, mut cfg: ice::Config, turn: Option<ClientConfig>) {
         cfg.seed = self.seed;
         cfg.controlling = !self.initiator;
         self.agent = Some(Agent::new(cfg, now));
+        self.relay = turn.map(|t| {
+            Relay::new(
+                now,
+                ClientConfig {
+                    seed: self.seed ^ 0x7e1a,
+                    ..t
+                },
+            )
+        });
         self.stage = Stage::Gathering;
     }
 
@@ -132,10 +151,32 @@ impl PeerConnection {
     pub fn set_remote(&mut self, now: u64, msg: IceMsg) {
         match self.agent.as_mut() {
             Some(a) if self.gathered => {
+                if let Some(r) = self.relay.as_mut() {
+                    r.permit(now, &msg.candidates);
+                }
                 a.set_remote(now, &msg);
                 self.stage = Stage::Ice;
             }
             _ => self.remote_msg = Some(msg),
+        }
+    }
+
+    /// Candidates are complete (the agent's, and the relay's or its failure): they go to
+    /// the peer, and the peer's, if here already, go to the agent.
+    fn finish_gathering(&mut self, now: u64) {
+        let Some(agent) = self.agent.as_mut() else {
+            return;
+        };
+        self.outputs
+            .push_back(PeerOutput::Gathered(agent.local_ice_msg()));
+        self.gathered = true;
+        self.stage = if self.initiator {
+            Stage::WaitAnswer
+        } else {
+            Stage::Ice
+        };
+        if let Some(m) = self.remote_msg.take() {
+            self.set_remote(now, m);
         }
     }
 
@@ -146,6 +187,7 @@ impl PeerConnection {
     pub fn poll_timeout(&self) -> Option<u64> {
         [
             self.agent.as_ref().and_then(|a| a.poll_timeout()),
+            self.relay.as_ref().and_then(|r| r.poll_timeout()),
             self.tls.as_ref().and_then(|t| t.poll_timeout()),
             self.mux.as_ref().and_then(|m| m.poll_timeout()),
         ]
@@ -155,6 +197,11 @@ impl PeerConnection {
     }
 
     pub fn handle_timeout(&mut self, now: u64, me: &DeviceIdentity) {
+        if let Some(r) = self.relay.as_mut() {
+            if r.poll_timeout().is_some_and(|t| t <= now) {
+                r.handle_timeout(now);
+            }
+        }
         if let Some(a) = self.agent.as_mut() {
             if a.poll_timeout().is_some_and(|t| t <= now) {
                 a.handle_timeout(now);
@@ -173,32 +220,36 @@ impl PeerConnection {
         self.pump(now, me);
     }
 
-    /// Move bytes and events between the stages until nothing moves.
-    pub fn pump(&mut self, now: u64, me: &DeviceIdentity) {
-        let Some(agent) = self.agent.as_mut() else {
-            return;
-        };
-        while let Some(e) = agent.poll_event() {
+    /// The relay's and the agent's events: candidates out once complete, TLS started on
+    /// the selected pair. False when the connection died.
+    fn ice_events(&mut self, now: u64, me: &DeviceIdentity) -> bool {
+        loop {
+            let Some(agent) = self.agent.as_mut() else {
+                return false;
+            };
+            if let Some(r) = self.relay.as_mut() {
+                r.drive(now, agent);
+            }
+            if self.agent_gathered
+                && !self.gathered
+                && self.relay.as_ref().is_none_or(|r| !r.pending())
+            {
+                self.finish_gathering(now);
+                continue;
+            }
+            let Some(agent) = self.agent.as_mut() else {
+                return false;
+            };
+            let Some(e) = agent.poll_event() else {
+                return true;
+            };
             match e {
-                ice::Event::GatheringDone => {
-                    let msg = agent.local_ice_msg();
-                    self.outputs.push_back(PeerOutput::Gathered(msg));
-                    self.gathered = true;
-                    if self.initiator {
-                        self.stage = Stage::WaitAnswer;
-                    } else {
-                        self.stage = Stage::Ice;
-                    }
-                    if let Some(m) = self.remote_msg.take() {
-                        agent.set_remote(now, &m);
-                        self.stage = Stage::Ice;
-                    }
-                }
+                ice::Event::GatheringDone => self.agent_gathered = true,
                 ice::Event::Selected { local, remote, .. } => {
                     self.selected = Some((local, remote));
                     let Some(expected) = self.expected.clone() else {
                         self.die("no expected peer chain");
-                        return;
+                        return false;
                     };
                     let role = if agent.is_controlling() {
                         Role::Client
@@ -213,16 +264,26 @@ impl PeerConnection {
                         }
                         Err(e) => {
                             self.die(&format!("TLS set-up: {e}"));
-                            return;
+                            return false;
                         }
                     }
                 }
                 ice::Event::Failed => {
                     self.die("ICE failed: no candidate pair worked");
-                    return;
+                    return false;
                 }
             }
         }
+    }
+
+    /// Move bytes and events between the stages until nothing moves.
+    pub fn pump(&mut self, now: u64, me: &DeviceIdentity) {
+        if !self.ice_events(now, me) {
+            return;
+        }
+        let Some(agent) = self.agent.as_mut() else {
+            return;
+        };
         let Some(tls) = self.tls.as_mut() else {
             return;
         };
@@ -345,6 +406,9 @@ impl PeerConnection {
             t.close(now);
         }
         self.pump(now, me);
+        if let Some(r) = self.relay.as_mut() {
+            r.release(now);
+        }
         if self.stage != Stage::Dead {
             self.die("closed by us");
         }

@@ -117,6 +117,7 @@ impl Agent {
     /// No check left to run or waiting for an answer.
     pub(super) fn checks_done(&self) -> bool {
         self.triggered.is_empty()
+            && self.redial_at.is_empty()
             && (0..self.pairs.len()).all(|p| match self.pairs[p].state {
                 PairState::Frozen | PairState::Waiting => !self.startable(p),
                 PairState::InProgress => false,
@@ -164,6 +165,7 @@ impl Agent {
         self.txs
             .retain(|_, t| matches!(t.kind, TxKind::Gather { .. }));
         self.triggered.clear();
+        self.redial_at.clear();
         self.next_check_at = None;
         self.nominate_at = None;
         self.fail_at = None;

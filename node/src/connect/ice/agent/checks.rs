@@ -180,6 +180,7 @@ impl Agent {
                     conn: None,
                     nominated: false,
                     valid_local: None,
+                    redials: 0,
                 });
                 self.pairs.len() - 1
             }
@@ -390,11 +391,25 @@ impl Agent {
         if self.controlling && self.nominating.is_none() {
             let at = if self.checks_done() {
                 now
+            } else if self.best_valid_is_relayed() {
+                now + self.cfg.timing.relay_nomination_delay
             } else {
                 now + self.cfg.timing.nominated_check_delay
             };
             self.nominate_at = Some(self.nominate_at.map_or(at, |t| t.min(at)));
         }
+    }
+
+    /// The pair nomination would pick has a relayed candidate at either end.
+    fn best_valid_is_relayed(&self) -> bool {
+        (0..self.pairs.len())
+            .filter(|&p| self.pairs[p].state == PairState::Succeeded)
+            .max_by_key(|&p| (self.pair_priority(p), std::cmp::Reverse(p)))
+            .is_some_and(|p| {
+                let pair = &self.pairs[p];
+                self.locals[pair.local].c.typ == CandidateType::Relay
+                    || self.remotes[pair.remote].typ == CandidateType::Relay
+            })
     }
 
     pub(super) fn check_failed(&mut self, now: u64, p: usize) {
@@ -406,9 +421,33 @@ impl Agent {
             && self.nominating.is_none()
             && self.pairs.iter().any(|q| q.state == PairState::Succeeded)
         {
-            self.nominate_at = Some(self.nominate_at.unwrap_or(now));
+            // Nothing left to wait for: nominate now.
+            let at = if self.checks_done() {
+                now
+            } else {
+                self.nominate_at.unwrap_or(now)
+            };
+            self.nominate_at = Some(at);
         }
         self.maybe_fail(now);
+    }
+
+    /// A dial to the peer's relayed candidate was refused: the relay may not have the
+    /// peer's permission for us yet, so try again later ([`RELAY_REDIALS`]).
+    fn redial_later(&mut self, now: u64, p: usize) -> bool {
+        let remote = &self.remotes[self.pairs[p].remote];
+        let pair = &mut self.pairs[p];
+        if remote.typ != CandidateType::Relay
+            || remote.transport != Transport::TcpPassive
+            || pair.redials >= RELAY_REDIALS
+        {
+            return false;
+        }
+        let wait = (RELAY_REDIAL_MS << pair.redials).min(RELAY_REDIAL_MAX_MS);
+        pair.redials += 1;
+        self.redial_at.insert(p, now + wait);
+        self.stats.relay_redials += 1;
+        true
     }
 
     pub(super) fn tx_failed(&mut self, now: u64, txid: [u8; 12]) {
@@ -423,6 +462,12 @@ impl Agent {
                 self.gathered();
             }
             TxKind::Check { pair, .. } => {
+                // The connection is already gone: the peer's side closed or refused it.
+                let refused = matches!(tx.dest, Dest::Tcp(c) if !self.conns.contains_key(&c));
+                if refused && self.redial_later(now, pair) {
+                    self.pairs[pair].conn = None;
+                    return;
+                }
                 if let Dest::Tcp(c) = tx.dest {
                     if self
                         .conns

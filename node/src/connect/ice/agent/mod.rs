@@ -26,6 +26,14 @@ pub const MAX_PAIRS: usize = 64;
 pub const MAX_CONNS: usize = 64;
 /// Application packets waiting in [`Agent::poll_recv`]; more are dropped and counted.
 pub const MAX_RECV_QUEUE: usize = 256;
+/// Dials of a peer's TCP relayed candidate that the relay refused, tried again this many
+/// times, [`RELAY_REDIAL_MS`] doubling each time up to [`RELAY_REDIAL_MAX_MS`] (about 20 s
+/// in all): a TURN server accepts a peer only once its client installed a permission for
+/// it, which the requester can do only when our answer reached it over the DHT, often
+/// seconds after our first check.
+pub const RELAY_REDIALS: u8 = 8;
+pub const RELAY_REDIAL_MS: u64 = 250;
+pub const RELAY_REDIAL_MAX_MS: u64 = 4_000;
 /// STUN bytes buffered from a STUN server TCP connection (one maximal message).
 const MAX_STUN_STREAM: usize = stun::HEADER_LEN + u16::MAX as usize;
 /// pjnath `PJ_ICE_UFRAG_LEN` / `PJ_ICE_PWD_LEN`.
@@ -60,6 +68,8 @@ struct Pair {
     nominated: bool,
     /// Local candidate of the valid pair (the mapped address seen by the peer).
     valid_local: Option<usize>,
+    /// Times a refused dial to a relayed candidate was tried again ([`RELAY_REDIALS`]).
+    redials: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +163,8 @@ pub struct Agent {
     gathering_pending: usize,
     srflx_default: bool,
     next_check_at: Option<u64>,
+    /// Pairs to check again at a time (refused dials to relayed candidates).
+    redial_at: BTreeMap<usize, u64>,
     nominate_at: Option<u64>,
     nominating: Option<usize>,
     selected: Option<usize>,
@@ -193,6 +205,7 @@ impl Agent {
             gathering_pending: 0,
             srflx_default: false,
             next_check_at: None,
+            redial_at: BTreeMap::new(),
             nominate_at: None,
             nominating: None,
             selected: None,
@@ -416,6 +429,7 @@ impl Agent {
                         conn: None,
                         nominated: false,
                         valid_local: None,
+                        redials: 0,
                     });
                 }
             }
@@ -679,6 +693,18 @@ impl Agent {
                 self.nominate_at = None;
                 self.nominate(now);
             }
+            let due: Vec<usize> = self
+                .redial_at
+                .iter()
+                .filter(|(_, t)| **t <= now)
+                .map(|(p, _)| *p)
+                .collect();
+            for p in due {
+                self.redial_at.remove(&p);
+                self.pairs[p].state = PairState::Waiting;
+                self.triggered.push_back(p);
+                self.next_check_at = Some(self.next_check_at.map_or(now, |t| t.min(now)));
+            }
             if self.next_check_at.is_some_and(|t| t <= now) {
                 self.next_check_at = self.pace_check(now).then_some(now + self.cfg.timing.ta);
             }
@@ -710,6 +736,7 @@ impl Agent {
         let running = self.state == State::Running;
         let timers = [
             self.next_check_at.filter(|_| running),
+            self.redial_at.values().min().copied().filter(|_| running),
             self.nominate_at.filter(|_| running),
             self.fail_at.filter(|_| running),
             self.keepalive_at,
