@@ -136,6 +136,19 @@ enum NodeCmd {
         /// Accept connections only from contacts (jamid's allowPublicIncoming off).
         #[arg(long)]
         contacts_only: bool,
+        /// TURN server for relay candidates, as jamid's `TURN.server` (HOST[:PORT], port
+        /// 3478 by default): each connection gets an RFC 6062 TCP allocation.
+        #[arg(long, value_name = "HOST[:PORT]")]
+        turn: Option<String>,
+        /// jamid's `TURN.username`.
+        #[arg(long, default_value = "ring")]
+        turn_user: String,
+        /// jamid's `TURN.password`.
+        #[arg(long, default_value = "ring")]
+        turn_password: String,
+        /// jamid's `TURN.realm`.
+        #[arg(long, default_value = "ring")]
+        turn_realm: String,
         /// Find devices and DHT nodes on the LAN by OpenDHT's multicast peer discovery
         /// (UDP 8888), announcing this device under NAME.
         #[arg(long, value_name = "NAME")]
@@ -474,6 +487,10 @@ fn real_main() -> Result<bool> {
                     ice_ip,
                     stun,
                     contacts_only,
+                    turn,
+                    turn_user,
+                    turn_password,
+                    turn_realm,
                     discovery,
                 },
         } => {
@@ -487,6 +504,13 @@ fn real_main() -> Result<bool> {
                 ice_ips: ice_ip,
                 stun,
                 contacts_only,
+                turn: turn.map(|server| node::connect::turn::TurnAccountConfig {
+                    enable: true,
+                    server,
+                    username: turn_user,
+                    password: turn_password,
+                    realm: turn_realm,
+                }),
                 discovery,
             })?;
             Ok(true)

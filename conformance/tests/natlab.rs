@@ -1,11 +1,13 @@
 //! The real-NAT lab (conformance::natlab): Linux nftables NATs of the kinds public, prc,
 //! sym, fullcone, plus `lan` and `hairpin`, between two hosts, each in a namespace of
-//! its own, with the official dhtnode and coturn (STUN only) on the lab internet.
-//! TURN is OFF in every matrix (our device has no TURN client yet).
+//! its own, with the official dhtnode and coturn (STUN; TURN in matrix 1t) on the lab internet.
+//! TURN is off except in matrix 1t.
 //!
 //! 1. ours ↔ ours: A connects to B and a text crosses over SIP; asserted: connected
 //!    exactly where the RFC 4787/5382 rules say a direct TCP path exists
 //!    ([`Cell::direct_tcp`]).
+//! 1t. the same with coturn as both devices' TURN server: asserted: every cell connects,
+//!    through the relay exactly where no direct TCP path exists.
 //! 2. ours → jamid: A connects to jamid's account, opens `sip`, and jamid gets the
 //!    text (`incomingAccountMessage`); asserted: connected wherever jamid ↔ jamid does
 //!    ([`Cell::jamid_reference`]: a public side, or one LAN).
@@ -39,6 +41,9 @@ const JOIN: Duration = Duration::from_secs(20);
 /// jamid's first registration creates RSA keys and DH parameters (gotcha 4).
 const REGISTER: Duration = Duration::from_secs(90);
 const GRACE: Duration = Duration::from_secs(5);
+/// coturn's one long-term user (realm `ring`).
+const TURN_USER: &str = "jami";
+const TURN_PASSWORD: &str = "jamipass";
 
 fn boot() -> SocketAddr {
     SocketAddr::from((DHT_IP, DHT_PORT))
@@ -79,7 +84,11 @@ fn internet(lab: &Lab, with_stun: bool) -> anyhow::Result<Internet> {
     let dht = DhtNode::start(&lab.wan, DHT_PORT, None, false)?;
     let stun = if with_stun {
         Some(Coturn::start_at(
-            &lab.wan, STUN_IP, "jami", "jamipass", "ring",
+            &lab.wan,
+            STUN_IP,
+            TURN_USER,
+            TURN_PASSWORD,
+            "ring",
         )?)
     } else {
         None
@@ -147,12 +156,36 @@ fn spec(
     stun: Option<SocketAddr>,
     seed: u64,
 ) -> Vec<Spec> {
+    spec_turn(id, host, stun, None, seed)
+}
+
+/// Our device's TURN settings for the lab's coturn (jamid's TURN keys).
+fn lab_turn(server: SocketAddr) -> node::connect::turn::ClientConfig {
+    let keys = node::connect::turn::TurnAccountConfig {
+        enable: true,
+        server: server.to_string(),
+        username: TURN_USER.into(),
+        password: TURN_PASSWORD.into(),
+        realm: "ring".into(),
+    };
+    let tcp = node::connect::turn::Transport::Tcp;
+    node::connect::turn::ClientConfig::from_account(&keys, server, tcp, tcp, 0)
+}
+
+fn spec_turn(
+    id: &(AccountIdentity, DeviceIdentity),
+    host: IpAddr,
+    stun: Option<SocketAddr>,
+    turn: Option<SocketAddr>,
+    seed: u64,
+) -> Vec<Spec> {
     vec![Spec {
         account: id.0.clone(),
         device: id.1.clone(),
         manager: ManagerConfig {
             host_ips: vec![host],
             stun_server: stun,
+            turn: turn.map(lab_turn),
             // Fresh per run: a restarted jamid ignores value ids it has handled before.
             seed: seed.wrapping_add(unix_ms()),
             ..ManagerConfig::default()
@@ -186,19 +219,29 @@ fn short_pair(full: &str) -> String {
     }
 }
 
-/// Matrix 1: A connects to B, then a text crosses.
-fn ours_ours(lab: &Lab, ids: &[(AccountIdentity, DeviceIdentity)]) -> anyhow::Result<Outcome> {
+/// Matrix 1: A connects to B, then a text crosses (both with coturn as TURN: matrix 1t).
+fn ours_ours(
+    lab: &Lab,
+    ids: &[(AccountIdentity, DeviceIdentity)],
+    with_turn: bool,
+) -> anyhow::Result<Outcome> {
     let net = internet(lab, true)?;
     let stun = net.stun.as_ref().map(|s| s.addr());
+    let turn = stun.filter(|_| with_turn);
     let (tx, rx) = channel();
     let kb = InfoHash(ids[1].0.account_id());
     let a = Side::start(
         &lab.a,
         0,
-        spec(&ids[0], lab.a_ip.into(), stun, 1),
+        spec_turn(&ids[0], lab.a_ip.into(), stun, turn, 1),
         tx.clone(),
     );
-    let _b = Side::start(&lab.b, 1, spec(&ids[1], lab.b_ip.into(), stun, 2), tx);
+    let _b = Side::start(
+        &lab.b,
+        1,
+        spec_turn(&ids[1], lab.b_ip.into(), stun, turn, 2),
+        tx,
+    );
     let mut up = [false; 2];
     if !wait(&rx, JOIN, |r| {
         if let Report::DhtUp(i) = r {
@@ -593,7 +636,7 @@ fn real_nat_lab_matrices() {
     let ours_ids = ours::identities(2, 4787);
     let mut report = String::from(
         "## Real-NAT lab (conformance/tests/natlab.rs)\n\nLinux nftables NATs in network namespaces; \
-         official dhtnode 203.0.113.1, coturn 203.0.113.2 as STUN only. **TURN is off in every matrix.** \
+         official dhtnode 203.0.113.1, coturn 203.0.113.2 (STUN; TURN only in matrix 1t). \
          cell = connected (yes/no), set-up ms, selected ICE-TCP pair (local-remote).\n\n",
     );
     let mut bad = Vec::new();
@@ -603,7 +646,7 @@ fn real_nat_lab_matrices() {
     let mut m1 = Vec::new();
     for &c in &run {
         let lab = Lab::build(c).expect("lab");
-        let o = ours_ours(&lab, &ours_ids).unwrap_or_else(|e| Outcome {
+        let o = ours_ours(&lab, &ours_ids, false).unwrap_or_else(|e| Outcome {
             note: format!("error: {e:#}"),
             ..Outcome::default()
         });
@@ -620,6 +663,33 @@ fn real_nat_lab_matrices() {
         m1.push((c, o, c.direct_tcp()));
     }
     report += &table("1. ours ↔ ours (A connects to B; STUN on, TURN off)", &m1);
+
+    // 1t. ours <-> ours with coturn as TURN: every cell, relayed only without a direct path
+    let mut m1t = Vec::new();
+    for &c in &run {
+        let lab = Lab::build(c).expect("lab");
+        let o = ours_ours(&lab, &ours_ids, true).unwrap_or_else(|e| Outcome {
+            note: format!("error: {e:#}"),
+            ..Outcome::default()
+        });
+        drops += lab.guard_drops();
+        eprintln!("ours↔ours with TURN {}: {}", c.name(), o.cell());
+        let relayed = o.pair.contains("relay");
+        if !o.connected || relayed == c.direct_tcp() {
+            bad.push(format!(
+                "ours↔ours with TURN {}: {} (expected {})",
+                c.name(),
+                o.cell(),
+                if c.direct_tcp() { "direct" } else { "relay" }
+            ));
+        }
+        m1t.push((c, o, true));
+    }
+    report += "\n";
+    report += &table(
+        "1t. ours ↔ ours with TURN (coturn, RFC 6062 TCP allocations; relayed only where no direct path)",
+        &m1t,
+    );
 
     // 2. ours -> jamid
     let mut home = JamiHome::new("natlab-jamid-b");

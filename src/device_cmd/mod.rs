@@ -36,9 +36,30 @@ pub struct DeviceOpts {
     pub stun: Option<SocketAddr>,
     /// Accept connections only from contacts (jamid's allowPublicIncoming = false).
     pub contacts_only: bool,
+    /// jamid's TURN keys: a relay candidate on each connection.
+    pub turn: Option<node::connect::turn::TurnAccountConfig>,
     /// OpenDHT's multicast peer discovery on the LAN (port 8888, 239.192.0.1), announcing
     /// the DHT node and the account under this display name.
     pub discovery: Option<String>,
+}
+
+/// The TURN client settings from jamid's keys, with `TURN.server` resolved (jamid
+/// resolves it too, and uses the first address).
+fn turn_client(
+    t: &node::connect::turn::TurnAccountConfig,
+    seed: u64,
+) -> Result<node::connect::turn::ClientConfig> {
+    use std::net::ToSocketAddrs;
+    let (host, port) = t.host_port().context("--turn")?;
+    let server = (host.as_str(), port)
+        .to_socket_addrs()
+        .with_context(|| format!("resolving the TURN server {host}"))?
+        .next()
+        .with_context(|| format!("the TURN server {host} has no address"))?;
+    let tcp = node::connect::turn::Transport::Tcp;
+    Ok(node::connect::turn::ClientConfig::from_account(
+        t, server, tcp, tcp, seed,
+    ))
 }
 
 pub fn run(opts: DeviceOpts) -> Result<()> {
@@ -62,9 +83,14 @@ pub fn run(opts: DeviceOpts) -> Result<()> {
     } else {
         opts.ice_ips.clone()
     };
+    let turn = match &opts.turn {
+        Some(t) => Some(turn_client(t, rng.next_u64())?),
+        None => None,
+    };
     let mcfg = ManagerConfig {
         host_ips: ice_ips.clone(),
         stun_server: opts.stun,
+        turn: turn.clone(),
         allow_public: !opts.contacts_only,
         seed: rng.next_u64(),
         ..ManagerConfig::default()
@@ -84,7 +110,8 @@ pub fn run(opts: DeviceOpts) -> Result<()> {
         serde_json::json!({"account": InfoHash(account.account_id()).to_string(), "uri": account.uri(), "device": hex::encode(device.device_id()),
             "addr": local.to_string(), "node": d.dht.dht().id().to_string(),
             "device_short": hex::encode(device.short_id()),
-            "ice_ips": ice_ips.iter().map(|i| i.to_string()).collect::<Vec<_>>()}),
+            "ice_ips": ice_ips.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+            "turn": turn.as_ref().map(|t| t.server.to_string())}),
     );
     for b in &opts.bootstrap {
         d.dht.bootstrap(unix_ms(), *b);
