@@ -271,7 +271,14 @@ fn write_base(o: &mut String, b: &BaseGroup<'_>) -> std::fmt::Result {
     if !charts.is_empty() {
         writeln!(o, "<div class=\"charts\">")?;
         for ch in charts {
-            match plot::chart_svg(ch.title, &ch.series) {
+            let series: Vec<&crate::model::Series> = ch.series.iter().map(|s| s.as_ref()).collect();
+            match plot::chart_svg(ch.title, &series) {
+                Ok(Some(svg)) if ch.pooled > 1 => writeln!(
+                    o,
+                    "<figure>{svg}<figcaption>{} — pooled over {} runs (cases × seeds)</figcaption></figure>",
+                    esc(ch.title),
+                    ch.pooled
+                )?,
                 Ok(Some(svg)) => writeln!(
                     o,
                     "<figure>{svg}<figcaption>{} — {} seed {}</figcaption></figure>",

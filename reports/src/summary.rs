@@ -260,27 +260,54 @@ pub(crate) fn tables<'a>(b: &BaseGroup<'a>) -> Vec<(&'a Table, &'a ScenarioResul
     out
 }
 
-/// One plot: every series with this chart title from the source result.
+/// One plot: every series with this chart title from the source result; CDF series
+/// pool the samples of every result of the base (every case and seed), one curve per
+/// label, so a CDF is over seeds rather than one run's draw.
 pub(crate) struct Chart<'a> {
     pub title: &'a str,
-    pub series: Vec<&'a Series>,
+    pub series: Vec<std::borrow::Cow<'a, Series>>,
     pub from: &'a ScenarioResult,
+    /// Results whose samples a pooled (CDF) chart holds; 1 otherwise.
+    pub pooled: usize,
 }
 
-/// Charts of a base, each title once, from the first result that has it.
-/// Seeds of one case produce near-identical curves, so one is enough.
+/// Charts of a base, each title once. Line series come from the first result that has
+/// the title (seeds of one case give near-identical curves); CDF series are pooled.
 pub(crate) fn charts<'a>(b: &BaseGroup<'a>) -> Vec<Chart<'a>> {
+    use std::borrow::Cow;
     let mut out: Vec<Chart<'a>> = Vec::new();
-    for s in b.cases.iter().flat_map(|c| c.runs.iter().copied()) {
+    // Per chart, the last result (by position) whose samples went in.
+    let mut last: Vec<usize> = Vec::new();
+    for (ri, s) in b
+        .cases
+        .iter()
+        .flat_map(|c| c.runs.iter().copied())
+        .enumerate()
+    {
         for se in &s.series {
-            match out.iter_mut().find(|c| c.title == se.chart) {
-                Some(c) if std::ptr::eq(c.from, s) => c.series.push(se),
-                Some(_) => {}
-                None => out.push(Chart {
+            let at = out.iter().position(|c| c.title == se.chart);
+            let Some(i) = at else {
+                out.push(Chart {
                     title: &se.chart,
-                    series: vec![se],
+                    series: vec![Cow::Borrowed(se)],
                     from: s,
-                }),
+                    pooled: 1,
+                });
+                last.push(ri);
+                continue;
+            };
+            let c = &mut out[i];
+            if se.kind == crate::model::SeriesKind::Cdf {
+                if last[i] != ri {
+                    last[i] = ri;
+                    c.pooled += 1;
+                }
+                match c.series.iter_mut().find(|x| x.label == se.label) {
+                    Some(x) => x.to_mut().points.extend_from_slice(&se.points),
+                    None => c.series.push(Cow::Borrowed(se)),
+                }
+            } else if std::ptr::eq(c.from, s) {
+                c.series.push(Cow::Borrowed(se));
             }
         }
     }

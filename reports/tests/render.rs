@@ -75,6 +75,25 @@ fn html_is_self_contained_escaped_and_has_charts() {
 }
 
 #[test]
+fn cdf_charts_pool_every_case_and_seed() {
+    // The four hole-punch cases each carry 40 latency samples under one label: the
+    // chart is one curve over all 160, and says it is pooled.
+    let r = sample_report();
+    let md = render_markdown(&r);
+    assert!(
+        md.contains("| Connect latency | ICE | CDF | 160 |"),
+        "pooled samples: {md}"
+    );
+    let html = render_html(&r);
+    assert!(
+        html.contains("Connect latency — pooled over 4 runs"),
+        "caption"
+    );
+    // Line charts stay one run's: the Throughput legend still has its two series.
+    assert!(md.contains("| Throughput | a → b | line | 31 |"), "{md}");
+}
+
+#[test]
 fn html_handles_large_runs_and_odd_data() {
     let mut r = sample_report();
     let template = r.scenarios[2].clone();

@@ -197,9 +197,14 @@ fn eval(w: &World, _what: &str, p: &Params<'_>, out: &mut Outcome) -> Result<()>
     }
     if let Some(c) = ca {
         out.summary.push(format!("set-up {} ms", c.setup_ms));
+        // One curve per kind of path: the report pools every cell and seed of the
+        // scenario into it (`jamisim run ice --seeds N`).
+        let kind = achieved
+            .as_ref()
+            .map_or_else(|_| "unjudged".to_string(), |k| k.to_string());
         out.series.push(Series {
             chart: "Connection set-up time".into(),
-            label: format!("{a} to {b}"),
+            label: format!("{kind} path"),
             kind: SeriesKind::Cdf,
             x_label: "ms".into(),
             y_label: "fraction of connections".into(),
