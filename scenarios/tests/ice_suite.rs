@@ -296,3 +296,42 @@ fn without_the_vpn_bob_learns_the_home_address() {
         check(&with_vpn, "never_learns")
     );
 }
+
+#[test]
+fn in_the_classic_set_up_the_peer_and_the_dht_node_learn_her_addresses() {
+    let r = common::run_suite_all_passing("ice/exposure-classic");
+    let t = &r.scenarios[0].tables[0];
+    let learnt: Vec<(String, String)> = t
+        .rows
+        .iter()
+        .map(|row| (row[0].text.clone(), row[2].text.clone()))
+        .collect();
+    // Bob decrypts her LAN (host) and public (srflx) addresses from the candidates.
+    assert!(
+        learnt
+            .iter()
+            .filter(|(h, via)| h == "bob" && via.contains("ICE candidate"))
+            .count()
+            >= 2,
+        "{learnt:?}"
+    );
+    assert!(learnt.iter().any(|(h, _)| h == "boot"), "{learnt:?}");
+    // The assertion can fail: behind the VPN, bob learns nothing of her home.
+    let out = run_edited("ice/vpn[b=eim-eif]", |c| {
+        for ch in c
+            .spec
+            .check
+            .iter_mut()
+            .filter(|ch| ch.what == "never_learns")
+        {
+            ch.params.insert("learns".into(), true.into());
+            ch.params.insert("hosts".into(), vec!["bob"].into());
+        }
+    });
+    let ch = check(&out, "never_learns");
+    assert!(
+        !ch.passed && ch.detail.contains("learnt nothing"),
+        "{}",
+        ch.detail
+    );
+}

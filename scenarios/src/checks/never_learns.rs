@@ -2,7 +2,9 @@
 //! Every address of `address_of` that another host learned, from the source of a packet
 //! it received or from a candidate inside an `ice_msg` its device decrypted, is listed
 //! in a table; the check fails if any host of `hosts` (`"*"`: every host but the owners)
-//! learned one.
+//! learned one. With `learns = true` it asserts the opposite, as the FAQ does for the
+//! classic set-up: each host of `hosts` learned at least one of the addresses (a
+//! connection's `ice_msg` carries the device's LAN and public addresses).
 
 use super::{CheckKind, Outcome};
 use crate::glue::DhtApp;
@@ -13,7 +15,7 @@ use netsim::NodeKind;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-inventory::submit! { CheckKind { name: "never_learns", params: &["hosts", "address_of"], eval } }
+inventory::submit! { CheckKind { name: "never_learns", params: &["hosts", "address_of", "learns"], eval } }
 
 /// How a host learnt an address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -79,6 +81,15 @@ fn eval(w: &World, _what: &str, p: &Params<'_>, out: &mut Outcome) -> Result<()>
         "|---|---|---|".to_string(),
     ];
     let mut leaks = Vec::new();
+    let learns = p.bool("learns", false)?;
+    let mut report = reports::Table {
+        title: format!(
+            "IP exposure: what other hosts learnt of {}",
+            owners.join(", ")
+        ),
+        columns: vec!["host".into(), "address".into(), "learnt from".into()],
+        rows: Vec::new(),
+    };
     for ((h, a), via) in &table {
         let via: Vec<&str> = via
             .iter()
@@ -88,9 +99,46 @@ fn eval(w: &World, _what: &str, p: &Params<'_>, out: &mut Outcome) -> Result<()>
             })
             .collect();
         rows.push(format!("| {h} | {a} | {} |", via.join(", ")));
+        // Red where the scenario says this host must not learn it.
+        let watched = hosts.contains(h);
+        report.rows.push(vec![
+            reports::Cell::text(h.clone()),
+            reports::Cell {
+                text: a.to_string(),
+                status: (watched && !learns).then_some(false),
+            },
+            reports::Cell::text(via.join(", ")),
+        ]);
         if hosts.contains(h) {
             leaks.push(format!("{h} learnt {a} ({})", via.join(", ")));
         }
+    }
+    out.tables.push(report);
+    if learns {
+        let silent: Vec<&String> = hosts
+            .iter()
+            .filter(|h| !table.keys().any(|(k, _)| k == *h))
+            .collect();
+        out.push(
+            "never_learns",
+            format!(
+                "{} learn an address of {}",
+                hosts.join(", "),
+                owners.join(", ")
+            ),
+            silent.is_empty(),
+            format!(
+                "{}what others learnt of {}:\n{}",
+                if silent.is_empty() {
+                    String::new()
+                } else {
+                    format!("learnt nothing: {silent:?}; ")
+                },
+                owners.join(", "),
+                rows.join("\n")
+            ),
+        );
+        return Ok(());
     }
     out.push(
         "never_learns",
