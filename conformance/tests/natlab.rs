@@ -14,6 +14,9 @@
 //! 3. jamid → jamid (a subset): `sendTextMessage` A→B, connected when an ICE-TCP pair is
 //!    logged and B gets the text; asserted: as the team's reference row.
 //!
+//! 2b and 3 run a subset in CI (each jamid cell restarts jamid); `NATLAB_FULL=1` runs
+//! every cell (about half an hour more).
+//!
 //! Prints the three matrices and writes them to `target/natlab-matrices.md`.
 
 use conformance::coturn::Coturn;
@@ -722,8 +725,16 @@ fn real_nat_lab_matrices() {
         Cell::Pair(Kind::Prc, Kind::Prc),
         Cell::Lan,
     ];
+    // NATLAB_FULL=1 (the nightly profile) runs every cell of 2b and 3 too.
+    let full = std::env::var("NATLAB_FULL").is_ok_and(|v| v == "1");
+    let pick = |subset: &[Cell]| -> Vec<Cell> {
+        run.iter()
+            .copied()
+            .filter(|c| full || subset.contains(c))
+            .collect()
+    };
     let mut m2b = Vec::new();
-    for c in subset_b.into_iter().filter(|c| run.contains(c)) {
+    for c in pick(&subset_b) {
         let lab = Lab::build(c).expect("lab");
         let o = jamid_ours(&lab, &me, &mut home).unwrap_or_else(|e| Outcome {
             note: format!("error: {e:#}"),
@@ -741,7 +752,11 @@ fn real_nat_lab_matrices() {
         m2b.push((c, o, c.jamid_reference()));
     }
     report += "\n";
-    report += &table("2b. jamid (B) → ours (A) (subset; no STUN, TURN off)", &m2b);
+    let scope = if full { "every cell" } else { "subset" };
+    report += &table(
+        &format!("2b. jamid (B) → ours (A) ({scope}; no STUN, TURN off)"),
+        &m2b,
+    );
 
     // 3. jamid -> jamid, a subset (each cell restarts two jamids)
     let subset = [
@@ -753,7 +768,7 @@ fn real_nat_lab_matrices() {
     ];
     let mut ha = JamiHome::new("natlab-jamid-a");
     let mut m3 = Vec::new();
-    for c in subset.into_iter().filter(|c| run.contains(c)) {
+    for c in pick(&subset) {
         let lab = Lab::build(c).expect("lab");
         let o = jamid_jamid(&lab, &mut ha, &mut home).unwrap_or_else(|e| Outcome {
             note: format!("error: {e:#}"),
@@ -772,7 +787,7 @@ fn real_nat_lab_matrices() {
         m3.push((c, o, c.jamid_reference()));
     }
     report += "\n";
-    report += &table("3. jamid (A) → jamid (B) (subset; TURN off)", &m3);
+    report += &table(&format!("3. jamid (A) → jamid (B) ({scope}; TURN off)"), &m3);
     report += &format!(
         "\nGuard drops (packets to non-lab addresses): {drops}. Whole run: {:.0} s.\n",
         t_all.elapsed().as_secs_f64()
