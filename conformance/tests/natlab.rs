@@ -787,7 +787,10 @@ fn real_nat_lab_matrices() {
         m3.push((c, o, c.jamid_reference()));
     }
     report += "\n";
-    report += &table(&format!("3. jamid (A) → jamid (B) ({scope}; TURN off)"), &m3);
+    report += &table(
+        &format!("3. jamid (A) → jamid (B) ({scope}; TURN off)"),
+        &m3,
+    );
     report += &format!(
         "\nGuard drops (packets to non-lab addresses): {drops}. Whole run: {:.0} s.\n",
         t_all.elapsed().as_secs_f64()

@@ -335,3 +335,21 @@ fn in_the_classic_set_up_the_peer_and_the_dht_node_learn_her_addresses() {
         ch.detail
     );
 }
+
+#[test]
+fn a_message_alone_shows_bob_her_addresses_because_it_asks_for_a_channel() {
+    let r = common::run_suite_all_passing("ice/exposure-message");
+    let rows = &r.scenarios[0].tables[0].rows;
+    assert!(
+        rows.iter()
+            .any(|row| row[0].text == "bob" && row[2].text.contains("ICE candidate")),
+        "{rows:?}"
+    );
+    // The DHT node sees her packets, never her candidates (the request is encrypted).
+    assert!(
+        rows.iter()
+            .filter(|row| row[0].text == "boot")
+            .all(|row| row[2].text == "packet source"),
+        "{rows:?}"
+    );
+}
