@@ -44,7 +44,9 @@ pub fn bus_config(socket: &Path) -> String {
 
 impl PrivateBus {
     /// Write `dir/bus.conf`, start `dbus-daemon` on `dir/bus` (log in `dir/dbus.log`) and
-    /// wait for the socket.
+    /// wait until the socket accepts connections: the daemon creates the file when it
+    /// binds, a moment before it listens, and a client in between is refused (this made
+    /// one NAT-lab cell fail with "Connection refused").
     pub fn start(dir: &Path) -> Result<PrivateBus> {
         let socket = dir.join("bus");
         let conf = dir.join("bus.conf");
@@ -64,12 +66,14 @@ impl PrivateBus {
             socket,
         };
         if poll(Duration::from_secs(10), || {
-            Ok(bus.socket.exists().then_some(()))
+            Ok(std::os::unix::net::UnixStream::connect(&bus.socket)
+                .is_ok()
+                .then_some(()))
         })?
         .is_none()
         {
             bus.stop();
-            bail!("dbus-daemon did not create {}", bus.socket.display());
+            bail!("dbus-daemon does not listen on {}", bus.socket.display());
         }
         Ok(bus)
     }
