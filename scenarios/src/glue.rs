@@ -34,6 +34,9 @@ pub struct DhtWorkload {
     pub get_keys: Vec<String>,
     /// Also serve OpenDHT's proxy API (GET/POST /key/<key>) on this TCP port.
     pub proxy_port: Option<u16>,
+    /// Reach the DHT only through the OpenDHT proxy at this address (TCP), instead of
+    /// bootstrapping a UDP node: what a device behind Tor does.
+    pub proxy: Option<SocketAddr>,
     /// Track the presence of these hosts' Jami accounts (host, account id) from
     /// `track_at` on, as jamid's `subscribeBuddy` does.
     pub track: Vec<(String, InfoHash)>,
@@ -160,7 +163,7 @@ impl DhtApp {
     }
 
     pub fn engine(&self) -> Option<&Dht> {
-        self.device.as_ref().map(|d| &**d.dht())
+        self.device.as_ref().and_then(|d| d.dht()).map(|d| &**d)
     }
 
     /// The device the host runs.
@@ -216,13 +219,28 @@ impl DhtApp {
     ) {
         use node::dht::proxy::json;
         let now = Self::now_ms(cx);
+        if method == "GET" && path == "/node/info" {
+            // OpenDHT's NodeInfo (the parts a client reads): our node id, and the
+            // client's address as we see it.
+            let id = self.device.as_ref().and_then(|d| d.dht()).map(|d| d.id());
+            let public_ip = cx.tcp_addrs(conn).map(|(_, r)| r.ip().to_string());
+            let body = serde_json::json!({
+                "id": id.map(|i| i.to_string()),
+                "node_id": id.map(|i| i.to_string()),
+                "public_ip": public_ip.ok(),
+            });
+            self.proxy_requests += 1;
+            let _ = cx.tcp_send(conn, &crate::http::http_response(200, &body));
+            cx.tcp_close(conn);
+            return;
+        }
         let rest = path.trim_start_matches("/key/").trim_start_matches('/');
         let (key, listen) = match rest.strip_suffix("/listen") {
             Some(k) => (k, true),
             None => (rest, false),
         };
         let key: InfoHash = key.parse().unwrap_or_else(|_| InfoHash::get(key));
-        let Some(dht) = self.device.as_mut().map(|d| d.dht_mut()) else {
+        let Some(dht) = self.device.as_mut().and_then(|d| d.dht_mut()) else {
             return;
         };
         if method == "GET" {
@@ -395,7 +413,11 @@ impl App for DhtApp {
         });
         // A restarted host does not replay what its previous life was due to do.
         let age = cx.sim_now().since(SimTime::ZERO);
-        let Ok(mut device) = Device::new(cfg, jami, now) else {
+        let backend = match self.w.proxy {
+            Some(p) => node::device::DhtBackend::Proxy(p),
+            None => node::device::DhtBackend::Udp,
+        };
+        let Ok(mut device) = Device::with_backend(cfg, jami, backend, now) else {
             cx.trace("dht-node: the Jami identity does not make a device");
             return;
         };
@@ -494,14 +516,14 @@ impl App for DhtApp {
                 }
             }
             T_PUT => {
-                if let Some(d) = self.device.as_mut().map(|d| d.dht_mut()) {
+                if let Some(d) = self.device.as_mut() {
                     self.own_put = Some(d.put(now, Self::key_of(&host), Self::value_of(&host)));
                 }
             }
             T_GET => {
                 let keys = self.w.get_keys.clone();
                 let started = cx.sim_now();
-                if let Some(d) = self.device.as_mut().map(|d| d.dht_mut()) {
+                if let Some(d) = self.device.as_mut() {
                     for k in keys {
                         let op = d.get(now, Self::key_of(&k));
                         self.gets.insert(
@@ -566,7 +588,7 @@ impl App for DhtApp {
                 for op in gone {
                     self.streams.remove(&op);
                     if let Some(d) = self.device.as_mut() {
-                        d.dht_mut().cancel(op);
+                        d.cancel(op);
                     }
                 }
             }
