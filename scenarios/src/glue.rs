@@ -7,7 +7,7 @@ use node::device::{Device, DeviceEvent, JamiIdentity};
 use node::dht::engine::{Config, Dht, Event, OpId};
 use node::dht::{InfoHash, Value, ValueData};
 use node::identity::DeviceInfo;
-use node::presence::{PresenceEvent, PresenceTracker};
+use node::presence::PresenceEvent;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -631,78 +631,6 @@ pub fn record_presence(cx: &mut Ctx<'_>, e: PresenceEvent, seen: &mut BTreeMap<I
             *seen.rejected.entry(format!("{reason:?}")).or_default() += 1
         }
     }
-}
-
-/// Everything `tracker` has to say, into [`Seen`] records.
-pub fn drain_presence(
-    cx: &mut Ctx<'_>,
-    tracker: &mut PresenceTracker,
-    seen: &mut BTreeMap<InfoHash, Seen>,
-) {
-    while let Some(e) = tracker.poll_event() {
-        record_presence(cx, e, seen);
-    }
-}
-
-/// A device that cannot use UDP (behind Tor) puts its value on the DHT through a proxy:
-/// one `POST /key/<its key>` over TCP at `put_at`, the value DHT nodes put for their host.
-pub struct ProxyPutApp {
-    proxy: SocketAddr,
-    put_at: Duration,
-    conn: Option<netsim::ConnId>,
-    buf: Vec<u8>,
-    /// The proxy's answer: status, and whether it echoed our value.
-    pub status: Option<u16>,
-    pub echoed: bool,
-}
-
-impl ProxyPutApp {
-    pub fn new(proxy: SocketAddr, put_at: Duration) -> Self {
-        ProxyPutApp {
-            proxy,
-            put_at,
-            conn: None,
-            buf: Vec::new(),
-            status: None,
-            echoed: false,
-        }
-    }
-}
-
-impl App for ProxyPutApp {
-    fn start(&mut self, cx: &mut Ctx<'_>) {
-        let age = cx.sim_now().since(SimTime::ZERO);
-        cx.set_timer(self.put_at.saturating_sub(age), 0);
-    }
-
-    fn on_timer(&mut self, cx: &mut Ctx<'_>, _token: u64) {
-        self.conn = cx.tcp_connect(self.proxy).ok();
-    }
-
-    fn on_tcp(&mut self, cx: &mut Ctx<'_>, ev: netsim::TcpEvent) {
-        use netsim::TcpEvent;
-        let host = cx.host_name().to_string();
-        match ev {
-            TcpEvent::Connected { conn } => {
-                let body = node::dht::proxy::json::to_json(&DhtApp::value_of(&host)).to_string();
-                let path = format!("/key/{}", DhtApp::key_of(&host));
-                let req = crate::http::request("POST", "proxy", &path, Some(&body));
-                let _ = cx.tcp_send(conn, &req);
-            }
-            TcpEvent::Data { data, .. } => self.buf.extend_from_slice(&data),
-            TcpEvent::PeerClosed { conn } => {
-                if let Some((status, body)) = crate::http::parse_response(&self.buf) {
-                    self.status = Some(status);
-                    self.echoed = node::dht::proxy::json::from_json(&body)
-                        .is_ok_and(|pv| pv.value == DhtApp::value_of(&host));
-                }
-                cx.tcp_close(conn);
-            }
-            _ => {}
-        }
-    }
-
-    netsim::app_any!();
 }
 
 fn rand_seed(cx: &mut Ctx<'_>) -> u64 {

@@ -178,6 +178,7 @@ pub struct Device {
     tracked: BTreeSet<InfoHash>,
     events: VecDeque<DeviceEvent>,
     connected: bool,
+    announcements_stored: u64,
     identity: Option<DeviceIdentity>,
     services: Option<Services>,
     discovery: Option<crate::discovery::PeerDiscovery>,
@@ -236,6 +237,7 @@ impl Device {
             tracked: BTreeSet::new(),
             events: VecDeque::new(),
             connected: false,
+            announcements_stored: 0,
             identity: me,
             services: None,
             discovery: None,
@@ -390,6 +392,11 @@ impl Device {
     /// How many times our device announcement was put (0 without an identity).
     pub fn announcements(&self) -> u64 {
         self.announcer.as_ref().map_or(0, |a| a.puts)
+    }
+
+    /// How many of those puts some node stored (through a proxy: the proxy said so).
+    pub fn announcements_stored(&self) -> u64 {
+        self.announcements_stored
     }
 
     /// The node has joined the DHT.
@@ -654,6 +661,8 @@ impl Device {
             }
             if !self.announcer_op(&e) {
                 self.events.push_back(DeviceEvent::Dht(e));
+            } else if matches!(e, Event::PutDone { stored_on, .. } if stored_on > 0) {
+                self.announcements_stored += 1;
             }
         }
         while let Some(p) = self.presence.poll_event() {
