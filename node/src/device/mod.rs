@@ -96,18 +96,19 @@ pub enum DhtBackend {
     Proxy(SocketAddr),
 }
 
-/// The secure DHT of a device, over one backend or the other.
+/// The secure DHT of a device, over one backend or the other (boxed: the two differ in
+/// size, and a device holds one for its life).
 enum Net {
-    Udp(SecureDht),
-    Proxy(ProxyDht),
+    Udp(Box<SecureDht>),
+    Proxy(Box<ProxyDht>),
 }
 
 impl Net {
     /// What presence, contacts and the connection manager use.
     fn inbox(&mut self) -> &mut dyn InboxDht {
         match self {
-            Net::Udp(d) => d,
-            Net::Proxy(d) => d,
+            Net::Udp(d) => &mut **d,
+            Net::Proxy(d) => &mut **d,
         }
     }
 
@@ -223,12 +224,12 @@ impl Device {
             None => (None, None),
         };
         let dht = match backend {
-            DhtBackend::Udp => Net::Udp(SecureDht::new(cfg, identity, now)),
-            DhtBackend::Proxy(server) => Net::Proxy(SecureDht::over(
+            DhtBackend::Udp => Net::Udp(Box::new(SecureDht::new(cfg, identity, now))),
+            DhtBackend::Proxy(server) => Net::Proxy(Box::new(SecureDht::over(
                 ProxyEngine::new(server, now),
                 identity,
                 cfg.seed,
-            )),
+            ))),
         };
         Ok(Device {
             dht,
@@ -458,7 +459,7 @@ impl Device {
     pub fn put(&mut self, now: u64, key: InfoHash, value: Value) -> OpId {
         let op = match &mut self.dht {
             Net::Udp(d) => d.put(now, key, value),
-            Net::Proxy(d) => PlainDht::put(&mut **d, now, key, value),
+            Net::Proxy(d) => PlainDht::put(&mut ***d, now, key, value),
         };
         self.drain(now);
         op
