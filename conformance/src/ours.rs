@@ -101,7 +101,7 @@ pub fn run_bound(
                         .send_message(now, a, "text/plain", text.as_bytes());
                 }
                 Cmd::Put(i, k, v) => {
-                    drivers[i].dht.dht_mut().put(now, k, v);
+                    drivers[i].dht.put(now, k, v);
                 }
                 Cmd::Stop => {
                     return drivers

@@ -45,6 +45,7 @@ pub fn write_if_asked(target: &str) {
         "tls_session" => tls(),
         "nameserver" => names(),
         "proxy_json" => proxy_json(),
+        "proxy_stream" => proxy_stream(),
         "mux_frames" => mux_frames(),
         "connection_request" => connection_requests(),
         "framing" => framing(),
@@ -123,6 +124,23 @@ fn proxy_json() -> Vec<Vec<u8>> {
             out.push(node::dht::proxy::json::to_line(&v, false).into_bytes());
             out.push(node::dht::proxy::json::to_line(&v, true).into_bytes());
         }
+    }
+    out
+}
+
+/// `proxy_stream`: the captured values' lines as a proxy's chunked get answer, and as a
+/// put's `Content-Length` answer, behind a split byte and a close byte.
+fn proxy_stream() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for line in proxy_json() {
+        let mut chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        chunked.extend(format!("{:x}\r\n", line.len()).bytes());
+        chunked.extend_from_slice(&line);
+        chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+        out.push([&[40u8, 0][..], &chunked].concat());
+        let mut length = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", line.len()).into_bytes();
+        length.extend_from_slice(&line);
+        out.push([&[7u8, 1][..], &length].concat());
     }
     out
 }

@@ -7,7 +7,7 @@ use node::device::{Device, DeviceEvent, JamiIdentity};
 use node::dht::engine::{Config, Dht, Event, OpId};
 use node::dht::{InfoHash, Value, ValueData};
 use node::identity::DeviceInfo;
-use node::presence::{PresenceEvent, PresenceTracker};
+use node::presence::PresenceEvent;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -34,6 +34,9 @@ pub struct DhtWorkload {
     pub get_keys: Vec<String>,
     /// Also serve OpenDHT's proxy API (GET/POST /key/<key>) on this TCP port.
     pub proxy_port: Option<u16>,
+    /// Reach the DHT only through the OpenDHT proxy at this address (TCP), instead of
+    /// bootstrapping a UDP node: what a device behind Tor does.
+    pub proxy: Option<SocketAddr>,
     /// Track the presence of these hosts' Jami accounts (host, account id) from
     /// `track_at` on, as jamid's `subscribeBuddy` does.
     pub track: Vec<(String, InfoHash)>,
@@ -160,7 +163,7 @@ impl DhtApp {
     }
 
     pub fn engine(&self) -> Option<&Dht> {
-        self.device.as_ref().map(|d| &**d.dht())
+        self.device.as_ref().and_then(|d| d.dht()).map(|d| &**d)
     }
 
     /// The device the host runs.
@@ -216,13 +219,28 @@ impl DhtApp {
     ) {
         use node::dht::proxy::json;
         let now = Self::now_ms(cx);
+        if method == "GET" && path == "/node/info" {
+            // OpenDHT's NodeInfo (the parts a client reads): our node id, and the
+            // client's address as we see it.
+            let id = self.device.as_ref().and_then(|d| d.dht()).map(|d| d.id());
+            let public_ip = cx.tcp_addrs(conn).map(|(_, r)| r.ip().to_string());
+            let body = serde_json::json!({
+                "id": id.map(|i| i.to_string()),
+                "node_id": id.map(|i| i.to_string()),
+                "public_ip": public_ip.ok(),
+            });
+            self.proxy_requests += 1;
+            let _ = cx.tcp_send(conn, &crate::http::http_response(200, &body));
+            cx.tcp_close(conn);
+            return;
+        }
         let rest = path.trim_start_matches("/key/").trim_start_matches('/');
         let (key, listen) = match rest.strip_suffix("/listen") {
             Some(k) => (k, true),
             None => (rest, false),
         };
         let key: InfoHash = key.parse().unwrap_or_else(|_| InfoHash::get(key));
-        let Some(dht) = self.device.as_mut().map(|d| d.dht_mut()) else {
+        let Some(dht) = self.device.as_mut().and_then(|d| d.dht_mut()) else {
             return;
         };
         if method == "GET" {
@@ -395,7 +413,11 @@ impl App for DhtApp {
         });
         // A restarted host does not replay what its previous life was due to do.
         let age = cx.sim_now().since(SimTime::ZERO);
-        let Ok(mut device) = Device::new(cfg, jami, now) else {
+        let backend = match self.w.proxy {
+            Some(p) => node::device::DhtBackend::Proxy(p),
+            None => node::device::DhtBackend::Udp,
+        };
+        let Ok(mut device) = Device::with_backend(cfg, jami, backend, now) else {
             cx.trace("dht-node: the Jami identity does not make a device");
             return;
         };
@@ -494,14 +516,14 @@ impl App for DhtApp {
                 }
             }
             T_PUT => {
-                if let Some(d) = self.device.as_mut().map(|d| d.dht_mut()) {
+                if let Some(d) = self.device.as_mut() {
                     self.own_put = Some(d.put(now, Self::key_of(&host), Self::value_of(&host)));
                 }
             }
             T_GET => {
                 let keys = self.w.get_keys.clone();
                 let started = cx.sim_now();
-                if let Some(d) = self.device.as_mut().map(|d| d.dht_mut()) {
+                if let Some(d) = self.device.as_mut() {
                     for k in keys {
                         let op = d.get(now, Self::key_of(&k));
                         self.gets.insert(
@@ -566,7 +588,7 @@ impl App for DhtApp {
                 for op in gone {
                     self.streams.remove(&op);
                     if let Some(d) = self.device.as_mut() {
-                        d.dht_mut().cancel(op);
+                        d.cancel(op);
                     }
                 }
             }
@@ -609,78 +631,6 @@ pub fn record_presence(cx: &mut Ctx<'_>, e: PresenceEvent, seen: &mut BTreeMap<I
             *seen.rejected.entry(format!("{reason:?}")).or_default() += 1
         }
     }
-}
-
-/// Everything `tracker` has to say, into [`Seen`] records.
-pub fn drain_presence(
-    cx: &mut Ctx<'_>,
-    tracker: &mut PresenceTracker,
-    seen: &mut BTreeMap<InfoHash, Seen>,
-) {
-    while let Some(e) = tracker.poll_event() {
-        record_presence(cx, e, seen);
-    }
-}
-
-/// A device that cannot use UDP (behind Tor) puts its value on the DHT through a proxy:
-/// one `POST /key/<its key>` over TCP at `put_at`, the value DHT nodes put for their host.
-pub struct ProxyPutApp {
-    proxy: SocketAddr,
-    put_at: Duration,
-    conn: Option<netsim::ConnId>,
-    buf: Vec<u8>,
-    /// The proxy's answer: status, and whether it echoed our value.
-    pub status: Option<u16>,
-    pub echoed: bool,
-}
-
-impl ProxyPutApp {
-    pub fn new(proxy: SocketAddr, put_at: Duration) -> Self {
-        ProxyPutApp {
-            proxy,
-            put_at,
-            conn: None,
-            buf: Vec::new(),
-            status: None,
-            echoed: false,
-        }
-    }
-}
-
-impl App for ProxyPutApp {
-    fn start(&mut self, cx: &mut Ctx<'_>) {
-        let age = cx.sim_now().since(SimTime::ZERO);
-        cx.set_timer(self.put_at.saturating_sub(age), 0);
-    }
-
-    fn on_timer(&mut self, cx: &mut Ctx<'_>, _token: u64) {
-        self.conn = cx.tcp_connect(self.proxy).ok();
-    }
-
-    fn on_tcp(&mut self, cx: &mut Ctx<'_>, ev: netsim::TcpEvent) {
-        use netsim::TcpEvent;
-        let host = cx.host_name().to_string();
-        match ev {
-            TcpEvent::Connected { conn } => {
-                let body = node::dht::proxy::json::to_json(&DhtApp::value_of(&host)).to_string();
-                let path = format!("/key/{}", DhtApp::key_of(&host));
-                let req = crate::http::request("POST", "proxy", &path, Some(&body));
-                let _ = cx.tcp_send(conn, &req);
-            }
-            TcpEvent::Data { data, .. } => self.buf.extend_from_slice(&data),
-            TcpEvent::PeerClosed { conn } => {
-                if let Some((status, body)) = crate::http::parse_response(&self.buf) {
-                    self.status = Some(status);
-                    self.echoed = node::dht::proxy::json::from_json(&body)
-                        .is_ok_and(|pv| pv.value == DhtApp::value_of(&host));
-                }
-                cx.tcp_close(conn);
-            }
-            _ => {}
-        }
-    }
-
-    netsim::app_any!();
 }
 
 fn rand_seed(cx: &mut Ctx<'_>) -> u64 {

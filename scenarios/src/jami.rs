@@ -1,19 +1,15 @@
-//! Jami accounts on netsim hosts: identities drawn from the scenario seed, and a device
-//! that reaches the DHT only through a DHT proxy over TCP (behind Tor, say) and
-//! announces itself there the way jamid does — its device certificate at its key id
-//! (what SecureDht announces), its signed device announcement at its account id. Peers
-//! on the plain DHT see it online through `node::presence`'s tracker (see
-//! [`crate::glue::DhtApp`]'s `track`).
+//! Jami accounts on netsim hosts: identities drawn from the scenario seed, and a forging
+//! device behind a DHT proxy (its certificate, announcement or CRL spoiled on purpose) for
+//! the tests that show peers refuse forged presence. Honest devices, over UDP or through
+//! a proxy, are `node::device::Device` (see [`crate::glue::DhtApp`]).
 
-use crate::glue::{drain_presence, Seen, EPOCH_MS};
-use crate::http::{parse_head, Chunked};
+use crate::glue::EPOCH_MS;
 use netsim::{App, ConnId, Ctx, SimTime, TcpEvent};
-use node::dht::engine::{Event, OpId};
 use node::dht::proxy::json;
 use node::dht::secure::certificate_value;
 use node::dht::{InfoHash, Value};
 use node::identity::{AccountIdentity, CertSigner, DeviceIdentity, RevocationList, Revoked};
-use node::presence::{announcement_value, PresenceDht, PresenceTracker};
+use node::presence::announcement_value;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::collections::BTreeMap;
@@ -157,100 +153,18 @@ pub struct ProxyExchange {
     pub echoed: bool,
 }
 
-/// The DHT as the presence tracker sees it through a proxy: its gets and listens are
-/// queued here and become HTTP requests (`GET /key/<k>`, `GET /key/<k>/listen`); their
-/// answers come back as engine [`Event`]s. Nothing is stored locally.
-#[derive(Default)]
-struct ProxyDht {
-    next_op: OpId,
-    queued: Vec<(OpId, bool, InfoHash)>,
-    cancelled: Vec<OpId>,
-}
-
-impl PresenceDht for ProxyDht {
-    fn listen(&mut self, _now: u64, key: InfoHash) -> OpId {
-        self.next_op += 1;
-        self.queued.push((self.next_op, true, key));
-        self.next_op
-    }
-    fn get(&mut self, _now: u64, key: InfoHash) -> OpId {
-        self.next_op += 1;
-        self.queued.push((self.next_op, false, key));
-        self.next_op
-    }
-    fn cancel(&mut self, op: OpId) {
-        self.cancelled.push(op);
-    }
-    fn local_values(&self, _key: &InfoHash) -> Vec<Value> {
-        Vec::new()
-    }
-}
-
-/// The complete lines of a stream's body (with `all`, the unterminated rest too) as the
-/// engine events a DHT get or listen would give.
-fn lines_to_events(s: &mut Stream, all: bool) -> Vec<Event> {
-    let mut out = Vec::new();
-    loop {
-        let line: Vec<u8> = match s.partial.iter().position(|&b| b == b'\n') {
-            Some(n) => s.partial.drain(..=n).collect(),
-            None if all && !s.partial.is_empty() => std::mem::take(&mut s.partial),
-            None => return out,
-        };
-        // A line that is not a value (`{}`, garbage) is skipped, as OpenDHT's client does.
-        let Ok(pv) = json::from_str(String::from_utf8_lossy(&line).trim()) else {
-            continue;
-        };
-        out.push(if pv.expired {
-            Event::Expired {
-                op: s.op,
-                key: s.key,
-                ids: vec![pv.value.id],
-            }
-        } else {
-            Event::Values {
-                op: s.op,
-                key: s.key,
-                values: vec![pv.value],
-            }
-        });
-    }
-}
-
-/// One tracker request in flight on its own connection.
-struct Stream {
-    op: OpId,
-    listen: bool,
-    key: InfoHash,
-    buf: Vec<u8>,
-    /// Set once the head arrived: status, and the body decoder when chunked.
-    head: Option<(u16, Option<Chunked>)>,
-    /// Body bytes not yet ending in a newline.
-    partial: Vec<u8>,
-}
-
-/// A Jami device that reaches the DHT only through a proxy: from `announce_at` it POSTs
-/// its certificate, then its device announcement (permanent), one connection each.
-/// With `track`, it also follows contacts' presence through the proxy, as a phone's
-/// jamid does: `node::presence`'s tracker over listen streams and gets.
+/// A forging Jami device behind a proxy, for the tests that show peers refuse forged
+/// presence: from `announce_at` it POSTs its certificate, then its device announcement
+/// (permanent), then (revoked) its account's CRL, one connection each, spoiled as
+/// [`Forgery`] says. An honest device behind a proxy is the one [`node::device::Device`]
+/// (a `dht-node` with `proxy`); this app only exists to put what no honest device puts.
 pub struct JamiDeviceApp {
     proxy: SocketAddr,
     announce_at: Duration,
     puts: Vec<(&'static str, InfoHash, Value)>,
     open: BTreeMap<ConnId, (usize, Vec<u8>)>,
     pub exchanges: Vec<ProxyExchange>,
-    track: Vec<(String, InfoHash)>,
-    track_at: Duration,
-    dht: ProxyDht,
-    streams: BTreeMap<ConnId, Stream>,
-    pub presence: PresenceTracker,
-    pub seen: BTreeMap<InfoHash, Seen>,
-    /// Tracker requests that got no usable answer (refused, reset, non-200).
-    pub failed_requests: u64,
 }
-
-const T_ANNOUNCE: u64 = 0;
-const T_TRACK: u64 = 1;
-const T_TRACKER: u64 = 2;
 
 impl JamiDeviceApp {
     pub fn new(
@@ -264,151 +178,6 @@ impl JamiDeviceApp {
             puts,
             open: BTreeMap::new(),
             exchanges: Vec::new(),
-            track: Vec::new(),
-            track_at: Duration::ZERO,
-            dht: ProxyDht::default(),
-            streams: BTreeMap::new(),
-            presence: PresenceTracker::new(),
-            seen: BTreeMap::new(),
-            failed_requests: 0,
-        }
-    }
-
-    /// Also track these hosts' accounts (host, account id) from `at` on.
-    pub fn tracking(mut self, track: Vec<(String, InfoHash)>, at: Duration) -> Self {
-        self.track = track;
-        self.track_at = at;
-        self
-    }
-
-    fn now_ms(cx: &Ctx<'_>) -> u64 {
-        EPOCH_MS + cx.now().as_nanos() / 1_000_000
-    }
-
-    /// Turn the tracker's queued operations into requests, its news into records.
-    fn pump(&mut self, cx: &mut Ctx<'_>) {
-        for op in std::mem::take(&mut self.dht.cancelled) {
-            let conns: Vec<ConnId> = self
-                .streams
-                .iter()
-                .filter(|(_, s)| s.op == op)
-                .map(|(c, _)| *c)
-                .collect();
-            for c in conns {
-                self.streams.remove(&c);
-                cx.tcp_close(c);
-            }
-        }
-        for (op, listen, key) in std::mem::take(&mut self.dht.queued) {
-            match cx.tcp_connect(self.proxy) {
-                Ok(conn) => {
-                    self.streams.insert(
-                        conn,
-                        Stream {
-                            op,
-                            listen,
-                            key,
-                            buf: Vec::new(),
-                            head: None,
-                            partial: Vec::new(),
-                        },
-                    );
-                }
-                Err(_) => self.request_failed(cx, op, key),
-            }
-        }
-        drain_presence(cx, &mut self.presence, &mut self.seen);
-        if let Some(t) = self.presence.poll_timeout() {
-            cx.set_timer(
-                Duration::from_millis(t.saturating_sub(Self::now_ms(cx))),
-                T_TRACKER,
-            );
-        }
-    }
-
-    /// A request that got no answer ends like a get that found nothing.
-    fn request_failed(&mut self, cx: &mut Ctx<'_>, op: OpId, key: InfoHash) {
-        self.failed_requests += 1;
-        let now = Self::now_ms(cx);
-        let done = Event::GetDone {
-            op,
-            key,
-            nodes_answered: 0,
-            hops: 0,
-        };
-        self.presence.handle_event(&mut self.dht, now, &done);
-    }
-
-    /// Bytes of a tracker stream: once the head is in, each complete JSON line is a
-    /// value (or an expiry) for the tracker.
-    fn stream_data(&mut self, cx: &mut Ctx<'_>, conn: ConnId, data: &[u8]) {
-        let now = Self::now_ms(cx);
-        let Some(s) = self.streams.get_mut(&conn) else {
-            return;
-        };
-        let body = match &mut s.head {
-            None => {
-                s.buf.extend_from_slice(data);
-                match parse_head(&s.buf) {
-                    // A head that never ends is a broken answer, not a reason to buffer.
-                    Ok(None) if s.buf.len() > crate::http::MAX_BODY => {
-                        s.head = Some((0, None));
-                        Vec::new()
-                    }
-                    Ok(None) => return,
-                    Ok(Some((status, len, chunked))) => {
-                        let rest = s.buf.split_off(len);
-                        let mut dec = chunked.then(Chunked::default);
-                        let body = match dec.as_mut() {
-                            Some(d) => d.feed(&rest).unwrap_or_default(),
-                            None => rest,
-                        };
-                        s.head = Some((status, dec));
-                        body
-                    }
-                    Err(_) => {
-                        s.head = Some((0, None));
-                        Vec::new()
-                    }
-                }
-            }
-            Some((_, Some(dec))) => dec.feed(data).unwrap_or_default(),
-            Some((_, None)) => data.to_vec(),
-        };
-        if s.head.as_ref().is_some_and(|(status, _)| *status == 200) {
-            s.partial.extend_from_slice(&body);
-            let events = lines_to_events(s, false);
-            if s.partial.len() > crate::http::MAX_BODY {
-                // No value is that long: drop the line rather than grow without bound.
-                s.partial.clear();
-            }
-            for e in events {
-                self.presence.handle_event(&mut self.dht, now, &e);
-            }
-        }
-    }
-
-    /// A tracker connection closed: the last line counts, and a get is done. (A listen
-    /// the proxy ends is not re-opened here: the tracker's periodic re-get covers it.)
-    fn stream_closed(&mut self, cx: &mut Ctx<'_>, conn: ConnId) {
-        let Some(mut s) = self.streams.remove(&conn) else {
-            return;
-        };
-        if s.head.as_ref().is_none_or(|(st, _)| *st != 200) {
-            return self.request_failed(cx, s.op, s.key);
-        }
-        let now = Self::now_ms(cx);
-        let mut events = lines_to_events(&mut s, true);
-        if !s.listen {
-            events.push(Event::GetDone {
-                op: s.op,
-                key: s.key,
-                nodes_answered: 1,
-                hops: 0,
-            });
-        }
-        for e in events {
-            self.presence.handle_event(&mut self.dht, now, &e);
         }
     }
 
@@ -468,72 +237,14 @@ impl JamiDeviceApp {
 impl App for JamiDeviceApp {
     fn start(&mut self, cx: &mut Ctx<'_>) {
         let age = cx.sim_now().since(SimTime::ZERO);
-        cx.set_timer(self.announce_at.saturating_sub(age), T_ANNOUNCE);
-        if !self.track.is_empty() {
-            cx.set_timer(self.track_at.saturating_sub(age), T_TRACK);
-        }
+        cx.set_timer(self.announce_at.saturating_sub(age), 0);
     }
 
-    fn on_timer(&mut self, cx: &mut Ctx<'_>, token: u64) {
-        let now = Self::now_ms(cx);
-        match token {
-            T_ANNOUNCE => self.next_put(cx),
-            T_TRACK => {
-                for (host, account) in self.track.clone() {
-                    self.presence.track(&mut self.dht, now, account);
-                    self.seen.insert(
-                        account,
-                        Seen {
-                            host,
-                            ..Seen::default()
-                        },
-                    );
-                }
-                self.pump(cx);
-            }
-            _ => {
-                if self.presence.poll_timeout().is_some_and(|t| t <= now) {
-                    self.presence.handle_timeout(&mut self.dht, now);
-                }
-                self.pump(cx);
-            }
-        }
+    fn on_timer(&mut self, cx: &mut Ctx<'_>, _token: u64) {
+        self.next_put(cx);
     }
 
     fn on_tcp(&mut self, cx: &mut Ctx<'_>, ev: TcpEvent) {
-        let conn = match &ev {
-            TcpEvent::Connected { conn }
-            | TcpEvent::Data { conn, .. }
-            | TcpEvent::PeerClosed { conn }
-            | TcpEvent::Reset { conn, .. } => Some(*conn),
-            TcpEvent::Accepted { .. } => None,
-        };
-        if let Some(conn) = conn.filter(|c| self.streams.contains_key(c)) {
-            match ev {
-                TcpEvent::Connected { .. } => {
-                    let s = &self.streams[&conn];
-                    let path = if s.listen {
-                        format!("/key/{}/listen", s.key)
-                    } else {
-                        format!("/key/{}", s.key)
-                    };
-                    let _ = cx.tcp_send(conn, &crate::http::request("GET", "proxy", &path, None));
-                }
-                TcpEvent::Data { data, .. } => self.stream_data(cx, conn, &data),
-                TcpEvent::PeerClosed { .. } => {
-                    self.stream_closed(cx, conn);
-                    cx.tcp_close(conn);
-                }
-                TcpEvent::Reset { .. } => {
-                    if let Some(s) = self.streams.remove(&conn) {
-                        self.request_failed(cx, s.op, s.key);
-                    }
-                }
-                TcpEvent::Accepted { .. } => {}
-            }
-            self.pump(cx);
-            return;
-        }
         match ev {
             TcpEvent::Connected { conn } => {
                 let Some((i, _)) = self.open.get(&conn) else {

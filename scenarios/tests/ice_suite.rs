@@ -165,6 +165,12 @@ fn vpn_passes() {
 }
 
 #[test]
+fn tor_passes() {
+    let r = common::run_suite_all_passing("ice/tor");
+    assert_eq!(r.scenarios.len(), 1);
+}
+
+#[test]
 fn the_same_seed_gives_the_same_trace() {
     let build = BuildOpts {
         keep_trace: true,
@@ -352,4 +358,41 @@ fn a_message_alone_shows_bob_her_addresses_because_it_asks_for_a_channel() {
             .all(|row| row[2].text == "packet source"),
         "{rows:?}"
     );
+}
+
+/// Behind Tor the relay is the only path, and Tor is what hides the home address. Model
+/// breaks: without a TURN server no connection forms (the text then goes through the
+/// proxy's DHT only); without Tor, alice's STUN candidate is her home NAT's address and
+/// bob learns it.
+#[test]
+fn behind_tor_only_the_relay_connects_and_only_tor_hides_the_home_address() {
+    let id = "ice/tor";
+    let ok = run_edited(id, |_| {});
+    for what in ["ice_connect", "message_delivered", "never_learns"] {
+        assert!(passes(&ok, what), "{:?}", check(&ok, what));
+    }
+    assert!(check(&ok, "ice_connect").detail.contains("achieved relay"));
+    let no_turn = run_edited(id, |c| on_devices(c, "turn", Some("boot".into())));
+    let ch = check(&no_turn, "ice_connect");
+    assert!(!ch.passed && ch.detail.contains("achieved none"), "{}", ch.detail);
+    assert!(!passes(&no_turn, "message_delivered"));
+    // The text still arrives: encrypted to bob (his certificate fetched through the
+    // proxy), put in his inbox through the proxy, and the receipt back the same way.
+    let via_dht = run_edited(id, |c| {
+        on_devices(c, "turn", Some("boot".into()));
+        on_check(c, "message_delivered", "via", "dht");
+    });
+    assert!(
+        passes(&via_dht, "message_delivered"),
+        "{:?}",
+        check(&via_dht, "message_delivered")
+    );
+    let no_tor = run_edited(id, |c| {
+        for h in c.spec.host.iter_mut().filter(|h| h.name == "alice") {
+            h.via = None;
+        }
+    });
+    let r = check(&no_tor, "never_learns");
+    assert!(!r.passed, "{r:?}");
+    assert!(r.detail.contains("bob learnt"), "{}", r.detail);
 }

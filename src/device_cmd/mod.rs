@@ -108,7 +108,7 @@ pub fn run(opts: DeviceOpts) -> Result<()> {
             account.uri()
         ),
         serde_json::json!({"account": InfoHash(account.account_id()).to_string(), "uri": account.uri(), "device": hex::encode(device.device_id()),
-            "addr": local.to_string(), "node": d.dht.dht().id().to_string(),
+            "addr": local.to_string(), "node": d.dht.dht().map(|n| n.id().to_string()),
             "device_short": hex::encode(device.short_id()),
             "ice_ips": ice_ips.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
             "turn": turn.as_ref().map(|t| t.server.to_string())}),

@@ -7,9 +7,8 @@ use crate::connect::manager::{ConnectionEvent, ConnectionManager, ManagerConfig,
 use crate::contacts::{ContactEvent, ContactList, ContactManager, TrustEvent};
 use crate::dht::engine::Event;
 use crate::dht::infohash::InfoHash;
-use crate::dht::secure::SecureDht;
 use crate::identity::DeviceIdentity;
-use crate::presence::PresenceTracker;
+use crate::presence::{InboxDht, PresenceTracker};
 use crate::sip::fallback::{DhtFallback, FallbackEvent};
 use crate::sip::{ChannelConfig, SipChannel, SipEvent};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -96,7 +95,7 @@ pub struct Services {
 
 impl Services {
     pub fn new(
-        dht: &mut SecureDht,
+        dht: &mut dyn InboxDht,
         now: u64,
         device: &DeviceIdentity,
         cfg: ManagerConfig,
@@ -140,7 +139,7 @@ impl Services {
             .min()
     }
 
-    pub fn handle_timeout(&mut self, dht: &mut SecureDht, now: u64) {
+    pub fn handle_timeout(&mut self, dht: &mut dyn InboxDht, now: u64) {
         self.conns.handle_timeout(now);
         if self.fallback.poll_timeout().is_some_and(|t| t <= now) {
             self.fallback.handle_timeout(dht, now);
@@ -154,7 +153,7 @@ impl Services {
     }
 
     /// Offer a DHT event to each service; true if one took it.
-    pub fn handle_dht_event(&mut self, dht: &mut SecureDht, now: u64, e: &Event) -> bool {
+    pub fn handle_dht_event(&mut self, dht: &mut dyn InboxDht, now: u64, e: &Event) -> bool {
         self.conns.handle_event(dht, now, e)
             || self.contacts.handle_event(dht, now, e)
             || self.fallback.handle_event(dht, now, e)
@@ -164,7 +163,7 @@ impl Services {
     /// `onTrackedBuddyOnline`) and send messages that waited for its devices.
     pub fn account_online(
         &mut self,
-        dht: &mut SecureDht,
+        dht: &mut dyn InboxDht,
         presence: &PresenceTracker,
         now: u64,
         account: InfoHash,
@@ -186,7 +185,7 @@ impl Services {
     /// Connect to every known device of `account` and open the `sip` channel on each.
     pub fn connect_account(
         &mut self,
-        dht: &mut SecureDht,
+        dht: &mut dyn InboxDht,
         presence: &PresenceTracker,
         now: u64,
         account: &InfoHash,
@@ -205,7 +204,7 @@ impl Services {
     /// to connect to that account.
     pub fn device_verified(
         &mut self,
-        dht: &mut SecureDht,
+        dht: &mut dyn InboxDht,
         now: u64,
         account: &InfoHash,
         device: InfoHash,
@@ -216,7 +215,7 @@ impl Services {
     }
 
     /// Connect to one device (short id) with the `sip` channel.
-    pub fn connect_device(&mut self, dht: &mut SecureDht, now: u64, device: InfoHash) {
+    pub fn connect_device(&mut self, dht: &mut dyn InboxDht, now: u64, device: InfoHash) {
         self.conns.connect(dht, now, device, Some(SIP_CHANNEL));
         self.conns.flush_dht(dht, now);
     }
@@ -226,7 +225,7 @@ impl Services {
     /// also goes as an encrypted `ImMessage` through the DHT. Returns the token.
     pub fn send_message(
         &mut self,
-        dht: &mut SecureDht,
+        dht: &mut dyn InboxDht,
         presence: &PresenceTracker,
         now: u64,
         account: InfoHash,
@@ -259,7 +258,7 @@ impl Services {
 
     fn send_paths(
         &mut self,
-        dht: &mut SecureDht,
+        dht: &mut dyn InboxDht,
         presence: &PresenceTracker,
         now: u64,
         token: u64,
@@ -304,7 +303,7 @@ impl Services {
         self.pump_sip(now);
     }
 
-    pub fn accept_request(&mut self, dht: &mut SecureDht, now: u64, from: InfoHash) -> bool {
+    pub fn accept_request(&mut self, dht: &mut dyn InboxDht, now: u64, from: InfoHash) -> bool {
         let ok = self.contacts.accept(dht, now, from);
         self.after_contacts();
         ok
@@ -312,7 +311,7 @@ impl Services {
 
     pub fn send_request(
         &mut self,
-        dht: &mut SecureDht,
+        dht: &mut dyn InboxDht,
         now: u64,
         to: InfoHash,
         payload: Vec<u8>,
@@ -378,7 +377,7 @@ impl Services {
 
     /// Route what the services produced: contact changes into the trust sets, channel
     /// events into the SIP channels, messages and statuses to the user.
-    pub fn drain(&mut self, dht: &mut SecureDht, now: u64) {
+    pub fn drain(&mut self, dht: &mut dyn InboxDht, now: u64) {
         self.conns.flush_dht(dht, now);
         for _ in 0..8 {
             let mut moved = false;

@@ -3,10 +3,12 @@
 //! simulator glue moves netsim's. Neither composes the parts itself, so what a scenario
 //! shows of the device is what the conformance tests show against jamid.
 //!
-//! Today it holds the secure DHT node (OpenDHT's SecureDht, with the device's key as
-//! its identity, as jamid's is), the device announcement kept alive at the account id,
-//! and the presence tracker of the accounts it follows. The connection manager, trust
-//! requests and channels plug in here as they land.
+//! It holds the secure DHT (OpenDHT's SecureDht, with the device's key as its
+//! identity, as jamid's is) — its own UDP node, or the DHT reached through an OpenDHT
+//! proxy over TCP ([`DhtBackend`]; what jamid's `Account.proxyEnabled` does, and the only
+//! way behind Tor) — the device announcement kept alive at the account id, the presence
+//! tracker of the accounts it follows, and (with [`Device::enable_services`]) contacts,
+//! connections, channels and messages, which run unchanged over either backend.
 //!
 //! Contract (DESIGN.md §2): `handle_datagram` / `handle_timeout` with `now` (Unix ms),
 //! commands, then drain `poll_transmit` and `poll_event` and read `poll_timeout`.
@@ -16,11 +18,13 @@ pub mod streams;
 
 use crate::connect::manager::{ManagerConfig, Stage};
 use crate::contacts::ContactList;
-use crate::dht::engine::{Config, Event, Transmit};
+use crate::dht::engine::{Config, Event, OpId, Transmit};
+use crate::dht::value::Value;
 use crate::dht::infohash::InfoHash;
-use crate::dht::secure::{SecureDht, SecureError};
+use crate::dht::proxy::stream::{ProxyDht, ProxyEngine};
+use crate::dht::secure::{PlainDht, SecureDht, SecureError};
 use crate::identity::{AccountIdentity, DeviceIdentity, IdentityError, NodeIdentity};
-use crate::presence::{DeviceAnnouncer, PresenceEvent, PresenceTracker};
+use crate::presence::{DeviceAnnouncer, InboxDht, PresenceEvent, PresenceTracker};
 use jami::{JamiEvent, Services};
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -82,15 +86,100 @@ pub struct JamiIdentity<'a> {
     pub announcement_id: u64,
 }
 
+/// How a device reaches the DHT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DhtBackend {
+    /// Its own node on UDP (bootstrapped with [`Device::bootstrap`]).
+    Udp,
+    /// Through the OpenDHT proxy at this address, over TCP streams (the device's
+    /// [`StreamEngine`] side): no UDP at all.
+    Proxy(SocketAddr),
+}
+
+/// The secure DHT of a device, over one backend or the other (boxed: the two differ in
+/// size, and a device holds one for its life).
+enum Net {
+    Udp(Box<SecureDht>),
+    Proxy(Box<ProxyDht>),
+}
+
+impl Net {
+    /// What presence, contacts and the connection manager use.
+    fn inbox(&mut self) -> &mut dyn InboxDht {
+        match self {
+            Net::Udp(d) => &mut **d,
+            Net::Proxy(d) => &mut **d,
+        }
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        match self {
+            Net::Udp(d) => d.poll_event(),
+            Net::Proxy(d) => d.poll_event(),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<u64> {
+        match self {
+            Net::Udp(d) => d.poll_timeout(),
+            Net::Proxy(d) => d.poll_timeout(),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: u64) {
+        match self {
+            Net::Udp(d) => d.handle_timeout(now),
+            Net::Proxy(d) => d.handle_timeout(now),
+        }
+    }
+
+    fn announce(&mut self, a: &mut DeviceAnnouncer, now: u64) {
+        match self {
+            Net::Udp(d) => {
+                a.announce(d, now);
+            }
+            Net::Proxy(d) => {
+                a.announce(d, now);
+            }
+        }
+    }
+
+    fn announcer_timeout(&mut self, a: &mut DeviceAnnouncer, now: u64) {
+        match self {
+            Net::Udp(d) => a.handle_timeout(d, now),
+            Net::Proxy(d) => a.handle_timeout(d, now),
+        }
+    }
+
+    fn bootstrap(&mut self, now: u64, addr: SocketAddr) {
+        if let Net::Udp(d) = self {
+            d.bootstrap(now, addr);
+        }
+    }
+
+    fn id(&self) -> InfoHash {
+        match self {
+            Net::Udp(d) => d.id(),
+            // Through a proxy we have no node, but a node id is still ours: OpenDHT's
+            // proxy client takes the one its key implies, as SecureDht does.
+            Net::Proxy(d) => d
+                .identity()
+                .map(|i| InfoHash(i.key().public_key().node_id()))
+                .unwrap_or_default(),
+        }
+    }
+}
+
 /// A Jami device (or, without an identity, a plain DHT node that can still follow
 /// presence).
 pub struct Device {
-    dht: SecureDht,
+    dht: Net,
     announcer: Option<DeviceAnnouncer>,
     presence: PresenceTracker,
     tracked: BTreeSet<InfoHash>,
     events: VecDeque<DeviceEvent>,
     connected: bool,
+    announcements_stored: u64,
     identity: Option<DeviceIdentity>,
     services: Option<Services>,
     discovery: Option<crate::discovery::PeerDiscovery>,
@@ -104,6 +193,19 @@ impl Device {
     pub fn new(
         cfg: Config,
         jami: Option<JamiIdentity<'_>>,
+        now: u64,
+    ) -> Result<Device, DeviceError> {
+        Device::with_backend(cfg, jami, DhtBackend::Udp, now)
+    }
+
+    /// A device on the DHT through `backend`. Through a proxy the device needs no
+    /// bootstrap: it asks the proxy at once (over the streams it asks the driver for)
+    /// and is connected when the proxy answers; `cfg` gives the seed (the node id and
+    /// verifier are a UDP node's only).
+    pub fn with_backend(
+        cfg: Config,
+        jami: Option<JamiIdentity<'_>>,
+        backend: DhtBackend,
         now: u64,
     ) -> Result<Device, DeviceError> {
         let me = jami.as_ref().map(|j| j.device.clone());
@@ -121,13 +223,22 @@ impl Device {
             ),
             None => (None, None),
         };
+        let dht = match backend {
+            DhtBackend::Udp => Net::Udp(Box::new(SecureDht::new(cfg, identity, now))),
+            DhtBackend::Proxy(server) => Net::Proxy(Box::new(SecureDht::over(
+                ProxyEngine::new(server, now),
+                identity,
+                cfg.seed,
+            ))),
+        };
         Ok(Device {
-            dht: SecureDht::new(cfg, identity, now),
+            dht,
             announcer,
             presence: PresenceTracker::new(),
             tracked: BTreeSet::new(),
             events: VecDeque::new(),
             connected: false,
+            announcements_stored: 0,
             identity: me,
             services: None,
             discovery: None,
@@ -199,7 +310,7 @@ impl Device {
         let Some(me) = self.identity.as_ref() else {
             return false;
         };
-        self.services = Some(Services::new(&mut self.dht, now, me, cfg, contacts));
+        self.services = Some(Services::new(self.dht.inbox(), now, me, cfg, contacts));
         self.drain(now);
         true
     }
@@ -211,15 +322,47 @@ impl Device {
 
     // ---- getters -------------------------------------------------------------------
 
-    /// The secure DHT node, for reading its state.
-    pub fn dht(&self) -> &SecureDht {
-        &self.dht
+    /// The secure DHT node, for reading its state (`None` through a proxy: see
+    /// [`Device::proxy`]).
+    pub fn dht(&self) -> Option<&SecureDht> {
+        match &self.dht {
+            Net::Udp(d) => Some(d),
+            Net::Proxy(_) => None,
+        }
     }
 
     /// The secure DHT node, for the user's own operations: their events come back as
-    /// [`DeviceEvent::Dht`].
-    pub fn dht_mut(&mut self) -> &mut SecureDht {
-        &mut self.dht
+    /// [`DeviceEvent::Dht`] (`None` through a proxy: see [`Device::proxy_mut`]).
+    pub fn dht_mut(&mut self) -> Option<&mut SecureDht> {
+        match &mut self.dht {
+            Net::Udp(d) => Some(d),
+            Net::Proxy(_) => None,
+        }
+    }
+
+    /// The DHT through the proxy (devices on [`DhtBackend::Proxy`]).
+    pub fn proxy(&self) -> Option<&ProxyDht> {
+        match &self.dht {
+            Net::Proxy(d) => Some(d),
+            Net::Udp(_) => None,
+        }
+    }
+
+    /// The DHT through the proxy, for the user's own operations (events as with
+    /// [`Device::dht_mut`]).
+    pub fn proxy_mut(&mut self) -> Option<&mut ProxyDht> {
+        match &mut self.dht {
+            Net::Proxy(d) => Some(d),
+            Net::Udp(_) => None,
+        }
+    }
+
+    /// The backend the device runs on.
+    pub fn backend(&self) -> DhtBackend {
+        match &self.dht {
+            Net::Udp(_) => DhtBackend::Udp,
+            Net::Proxy(d) => DhtBackend::Proxy(d.server()),
+        }
     }
 
     /// The presence tracker (its statistics: verified devices, refusals by reason).
@@ -252,6 +395,11 @@ impl Device {
         self.announcer.as_ref().map_or(0, |a| a.puts)
     }
 
+    /// How many of those puts some node stored (through a proxy: the proxy said so).
+    pub fn announcements_stored(&self) -> u64 {
+        self.announcements_stored
+    }
+
     /// The node has joined the DHT.
     pub fn is_connected(&self) -> bool {
         self.connected
@@ -259,8 +407,11 @@ impl Device {
 
     // ---- inputs ----------------------------------------------------------------------
 
+    /// A datagram for the DHT node (none is expected through a proxy: dropped).
     pub fn handle_datagram(&mut self, now: u64, from: SocketAddr, bytes: &[u8]) {
-        self.dht.handle_datagram(now, from, bytes);
+        if let Net::Udp(d) = &mut self.dht {
+            d.handle_datagram(now, from, bytes);
+        }
         self.drain(now);
     }
 
@@ -269,14 +420,14 @@ impl Device {
             self.dht.handle_timeout(now);
         }
         if self.presence.poll_timeout().is_some_and(|t| t <= now) {
-            self.presence.handle_timeout(&mut self.dht, now);
+            self.presence.handle_timeout(self.dht.inbox(), now);
         }
         if let Some(a) = self.announcer.as_mut() {
-            a.handle_timeout(&mut self.dht, now);
+            self.dht.announcer_timeout(a, now);
         }
         if let Some(s) = self.services.as_mut() {
             if s.poll_timeout().is_some_and(|t| t <= now) {
-                s.handle_timeout(&mut self.dht, now);
+                s.handle_timeout(self.dht.inbox(), now);
             }
         }
         if let Some(d) = self.discovery.as_mut() {
@@ -289,7 +440,37 @@ impl Device {
 
     // ---- commands --------------------------------------------------------------------
 
-    /// Bootstrap from a node at `addr`.
+    /// The user's own get, on whichever backend: its events come back as
+    /// [`DeviceEvent::Dht`].
+    pub fn get(&mut self, now: u64, key: InfoHash) -> OpId {
+        let op = self.dht.inbox().get(now, key);
+        self.drain(now);
+        op
+    }
+
+    /// The user's own listen (events as with [`Device::get`]).
+    pub fn listen(&mut self, now: u64, key: InfoHash) -> OpId {
+        let op = self.dht.inbox().listen(now, key);
+        self.drain(now);
+        op
+    }
+
+    /// The user's own put (events as with [`Device::get`]).
+    pub fn put(&mut self, now: u64, key: InfoHash, value: Value) -> OpId {
+        let op = match &mut self.dht {
+            Net::Udp(d) => d.put(now, key, value),
+            Net::Proxy(d) => PlainDht::put(&mut ***d, now, key, value),
+        };
+        self.drain(now);
+        op
+    }
+
+    /// Stop one of the user's operations.
+    pub fn cancel(&mut self, op: OpId) {
+        self.dht.inbox().cancel(op);
+    }
+
+    /// Bootstrap from a node at `addr` (nothing through a proxy).
     pub fn bootstrap(&mut self, now: u64, addr: SocketAddr) {
         self.dht.bootstrap(now, addr);
         self.drain(now);
@@ -297,14 +478,14 @@ impl Device {
 
     /// Follow `account`'s presence (jamid's `subscribeBuddy`).
     pub fn track(&mut self, now: u64, account: InfoHash) {
-        self.presence.track(&mut self.dht, now, account);
+        self.presence.track(self.dht.inbox(), now, account);
         self.tracked.insert(account);
         self.drain(now);
     }
 
     /// Stop following `account`.
     pub fn untrack(&mut self, account: &InfoHash) {
-        self.presence.untrack(&mut self.dht, account);
+        self.presence.untrack(self.dht.inbox(), account);
         self.tracked.remove(account);
     }
 
@@ -317,7 +498,7 @@ impl Device {
             self.track(now, account);
         }
         let s = self.services.as_mut()?;
-        let n = s.connect_account(&mut self.dht, &self.presence, now, &account);
+        let n = s.connect_account(self.dht.inbox(), &self.presence, now, &account);
         self.drain(now);
         Some(n)
     }
@@ -327,7 +508,7 @@ impl Device {
         let Some(s) = self.services.as_mut() else {
             return false;
         };
-        s.connect_device(&mut self.dht, now, device);
+        s.connect_device(self.dht.inbox(), now, device);
         self.drain(now);
         true
     }
@@ -367,7 +548,7 @@ impl Device {
             self.track(now, account);
         }
         let s = self.services.as_mut()?;
-        let token = s.send_message(&mut self.dht, &self.presence, now, account, mime, body);
+        let token = s.send_message(self.dht.inbox(), &self.presence, now, account, mime, body);
         self.drain(now);
         Some(token)
     }
@@ -384,7 +565,7 @@ impl Device {
         let ok = self
             .services
             .as_mut()
-            .is_some_and(|s| s.send_request(&mut self.dht, now, to, payload));
+            .is_some_and(|s| s.send_request(self.dht.inbox(), now, to, payload));
         self.drain(now);
         ok
     }
@@ -393,7 +574,7 @@ impl Device {
         let ok = self
             .services
             .as_mut()
-            .is_some_and(|s| s.accept_request(&mut self.dht, now, from));
+            .is_some_and(|s| s.accept_request(self.dht.inbox(), now, from));
         if ok && !self.tracked.contains(&from) {
             self.track(now, from);
         }
@@ -428,7 +609,10 @@ impl Device {
     // ---- outputs ---------------------------------------------------------------------
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.dht.poll_transmit()
+        match &mut self.dht {
+            Net::Udp(d) => d.poll_transmit(),
+            Net::Proxy(_) => None,
+        }
     }
 
     pub fn poll_event(&mut self) -> Option<DeviceEvent> {
@@ -460,11 +644,11 @@ impl Device {
             }
         }
         while let Some(e) = self.dht.poll_event() {
-            if self.presence.handle_event(&mut self.dht, now, &e) {
+            if self.presence.handle_event(self.dht.inbox(), now, &e) {
                 continue;
             }
             if let Some(s) = self.services.as_mut() {
-                if s.handle_dht_event(&mut self.dht, now, &e) {
+                if s.handle_dht_event(self.dht.inbox(), now, &e) {
                     continue;
                 }
             }
@@ -472,12 +656,14 @@ impl Device {
                 self.connected = true;
                 if let Some(a) = self.announcer.as_mut() {
                     if a.poll_timeout().is_none() {
-                        a.announce(&mut self.dht, now);
+                        self.dht.announce(a, now);
                     }
                 }
             }
             if !self.announcer_op(&e) {
                 self.events.push_back(DeviceEvent::Dht(e));
+            } else if matches!(e, Event::PutDone { stored_on, .. } if stored_on > 0) {
+                self.announcements_stored += 1;
             }
         }
         while let Some(p) = self.presence.poll_event() {
@@ -492,10 +678,10 @@ impl Device {
                     .set_crls(account, self.presence.crls(&account).to_vec());
                 match &p {
                     PresenceEvent::Online(a) => {
-                        s.account_online(&mut self.dht, &self.presence, now, *a)
+                        s.account_online(self.dht.inbox(), &self.presence, now, *a)
                     }
                     PresenceEvent::DeviceVerified { account, device } => s.device_verified(
-                        &mut self.dht,
+                        self.dht.inbox(),
                         now,
                         account,
                         InfoHash(device.device_short_id),
@@ -506,7 +692,7 @@ impl Device {
             self.events.push_back(DeviceEvent::Presence(p));
         }
         if let Some(s) = self.services.as_mut() {
-            s.drain(&mut self.dht, now);
+            s.drain(self.dht.inbox(), now);
             while let Some(e) = s.poll_event() {
                 self.events.push_back(DeviceEvent::Jami(e));
             }
@@ -537,21 +723,27 @@ impl StreamEngine for Device {
     }
 
     fn handle_stream_connected(&mut self, now: u64, id: StreamId, _local: SocketAddr) {
-        if let Some(s) = self.services.as_mut() {
+        if let (Net::Proxy(p), true) = (&mut self.dht, ProxyEngine::owns(id)) {
+            p.handle_stream_connected(now, id);
+        } else if let Some(s) = self.services.as_mut() {
             s.conns.handle_stream_connected(now, id);
         }
         self.drain(now);
     }
 
     fn handle_stream_data(&mut self, now: u64, id: StreamId, bytes: &[u8]) {
-        if let Some(s) = self.services.as_mut() {
+        if let (Net::Proxy(p), true) = (&mut self.dht, ProxyEngine::owns(id)) {
+            p.handle_stream_data(now, id, bytes);
+        } else if let Some(s) = self.services.as_mut() {
             s.conns.handle_stream_data(now, id, bytes);
         }
         self.drain(now);
     }
 
     fn handle_stream_closed(&mut self, now: u64, id: StreamId) {
-        if let Some(s) = self.services.as_mut() {
+        if let (Net::Proxy(p), true) = (&mut self.dht, ProxyEngine::owns(id)) {
+            p.handle_stream_closed(now, id);
+        } else if let Some(s) = self.services.as_mut() {
             s.conns.handle_stream_closed(now, id);
         }
         self.drain(now);
@@ -564,7 +756,13 @@ impl StreamEngine for Device {
         self.drain(now);
     }
 
+    /// The proxy client's requests first, then the connection manager's.
     fn poll_stream_command(&mut self) -> Option<StreamCommand> {
+        if let Net::Proxy(p) = &mut self.dht {
+            if let Some(c) = p.poll_stream_command() {
+                return Some(c);
+            }
+        }
         self.services.as_mut()?.conns.poll_stream_command()
     }
 }

@@ -195,9 +195,74 @@ pub struct SecureStats {
     pub undecryptable: u64,
 }
 
-/// The engine plus OpenDHT's secure layer. Derefs to [`Dht`] for everything plain.
-pub struct SecureDht {
-    dht: Dht,
+/// The plain DHT under a [`SecureDht`]: our own UDP node ([`Dht`]), or the DHT reached
+/// through a proxy ([`super::proxy::stream::ProxyEngine`]). The secure layer (filter,
+/// signed and encrypted puts, certificate announcement) is the same over both.
+pub trait PlainDht {
+    fn get(&mut self, now: u64, key: InfoHash) -> OpId;
+    fn listen(&mut self, now: u64, key: InfoHash) -> OpId;
+    fn put(&mut self, now: u64, key: InfoHash, value: Value) -> OpId;
+    /// A put kept on the DHT until cancelled (or replaced).
+    fn put_permanent(&mut self, now: u64, key: InfoHash, value: Value) -> OpId;
+    fn cancel(&mut self, op: OpId);
+    /// An op id for an operation that needs no request (its events come from above).
+    fn reserve_op(&mut self) -> OpId;
+    /// Values already at hand for `key` (a node's storage; none through a proxy).
+    fn local_values(&self, key: &InfoHash) -> Vec<Value>;
+    fn poll_event(&mut self) -> Option<Event>;
+    fn handle_timeout(&mut self, now: u64);
+    fn poll_timeout(&self) -> Option<u64>;
+    /// The latest time given as input.
+    fn now(&self) -> u64;
+    /// Someone would hear our certificate announcement now.
+    fn reachable(&self) -> bool;
+}
+
+impl PlainDht for Dht {
+    fn get(&mut self, now: u64, key: InfoHash) -> OpId {
+        Dht::get(self, now, key)
+    }
+    fn listen(&mut self, now: u64, key: InfoHash) -> OpId {
+        Dht::listen(self, now, key)
+    }
+    fn put(&mut self, now: u64, key: InfoHash, value: Value) -> OpId {
+        Dht::put(self, now, key, value)
+    }
+    fn put_permanent(&mut self, now: u64, key: InfoHash, value: Value) -> OpId {
+        Dht::put_permanent(self, now, key, value)
+    }
+    fn cancel(&mut self, op: OpId) {
+        Dht::cancel(self, op)
+    }
+    fn reserve_op(&mut self) -> OpId {
+        Dht::reserve_op(self)
+    }
+    fn local_values(&self, key: &InfoHash) -> Vec<Value> {
+        Dht::local_values(self, key)
+    }
+    fn poll_event(&mut self) -> Option<Event> {
+        Dht::poll_event(self)
+    }
+    fn handle_timeout(&mut self, now: u64) {
+        Dht::handle_timeout(self, now)
+    }
+    fn poll_timeout(&self) -> Option<u64> {
+        Dht::poll_timeout(self)
+    }
+    fn now(&self) -> u64 {
+        Dht::now(self)
+    }
+    fn reachable(&self) -> bool {
+        // A node that answered us, or (for the first node of a network) one that asked
+        // us something.
+        !self.routing_table().is_empty()
+    }
+}
+
+/// The engine plus OpenDHT's secure layer. Derefs to the plain DHT ([`Dht`] by default)
+/// for everything plain.
+pub struct SecureDht<D = Dht> {
+    dht: D,
     identity: Option<Identity>,
     rng: ChaCha20Rng,
     steps: BTreeMap<OpId, Step>,
@@ -213,34 +278,51 @@ pub struct SecureDht {
     pub secure_stats: SecureStats,
 }
 
-impl std::ops::Deref for SecureDht {
-    type Target = Dht;
-    fn deref(&self) -> &Dht {
+impl<D> std::ops::Deref for SecureDht<D> {
+    type Target = D;
+    fn deref(&self) -> &D {
         &self.dht
     }
 }
 
-impl std::ops::DerefMut for SecureDht {
-    fn deref_mut(&mut self) -> &mut Dht {
+impl<D> std::ops::DerefMut for SecureDht<D> {
+    fn deref_mut(&mut self) -> &mut D {
         &mut self.dht
     }
 }
 
-impl SecureDht {
+impl SecureDht<Dht> {
     /// With an identity the node id must be the one its key implies (OpenDHT does this);
     /// `cfg.id` is overridden accordingly.
     pub fn new(mut cfg: Config, identity: Option<Identity>, now: u64) -> SecureDht {
         if let Some(i) = &identity {
             cfg.id = InfoHash(i.key().public_key().node_id());
         }
-        let rng = ChaCha20Rng::seed_from_u64(cfg.seed ^ 0x5ec0_5ec0_5ec0_5ec0);
+        let seed = cfg.seed;
+        SecureDht::over(Dht::new(cfg, now), identity, seed)
+    }
+
+    pub fn handle_datagram(&mut self, now: u64, from: SocketAddr, bytes: &[u8]) {
+        self.dht.handle_datagram(now, from, bytes);
+        self.process(now);
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.dht.poll_transmit()
+    }
+}
+
+impl<D: PlainDht> SecureDht<D> {
+    /// The secure layer over `dht` (randomness for encryption from `seed`).
+    pub fn over(dht: D, identity: Option<Identity>, seed: u64) -> SecureDht<D> {
+        let rng = ChaCha20Rng::seed_from_u64(seed ^ 0x5ec0_5ec0_5ec0_5ec0);
         let mut keys = BTreeMap::new();
         if let Some(i) = &identity {
             let pk = i.key().public_key();
             keys.insert(pk.short_id(), pk);
         }
         SecureDht {
-            dht: Dht::new(cfg, now),
+            dht,
             identity,
             rng,
             steps: BTreeMap::new(),
@@ -318,11 +400,6 @@ impl SecureDht {
 
     // ---- the engine's interface ----------------------------------------------------
 
-    pub fn handle_datagram(&mut self, now: u64, from: SocketAddr, bytes: &[u8]) {
-        self.dht.handle_datagram(now, from, bytes);
-        self.process(now);
-    }
-
     pub fn handle_timeout(&mut self, now: u64) {
         if self.announce_at.is_some_and(|t| t <= now) {
             self.announce(now);
@@ -336,10 +413,6 @@ impl SecureDht {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
-    }
-
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.dht.poll_transmit()
     }
 
     /// Engine events, filtered and completed by the secure layer. Commands given
@@ -370,12 +443,8 @@ impl SecureDht {
 
     /// Move engine events through the filter and the pending steps.
     fn process(&mut self, now: u64) {
-        // Announce once there is someone to tell: a node that answered us, or (for the
-        // first node of a network) one that asked us something.
-        if self.announce_at.is_none()
-            && self.identity.is_some()
-            && !self.dht.routing_table().is_empty()
-        {
+        // Announce once there is someone to tell.
+        if self.announce_at.is_none() && self.identity.is_some() && self.dht.reachable() {
             self.announce(now);
         }
         while let Some(e) = self.dht.poll_event() {

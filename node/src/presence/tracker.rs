@@ -17,7 +17,7 @@ use super::announcement::{
 };
 use crate::dht::engine::{Event, OpId};
 use crate::dht::infohash::InfoHash;
-use crate::dht::secure::{SecureDht, SecureError};
+use crate::dht::secure::{PlainDht, SecureDht, SecureError};
 use crate::dht::value::{Body, Value, ValueData};
 use crate::identity::{AccountIdentity, Certificate, DeviceIdentity, DeviceInfo, RevocationList};
 use std::collections::{BTreeMap, VecDeque};
@@ -33,18 +33,18 @@ pub trait PresenceDht {
     fn local_values(&self, key: &InfoHash) -> Vec<Value>;
 }
 
-impl PresenceDht for SecureDht {
+impl<D: PlainDht> PresenceDht for SecureDht<D> {
     fn listen(&mut self, now: u64, key: InfoHash) -> OpId {
-        crate::dht::engine::Dht::listen(self, now, key)
+        PlainDht::listen(&mut **self, now, key)
     }
     fn get(&mut self, now: u64, key: InfoHash) -> OpId {
-        crate::dht::engine::Dht::get(self, now, key)
+        PlainDht::get(&mut **self, now, key)
     }
     fn cancel(&mut self, op: OpId) {
-        crate::dht::engine::Dht::cancel(self, op)
+        PlainDht::cancel(&mut **self, op)
     }
     fn local_values(&self, key: &InfoHash) -> Vec<Value> {
-        crate::dht::engine::Dht::local_values(self, key)
+        PlainDht::local_values(&**self, key)
     }
 }
 
@@ -56,7 +56,7 @@ pub trait InboxDht: PresenceDht {
         -> OpId;
 }
 
-impl InboxDht for SecureDht {
+impl<D: PlainDht> InboxDht for SecureDht<D> {
     fn put_encrypted(
         &mut self,
         now: u64,
@@ -121,13 +121,13 @@ impl DeviceAnnouncer {
 
     /// Put now (permanently: the put follows the key's neighbourhood as the table
     /// grows, as jamid's does) and schedule the refresh, which replaces it.
-    pub fn announce(&mut self, dht: &mut SecureDht, now: u64) -> OpId {
+    pub fn announce<D: PlainDht>(&mut self, dht: &mut SecureDht<D>, now: u64) -> OpId {
         self.puts += 1;
         self.next_at = Some(now + REANNOUNCE_MS);
         if let Some(old) = self.op.take() {
-            dht.cancel(old);
+            PlainDht::cancel(&mut **dht, old);
         }
-        let op = dht.put_permanent(now, self.key, self.value.clone());
+        let op = PlainDht::put_permanent(&mut **dht, now, self.key, self.value.clone());
         self.op = Some(op);
         op
     }
@@ -136,7 +136,7 @@ impl DeviceAnnouncer {
         self.next_at
     }
 
-    pub fn handle_timeout(&mut self, dht: &mut SecureDht, now: u64) {
+    pub fn handle_timeout<D: PlainDht>(&mut self, dht: &mut SecureDht<D>, now: u64) {
         if self.next_at.is_some_and(|t| t <= now) {
             self.announce(dht, now);
         }

@@ -9,6 +9,9 @@
 //! `message_at`); `contacts_only` refuses requests from non-contacts. With `turn` (the
 //! host of a `turn-server`; `turn_user`, `turn_password`, `turn_realm` default to jamid's
 //! `ring`) each connection also offers a TCP relay candidate, as jamid's TURN keys do.
+//! With `proxy` (`"<host>"` or `"<host>:<port>"`, port 8000 by default: a `dht-node`
+//! with `proxy_port`) the device reaches the DHT only through that OpenDHT proxy over
+//! TCP (no `bootstrap`), as jamid with `Account.proxyEnabled` or behind Tor does.
 
 use super::ActorKind;
 use crate::expand::instantiate;
@@ -30,6 +33,7 @@ inventory::submit! {
             "population",
             "population_count",
             "proxy_port",
+            "proxy",
             "track",
             "track_at",
             "jami",
@@ -66,6 +70,23 @@ const SERVICE_KEYS: [&str; 11] = [
 
 fn build(w: &mut World, host: &str, node: NodeId, p: &Params<'_>) -> Result<AppId> {
     let port = p.port("port", 4222)?;
+    let proxy = match p.opt_str("proxy")? {
+        Some(spec) => {
+            let (h, port) = match spec.split_once(':') {
+                Some((h, n)) => (
+                    h,
+                    n.parse::<u16>()
+                        .map_err(|_| anyhow!("`proxy` port `{n}` is no port"))?,
+                ),
+                None => (spec, 8000),
+            };
+            if !p.strs("bootstrap")?.is_empty() {
+                bail!("`proxy` and `bootstrap` exclude each other: through a proxy there is no UDP node");
+            }
+            Some(w.sock(h, port)?)
+        }
+        None => None,
+    };
     let mut bootstrap = Vec::new();
     for b in p.strs("bootstrap")? {
         bootstrap.push(w.sock(b, port)?);
@@ -156,6 +177,7 @@ fn build(w: &mut World, host: &str, node: NodeId, p: &Params<'_>) -> Result<AppI
         put_at: p.opt_duration("put_at")?,
         get_at: p.opt_duration("get_at")?,
         get_keys,
+        proxy,
         proxy_port: match p.int("proxy_port", 0)? {
             0 => None,
             _ => Some(p.port("proxy_port", 0)?),

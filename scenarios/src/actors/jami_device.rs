@@ -1,6 +1,7 @@
-//! `jami-device`: a Jami device that reaches the DHT only through the proxy at
-//! `proxy`:`port`: announces its certificate and device at `announce_at` (spoiled as
-//! `forge` says, for the tests), and follows the presence of `track` from `track_at`.
+//! `jami-device`: a forging Jami device behind the proxy at `proxy`:`port`: announces its
+//! certificate and device at `announce_at`, spoiled as `forge` says (signer, issuer,
+//! revoked), to show that peers refuse it. An honest device behind a proxy is a
+//! `dht-node` with `jami = true` and `proxy`.
 
 use super::ActorKind;
 use crate::jami::{device_puts, Forgery, JamiDeviceApp};
@@ -12,14 +13,12 @@ use netsim::{AppId, NodeId};
 inventory::submit! {
     ActorKind {
         name: "jami-device",
-        params: &["proxy", "port", "announce_at", "forge", "track", "track_at"],
+        params: &["proxy", "port", "announce_at", "forge"],
         build,
     }
 }
 
 fn build(w: &mut World, host: &str, node: NodeId, p: &Params<'_>) -> Result<AppId> {
-    let track = w.tracked(p)?;
-    let track_at = p.duration("track_at", "20s")?;
     let proxy = w.sock(p.str("proxy")?, p.port("port", 8000)?)?;
     let at = p.duration("announce_at", "10s")?;
     let forge: Forgery = p
@@ -34,6 +33,6 @@ fn build(w: &mut World, host: &str, node: NodeId, p: &Params<'_>) -> Result<AppI
     };
     let puts = device_puts(&me, &other, forge)?;
     Ok(w.sim.add_app(node, move || {
-        Box::new(JamiDeviceApp::new(proxy, at, puts.clone()).tracking(track.clone(), track_at))
+        Box::new(JamiDeviceApp::new(proxy, at, puts.clone()))
     }))
 }

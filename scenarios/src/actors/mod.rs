@@ -16,7 +16,6 @@ mod multicast;
 mod name_device;
 mod name_server;
 mod nat_discovery;
-mod proxy_put;
 mod punch;
 mod rendezvous;
 mod sink;

@@ -1,6 +1,7 @@
-//! `online`: each of `hosts` (DHT nodes or proxy devices that `track` them) saw each of `of`
-//! online, with that account's own device verified (by `by`, when given); `expect = false`
-//! asserts the opposite, and `rejected` names a refusal (a `Rejection`) that must be counted.
+//! `online`: each of `hosts` (`dht-node`s, on UDP or through a proxy, that `track` them)
+//! saw each of `of` online, with that account's own device verified (by `by`, when
+//! given); `expect = false` asserts the opposite, and `rejected` names a refusal (a
+//! `Rejection`) that must be counted.
 
 use super::{CheckKind, Outcome};
 use crate::glue::DhtApp;
@@ -22,16 +23,8 @@ fn eval(w: &World, _what: &str, p: &Params<'_>, out: &mut Outcome) -> Result<()>
     let rejected = p.opt_str("rejected")?;
     let (mut lines, mut ok, mut points) = (Vec::new(), true, Vec::new());
     for h in p.strs("hosts")? {
-        // A node on the DHT, or a device that tracks through a proxy.
-        let seen_by = match w.actor_state::<DhtApp>(h, "dht-node") {
-            Ok((_, app)) => &app.seen,
-            Err(_) => {
-                &w.actor_state::<crate::jami::JamiDeviceApp>(h, "jami-device")
-                    .map_err(|_| anyhow!("`{h}` runs no `dht-node` or `jami-device` that tracks"))?
-                    .1
-                    .seen
-            }
-        };
+        // A device on the DHT, or through a proxy.
+        let seen_by = &w.actor_state::<DhtApp>(h, "dht-node")?.1.seen;
         for o in p.strs("of")? {
             let id = w
                 .jami

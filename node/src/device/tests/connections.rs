@@ -250,7 +250,6 @@ fn forged_and_replayed_requests_are_counted_and_alice_keeps_serving() {
     let key = request::peer_key(&InfoHash(alice_dev.short_id()));
     // Junk at the key: a plain value is not signed and encrypted to Alice.
     net.devices[carol]
-        .dht_mut()
         .put(now, key, Value::plain(1, 0, b"junk".to_vec()));
     // A genuine request from Carol's device, then the same request id again (a replay,
     // as a second value).
@@ -265,7 +264,7 @@ fn forged_and_replayed_requests_are_counted_and_alice_keeps_serving() {
     for vid in [11, 12] {
         let (k, v) = request::seal(&req, f.carol.1.key(), &pk, vid, &mut rng).expect("seal");
         assert_eq!(k, key);
-        net.devices[carol].dht_mut().put(now, k, v);
+        net.devices[carol].put(now, k, v);
     }
     net.run_for(5_000);
     let s = net.devices[alice]
@@ -317,7 +316,7 @@ fn a_revoked_device_is_refused_by_tls() {
         )
         .expect("revoke");
     let now = net.now;
-    net.devices[2].dht_mut().put(
+    net.devices[2].put(
         now,
         account_id(acc),
         Value::plain(99, 0, crl.to_value_data()),
