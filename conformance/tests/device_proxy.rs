@@ -64,7 +64,9 @@ fn our_device_through_dhtnodes_proxy() {
         &["--proxyserver", &PROXY_HTTP_PORT.to_string()],
     )
     .expect("dhtnode --proxyserver starts");
-    let their_key = official.public_key_id().expect("dhtnode -i prints its key id");
+    let their_key = official
+        .public_key_id()
+        .expect("dhtnode -i prints its key id");
     std::thread::sleep(Duration::from_secs(2));
 
     let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>();
@@ -157,7 +159,9 @@ fn our_device_through_dhtnodes_proxy() {
         }
         panic!("not reported; saw {seen:?}");
     };
-    let me: InfoHash = wait(&|l| l.starts_with("key "))["key ".len()..].parse().unwrap();
+    let me: InfoHash = wait(&|l| l.starts_with("key "))["key ".len()..]
+        .parse()
+        .unwrap();
     wait(&|l| l == "connected");
 
     // Our put through dhtnode's proxy reaches the plain dhtnode.
@@ -176,7 +180,9 @@ fn our_device_through_dhtnodes_proxy() {
     cmd_tx.send(Cmd::Get(InfoHash::get("dev-get"))).unwrap();
     wait(&|l| l == "get values [\"from-dhtnode\"]");
     wait(&|l| l == "get done 1");
-    cmd_tx.send(Cmd::Listen(InfoHash::get("dev-listen"))).unwrap();
+    cmd_tx
+        .send(Cmd::Listen(InfoHash::get("dev-listen")))
+        .unwrap();
     std::thread::sleep(Duration::from_secs(1));
     let put = run_on(&mut official, "p dev-listen live", "Put: ", 10);
     assert!(put.contains("success"), "{put}");

@@ -9,8 +9,8 @@
 use node::connect::manager::{ConnectionEvent, ManagerConfig};
 use node::contacts::ContactList;
 use node::device::jami::{JamiEvent, Via};
-use node::device::{DeviceEvent, DhtBackend, JamiIdentity};
 use node::device::Device;
+use node::device::{DeviceEvent, DhtBackend, JamiIdentity};
 use node::dht::engine::{Config, Dht, Event};
 use node::dht::proxy::backend::Backend;
 use node::dht::proxy::server;
@@ -122,17 +122,17 @@ fn a_device_through_the_proxy_and_one_on_udp_see_connect_to_and_text_each_other(
         DeviceEvent::Jami(JamiEvent::Connection(ConnectionEvent::Connected { .. })) => {
             s.connected_to_peer = true
         }
-        DeviceEvent::Jami(JamiEvent::Message { body, via, .. }) => {
-            s.texts.push((String::from_utf8_lossy(&body).into_owned(), via))
-        }
+        DeviceEvent::Jami(JamiEvent::Message { body, via, .. }) => s
+            .texts
+            .push((String::from_utf8_lossy(&body).into_owned(), via)),
         DeviceEvent::Jami(JamiEvent::Delivered { token, via }) => s.delivered.push((token, via)),
         _ => {}
     };
     let t0 = Instant::now();
     let turn = |alice: &mut DeviceDriver<Device>,
-                    bob: &mut DeviceDriver<Device>,
-                    sa: &mut Seen,
-                    sb: &mut Seen| {
+                bob: &mut DeviceDriver<Device>,
+                sa: &mut Seen,
+                sb: &mut Seen| {
         alice
             .turn(Duration::from_millis(5), &mut |_, e| record(sa, e))
             .unwrap();
@@ -143,13 +143,21 @@ fn a_device_through_the_proxy_and_one_on_udp_see_connect_to_and_text_each_other(
         turn(&mut alice, &mut bob, &mut sa, &mut sb);
     }
     assert!(sa.connected, "alice's proxy never answered: {sa:?}");
-    assert!(sa.online, "alice never saw bob online through the proxy: {sa:?}");
+    assert!(
+        sa.online,
+        "alice never saw bob online through the proxy: {sa:?}"
+    );
     assert!(sb.online, "bob never saw alice's announcement: {sb:?}");
     assert!(alice.dht.announcements() >= 1);
 
     let token = alice
         .dht
-        .send_message(unix_ms(), account(&b), "text/plain", b"hello from the proxy")
+        .send_message(
+            unix_ms(),
+            account(&b),
+            "text/plain",
+            b"hello from the proxy",
+        )
         .expect("services");
     let online_at = t0.elapsed();
     while !(sa.delivered.iter().any(|d| d.0 == token)
@@ -164,13 +172,17 @@ fn a_device_through_the_proxy_and_one_on_udp_see_connect_to_and_text_each_other(
         "bob: {sb:?}"
     );
     assert!(sa.delivered.iter().any(|d| d.0 == token), "alice: {sa:?}");
-    assert!(sa.connected_to_peer && sb.connected_to_peer, "{sa:?} {sb:?}");
+    assert!(
+        sa.connected_to_peer && sb.connected_to_peer,
+        "{sa:?} {sb:?}"
+    );
     // Once connected the text goes over `sip` (the DHT copy may have arrived first).
     let reply = bob
         .dht
         .send_message(unix_ms(), account(&a), "text/plain", b"hello back")
         .expect("services");
-    while !(sa.texts.iter().any(|t| t.0 == "hello back") && sb.delivered.iter().any(|d| d.0 == reply))
+    while !(sa.texts.iter().any(|t| t.0 == "hello back")
+        && sb.delivered.iter().any(|d| d.0 == reply))
         && t0.elapsed() < Duration::from_secs(120)
     {
         turn(&mut alice, &mut bob, &mut sa, &mut sb);

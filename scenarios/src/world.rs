@@ -275,7 +275,13 @@ impl World {
     pub fn addrs_of(&self, name: &str) -> Result<Vec<IpAddr>> {
         let id = self.node(name)?;
         Ok(match &self.sim.node(id).kind {
-            NodeKind::Host(h) => h.addrs.clone(),
+            // A host in a tunnel (VPN, Tor) also owns the address its sockets use inside it.
+            NodeKind::Host(h) => h
+                .addrs
+                .iter()
+                .copied()
+                .chain(h.tunnel.map(|t| t.inner))
+                .collect(),
             NodeKind::Nat(n) => vec![IpAddr::V4(n.wan)],
             NodeKind::Gateway(g) => vec![g.entry, g.exit],
             _ => Vec::new(),

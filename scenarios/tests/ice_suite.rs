@@ -374,7 +374,11 @@ fn behind_tor_only_the_relay_connects_and_only_tor_hides_the_home_address() {
     assert!(check(&ok, "ice_connect").detail.contains("achieved relay"));
     let no_turn = run_edited(id, |c| on_devices(c, "turn", Some("boot".into())));
     let ch = check(&no_turn, "ice_connect");
-    assert!(!ch.passed && ch.detail.contains("achieved none"), "{}", ch.detail);
+    assert!(
+        !ch.passed && ch.detail.contains("achieved none"),
+        "{}",
+        ch.detail
+    );
     assert!(!passes(&no_turn, "message_delivered"));
     // The text still arrives: encrypted to bob (his certificate fetched through the
     // proxy), put in his inbox through the proxy, and the receipt back the same way.

@@ -30,6 +30,9 @@ fn learned(w: &World, owners: &[&str]) -> Result<BTreeMap<(String, IpAddr), Vec<
     for o in owners {
         secret.extend(w.addrs_of(o)?);
     }
+    // A gateway's entry and exit may be one address.
+    secret.sort();
+    secret.dedup();
     let mut out: BTreeMap<(String, IpAddr), Vec<Via>> = BTreeMap::new();
     for (name, &id) in &w.nodes {
         let NodeKind::Host(h) = &w.sim.node(id).kind else {

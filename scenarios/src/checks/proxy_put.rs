@@ -22,7 +22,10 @@ fn eval(w: &World, _what: &str, p: &Params<'_>, out: &mut Outcome) -> Result<()>
         "proxy_put",
         format!("{host} puts its value through the DHT proxy"),
         proxied && stored,
-        format!("backend {backend:?}, puts done (host, stored on): {:?}", app.puts_done),
+        format!(
+            "backend {backend:?}, puts done (host, stored on): {:?}",
+            app.puts_done
+        ),
     );
     Ok(())
 }

@@ -249,8 +249,7 @@ fn forged_and_replayed_requests_are_counted_and_alice_keeps_serving() {
     let alice_dev = &f.alice.1;
     let key = request::peer_key(&InfoHash(alice_dev.short_id()));
     // Junk at the key: a plain value is not signed and encrypted to Alice.
-    net.devices[carol]
-        .put(now, key, Value::plain(1, 0, b"junk".to_vec()));
+    net.devices[carol].put(now, key, Value::plain(1, 0, b"junk".to_vec()));
     // A genuine request from Carol's device, then the same request id again (a replay,
     // as a second value).
     let req = PeerConnectionRequest {

@@ -328,8 +328,7 @@ fn the_users_own_operations_come_back_as_dht_events() {
     net.run_for(5_000);
     let (now, me) = (net.now, 5);
     let key = InfoHash::get("some key");
-    let op = net.devices[me]
-        .put(now, key, Value::plain(9, 0, b"hello".to_vec()));
+    let op = net.devices[me].put(now, key, Value::plain(9, 0, b"hello".to_vec()));
     net.run_for(5_000);
     let done = net.events[me]
         .iter()

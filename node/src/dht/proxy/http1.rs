@@ -49,10 +49,14 @@ pub enum Part {
 enum State {
     Head,
     /// In a chunked body: bytes of the current chunk still to come, if in one.
-    Chunked { left: Option<usize> },
+    Chunked {
+        left: Option<usize>,
+    },
     /// Trailer lines after the last chunk, until the empty line.
     Trailer,
-    Length { left: usize },
+    Length {
+        left: usize,
+    },
     UntilClose,
     Done,
     Failed,
@@ -197,7 +201,8 @@ impl ResponseDecoder {
                     if digits.is_empty() || digits.len() > 16 {
                         return Err(HttpError::BadChunkSize);
                     }
-                    let n = usize::from_str_radix(digits, 16).map_err(|_| HttpError::BadChunkSize)?;
+                    let n =
+                        usize::from_str_radix(digits, 16).map_err(|_| HttpError::BadChunkSize)?;
                     if n > MAX_BODY {
                         return Err(HttpError::TooLarge);
                     }
@@ -322,7 +327,8 @@ mod tests {
     }
 
     fn chunked(status: u16, chunks: &[&[u8]]) -> Vec<u8> {
-        let mut w = format!("HTTP/1.1 {status} OK\r\nTransfer-Encoding: chunked\r\n\r\n").into_bytes();
+        let mut w =
+            format!("HTTP/1.1 {status} OK\r\nTransfer-Encoding: chunked\r\n\r\n").into_bytes();
         for c in chunks {
             w.extend(format!("{:x}\r\n", c.len()).bytes());
             w.extend_from_slice(c);
@@ -346,7 +352,10 @@ mod tests {
         // Until close: no end before the server closes.
         let mut d = ResponseDecoder::new();
         let parts = d.feed(b"HTTP/1.1 200 OK\r\n\r\nabc").unwrap();
-        assert_eq!(parts, vec![Part::Head { status: 200 }, Part::Body(b"abc".to_vec())]);
+        assert_eq!(
+            parts,
+            vec![Part::Head { status: 200 }, Part::Body(b"abc".to_vec())]
+        );
         assert_eq!(d.close(), Ok(vec![Part::End]));
     }
 
@@ -361,10 +370,17 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffff\r\n",
         ];
         for w in bad {
-            assert!(decode_all(w, &[]).is_err(), "{:?}", String::from_utf8_lossy(w));
+            assert!(
+                decode_all(w, &[]).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(w)
+            );
         }
         let mut d = ResponseDecoder::new();
-        assert_eq!(d.feed(&vec![b'a'; MAX_HEAD + 10]), Err(HttpError::MalformedHead));
+        assert_eq!(
+            d.feed(&vec![b'a'; MAX_HEAD + 10]),
+            Err(HttpError::MalformedHead)
+        );
         let mut d = ResponseDecoder::new();
         let mut long = b"HTTP/1.1 200 OK\r\nX: ".to_vec();
         long.extend(vec![b'a'; MAX_HEAD + 10]);
@@ -372,7 +388,8 @@ mod tests {
         assert_eq!(d.feed(b"more"), Err(HttpError::AfterError));
         // A chunked body cut short is truncated, not complete.
         let mut d = ResponseDecoder::new();
-        d.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab").unwrap();
+        d.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab")
+            .unwrap();
         assert_eq!(d.close(), Err(HttpError::Truncated));
     }
 

@@ -61,7 +61,10 @@ enum Kind {
     Probe,
     Get,
     Listen,
-    Put { value: Value, permanent: bool },
+    Put {
+        value: Value,
+        permanent: bool,
+    },
 }
 
 /// One operation and the request serving it now.

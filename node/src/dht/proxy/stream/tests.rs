@@ -107,7 +107,10 @@ fn a_get_streams_its_values_in_any_split_and_ends_with_the_answer() {
         let mut e = reachable();
         let op = PlainDht::get(&mut e, 2_000, key);
         let (id, req) = connected(&mut e, 2_000);
-        assert!(req.starts_with(&format!("GET /key/{key} HTTP/1.1\r\n")), "{req}");
+        assert!(
+            req.starts_with(&format!("GET /key/{key} HTTP/1.1\r\n")),
+            "{req}"
+        );
         e.handle_stream_data(2_100, id, &wire[..split]);
         e.handle_stream_data(2_100, id, &wire[split..]);
         let got = events(&mut e);
@@ -147,7 +150,12 @@ fn a_listen_reports_values_and_expiries_and_reopens_when_the_proxy_ends_it() {
     e.handle_stream_data(
         2_200,
         id,
-        format!("{:x}\r\n{}\r\n", json::to_line(&v, true).len(), json::to_line(&v, true)).as_bytes(),
+        format!(
+            "{:x}\r\n{}\r\n",
+            json::to_line(&v, true).len(),
+            json::to_line(&v, true)
+        )
+        .as_bytes(),
     );
     assert_eq!(
         events(&mut e),
@@ -191,7 +199,10 @@ fn puts_post_the_value_json_and_report_the_proxys_answer() {
     let op = e.put_permanent(2_000, key, v.clone());
     let (id, req) = connected(&mut e, 2_000);
     let (head, body) = req.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with(&format!("POST /key/{key} HTTP/1.1\r\n")), "{head}");
+    assert!(
+        head.starts_with(&format!("POST /key/{key} HTTP/1.1\r\n")),
+        "{head}"
+    );
     assert!(head.contains(&format!("Content-Length: {}", body.len())));
     let pv = json::from_str(body).unwrap();
     assert!(pv.permanent);
@@ -213,7 +224,10 @@ fn puts_post_the_value_json_and_report_the_proxys_answer() {
     match &events(&mut e)[..] {
         [Event::Failed { op: o, reason, .. }] => {
             assert_eq!(*o, op);
-            assert!(reason.contains("502") && reason.contains("Put failed"), "{reason}");
+            assert!(
+                reason.contains("502") && reason.contains("Put failed"),
+                "{reason}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -266,11 +280,17 @@ fn failures_end_gets_and_puts_and_are_counted() {
     // Lines that are no value are skipped and counted.
     let op = PlainDht::get(&mut e, 20_000, key);
     let (id, _) = connected(&mut e, 20_000);
-    let mut wire = chunked(&format!("garbage\n{{}}\n{}", json::to_line(&plain(2, b"ok"), false)));
+    let mut wire = chunked(&format!(
+        "garbage\n{{}}\n{}",
+        json::to_line(&plain(2, b"ok"), false)
+    ));
     wire.extend_from_slice(b"0\r\n\r\n");
     e.handle_stream_data(20_100, id, &wire);
     let got = events(&mut e);
-    assert!(matches!(&got[..], [Event::Values { values, .. }, Event::GetDone { op: o, nodes_answered: 1, .. }] if values.len() == 1 && *o == op), "{got:?}");
+    assert!(
+        matches!(&got[..], [Event::Values { values, .. }, Event::GetDone { op: o, nodes_answered: 1, .. }] if values.len() == 1 && *o == op),
+        "{got:?}"
+    );
     assert_eq!(e.stats.bad_lines, 1);
 }
 
@@ -299,7 +319,9 @@ fn operations_are_bounded() {
     }
     assert!(events(&mut e).is_empty());
     let op = PlainDht::get(&mut e, 2_000, InfoHash::get("one too many"));
-    assert!(matches!(&events(&mut e)[..], [Event::GetDone { op: o, nodes_answered: 0, .. }] if *o == op));
+    assert!(
+        matches!(&events(&mut e)[..], [Event::GetDone { op: o, nodes_answered: 0, .. }] if *o == op)
+    );
     assert_eq!(e.ops(), MAX_OPS);
 }
 
@@ -369,7 +391,10 @@ fn encrypted_puts_fetch_the_recipients_certificate_through_the_proxy() {
     assert!(matches!(posted.data, ValueData::Encrypted(_)));
     let plain = decrypt(b.key(), &posted).expect("for b");
     assert_eq!(plain.id, 42);
-    assert_eq!(plain.body().map(|x| x.data.clone()), Some(b"secret".to_vec()));
+    assert_eq!(
+        plain.body().map(|x| x.data.clone()),
+        Some(b"secret".to_vec())
+    );
     assert!(secure::signature_ok(&plain));
     d.handle_stream_data(2_200, id, &length(200, json_body));
     assert_eq!(
@@ -407,8 +432,15 @@ fn values_through_the_proxy_pass_the_secure_filter() {
         s.body.data = b"changed".to_vec();
     }
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
-    let for_b = secure::encrypt(a.key(), 3, 0, body(b"to b"), &b.key().public_key(), &mut rng)
-        .unwrap();
+    let for_b = secure::encrypt(
+        a.key(),
+        3,
+        0,
+        body(b"to b"),
+        &b.key().public_key(),
+        &mut rng,
+    )
+    .unwrap();
     PlainDht::get(&mut *d, 2_000, key);
     let (id, _) = connected(&mut d, 2_000);
     let lines = [&good, &forged, &for_b]
@@ -428,7 +460,10 @@ fn values_through_the_proxy_pass_the_secure_filter() {
         .collect();
     assert_eq!(values.len(), 2, "{got:?}");
     assert_eq!(values[0], good);
-    assert_eq!(values[1].body().map(|x| x.data.clone()), Some(b"to b".to_vec()));
+    assert_eq!(
+        values[1].body().map(|x| x.data.clone()),
+        Some(b"to b".to_vec())
+    );
     assert_eq!(d.secure_stats.bad_signatures, 1);
 }
 
