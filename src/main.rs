@@ -136,6 +136,10 @@ enum NodeCmd {
         /// Accept connections only from contacts (jamid's allowPublicIncoming off).
         #[arg(long)]
         contacts_only: bool,
+        /// Reach the DHT only through this OpenDHT proxy (HOST:PORT; jamid's
+        /// `proxyServer`), over TCP: no UDP DHT node, as behind Tor.
+        #[arg(long, value_name = "HOST:PORT")]
+        proxy: Option<SocketAddr>,
         /// TURN server for relay candidates, as jamid's `TURN.server` (HOST[:PORT], port
         /// 3478 by default): each connection gets an RFC 6062 TCP allocation.
         #[arg(long, value_name = "HOST[:PORT]")]
@@ -491,6 +495,7 @@ fn real_main() -> Result<bool> {
                     turn_user,
                     turn_password,
                     turn_realm,
+                    proxy,
                     discovery,
                 },
         } => {
@@ -511,6 +516,7 @@ fn real_main() -> Result<bool> {
                     password: turn_password,
                     realm: turn_realm,
                 }),
+                proxy,
                 discovery,
             })?;
             Ok(true)

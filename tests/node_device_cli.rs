@@ -223,3 +223,78 @@ fn two_devices_become_contacts_connect_and_exchange_texts() {
     drop((a, b, boot));
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// `--proxy`: a device with no UDP DHT node of its own (as behind Tor) reaches the DHT
+/// through `jamisim node proxy`; a device on UDP sees it announced, it sees that one,
+/// and A, through the proxy, connects to B and a text crosses over `sip`.
+#[test]
+fn a_device_through_a_dht_proxy_is_a_full_device() {
+    use std::io::{BufRead, BufReader};
+    let tmp = std::env::temp_dir().join(format!("jamisim-device-proxy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let (da, db) = (tmp.join("a"), tmp.join("b"));
+    create_account(&da);
+    create_account(&db);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut proxy = Command::new(env!("CARGO_BIN_EXE_jamisim"))
+        .args([
+            "node",
+            "proxy",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("jamisim node proxy");
+    // "DHT proxy on http://127.0.0.1:P (node <id> on UDP 127.0.0.1:Q)"
+    let mut first = String::new();
+    BufReader::new(proxy.stdout.take().unwrap())
+        .read_line(&mut first)
+        .expect("the proxy's first line");
+    let udp = first
+        .rsplit("UDP ")
+        .next()
+        .and_then(|s| s.trim().strip_suffix(')'))
+        .expect("the proxy's UDP address")
+        .to_string();
+    let mut a = device(&da, &["--proxy", &format!("127.0.0.1:{port}")]);
+    let mut b = device(&db, &["--bootstrap", &udp]);
+    let id = |n: &CliNode| n.started["account"].as_str().expect("account").to_string();
+    let (a_id, b_id) = (id(&a), id(&b));
+    assert!(a.started["node"].is_null(), "no UDP node: {}", a.started);
+    let t = Duration::from_secs(30);
+    b.send(&format!("track {a_id}"));
+    a.send(&format!("track {b_id}"));
+    for (watcher, of) in [(&b, &a_id), (&a, &b_id)] {
+        let seen = watcher
+            .wait_for(t, |v| {
+                v["event"] == "presence"
+                    && v["account"] == of.as_str()
+                    && v["state"] == "seems reachable"
+            })
+            .expect("seems reachable");
+        assert_eq!(seen["state"], "seems reachable");
+    }
+    a.send(&format!("connect {b_id}"));
+    assert!(
+        a.wait_for(t, |v| v["event"] == "channel_opened" && v["name"] == "sip")
+            .is_some(),
+        "A, through the proxy, connects to B and opens sip"
+    );
+    a.send(&format!("msg {b_id} through the proxy"));
+    let m = b
+        .wait_for(t, |v| v["event"] == "message" && v["from"] == a_id.as_str())
+        .expect("B gets A's text");
+    assert_eq!(m["body"], "through the proxy", "{m}");
+    a.send("x");
+    b.send("x");
+    drop((a, b));
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    let _ = std::fs::remove_dir_all(&tmp);
+}

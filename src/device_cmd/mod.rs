@@ -38,6 +38,8 @@ pub struct DeviceOpts {
     pub contacts_only: bool,
     /// jamid's TURN keys: a relay candidate on each connection.
     pub turn: Option<node::connect::turn::TurnAccountConfig>,
+    /// Reach the DHT only through this OpenDHT proxy (HOST:PORT), over TCP.
+    pub proxy: Option<SocketAddr>,
     /// OpenDHT's multicast peer discovery on the LAN (port 8888, 239.192.0.1), announcing
     /// the DHT node and the account under this display name.
     pub discovery: Option<String>,
@@ -76,7 +78,13 @@ pub fn run(opts: DeviceOpts) -> Result<()> {
         announcement_id: rng.random::<u64>() | 1,
     };
     let cfg = Config::verifying(InfoHash(rng.random()), rng.next_u64());
-    let mut dev = Device::new(cfg, Some(jami), unix_ms())?;
+    // Through a DHT proxy (jamid's `proxyEnabled`/`proxyServer`): no UDP DHT node at all,
+    // as behind Tor, where only TCP leaves.
+    let backend = match opts.proxy {
+        Some(p) => node::device::DhtBackend::Proxy(p),
+        None => node::device::DhtBackend::Udp,
+    };
+    let mut dev = Device::with_backend(cfg, Some(jami), backend, unix_ms())?;
     let contacts = node::contacts::load(&opts.dir).context("the contacts files")?;
     let ice_ips = if opts.ice_ips.is_empty() {
         vec![default_ip(opts.bind)]
