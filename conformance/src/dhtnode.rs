@@ -34,6 +34,27 @@ impl DhtNode {
         Self::start_with(ns, port, bootstrap, identity, &[])
     }
 
+    /// An identity node (`dhtnode -i`) on `plain_port` and, bootstrapped from it, a
+    /// second dhtnode serving OpenDHT's proxy on HTTP `http_port` (its own node on UDP
+    /// `proxy_udp_port`): the official proxy in front of the official DHT.
+    pub fn start_proxied(
+        ns: &Netns,
+        plain_port: u16,
+        proxy_udp_port: u16,
+        http_port: u16,
+    ) -> Result<(DhtNode, DhtNode)> {
+        let official = DhtNode::start(ns, plain_port, None, true).context("dhtnode -i")?;
+        let proxy = DhtNode::start_with(
+            ns,
+            proxy_udp_port,
+            Some(SocketAddr::from(([127, 0, 0, 1], plain_port))),
+            false,
+            &["--proxyserver", &http_port.to_string()],
+        )
+        .context("dhtnode --proxyserver")?;
+        Ok((official, proxy))
+    }
+
     /// [`DhtNode::start`] with more command-line arguments (e.g. `--proxyserver PORT`,
     /// `--proxyclient HOST:PORT`).
     pub fn start_with(

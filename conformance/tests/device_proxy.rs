@@ -55,15 +55,9 @@ fn our_device_through_dhtnodes_proxy() {
         return;
     }
     let ns = Netns::create("jsdevpx").expect("namespace");
-    let mut official = DhtNode::start(&ns, PLAIN_PORT, None, true).expect("dhtnode -i starts");
-    let _proxy = DhtNode::start_with(
-        &ns,
-        PROXY_UDP_PORT,
-        Some(SocketAddr::from(([127, 0, 0, 1], PLAIN_PORT))),
-        false,
-        &["--proxyserver", &PROXY_HTTP_PORT.to_string()],
-    )
-    .expect("dhtnode --proxyserver starts");
+    let (mut official, _proxy) =
+        DhtNode::start_proxied(&ns, PLAIN_PORT, PROXY_UDP_PORT, PROXY_HTTP_PORT)
+            .expect("dhtnode -i and dhtnode --proxyserver start");
     let their_key = official
         .public_key_id()
         .expect("dhtnode -i prints its key id");
