@@ -6,6 +6,7 @@
 //! learnt from replies start dubious and a table that cannot split near its own id
 //! cannot find its neighbours.) Time is an input.
 
+use rand::RngExt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -102,6 +103,9 @@ pub enum Insert {
 pub struct RoutingTable {
     own: Id,
     buckets: Vec<Bucket>,
+    /// Last time a node new to us fell in the bucket holding our own id (OpenDHT's
+    /// `grow_time`): while it is recent, the neighbourhood is still being learnt.
+    grow_time: Millis,
 }
 
 impl RoutingTable {
@@ -114,7 +118,13 @@ impl RoutingTable {
                 cached: None,
                 last_changed: 0,
             }],
+            grow_time: 0,
         }
+    }
+
+    /// When a newcomer last landed in our own bucket.
+    pub fn grow_time(&self) -> Millis {
+        self.grow_time
     }
 
     pub fn own_id(&self) -> &Id {
@@ -208,6 +218,9 @@ impl RoutingTable {
             {
                 return Insert::Ignored;
             }
+            if self.contains_own(i) {
+                self.grow_time = now;
+            }
             let b = &mut self.buckets[i];
             let entry = NodeEntry {
                 id,
@@ -216,14 +229,20 @@ impl RoutingTable {
                 last_reply: replied.then_some(now),
                 failures: 0,
             };
+            // A bucket counts as fresh only when one of its nodes replies (OpenDHT's
+            // `Bucket::time`): a node merely named by others proves nothing.
             if b.nodes.len() < BUCKET_SIZE {
                 b.nodes.push(entry);
-                b.last_changed = now;
+                if replied {
+                    b.last_changed = now;
+                }
                 return Insert::Added;
             }
             if let Some(pos) = b.nodes.iter().position(|n| n.is_expired()) {
                 b.nodes[pos] = entry;
-                b.last_changed = now;
+                if replied {
+                    b.last_changed = now;
+                }
                 return Insert::Added;
             }
             let dubious = b.nodes.iter().find(|n| !n.is_good(now)).map(|n| n.addr);
@@ -310,13 +329,63 @@ impl RoutingTable {
         self.buckets.len()
     }
 
-    /// Buckets that have not changed for `stale`, as (first, next) ranges to refresh
-    /// with a `find` of a random id inside.
-    pub fn stale_buckets(&self, now: Millis, stale: Duration) -> Vec<(Id, Option<Id>)> {
+    /// Indices of the buckets no node of which replied for `stale`, or empty ones
+    /// (OpenDHT's `bucketMaintenance` refreshes those).
+    pub fn stale_buckets(&self, now: Millis, stale: Duration) -> Vec<usize> {
         (0..self.buckets.len())
-            .filter(|&i| now.saturating_sub(self.buckets[i].last_changed) >= ms(stale))
-            .map(|i| (self.buckets[i].first, self.next_first(i)))
+            .filter(|&i| {
+                self.buckets[i].nodes.is_empty()
+                    || now.saturating_sub(self.buckets[i].last_changed) > ms(stale)
+            })
             .collect()
+    }
+
+    /// The bucket holding `id`.
+    pub fn bucket_of(&self, id: &Id) -> usize {
+        self.bucket_index(id)
+    }
+
+    /// Nodes in bucket `i`.
+    pub fn bucket_nodes(&self, i: usize) -> &[NodeEntry] {
+        self.buckets.get(i).map(|b| b.nodes.as_slice()).unwrap_or(&[])
+    }
+
+    /// A random id inside bucket `i`'s range (OpenDHT's `randomId`): the bits the
+    /// bucket fixes are kept, the rest drawn from `rng`.
+    pub fn random_id(&self, i: usize, rng: &mut impl rand::Rng) -> Id {
+        let first = self.buckets[i].first;
+        let b1 = lowbit(&first);
+        let b2 = self.next_first(i).and_then(|n| lowbit(&n));
+        let bit = match (b1, b2) {
+            (None, None) => 0,
+            (a, b) => a.max(b).map(|x| x + 1).unwrap_or(0),
+        };
+        if bit >= 160 {
+            return first;
+        }
+        let mut id = first;
+        let byte = bit / 8;
+        let keep = (0xff00u16 >> (bit % 8)) as u8;
+        id[byte] = (first[byte] & keep) | (rng.random::<u8>() >> (bit % 8));
+        for x in id.iter_mut().skip(byte + 1) {
+            *x = rng.random();
+        }
+        id
+    }
+
+    /// A random node of bucket `i`, not-expired ones first (OpenDHT's `randomNode`).
+    pub fn random_node(&self, i: usize, rng: &mut impl rand::Rng) -> Option<&NodeEntry> {
+        let nodes = &self.buckets.get(i)?.nodes;
+        let live = nodes.iter().filter(|n| !n.is_expired()).count();
+        let pool: Vec<&NodeEntry> = if live > 0 {
+            nodes.iter().filter(|n| !n.is_expired()).collect()
+        } else {
+            nodes.iter().collect()
+        };
+        if pool.is_empty() {
+            return None;
+        }
+        Some(pool[rng.random_range(0..pool.len())])
     }
 
     /// Every node, for diagnostics ("node info").
