@@ -406,11 +406,14 @@ impl Dht {
         for (_, started, last) in self.partials.values() {
             t = t.min((last + PARTIAL_TIMEOUT_MS).min(started + PARTIAL_MAX_MS));
         }
-        for s in self.searches.values() {
-            for n in &s.nodes {
-                if n.acked && matches!(s.kind, SearchKind::Listen) {
-                    t = t.min(n.refresh_at);
-                }
+        // Only listens have refresh times, and they are all in `follows` (this runs
+        // after every input: a walk over every search was 2 % of a 1,000-node hour).
+        for s in self.follows.iter().filter_map(|op| self.searches.get(op)) {
+            if !matches!(s.kind, SearchKind::Listen) {
+                continue;
+            }
+            for n in s.nodes.iter().filter(|n| n.acked) {
+                t = t.min(n.refresh_at);
             }
         }
         Some(t)
