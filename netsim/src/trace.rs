@@ -8,7 +8,6 @@ use crate::packet::{decimal, Body, Packet};
 use crate::time::SimTime;
 use std::net::{SocketAddr, SocketAddrV4};
 use sha2::{Digest, Sha256};
-use std::fmt::Write as _;
 use std::io::Write as _;
 
 /// Trace text kept in memory by default: a 10,000-node run writes about 12 MB of trace
@@ -25,9 +24,16 @@ pub struct Trace {
     pub cut_lines: u64,
     pub cut_bytes: u64,
     file: Option<std::io::BufWriter<std::fs::File>>,
-    line: String,
+    /// Lines not hashed yet, the last one being written from `start` (UTF-8:
+    /// formatted text or ASCII). Hashing [`HASH_BATCH`] bytes at once lets SHA-256 read
+    /// whole blocks in place: line by line it copied each line into its block buffer.
+    line: Vec<u8>,
+    start: usize,
     pub lines: u64,
 }
+
+/// Bytes of trace lines hashed at once.
+const HASH_BATCH: usize = 16 * 1024;
 
 impl Trace {
     pub fn new(keep_text: bool) -> Self {
@@ -43,7 +49,8 @@ impl Trace {
             cut_lines: 0,
             cut_bytes: 0,
             file: None,
-            line: String::new(),
+            line: Vec::with_capacity(HASH_BATCH + 256),
+            start: 0,
             lines: 0,
         }
     }
@@ -61,7 +68,7 @@ impl Trace {
 
     /// A line formatted straight into the trace (no intermediate string).
     pub fn line_args(&mut self, now: SimTime, msg: std::fmt::Arguments<'_>) {
-        self.line.clear();
+        self.start = self.line.len();
         let _ = writeln!(self.line, "{now} {msg}");
         self.commit();
     }
@@ -71,38 +78,44 @@ impl Trace {
     /// line of a large run) is written digit by digit without the formatter machinery,
     /// which cost more than the rest of the event loop on the ping-pong bench.
     pub fn packet_line(&mut self, now: SimTime, verb: &str, host: &str, pkt: &Packet) {
-        let (Body::Udp(data), SocketAddr::V4(src), SocketAddr::V4(dst)) =
-            (&pkt.body, pkt.src, pkt.dst)
-        else {
+        let (Body::Udp(data), SocketAddr::V4(src), SocketAddr::V4(dst), true) = (
+            &pkt.body,
+            pkt.src,
+            pkt.dst,
+            verb.len() + host.len() <= LINE_NAMES,
+        ) else {
             return self.line_args(now, format_args!("{verb}  {host} {pkt} #{}", pkt.id));
         };
-        let l = &mut self.line;
-        l.clear();
-        push_time(l, now);
-        l.push(' ');
-        l.push_str(verb);
-        l.push_str("  ");
-        l.push_str(host);
-        l.push_str(" udp ");
-        push_v4(l, &src);
-        l.push_str(" > ");
-        push_v4(l, &dst);
-        l.push_str(" len=");
-        push_u64(l, data.len() as u64);
-        l.push_str(" #");
-        push_u64(l, pkt.id);
-        l.push('\n');
+        // Written into a stack buffer, then copied once: growing the line byte by byte
+        // checked its capacity at every digit.
+        let mut l = LineBuf::default();
+        l.time(now);
+        l.bytes(b" ");
+        l.bytes(verb.as_bytes());
+        l.bytes(b"  ");
+        l.bytes(host.as_bytes());
+        l.bytes(b" udp ");
+        l.v4(&src);
+        l.bytes(b" > ");
+        l.v4(&dst);
+        l.bytes(b" len=");
+        l.num(data.len() as u64);
+        l.bytes(b" #");
+        l.num(pkt.id);
+        l.bytes(b"\n");
+        self.start = self.line.len();
+        self.line.extend_from_slice(&l.buf[..l.len]);
         self.commit();
     }
 
     /// Hash, stream and keep the line just written.
     fn commit(&mut self) {
-        self.hasher.update(self.line.as_bytes());
+        let line = &self.line[self.start..];
         if let Some(f) = &mut self.file {
-            let _ = f.write_all(self.line.as_bytes());
+            let _ = f.write_all(line);
         }
         if let Some(t) = &mut self.text {
-            t.push_str(&self.line);
+            t.push_str(std::str::from_utf8(line).unwrap_or(""));
             // Cut in batches (half the limit at a time) so each byte moves at most twice.
             if t.len() > self.keep + self.keep / 2 {
                 let from = t.len() - self.keep;
@@ -117,6 +130,10 @@ impl Trace {
             }
         }
         self.lines += 1;
+        if self.line.len() >= HASH_BATCH {
+            self.hasher.update(&self.line);
+            self.line.clear();
+        }
     }
 
     /// Flush the file a trace streams to, if any.
@@ -129,7 +146,9 @@ impl Trace {
 
     /// Hex SHA-256 of every line so far.
     pub fn hash_hex(&self) -> String {
-        let d = self.hasher.clone().finalize();
+        let mut h = self.hasher.clone();
+        h.update(&self.line);
+        let d = h.finalize();
         d.iter().map(|b| format!("{b:02x}")).collect()
     }
 
@@ -139,41 +158,67 @@ impl Trace {
     }
 }
 
-fn push_u64(l: &mut String, n: u64) {
-    let mut buf = [0u8; 20];
-    let at = decimal(n, &mut buf);
-    l.extend(buf[at..].iter().map(|&b| b as char));
+/// Verb and host name bytes a fast packet line takes (longer ones are formatted).
+const LINE_NAMES: usize = 64;
+
+/// One packet line: time (up to 31), names, two addresses (21 each), two numbers
+/// (20 each) and the fixed text fit in 256 bytes.
+struct LineBuf {
+    buf: [u8; 256],
+    len: usize,
 }
 
-/// As `SimTime`'s `Display`: seconds right-aligned on 4, 9 digits of fraction, `s`.
-fn push_time(l: &mut String, t: SimTime) {
-    let ns = t.as_nanos();
-    let (secs, mut frac) = (ns / 1_000_000_000, ns % 1_000_000_000);
-    let mut buf = [0u8; 20];
-    let at = decimal(secs, &mut buf);
-    for _ in (20 - at)..4 {
-        l.push(' ');
-    }
-    l.extend(buf[at..].iter().map(|&b| b as char));
-    l.push('.');
-    let mut digits = [b'0'; 9];
-    for d in digits.iter_mut().rev() {
-        *d = b'0' + (frac % 10) as u8;
-        frac /= 10;
-    }
-    l.extend(digits.iter().map(|&b| b as char));
-    l.push('s');
-}
-
-fn push_v4(l: &mut String, a: &SocketAddrV4) {
-    for (k, o) in a.ip().octets().into_iter().enumerate() {
-        if k > 0 {
-            l.push('.');
+impl Default for LineBuf {
+    fn default() -> Self {
+        LineBuf {
+            buf: [0; 256],
+            len: 0,
         }
-        push_u64(l, u64::from(o));
     }
-    l.push(':');
-    push_u64(l, u64::from(a.port()));
+}
+
+impl LineBuf {
+    fn bytes(&mut self, b: &[u8]) {
+        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+    }
+
+    fn num(&mut self, n: u64) {
+        let mut d = [0u8; 20];
+        let at = decimal(n, &mut d);
+        self.bytes(&d[at..]);
+    }
+
+    /// As `SimTime`'s `Display`: seconds right-aligned on 4, 9 digits of fraction, `s`.
+    fn time(&mut self, t: SimTime) {
+        let ns = t.as_nanos();
+        let (secs, mut frac) = (ns / 1_000_000_000, ns % 1_000_000_000);
+        let mut d = [0u8; 20];
+        let at = decimal(secs, &mut d);
+        for _ in (20 - at)..4 {
+            self.bytes(b" ");
+        }
+        self.bytes(&d[at..]);
+        self.bytes(b".");
+        let mut digits = [b'0'; 9];
+        for x in digits.iter_mut().rev() {
+            *x = b'0' + (frac % 10) as u8;
+            frac /= 10;
+        }
+        self.bytes(&digits);
+        self.bytes(b"s");
+    }
+
+    fn v4(&mut self, a: &SocketAddrV4) {
+        for (k, o) in a.ip().octets().into_iter().enumerate() {
+            if k > 0 {
+                self.bytes(b".");
+            }
+            self.num(u64::from(o));
+        }
+        self.bytes(b":");
+        self.num(u64::from(a.port()));
+    }
 }
 
 #[cfg(test)]
@@ -216,6 +261,23 @@ mod tests {
         let kept = text.lines().count() as u64;
         assert_eq!(kept + t.cut_lines, 10_000);
         assert_eq!(t.lines, 10_000);
+    }
+
+    #[test]
+    fn the_hash_is_the_sha256_of_the_whole_text() {
+        // Lines are hashed in batches; the hash must not depend on where they fall.
+        let mut t = Trace::new(true);
+        for i in 0..5000 {
+            t.line(SimTime::from_nanos(i * 7), &format!("line {i}"));
+            if i % 1234 == 0 {
+                let whole = Sha256::digest(t.text().unwrap().as_bytes());
+                let hex: String = whole.iter().map(|b| format!("{b:02x}")).collect();
+                assert_eq!(t.hash_hex(), hex, "after {i} lines");
+            }
+        }
+        let whole = Sha256::digest(t.text().unwrap().as_bytes());
+        let hex: String = whole.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(t.hash_hex(), hex);
     }
 
     #[test]
