@@ -589,3 +589,23 @@ fn a_put_is_stored_although_closer_nodes_were_only_heard_of() {
         "node 0 dropped the value"
     );
 }
+
+#[test]
+fn a_node_forgets_the_transaction_counters_of_nodes_it_no_longer_asks() {
+    // A node that asked many nodes once keeps no counter for each of them forever.
+    let n = 300;
+    let mut net = Net::new(n);
+    for i in 1..n {
+        let (now, b) = (net.now, net.addrs[0]);
+        net.nodes[i].bootstrap(now, b);
+    }
+    net.run_for(60_000);
+    for k in 0..n {
+        let now = net.now;
+        net.nodes[0].get(now, InfoHash::get(format!("far {k}")));
+        net.run_for(200);
+    }
+    net.run_for(5 * 60_000);
+    let kept = net.nodes[0].tid_counters();
+    assert!(kept <= node::dht::engine::MAX_TIDS, "{kept} counters kept");
+}

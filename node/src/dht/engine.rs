@@ -51,6 +51,11 @@ pub const NEIGHBOURHOOD_GROWTH_MS: u64 = 150_000;
 pub const BOOTSTRAP_PERIOD_MS: u64 = 10_000;
 /// The longest wait between bootstrap attempts (OpenDHT's 24 h).
 pub const BOOTSTRAP_PERIOD_MAX_MS: u64 = 24 * 3600 * 1000;
+/// Per-address transaction counters kept before those with no request in flight are
+/// forgotten (at the next maintenance run). OpenDHT keeps the counter in its node
+/// object, gone with the node; kept for every address ever asked, they were a node's
+/// largest growing state in a 10,000-node network.
+pub const MAX_TIDS: usize = 256;
 /// Bootstrap addresses remembered; the user gives them, a handful is the norm, and a
 /// bound keeps a careless caller from growing the list without end.
 pub const MAX_BOOTSTRAP_NODES: usize = 64;
@@ -383,6 +388,11 @@ impl Dht {
     /// Requests still waiting for an answer (bounded-memory checks).
     pub fn pending_requests(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Addresses with a transaction counter (bounded-memory checks).
+    pub fn tid_counters(&self) -> usize {
+        self.tids.len()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -1197,6 +1207,11 @@ impl Dht {
     /// a request went out, else in 1-3 min.
     fn maintain(&mut self, now: u64) {
         self.stats.maintenance_runs += 1;
+        if self.tids.len() > MAX_TIDS {
+            let pending = &self.pending;
+            self.tids
+                .retain(|a, _| pending.range((*a, 0)..=(*a, u32::MAX)).next().is_some());
+        }
         // Finished searches are only bookkeeping: forget them.
         self.searches
             .retain(|_, s| !s.done || s.kind.follows_table());
