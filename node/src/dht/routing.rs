@@ -553,6 +553,15 @@ mod tests {
                     proptest::prop_assert!(n.id != own);
                 }
             }
+            // A random id of each bucket falls in that bucket (upkeep's targets).
+            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(own[0] as u64);
+            for b in 0..t.bucket_count() {
+                let r = t.random_id(b, &mut rng);
+                proptest::prop_assert_eq!(t.bucket_of(&r), b);
+                if let Some(n) = t.random_node(b, &mut rng) {
+                    proptest::prop_assert_eq!(t.bucket_of(&n.id), b);
+                }
+            }
             let c = t.closest(&target, 14);
             for w in c.windows(2) {
                 proptest::prop_assert!(xor_cmp(&w[0].id, &w[1].id, &target) != std::cmp::Ordering::Greater);
