@@ -6,9 +6,9 @@
 
 use crate::packet::{decimal, Body, Packet};
 use crate::time::SimTime;
-use std::net::{SocketAddr, SocketAddrV4};
 use sha2::{Digest, Sha256};
 use std::io::Write as _;
+use std::net::{SocketAddr, SocketAddrV4};
 
 /// Trace text kept in memory by default: a 10,000-node run writes about 12 MB of trace
 /// per simulated second, so an unbounded trace would grow past any machine's memory;

@@ -531,7 +531,11 @@ fn a_settled_network_keeps_its_tables_with_a_few_lone_finds() {
     // The tables still serve: every get finds its value.
     for i in 0..n {
         let now = net.now;
-        net.nodes[i].put(now, InfoHash::get(format!("k{i}")), Value::plain(i as u64 + 1, 0, vec![1]));
+        net.nodes[i].put(
+            now,
+            InfoHash::get(format!("k{i}")),
+            Value::plain(i as u64 + 1, 0, vec![1]),
+        );
     }
     net.run_for(10_000);
     let mut gets = Vec::new();
@@ -542,7 +546,11 @@ fn a_settled_network_keeps_its_tables_with_a_few_lone_finds() {
     net.run_for(10_000);
     let found = gets
         .iter()
-        .filter(|(i, t, op)| values_of(&net, *i, *op).iter().any(|v| v.id == *t as u64 + 1))
+        .filter(|(i, t, op)| {
+            values_of(&net, *i, *op)
+                .iter()
+                .any(|v| v.id == *t as u64 + 1)
+        })
         .count();
     assert_eq!(found, n, "gets that found their value");
 }

@@ -1248,7 +1248,12 @@ impl Dht {
             let Some((id, addr)) = self.maintenance_node(b) else {
                 continue;
             };
-            if self.pending.range((addr, 0)..=(addr, u32::MAX)).next().is_some() {
+            if self
+                .pending
+                .range((addr, 0)..=(addr, u32::MAX))
+                .next()
+                .is_some()
+            {
                 continue;
             }
             self.find_once(id, addr, target);
@@ -1267,7 +1272,10 @@ impl Dht {
         if b + 1 < count && (empty(&self.table, q) || self.rng.random_ratio(1, 8)) {
             q = b + 1;
         }
-        if b > 0 && (empty(&self.table, q) || self.rng.random_ratio(1, 8)) && !empty(&self.table, b - 1) {
+        if b > 0
+            && (empty(&self.table, q) || self.rng.random_ratio(1, 8))
+            && !empty(&self.table, b - 1)
+        {
             q = b - 1;
         }
         let n = self.table.random_node(q, &mut self.rng)?;

@@ -373,7 +373,10 @@ impl RoutingTable {
 
     /// Nodes in bucket `i`.
     pub fn bucket_nodes(&self, i: usize) -> &[NodeEntry] {
-        self.buckets.get(i).map(|b| b.nodes.as_slice()).unwrap_or(&[])
+        self.buckets
+            .get(i)
+            .map(|b| b.nodes.as_slice())
+            .unwrap_or(&[])
     }
 
     /// A random id inside bucket `i`'s range (OpenDHT's `randomId`): the bits the

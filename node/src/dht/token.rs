@@ -188,8 +188,15 @@ mod tests {
         // stays, not one per source ever heard.
         let mut l = RequestLimits::default();
         for i in 0..5_000u32 {
-            assert!(l.allow(IpAddr::from((0x0a00_0000 + i).to_be_bytes()), u64::from(i) * 20));
+            assert!(l.allow(
+                IpAddr::from((0x0a00_0000 + i).to_be_bytes()),
+                u64::from(i) * 20
+            ));
         }
-        assert!(l.tracked() <= SWEEP_ABOVE + 51, "{} limiters kept", l.tracked());
+        assert!(
+            l.tracked() <= SWEEP_ABOVE + 51,
+            "{} limiters kept",
+            l.tracked()
+        );
     }
 }
