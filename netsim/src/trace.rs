@@ -4,7 +4,7 @@
 //! last part stays in memory, and the count of lines cut says how much came before. A
 //! run that wants every line streams them to a file instead ([`Trace::to_file`]).
 
-use crate::packet::{decimal, Body, Packet};
+use crate::packet::{Body, Packet};
 use crate::time::SimTime;
 use sha2::{Digest, Sha256};
 use std::io::Write as _;
@@ -183,30 +183,39 @@ impl LineBuf {
         self.len += b.len();
     }
 
-    fn num(&mut self, n: u64) {
-        let mut d = [0u8; 20];
-        let at = decimal(n, &mut d);
-        self.bytes(&d[at..]);
+    /// Digits written in place, last first (copying them from a scratch buffer called
+    /// `memcpy` per number).
+    fn num(&mut self, mut n: u64) {
+        let end = self.len + n.checked_ilog10().unwrap_or(0) as usize + 1;
+        let mut i = end;
+        loop {
+            i -= 1;
+            self.buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.len = end;
     }
 
     /// As `SimTime`'s `Display`: seconds right-aligned on 4, 9 digits of fraction, `s`.
     fn time(&mut self, t: SimTime) {
         let ns = t.as_nanos();
         let (secs, mut frac) = (ns / 1_000_000_000, ns % 1_000_000_000);
-        let mut d = [0u8; 20];
-        let at = decimal(secs, &mut d);
-        for _ in (20 - at)..4 {
-            self.bytes(b" ");
+        let digits = secs.checked_ilog10().unwrap_or(0) as usize + 1;
+        for _ in digits..4 {
+            self.buf[self.len] = b' ';
+            self.len += 1;
         }
-        self.bytes(&d[at..]);
-        self.bytes(b".");
-        let mut digits = [b'0'; 9];
-        for x in digits.iter_mut().rev() {
-            *x = b'0' + (frac % 10) as u8;
+        self.num(secs);
+        self.buf[self.len] = b'.';
+        for k in (1..=9).rev() {
+            self.buf[self.len + k] = b'0' + (frac % 10) as u8;
             frac /= 10;
         }
-        self.bytes(&digits);
-        self.bytes(b"s");
+        self.buf[self.len + 10] = b's';
+        self.len += 11;
     }
 
     fn v4(&mut self, a: &SocketAddrV4) {
