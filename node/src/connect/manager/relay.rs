@@ -37,8 +37,6 @@ pub struct Relay {
     to_ice: BTreeMap<turn::ConnId, ice::ConnId>,
     to_turn: BTreeMap<ice::ConnId, turn::ConnId>,
     permitted: BTreeSet<IpAddr>,
-    /// Why the allocation failed, for the log.
-    pub error: Option<String>,
 }
 
 impl Relay {
@@ -57,7 +55,6 @@ impl Relay {
             to_ice: BTreeMap::new(),
             to_turn: BTreeMap::new(),
             permitted: BTreeSet::new(),
-            error: None,
         }
     }
 
@@ -84,7 +81,6 @@ impl Relay {
         if let RelayState::Allocating { deadline } = self.state {
             if deadline <= now {
                 self.state = RelayState::Failed;
-                self.error = Some(format!("no TURN allocation within {RELAY_WAIT_MS} ms"));
             }
         }
     }
@@ -107,10 +103,8 @@ impl Relay {
     }
 
     /// The client's events applied to the agent: the relayed candidate, and relayed
-    /// streams as accepted TCP connections on it. Returns whether the allocation
-    /// settled (made or failed) during the call.
-    pub fn drive(&mut self, now: u64, agent: &mut Agent) -> bool {
-        let was_pending = self.pending();
+    /// streams as accepted TCP connections on it.
+    pub fn drive(&mut self, now: u64, agent: &mut Agent) {
         while let Some(e) = self.client.poll_event() {
             match e {
                 TurnEvent::Allocated { relayed, .. } => {
@@ -119,11 +113,9 @@ impl Relay {
                         self.state = RelayState::Allocated(relayed);
                     }
                 }
-                TurnEvent::Failed(err) => {
-                    self.error = Some(format!("TURN: {err}"));
+                TurnEvent::Failed(_) => {
                     self.state = RelayState::Failed;
-                    for (t, i) in std::mem::take(&mut self.to_ice) {
-                        let _ = t;
+                    for i in std::mem::take(&mut self.to_ice).into_values() {
                         agent.handle_tcp_closed(now, i);
                     }
                     self.to_turn.clear();
@@ -155,7 +147,6 @@ impl Relay {
                 | TurnEvent::PeerFailed { .. } => {}
             }
         }
-        was_pending && !self.pending()
     }
 
     /// The agent's connection `conn` is a relayed one: its bytes go to the TURN client.
