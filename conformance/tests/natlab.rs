@@ -613,6 +613,18 @@ fn mark(o: &Outcome, expected: bool) -> String {
     )
 }
 
+/// One cell: its lab built, `run` in it (an error is the cell's note), and the packets
+/// its guard dropped added to `drops`.
+fn in_lab(c: Cell, drops: &mut u64, run: impl FnOnce(&Lab) -> anyhow::Result<Outcome>) -> Outcome {
+    let lab = Lab::build(c).expect("lab");
+    let o = run(&lab).unwrap_or_else(|e| Outcome {
+        note: format!("error: {e:#}"),
+        ..Outcome::default()
+    });
+    *drops += lab.guard_drops();
+    o
+}
+
 /// Cells to run: all, or the comma-separated names in `NATLAB_CELLS` (e.g. `prc×prc,lan`).
 fn cells(filter: Option<&str>) -> Vec<Cell> {
     Cell::all()
@@ -648,12 +660,7 @@ fn real_nat_lab_matrices() {
     // 1. ours <-> ours
     let mut m1 = Vec::new();
     for &c in &run {
-        let lab = Lab::build(c).expect("lab");
-        let o = ours_ours(&lab, &ours_ids, false).unwrap_or_else(|e| Outcome {
-            note: format!("error: {e:#}"),
-            ..Outcome::default()
-        });
-        drops += lab.guard_drops();
+        let o = in_lab(c, &mut drops, |lab| ours_ours(lab, &ours_ids, false));
         eprintln!("ours↔ours {}: {}", c.name(), o.cell());
         if o.connected != c.direct_tcp() {
             bad.push(format!(
@@ -670,12 +677,7 @@ fn real_nat_lab_matrices() {
     // 1t. ours <-> ours with coturn as TURN: every cell, relayed only without a direct path
     let mut m1t = Vec::new();
     for &c in &run {
-        let lab = Lab::build(c).expect("lab");
-        let o = ours_ours(&lab, &ours_ids, true).unwrap_or_else(|e| Outcome {
-            note: format!("error: {e:#}"),
-            ..Outcome::default()
-        });
-        drops += lab.guard_drops();
+        let o = in_lab(c, &mut drops, |lab| ours_ours(lab, &ours_ids, true));
         eprintln!("ours↔ours with TURN {}: {}", c.name(), o.cell());
         let relayed = o.pair.contains("relay");
         if !o.connected || relayed == c.direct_tcp() {
