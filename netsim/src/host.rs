@@ -303,7 +303,7 @@ impl Core {
         }
         if let Some(t) = &mut self.trace {
             let name = &self.nodes[node].name;
-            t.line_args(self.now, format_args!("send  {name} {pkt} #{}", pkt.id));
+            t.packet_line(self.now, "send", name, &pkt);
         }
         let now = self.now;
         let h = self.h(node);
@@ -369,7 +369,7 @@ impl Core {
     pub(crate) fn deliver(&mut self, node: NodeId, pkt: Packet) {
         if let Some(t) = &mut self.trace {
             let name = &self.nodes[node].name;
-            t.line_args(self.now, format_args!("recv  {name} {pkt} #{}", pkt.id));
+            t.packet_line(self.now, "recv", name, &pkt);
         }
         let h = self.h(node);
         if pkt.is_multicast() {

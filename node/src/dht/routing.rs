@@ -6,6 +6,8 @@
 //! learnt from replies start dubious and a table that cannot split near its own id
 //! cannot find its neighbours.) Time is an input.
 
+use rand::RngExt;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -102,6 +104,13 @@ pub enum Insert {
 pub struct RoutingTable {
     own: Id,
     buckets: Vec<Bucket>,
+    /// Last time a node new to us fell in the bucket holding our own id (OpenDHT's
+    /// `grow_time`): while it is recent, the neighbourhood is still being learnt.
+    grow_time: Millis,
+    /// How many nodes of the buckets use each address: "one address, one node" is
+    /// checked for every node named in every answer, and a walk over the whole table
+    /// each time was the table's largest cost at 1,000 nodes.
+    addrs: BTreeMap<SocketAddr, u32>,
 }
 
 impl RoutingTable {
@@ -114,7 +123,27 @@ impl RoutingTable {
                 cached: None,
                 last_changed: 0,
             }],
+            grow_time: 0,
+            addrs: BTreeMap::new(),
         }
+    }
+
+    fn addr_in(&mut self, a: SocketAddr) {
+        *self.addrs.entry(a).or_default() += 1;
+    }
+
+    fn addr_out(&mut self, a: SocketAddr) {
+        if let Some(c) = self.addrs.get_mut(&a) {
+            *c -= 1;
+            if *c == 0 {
+                self.addrs.remove(&a);
+            }
+        }
+    }
+
+    /// When a newcomer last landed in our own bucket.
+    pub fn grow_time(&self) -> Millis {
+        self.grow_time
     }
 
     pub fn own_id(&self) -> &Id {
@@ -175,6 +204,7 @@ impl RoutingTable {
         if let Some(c) = cached {
             let j = self.bucket_index(&c.id);
             if self.buckets[j].nodes.len() < BUCKET_SIZE {
+                self.addr_in(c.addr);
                 self.buckets[j].nodes.push(c);
             }
         }
@@ -190,23 +220,26 @@ impl RoutingTable {
             let i = self.bucket_index(&id);
             let b = &mut self.buckets[i];
             if let Some(n) = b.nodes.iter_mut().find(|n| n.id == id) {
-                n.addr = addr;
+                let old = std::mem::replace(&mut n.addr, addr);
                 n.last_heard = now;
                 if replied {
                     n.last_reply = Some(now);
                     n.failures = 0;
                     b.last_changed = now;
                 }
+                if old != addr {
+                    self.addr_out(old);
+                    self.addr_in(addr);
+                }
                 return Insert::Updated;
             }
             // One address, one node: a host claiming fresh ids from the same address
             // (a flood, or a Sybil attempt) cannot fill the table.
-            if self
-                .buckets
-                .iter()
-                .any(|b| b.nodes.iter().any(|n| n.addr == addr))
-            {
+            if self.addrs.contains_key(&addr) {
                 return Insert::Ignored;
+            }
+            if self.contains_own(i) {
+                self.grow_time = now;
             }
             let b = &mut self.buckets[i];
             let entry = NodeEntry {
@@ -216,14 +249,23 @@ impl RoutingTable {
                 last_reply: replied.then_some(now),
                 failures: 0,
             };
+            // A bucket counts as fresh only when one of its nodes replies (OpenDHT's
+            // `Bucket::time`): a node merely named by others proves nothing.
             if b.nodes.len() < BUCKET_SIZE {
                 b.nodes.push(entry);
-                b.last_changed = now;
+                if replied {
+                    b.last_changed = now;
+                }
+                self.addr_in(addr);
                 return Insert::Added;
             }
             if let Some(pos) = b.nodes.iter().position(|n| n.is_expired()) {
-                b.nodes[pos] = entry;
-                b.last_changed = now;
+                let gone = std::mem::replace(&mut b.nodes[pos], entry).addr;
+                if replied {
+                    b.last_changed = now;
+                }
+                self.addr_out(gone);
+                self.addr_in(addr);
                 return Insert::Added;
             }
             let dubious = b.nodes.iter().find(|n| !n.is_good(now)).map(|n| n.addr);
@@ -249,7 +291,10 @@ impl RoutingTable {
             b.nodes[pos].failures += 1;
             if b.nodes[pos].is_expired() {
                 if let Some(c) = b.cached.take() {
+                    let (gone, new) = (b.nodes[pos].addr, c.addr);
                     b.nodes[pos] = c;
+                    self.addr_out(gone);
+                    self.addr_in(new);
                 }
             }
         }
@@ -310,13 +355,66 @@ impl RoutingTable {
         self.buckets.len()
     }
 
-    /// Buckets that have not changed for `stale`, as (first, next) ranges to refresh
-    /// with a `find` of a random id inside.
-    pub fn stale_buckets(&self, now: Millis, stale: Duration) -> Vec<(Id, Option<Id>)> {
+    /// Indices of the buckets no node of which replied for `stale`, or empty ones
+    /// (OpenDHT's `bucketMaintenance` refreshes those).
+    pub fn stale_buckets(&self, now: Millis, stale: Duration) -> Vec<usize> {
         (0..self.buckets.len())
-            .filter(|&i| now.saturating_sub(self.buckets[i].last_changed) >= ms(stale))
-            .map(|i| (self.buckets[i].first, self.next_first(i)))
+            .filter(|&i| {
+                self.buckets[i].nodes.is_empty()
+                    || now.saturating_sub(self.buckets[i].last_changed) > ms(stale)
+            })
             .collect()
+    }
+
+    /// The bucket holding `id`.
+    pub fn bucket_of(&self, id: &Id) -> usize {
+        self.bucket_index(id)
+    }
+
+    /// Nodes in bucket `i`.
+    pub fn bucket_nodes(&self, i: usize) -> &[NodeEntry] {
+        self.buckets
+            .get(i)
+            .map(|b| b.nodes.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// A random id inside bucket `i`'s range (OpenDHT's `randomId`): the bits the
+    /// bucket fixes are kept, the rest drawn from `rng`.
+    pub fn random_id(&self, i: usize, rng: &mut impl rand::Rng) -> Id {
+        let first = self.buckets[i].first;
+        let b1 = lowbit(&first);
+        let b2 = self.next_first(i).and_then(|n| lowbit(&n));
+        let bit = match (b1, b2) {
+            (None, None) => 0,
+            (a, b) => a.max(b).map(|x| x + 1).unwrap_or(0),
+        };
+        if bit >= 160 {
+            return first;
+        }
+        let mut id = first;
+        let byte = bit / 8;
+        let keep = (0xff00u16 >> (bit % 8)) as u8;
+        id[byte] = (first[byte] & keep) | (rng.random::<u8>() >> (bit % 8));
+        for x in id.iter_mut().skip(byte + 1) {
+            *x = rng.random();
+        }
+        id
+    }
+
+    /// A random node of bucket `i`, not-expired ones first (OpenDHT's `randomNode`).
+    pub fn random_node(&self, i: usize, rng: &mut impl rand::Rng) -> Option<&NodeEntry> {
+        let nodes = &self.buckets.get(i)?.nodes;
+        let live = nodes.iter().filter(|n| !n.is_expired()).count();
+        let pool: Vec<&NodeEntry> = if live > 0 {
+            nodes.iter().filter(|n| !n.is_expired()).collect()
+        } else {
+            nodes.iter().collect()
+        };
+        if pool.is_empty() {
+            return None;
+        }
+        Some(pool[rng.random_range(0..pool.len())])
     }
 
     /// Every node, for diagnostics ("node info").
@@ -434,8 +532,20 @@ mod tests {
         fn invariants_hold(own in proptest::array::uniform20(0u8..), ids in proptest::collection::vec(proptest::array::uniform20(0u8..), 0..300), target in proptest::array::uniform20(0u8..)) {
             let mut t = RoutingTable::new(own);
             for (k, i) in ids.iter().enumerate() {
-                t.heard(*i, addr(k as u16), k as u64, k % 3 != 0);
+                // Some nodes come back from another address, some fail.
+                t.heard(*i, addr((k % 250) as u16), k as u64, k % 3 != 0);
+                if k % 5 == 0 {
+                    for _ in 0..MAX_RESPONSE_FAILURES {
+                        t.failed(&ids[k / 2]);
+                    }
+                }
             }
+            // The address index counts exactly the nodes in the buckets.
+            let mut counted: BTreeMap<SocketAddr, u32> = BTreeMap::new();
+            for n in t.nodes() {
+                *counted.entry(n.addr).or_default() += 1;
+            }
+            proptest::prop_assert_eq!(&counted, &t.addrs);
             for w in t.buckets.windows(2) {
                 proptest::prop_assert!(w[0].first < w[1].first);
             }
@@ -444,6 +554,15 @@ mod tests {
                 for n in &b.nodes {
                     proptest::prop_assert_eq!(t.bucket_index(&n.id), k);
                     proptest::prop_assert!(n.id != own);
+                }
+            }
+            // A random id of each bucket falls in that bucket (upkeep's targets).
+            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(own[0] as u64);
+            for b in 0..t.bucket_count() {
+                let r = t.random_id(b, &mut rng);
+                proptest::prop_assert_eq!(t.bucket_of(&r), b);
+                if let Some(n) = t.random_node(b, &mut rng) {
+                    proptest::prop_assert_eq!(t.bucket_of(&n.id), b);
                 }
             }
             let c = t.closest(&target, 14);

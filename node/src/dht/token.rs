@@ -101,14 +101,23 @@ impl RateLimiter {
 pub struct RequestLimits {
     global: RateLimiter,
     per_ip: BTreeMap<IpAddr, RateLimiter>,
+    /// When idle per-IP limiters may next be swept out.
+    next_sweep: u64,
     pub dropped: u64,
 }
+
+/// Per-IP limiters kept before idle ones are swept out (at most once a second). A
+/// limiter idle for a second holds nothing: sweeping keeps a node's memory to the
+/// sources of the last second. Sweeping only past `4 * GLOBAL_RATE`, as before, let
+/// every node of a 10,000-node network keep a limiter for each node it ever heard.
+pub const SWEEP_ABOVE: usize = 64;
 
 impl Default for RequestLimits {
     fn default() -> Self {
         RequestLimits {
             global: RateLimiter::new(GLOBAL_RATE),
             per_ip: BTreeMap::new(),
+            next_sweep: 0,
             dropped: 0,
         }
     }
@@ -116,8 +125,10 @@ impl Default for RequestLimits {
 
 impl RequestLimits {
     pub fn allow(&mut self, ip: IpAddr, now: u64) -> bool {
-        if self.per_ip.len() > 4 * GLOBAL_RATE {
+        let many = self.per_ip.len() > SWEEP_ABOVE;
+        if (many && now >= self.next_sweep) || self.per_ip.len() > 4 * GLOBAL_RATE {
             self.per_ip.retain(|_, l| !l.idle(now));
+            self.next_sweep = now + 1000;
         }
         let ok = self
             .per_ip
@@ -168,5 +179,24 @@ mod tests {
             .filter(|i| l.allow(IpAddr::from(i.to_be_bytes()), 5))
             .count();
         assert_eq!(ok, GLOBAL_RATE);
+    }
+
+    #[test]
+    fn a_node_keeps_limiters_only_for_recent_sources() {
+        // One request each from 5,000 sources over 100 s (a node of a large network
+        // hearing from everyone in turn): a limiter per source of the last second
+        // stays, not one per source ever heard.
+        let mut l = RequestLimits::default();
+        for i in 0..5_000u32 {
+            assert!(l.allow(
+                IpAddr::from((0x0a00_0000 + i).to_be_bytes()),
+                u64::from(i) * 20
+            ));
+        }
+        assert!(
+            l.tracked() <= SWEEP_ABOVE + 51,
+            "{} limiters kept",
+            l.tracked()
+        );
     }
 }
