@@ -617,3 +617,30 @@ fn a_node_forgets_the_transaction_counters_of_nodes_it_no_longer_asks() {
     let kept = net.nodes[0].tid_counters();
     assert!(kept <= node::dht::engine::MAX_TIDS, "{kept} counters kept");
 }
+
+/// A permanent put made while a node knows only its bootstrap node, and 28 nodes that
+/// make contact while that first put is still unanswered: the search they reopen must
+/// not be closed by the late answer, so the value still reaches the key's neighbourhood
+/// (a device announced this way stayed on its bootstrap node alone).
+#[test]
+fn a_permanent_put_reopened_before_its_first_answer_still_moves() {
+    let mut net = Net::new(30);
+    let now = net.now;
+    let boot = net.addrs[0];
+    net.nodes[1].bootstrap(now, boot);
+    net.run_for(2_000);
+    let key = InfoHash::get("announced early");
+    let now = net.now;
+    net.nodes[1].put_permanent(now, key, Value::plain(2, 0, b"q".to_vec()));
+    // Its get reaches node 0 at +20, the answer is back at +40 and the put's answer at
+    // +80; pings from the newcomers reach node 1 at +65.
+    net.run_for(45);
+    let first = net.addrs[1];
+    for i in 2..30 {
+        let now = net.now;
+        net.nodes[i].bootstrap(now, first);
+    }
+    net.run_for(40_000);
+    let on = closest_storing(&net, &key, 8);
+    assert!(on >= 6, "permanent put on {on} of the 8 closest");
+}

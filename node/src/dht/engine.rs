@@ -1553,7 +1553,19 @@ impl Dht {
         if waiting {
             return;
         }
-        s.done = true;
+        // A permanent put that a newcomer reopened (`searches_see`) while its puts were
+        // unanswered is searching again: closing it here left the value on the few
+        // nodes known at first (a device announced only to its bootstrap node). It
+        // closes once synced and put there too; only the first round is reported.
+        let searching = s
+            .nodes
+            .iter()
+            .filter(|n| n.state != NodeState::Failed)
+            .take(TARGET_NODES)
+            .any(|n| !matches!(n.state, NodeState::Answered { .. }));
+        if !searching {
+            s.done = true;
+        }
         let stored_on = s.nodes.iter().filter(|n| n.acked).count();
         let key = s.key;
         if let SearchKind::Put { reported, .. } = &mut s.kind {
