@@ -15,7 +15,9 @@
 //!    logged and B gets the text; asserted: as the team's reference row.
 //!
 //! 2b and 3 run a subset in CI (each jamid cell restarts jamid); `NATLAB_FULL=1` runs
-//! every cell (about half an hour more).
+//! every cell (about half an hour more). To chase a flaky cell: `NATLAB_CELLS=prc×prc`
+//! picks cells, `NATLAB_MATRICES=1,1t` picks matrices (of 1, 1t, 2, 2b, 3) and
+//! `NATLAB_REPEAT=10` runs each picked cell of 1 and 1t that many times.
 //!
 //! Prints the three matrices and writes them to `target/natlab-matrices.md`.
 
@@ -648,6 +650,20 @@ fn real_nat_lab_matrices() {
     let t_all = Instant::now();
     let filter = std::env::var("NATLAB_CELLS").ok();
     let run = cells(filter.as_deref());
+    let matrices = std::env::var("NATLAB_MATRICES").ok();
+    let want = |m: &str| {
+        matrices
+            .as_deref()
+            .is_none_or(|s| s.split(',').any(|x| x.trim() == m))
+    };
+    let repeat: usize = std::env::var("NATLAB_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let run_ours: Vec<Cell> = run
+        .iter()
+        .flat_map(|&c| std::iter::repeat_n(c, repeat))
+        .collect();
     let ours_ids = ours::identities(2, 4787);
     let mut report = String::from(
         "## Real-NAT lab (conformance/tests/natlab.rs)\n\nLinux nftables NATs in network namespaces; \
@@ -659,7 +675,7 @@ fn real_nat_lab_matrices() {
 
     // 1. ours <-> ours
     let mut m1 = Vec::new();
-    for &c in &run {
+    for &c in run_ours.iter().filter(|_| want("1")) {
         let o = in_lab(c, &mut drops, |lab| ours_ours(lab, &ours_ids, false));
         eprintln!("ours↔ours {}: {}", c.name(), o.cell());
         if o.connected != c.direct_tcp() {
@@ -676,7 +692,7 @@ fn real_nat_lab_matrices() {
 
     // 1t. ours <-> ours with coturn as TURN: every cell, relayed only without a direct path
     let mut m1t = Vec::new();
-    for &c in &run {
+    for &c in run_ours.iter().filter(|_| want("1t")) {
         let o = in_lab(c, &mut drops, |lab| ours_ours(lab, &ours_ids, true));
         eprintln!("ours↔ours with TURN {}: {}", c.name(), o.cell());
         let relayed = o.pair.contains("relay");
@@ -700,7 +716,7 @@ fn real_nat_lab_matrices() {
     let mut home = JamiHome::new("natlab-jamid-b");
     let me = ours::identities(1, 5382).pop().unwrap();
     let mut m2 = Vec::new();
-    for &c in &run {
+    for &c in run.iter().filter(|_| want("2")) {
         let lab = Lab::build(c).expect("lab");
         let o = ours_jamid(&lab, &me, &mut home).unwrap_or_else(|e| Outcome {
             note: format!("error: {e:#}"),
@@ -736,7 +752,7 @@ fn real_nat_lab_matrices() {
             .collect()
     };
     let mut m2b = Vec::new();
-    for c in pick(&subset_b) {
+    for c in pick(&subset_b).into_iter().filter(|_| want("2b")) {
         let lab = Lab::build(c).expect("lab");
         let o = jamid_ours(&lab, &me, &mut home).unwrap_or_else(|e| Outcome {
             note: format!("error: {e:#}"),
@@ -770,7 +786,7 @@ fn real_nat_lab_matrices() {
     ];
     let mut ha = JamiHome::new("natlab-jamid-a");
     let mut m3 = Vec::new();
-    for c in pick(&subset) {
+    for c in pick(&subset).into_iter().filter(|_| want("3")) {
         let lab = Lab::build(c).expect("lab");
         let o = jamid_jamid(&lab, &mut ha, &mut home).unwrap_or_else(|e| Outcome {
             note: format!("error: {e:#}"),
