@@ -244,6 +244,62 @@ fn a_node_whose_bootstrap_pings_were_lost_tries_again_until_it_joins() {
         .is_some_and(|e| e.iter().any(|e| matches!(e, Event::Connected))));
 }
 
+/// On how many nodes the put `op` of node `from` was stored, once reported done.
+fn put_done(net: &Net, from: usize, op: node::dht::engine::OpId) -> Option<usize> {
+    net.events.get(&from)?.iter().find_map(|e| match e {
+        Event::PutDone {
+            op: o, stored_on, ..
+        } if *o == op => Some(*stored_on),
+        _ => None,
+    })
+}
+
+/// OpenDHT's partial expiry: a search node silent past the first resend (500 ms) is a
+/// "candidate" that no longer holds the search back. A put whose closest node is behind a
+/// NAT that drops our packets is stored on the others in well under a second, not after
+/// the whole retry budget (about 4 s).
+#[test]
+fn a_silent_node_delays_a_put_by_half_a_second_not_the_retry_budget() {
+    let mut net = Net::new(12);
+    for i in 1..12 {
+        let now = net.now;
+        net.nodes[i].bootstrap(now, net.addrs[0]);
+    }
+    net.run_for(20_000);
+    let key = InfoHash::get("behind a NAT");
+    let mut by: Vec<usize> = (1..12).collect();
+    by.sort_by(|&a, &b| node::dht::xor_cmp(&net.nodes[a].id(), &net.nodes[b].id(), &key));
+    let (silent, putter) = (by[0], by[5]);
+    let now = net.now;
+    net.deaf_until = Some((silent, now + 60_000));
+    let op = net.nodes[putter].put(now, key, Value::plain(9, 0, b"x".to_vec()));
+    net.run_for(1_500);
+    let done = put_done(&net, putter, op);
+    assert!(
+        done.is_some_and(|on| on >= 5),
+        "stored within 1.5 s despite the silent node: {done:?}"
+    );
+    assert!(net.nodes[silent].storage().get(&key.0).is_empty());
+}
+
+/// The other side of it: when the only node of a search is silent for a moment, the
+/// put waits for it (OpenDHT's isSynced needs one answering node) instead of reporting
+/// itself done, stored nowhere; once it answers, the value is stored there.
+#[test]
+fn a_put_waits_for_a_late_node_when_no_other_answered() {
+    let mut net = Net::new(2);
+    let now = net.now;
+    net.nodes[1].bootstrap(now, net.addrs[0]);
+    net.run_for(10_000);
+    let now = net.now;
+    net.deaf_until = Some((0, now + 1_200));
+    let key = InfoHash::get("one neighbour");
+    let op = net.nodes[1].put(now, key, Value::plain(3, 0, b"y".to_vec()));
+    net.run_for(6_000);
+    assert_eq!(put_done(&net, 1, op), Some(1), "stored once it answered");
+    assert!(!net.nodes[0].storage().get(&key.0).is_empty());
+}
+
 #[test]
 fn most_gets_succeed_in_a_larger_network() {
     let n = 200;

@@ -179,7 +179,14 @@ struct Pending {
 enum NodeState {
     Candidate,
     Requested,
-    Answered { token: Vec<u8> },
+    /// Asked, and silent past the first retry (500 ms): OpenDHT's search "candidate"
+    /// (`searchNodeGetExpired` with `over = false`). It no longer holds back the search's
+    /// sync or takes a parallel slot, so a node behind a NAT that drops our packets costs
+    /// half a second rather than the whole retry budget; an answer still counts.
+    Late,
+    Answered {
+        token: Vec<u8>,
+    },
     Failed,
 }
 
@@ -263,7 +270,7 @@ impl Search {
         let mut kept = 0;
         self.nodes.retain(|n| {
             kept += 1;
-            kept <= SEARCH_NODES || n.state == NodeState::Requested
+            kept <= SEARCH_NODES || matches!(n.state, NodeState::Requested | NodeState::Late)
         });
     }
 }
@@ -641,7 +648,7 @@ impl Dht {
             let worst = s
                 .nodes
                 .iter()
-                .filter(|n| n.state != NodeState::Failed)
+                .filter(|n| !matches!(n.state, NodeState::Failed | NodeState::Late))
                 .nth(TARGET_NODES - 1);
             if worst.is_some_and(|w| xor_cmp(&id, &w.id, &key) != std::cmp::Ordering::Less) {
                 continue;
@@ -1128,7 +1135,28 @@ impl Dht {
                 continue;
             };
             if p.attempts < MAX_ATTEMPTS {
+                // OpenDHT's partial expiry: at the first resend a silent search node
+                // becomes a candidate, and the search moves on without it.
+                let late = match p.purpose {
+                    Purpose::Search(op) if p.attempts == 1 => Some((op, p.to)),
+                    _ => None,
+                };
                 self.send_pending(key.1, p);
+                if let Some((op, to)) = late {
+                    let mut changed = false;
+                    if let Some(s) = self.searches.get_mut(&op) {
+                        for n in s.nodes.iter_mut().filter(|n| n.addr == to) {
+                            if n.state == NodeState::Requested {
+                                n.state = NodeState::Late;
+                                changed = true;
+                            }
+                        }
+                    }
+                    if changed {
+                        self.step(op);
+                        self.check_put_done(op);
+                    }
+                }
                 continue;
             }
             self.stats.timeouts += 1;
@@ -1409,7 +1437,7 @@ impl Dht {
             return;
         }
         let live: Vec<usize> = (0..s.nodes.len())
-            .filter(|&i| s.nodes[i].state != NodeState::Failed)
+            .filter(|&i| !matches!(s.nodes[i].state, NodeState::Failed | NodeState::Late))
             .take(TARGET_NODES)
             .collect();
         let in_flight = s
@@ -1427,9 +1455,14 @@ impl Dht {
                 to_ask.push((s.nodes[i].id, s.nodes[i].addr));
             }
         }
-        let synced = live
-            .iter()
-            .all(|&i| matches!(s.nodes[i].state, NodeState::Answered { .. }));
+        // OpenDHT's isSynced: the first live nodes answered, and there is at least one;
+        // with none, wait while a late node may still answer.
+        let synced = if live.is_empty() {
+            !s.nodes.iter().any(|n| n.state == NodeState::Late)
+        } else {
+            live.iter()
+                .all(|&i| matches!(s.nodes[i].state, NodeState::Answered { .. }))
+        };
         let key = s.key;
         let is_find = matches!(s.kind, SearchKind::Find);
         for (id, addr) in to_ask {
