@@ -1593,7 +1593,7 @@ impl Dht {
         let searching = s
             .nodes
             .iter()
-            .filter(|n| n.state != NodeState::Failed)
+            .filter(|n| !matches!(n.state, NodeState::Failed | NodeState::Late))
             .take(TARGET_NODES)
             .any(|n| !matches!(n.state, NodeState::Answered { .. }));
         if !searching {
