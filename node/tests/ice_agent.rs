@@ -1272,3 +1272,27 @@ fn tcp_connect_that_never_opens_fails_the_check() {
         Some(Event::Failed)
     );
 }
+
+/// After selection the other check connections stay open (as pjnath keeps its own):
+/// jamid's epoll ioqueue stalls 500 ms per poll on a socket its peer closed, so closing
+/// the losing connection made every text to jamid wait about 500 ms.
+#[test]
+fn the_losing_check_connections_stay_open() {
+    let mut net = Net::new([
+        Spec::new(1, false, "10.0.0.1").tcp_only(),
+        Spec::new(2, true, "10.0.0.2").tcp_only(),
+    ]);
+    net.run(10_000);
+    pair(1, &net);
+    let Some(Path::Tcp { conn }) = net.sides[0].agent.path() else {
+        panic!("no TCP path")
+    };
+    let others = net
+        .links
+        .keys()
+        .filter(|(i, c)| *i == 0 && *c != conn)
+        .count();
+    assert!(others >= 1, "side 0 keeps {others} other connections open");
+    net.exchange_data();
+    assert_clean(&net);
+}

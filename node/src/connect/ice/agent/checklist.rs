@@ -204,15 +204,12 @@ impl Agent {
             path,
         };
         self.events.push_back(ev);
-        let keep: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(id, c)| Path::Tcp { conn: **id } != path && c.kind != ConnKind::Stun)
-            .map(|(id, _)| *id)
-            .collect();
-        for c in keep {
-            self.close(c);
-        }
+        // The other check connections stay open until the connection ends (the manager
+        // then closes them all), as pjnath keeps its own. Closing them hurt jamid: its
+        // epoll ioqueue (pjlib) leaves a peer-closed socket registered, the EOF stays
+        // readable, and each poll then sleeps out its whole 500 ms timeout ("epoll
+        // returned > 0 but no descriptor is set"), so every text we sent jamid waited
+        // about 500 ms (strace of jamid 20230206; jamid to jamid: 2 ms).
         self.schedule_keepalive(now);
     }
 
