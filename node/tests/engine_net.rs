@@ -720,7 +720,10 @@ fn a_put_does_not_pull_the_values_already_at_the_key() {
         net.nodes[2].put(now, key, Value::plain(id + 1, 0, vec![b'x'; 1000]));
     }
     net.run_for(5_000);
-    assert!(closest_storing(&net, &key, 8) >= 6, "the 60 values are stored");
+    assert!(
+        closest_storing(&net, &key, 8) >= 6,
+        "the 60 values are stored"
+    );
     let before = net.nodes[3].stats.received;
     let now = net.now;
     net.nodes[3].put(now, key, Value::plain(999, 0, b"one more".to_vec()));
@@ -731,7 +734,13 @@ fn a_put_does_not_pull_the_values_already_at_the_key() {
         "{got} datagrams came back to the putter of one small value"
     );
     let stored = (0..12)
-        .filter(|&j| net.nodes[j].storage().get(&key.0).iter().any(|e| e.value.id == 999))
+        .filter(|&j| {
+            net.nodes[j]
+                .storage()
+                .get(&key.0)
+                .iter()
+                .any(|e| e.value.id == 999)
+        })
         .count();
     assert!(stored >= 6, "the new value is stored on {stored} nodes");
 }
