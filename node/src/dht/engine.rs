@@ -273,6 +273,31 @@ impl Search {
             kept <= SEARCH_NODES || matches!(n.state, NodeState::Requested | NodeState::Late)
         });
     }
+
+    /// Whether node `n` still counts toward the search's sync (neither failed nor late).
+    fn counts(n: &SearchNode) -> bool {
+        !matches!(n.state, NodeState::Failed | NodeState::Late)
+    }
+
+    /// The closest nodes that count, at most [`TARGET_NODES`], as indices into `nodes`.
+    fn live(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| Self::counts(&self.nodes[i]))
+            .take(TARGET_NODES)
+            .collect()
+    }
+
+    /// OpenDHT's isSynced: the first live nodes answered, and there is at least one;
+    /// with none, wait while a late node may still answer.
+    fn synced(&self) -> bool {
+        let live = self.live();
+        if live.is_empty() {
+            !self.nodes.iter().any(|n| n.state == NodeState::Late)
+        } else {
+            live.iter()
+                .all(|&i| matches!(self.nodes[i].state, NodeState::Answered { .. }))
+        }
+    }
 }
 
 /// Counters for reports and flood scenarios.
@@ -645,11 +670,7 @@ impl Dht {
                 continue;
             }
             let key = s.key;
-            let worst = s
-                .nodes
-                .iter()
-                .filter(|n| !matches!(n.state, NodeState::Failed | NodeState::Late))
-                .nth(TARGET_NODES - 1);
+            let worst = s.live().get(TARGET_NODES - 1).map(|&i| &s.nodes[i]);
             if worst.is_some_and(|w| xor_cmp(&id, &w.id, &key) != std::cmp::Ordering::Less) {
                 continue;
             }
@@ -1436,10 +1457,7 @@ impl Dht {
         if s.done {
             return;
         }
-        let live: Vec<usize> = (0..s.nodes.len())
-            .filter(|&i| !matches!(s.nodes[i].state, NodeState::Failed | NodeState::Late))
-            .take(TARGET_NODES)
-            .collect();
+        let live = s.live();
         let in_flight = s
             .nodes
             .iter()
@@ -1455,14 +1473,7 @@ impl Dht {
                 to_ask.push((s.nodes[i].id, s.nodes[i].addr));
             }
         }
-        // OpenDHT's isSynced: the first live nodes answered, and there is at least one;
-        // with none, wait while a late node may still answer.
-        let synced = if live.is_empty() {
-            !s.nodes.iter().any(|n| n.state == NodeState::Late)
-        } else {
-            live.iter()
-                .all(|&i| matches!(s.nodes[i].state, NodeState::Answered { .. }))
-        };
+        let synced = s.synced();
         let key = s.key;
         // Only gets and listens want the values stored at the key; a find or a put asks
         // for nodes and a write token (`find` answers carry one), as OpenDHT's
@@ -1596,13 +1607,7 @@ impl Dht {
         // unanswered is searching again: closing it here left the value on the few
         // nodes known at first (a device announced only to its bootstrap node). It
         // closes once synced and put there too; only the first round is reported.
-        let searching = s
-            .nodes
-            .iter()
-            .filter(|n| !matches!(n.state, NodeState::Failed | NodeState::Late))
-            .take(TARGET_NODES)
-            .any(|n| !matches!(n.state, NodeState::Answered { .. }));
-        if !searching {
+        if s.synced() {
             s.done = true;
         }
         let stored_on = s.nodes.iter().filter(|n| n.acked).count();
