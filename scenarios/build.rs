@@ -30,12 +30,14 @@ fn main() {
             .and_then(|d| d.file_name())
             .and_then(|n| n.to_str())
             .unwrap_or("");
-        let abs = std::fs::canonicalize(p).expect("suite file exists");
+        // The path is resolved when the crate compiles, from its own manifest directory:
+        // an absolute path written here pointed at whichever checkout last ran this
+        // script, so two checkouts sharing one CARGO_TARGET_DIR (a clone and a worktree,
+        // or a CI cache) compiled the other's suites, or failed once it was deleted.
+        let rel = p.display().to_string();
         writeln!(
             out,
-            "    ({suite:?}, {:?}, include_str!({:?})),",
-            p.display().to_string(),
-            abs.display().to_string()
+            "    ({suite:?}, {rel:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/\", {rel:?}))),"
         )
         .unwrap();
     }
