@@ -29,6 +29,8 @@ pub enum Cmd {
     Msg(usize, InfoHash, String),
     /// A plain put by device `.0` (e.g. a CRL at an account id).
     Put(usize, InfoHash, Value),
+    /// Report device `.0`'s DHT searches (a lookup that failed is diagnosed from them).
+    Dump(usize),
     Stop,
 }
 
@@ -37,6 +39,8 @@ pub enum Report {
     DhtUp(usize),
     Online(usize, InfoHash),
     Jami(usize, JamiEvent),
+    /// Answer to [`Cmd::Dump`]: the node id, routing table size and one line per search.
+    Dump(usize, Vec<String>),
 }
 
 /// Runs `specs` until [`Cmd::Stop`], bootstrapping from `bootstrap`; returns each
@@ -102,6 +106,25 @@ pub fn run_bound(
                 }
                 Cmd::Put(i, k, v) => {
                     drivers[i].dht.put(now, k, v);
+                }
+                Cmd::Dump(i) => {
+                    let mut lines = Vec::new();
+                    if let Some(dht) = drivers[i].dht.dht() {
+                        lines.push(format!("node {}", dht.id()));
+                        for (_, nodes) in dht.routing_table().buckets() {
+                            for n in nodes {
+                                lines.push(format!(
+                                    "  knows {} at {} (failures {}, replied {:?})",
+                                    n.id[..4].iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                                    n.addr,
+                                    n.failures,
+                                    n.last_reply
+                                ));
+                            }
+                        }
+                        lines.extend(dht.searches_summary());
+                    }
+                    let _ = tx.send(Report::Dump(i, lines));
                 }
                 Cmd::Stop => {
                     return drivers

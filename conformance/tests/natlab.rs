@@ -129,6 +129,7 @@ impl Side {
                     Report::DhtUp(_) => Report::DhtUp(index),
                     Report::Online(_, a) => Report::Online(index, a),
                     Report::Jami(_, j) => Report::Jami(index, j),
+                    Report::Dump(_, l) => Report::Dump(index, l),
                 };
                 if tx.send(r).is_err() {
                     break;
@@ -214,6 +215,27 @@ fn wait(rx: &Receiver<Report>, timeout: Duration, mut want: impl FnMut(&Report) 
     false
 }
 
+/// A lookup failed: print each side's routing table and DHT searches (to stderr, so a
+/// flaky cell explains itself in the test log; the matrix stays as it is).
+fn dump_searches(rx: &Receiver<Report>, sides: &[&Sender<Cmd>], key: InfoHash) {
+    eprintln!("looking up {key}: the DHT state of each side");
+    for (i, cmd) in sides.iter().enumerate() {
+        // Each side runs one device, its index 0 inside the side.
+        if cmd.send(Cmd::Dump(0)).is_err() {
+            continue;
+        }
+        wait(rx, Duration::from_secs(2), |r| match r {
+            Report::Dump(j, lines) if *j == i => {
+                for l in lines {
+                    eprintln!("  side {i}: {l}");
+                }
+                true
+            }
+            _ => false,
+        });
+    }
+}
+
 fn short_pair(full: &str) -> String {
     // "Host Tcp 1.2.3.4:5 <-> Prflx Tcp 6.7.8.9:10" -> "Host/Tcp-Prflx/Tcp"
     let w: Vec<&str> = full.split_whitespace().collect();
@@ -261,6 +283,7 @@ fn ours_ours(
     }
     a.cmd.send(Cmd::Track(0, kb))?;
     if !wait(&rx, JOIN, |r| matches!(r, Report::Online(0, k) if *k == kb)) {
+        dump_searches(&rx, &[&a.cmd, &_b.cmd], kb);
         return Ok(Outcome {
             note: "B not found".into(),
             ..Outcome::default()

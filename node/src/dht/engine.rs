@@ -417,6 +417,47 @@ impl Dht {
         self.limits.tracked()
     }
 
+    /// One line per search: key, kind, whether done, and each node's state (`R`
+    /// requested, `L` late, `A` answered, `F` failed, `C` candidate; `+` a put or listen
+    /// it acknowledged). What a failed lookup in a lab is diagnosed from.
+    pub fn searches_summary(&self) -> Vec<String> {
+        self.searches
+            .iter()
+            .map(|(op, s)| {
+                let kind = match &s.kind {
+                    SearchKind::Find => "find",
+                    SearchKind::Get => "get",
+                    SearchKind::Put {
+                        permanent: true, ..
+                    } => "put-permanent",
+                    SearchKind::Put { .. } => "put",
+                    SearchKind::Listen => "listen",
+                };
+                let nodes: Vec<String> = s
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        let st = match n.state {
+                            NodeState::Candidate => 'C',
+                            NodeState::Requested => 'R',
+                            NodeState::Late => 'L',
+                            NodeState::Answered { .. } => 'A',
+                            NodeState::Failed => 'F',
+                        };
+                        let ack = if n.acked { "+" } else { "" };
+                        format!("{}@{}:{st}{ack}", &n.id.to_string()[..8], n.addr)
+                    })
+                    .collect();
+                format!(
+                    "op {op} {kind} {} done={} [{}]",
+                    &s.key.to_string()[..8],
+                    s.done,
+                    nodes.join(" ")
+                )
+            })
+            .collect()
+    }
+
     /// Requests still waiting for an answer (bounded-memory checks).
     pub fn pending_requests(&self) -> usize {
         self.pending.len()
