@@ -115,7 +115,10 @@ pub fn run_bound(
                             for n in nodes {
                                 lines.push(format!(
                                     "  knows {} at {} (failures {}, replied {:?})",
-                                    n.id[..4].iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                                    n.id[..4]
+                                        .iter()
+                                        .map(|b| format!("{b:02x}"))
+                                        .collect::<String>(),
                                     n.addr,
                                     n.failures,
                                     n.last_reply
