@@ -29,8 +29,9 @@ pub enum Cmd {
     Msg(usize, InfoHash, String),
     /// A plain put by device `.0` (e.g. a CRL at an account id).
     Put(usize, InfoHash, Value),
-    /// Report device `.0`'s DHT searches (a lookup that failed is diagnosed from them).
-    Dump(usize),
+    /// Report device `.0`'s DHT searches, presence counters and the values it stores
+    /// at the keys `.1` (a lookup that failed is diagnosed from them).
+    Dump(usize, Vec<InfoHash>),
     Stop,
 }
 
@@ -107,8 +108,8 @@ pub fn run_bound(
                 Cmd::Put(i, k, v) => {
                     drivers[i].dht.put(now, k, v);
                 }
-                Cmd::Dump(i) => {
-                    let mut lines = Vec::new();
+                Cmd::Dump(i, keys) => {
+                    let mut lines = vec![format!("presence {:?}", drivers[i].dht.presence().stats)];
                     if let Some(dht) = drivers[i].dht.dht() {
                         lines.push(format!("node {}", dht.id()));
                         for (_, nodes) in dht.routing_table().buckets() {
@@ -126,6 +127,14 @@ pub fn run_bound(
                             }
                         }
                         lines.extend(dht.searches_summary());
+                        for k in keys {
+                            let vals: Vec<String> = dht
+                                .local_values(&k)
+                                .iter()
+                                .map(|v| format!("{:x}", v.id))
+                                .collect();
+                            lines.push(format!("stores at {k}: {vals:?}"));
+                        }
                     }
                     let _ = tx.send(Report::Dump(i, lines));
                 }

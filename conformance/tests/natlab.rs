@@ -217,11 +217,11 @@ fn wait(rx: &Receiver<Report>, timeout: Duration, mut want: impl FnMut(&Report) 
 
 /// A lookup failed: print each side's routing table and DHT searches (to stderr, so a
 /// flaky cell explains itself in the test log; the matrix stays as it is).
-fn dump_searches(rx: &Receiver<Report>, sides: &[&Sender<Cmd>], key: InfoHash) {
-    eprintln!("looking up {key}: the DHT state of each side");
+fn dump_searches(rx: &Receiver<Report>, sides: &[&Sender<Cmd>], keys: &[InfoHash]) {
+    eprintln!("looking up {}: the DHT state of each side", keys[0]);
     for (i, cmd) in sides.iter().enumerate() {
         // Each side runs one device, its index 0 inside the side.
-        if cmd.send(Cmd::Dump(0)).is_err() {
+        if cmd.send(Cmd::Dump(0, keys.to_vec())).is_err() {
             continue;
         }
         wait(rx, Duration::from_secs(2), |r| match r {
@@ -283,7 +283,8 @@ fn ours_ours(
     }
     a.cmd.send(Cmd::Track(0, kb))?;
     if !wait(&rx, JOIN, |r| matches!(r, Report::Online(0, k) if *k == kb)) {
-        dump_searches(&rx, &[&a.cmd, &_b.cmd], kb);
+        let keys = [kb, InfoHash(ids[1].1.short_id())];
+        dump_searches(&rx, &[&a.cmd, &_b.cmd], &keys);
         return Ok(Outcome {
             note: "B not found".into(),
             ..Outcome::default()

@@ -293,9 +293,15 @@ fn tracker_goes_online_counts_forgeries_and_goes_offline() {
     for _ in 0..50 {
         later += 1_000;
         dht.handle_timeout(later);
+        t.handle_timeout(&mut dht, later);
         pump(&mut dht, &mut t, later);
     }
+    // Looked up CERT_ATTEMPTS times, then refused.
     assert_eq!(t.stats.rejected.get(&Rejection::NoCertificate), Some(&1));
+    assert_eq!(
+        t.stats.certificate_retries,
+        u64::from(tracker::CERT_ATTEMPTS - 1)
+    );
 
     // The announcement expires: offline.
     t.handle_event(
@@ -402,4 +408,43 @@ proptest! {
         let a = DeviceAnnouncement { dev: InfoHash(dev), pk };
         prop_assert_eq!(DeviceAnnouncement::unpack(&a.pack()), Ok(a));
     }
+}
+
+/// The real-NAT lab's rare "B not found": B's announcement reached A before B's
+/// certificate did, A's one lookup found nothing and A forgot the device (the listen
+/// reports a value once). Now the lookup is tried again and A sees B online.
+#[test]
+fn a_certificate_published_after_the_announcement_is_found_on_a_retry() {
+    let f = fx();
+    let a_key = key_of(&f.a);
+    let mut dht = local_node();
+    let mut t = PresenceTracker::new();
+    let now = 1_000;
+    let mut ann = DeviceAnnouncer::new(&f.a, &f.a_dev, 10).unwrap();
+    ann.announce(&mut dht, now);
+    t.track(&mut dht, now, a_key);
+    let ev = pump(&mut dht, &mut t, now);
+    assert!(!t.is_online(&a_key), "{ev:?}");
+    // The lookup ends empty (no node but us), then the certificate arrives.
+    let mut later = now;
+    for _ in 0..5 {
+        later += 100;
+        dht.handle_timeout(later);
+        pump(&mut dht, &mut t, later);
+    }
+    assert!(!t.is_online(&a_key));
+    assert_eq!(t.stats.certificate_retries, 1);
+    let dev = InfoHash(f.a_dev.short_id());
+    dht.put(
+        later,
+        dev,
+        certificate_value(f.a_dev.chain_pem().as_bytes()),
+    );
+    let retry = t.poll_timeout().expect("a retry is due");
+    assert!(retry <= now + 1_000 + 500, "retry at {retry}");
+    dht.handle_timeout(retry);
+    t.handle_timeout(&mut dht, retry);
+    let ev = pump(&mut dht, &mut t, retry);
+    assert!(ev.contains(&PresenceEvent::Online(a_key)), "{ev:?}");
+    assert!(t.stats.rejected.is_empty(), "{:?}", t.stats.rejected);
 }
