@@ -14,3 +14,4 @@ pub mod nameserver;
 pub mod net;
 pub mod presence;
 pub mod sip;
+pub mod swarm;

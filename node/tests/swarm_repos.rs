@@ -1,0 +1,366 @@
+//! Swarm repositories: the ones jamid 13.7 wrote (tests/fixtures/swarm-13.7, made by
+//! the official daemon; see its README) pass our validator commit for commit, their
+//! signatures verify, and our JSON writer gives back jamid's exact message bytes; ours
+//! validate too; and each forgery or rule break is refused with its reason.
+
+use base64::Engine;
+use node::identity::{AccountIdentity, DeviceIdentity};
+use node::swarm::message::{MemberAction, Message, Mode};
+use node::swarm::repo::{commit_signature, Author, Change, Conversation};
+use node::swarm::validate::{new_commits, validate_commits, Refusal};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/swarm-13.7");
+const ONE_TO_ONE: &str = "2b1d45cc5c219cd9016a30c03df750f7b0b6b4aa";
+const GROUP: &str = "b2e8b92f2745cbe584b37e2db6a6dbe15b8260a7";
+const NOW: i64 = 1_796_700_000;
+
+/// A copy of a fixture repository in a temporary directory (tests may write to it).
+fn fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let dst = dir.path().join(name);
+    copy_dir(&Path::new(FIXTURES).join(name), &dst);
+    (dir, dst)
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
+}
+
+#[test]
+fn jamids_repositories_validate_and_its_messages_are_our_bytes() {
+    let mut kinds = std::collections::BTreeSet::new();
+    for (name, id) in [
+        ("A-one_to_one", ONE_TO_ONE),
+        ("B-one_to_one", ONE_TO_ONE),
+        ("A-group", GROUP),
+        ("B-group", GROUP),
+    ] {
+        let (_d, path) = fixture(name);
+        let conv = Conversation::open(&path).unwrap();
+        assert_eq!(conv.id(), id, "{name}: the id is the initial commit");
+        let repo = conv.repo();
+        let all = new_commits(repo, None, conv.head().unwrap()).unwrap();
+        validate_commits(repo, id, &all)
+            .unwrap_or_else(|(c, r)| panic!("{name}: {c} refused: {r}"));
+        for oid in &all {
+            let c = repo.find_commit(*oid).unwrap();
+            let raw = c.message_raw().unwrap();
+            assert!(
+                commit_signature(repo, *oid).is_some(),
+                "{name}: {oid} signed"
+            );
+            if c.parent_count() > 1 {
+                assert_eq!(raw, format!("Merge commit '{}'", c.parent_id(1).unwrap()));
+                kinds.insert("merge".to_string());
+                continue;
+            }
+            let m = Message::parse(raw).unwrap();
+            assert_eq!(
+                m.to_json(),
+                raw,
+                "{name}: {oid}: our writer gives jamid's bytes"
+            );
+            kinds.insert(m.kind());
+        }
+    }
+    // Every commit type the fixture script made.
+    for k in [
+        "initial",
+        "member",
+        "text/plain",
+        "application/edited-message",
+        "application/data-transfer+json",
+        "application/update-profile",
+        "vote",
+        "merge",
+    ] {
+        assert!(kinds.contains(k), "no {k} in {kinds:?}");
+    }
+}
+
+/// A text commit by `dev`'s device of `account`, with `changes`, on top of `main`.
+fn commit(conv: &mut Conversation, me: &Author, msg: &Message, changes: Vec<Change>) -> git2::Oid {
+    conv.commit_with(me, msg, changes, NOW).unwrap()
+}
+
+fn refused(conv: &Conversation, base: git2::Oid) -> Refusal {
+    let repo = conv.repo();
+    let new = new_commits(repo, Some(base), conv.head().unwrap()).unwrap();
+    validate_commits(repo, conv.id(), &new)
+        .expect_err("refused")
+        .1
+}
+
+struct Ids {
+    a: AccountIdentity,
+    a_dev: DeviceIdentity,
+    b: AccountIdentity,
+    b_dev: DeviceIdentity,
+    c_dev: DeviceIdentity,
+}
+
+fn ids() -> &'static Ids {
+    static I: OnceLock<Ids> = OnceLock::new();
+    I.get_or_init(|| {
+        let mut rng = ChaCha20Rng::seed_from_u64(90);
+        let now = NOW as u64 - 1000;
+        let a = AccountIdentity::generate(1024, now, &mut rng).unwrap();
+        let a_dev = a.new_device(1024, now, &mut rng).unwrap();
+        let b = AccountIdentity::generate(1024, now, &mut rng).unwrap();
+        let b_dev = b.new_device(1024, now, &mut rng).unwrap();
+        let c = AccountIdentity::generate(1024, now, &mut rng).unwrap();
+        let c_dev = c.new_device(1024, now, &mut rng).unwrap();
+        Ids {
+            a,
+            a_dev,
+            b,
+            b_dev,
+            c_dev,
+        }
+    })
+}
+
+#[test]
+fn our_repositories_validate_every_commit_type() {
+    let i = ids();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Author {
+        device: &i.a_dev,
+        display_name: "Alice <a>",
+    };
+    let b = Author {
+        device: &i.b_dev,
+        display_name: "",
+    };
+    let b_uri = hex::encode(i.b.account_id());
+    let mut conv = Conversation::create(dir.path(), &a, Mode::InvitesOnly, None, NOW).unwrap();
+    assert!(dir
+        .path()
+        .join(conv.id())
+        .join("admins")
+        .join(format!("{}.crt", hex::encode(i.a.account_id())))
+        .exists());
+    let t1 = conv
+        .commit_message(&a, &Message::text("hello"), NOW + 1)
+        .unwrap();
+    conv.add_member(&a, &b_uri, NOW + 2).unwrap();
+    conv.join(&b, NOW + 3).unwrap();
+    conv.commit_message(&b, &Message::reply("hi", &t1.to_string()), NOW + 4)
+        .unwrap();
+    conv.commit_message(&a, &Message::edit("hello!", &t1.to_string()), NOW + 5)
+        .unwrap();
+    conv.commit_message(&b, &Message::reaction("👍", &t1.to_string()), NOW + 6)
+        .unwrap();
+    conv.update_profile(&a, b"BEGIN:VCARD\nVERSION:2.1\nFN:ours\nEND:VCARD", NOW + 7)
+        .unwrap();
+    let repo = conv.repo();
+    let all = new_commits(repo, None, conv.head().unwrap()).unwrap();
+    assert_eq!(all.len(), 8);
+    validate_commits(repo, conv.id(), &all).unwrap_or_else(|(c, r)| panic!("{c}: {r}"));
+    // Author names as jamid writes them: display name without <>, else the device id.
+    let first = repo.find_commit(all[1]).unwrap();
+    assert_eq!(first.author().name().ok(), Some("Alice a"));
+    assert_eq!(
+        first.author().email().ok(),
+        Some(hex::encode(i.a_dev.device_id()).as_str())
+    );
+    let join = repo.find_commit(all[3]).unwrap();
+    assert_eq!(
+        join.author().name().ok(),
+        Some(hex::encode(i.b_dev.device_id()).as_str())
+    );
+    // The signature is the device's RSA/SHA-512 over the commit without its header.
+    let (sig, signed) = commit_signature(repo, all[1]).unwrap();
+    assert!(i.a_dev.key().public_key().verify(&signed, &sig));
+    let raw = String::from_utf8(
+        repo.find_object(all[1], None)
+            .unwrap()
+            .as_commit()
+            .unwrap()
+            .raw_header_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(raw.contains(&format!(
+        "signature {}\n",
+        base64::engine::general_purpose::STANDARD.encode(&sig)
+    )));
+}
+
+#[test]
+fn forged_and_unruly_commits_are_refused() {
+    let i = ids();
+    let a = Author {
+        device: &i.a_dev,
+        display_name: "A",
+    };
+    let b = Author {
+        device: &i.b_dev,
+        display_name: "B",
+    };
+    let c = Author {
+        device: &i.c_dev,
+        display_name: "C",
+    };
+    let b_uri = hex::encode(i.b.account_id());
+    let dir = tempfile::tempdir().unwrap();
+    let mut conv = Conversation::create(dir.path(), &a, Mode::OneToOne, Some(&b_uri), NOW).unwrap();
+    let base = conv.head().unwrap();
+    let reset = |conv: &mut Conversation| {
+        conv.repo()
+            .reference("refs/heads/main", base, true, "reset")
+            .unwrap();
+    };
+
+    // A forged signature: the commit re-signed with a byte flipped.
+    let t = conv.commit_message(&a, &Message::text("x"), NOW).unwrap();
+    let (mut sig, signed) = commit_signature(conv.repo(), t).unwrap();
+    sig[10] ^= 1;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&sig);
+    let forged = conv
+        .repo()
+        .commit_signed(
+            std::str::from_utf8(&signed).unwrap(),
+            &b64,
+            Some("signature"),
+        )
+        .unwrap();
+    conv.repo()
+        .reference("refs/heads/main", forged, true, "forge")
+        .unwrap();
+    assert_eq!(refused(&conv, base), Refusal::BadSignature);
+    reset(&mut conv);
+
+    // Signed by another device than the author it names.
+    let t = conv.commit_message(&a, &Message::text("x"), NOW).unwrap();
+    let (_, signed) = commit_signature(conv.repo(), t).unwrap();
+    let other = i.b_dev.key().sign(&signed).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&other);
+    let forged = conv
+        .repo()
+        .commit_signed(
+            std::str::from_utf8(&signed).unwrap(),
+            &b64,
+            Some("signature"),
+        )
+        .unwrap();
+    conv.repo()
+        .reference("refs/heads/main", forged, true, "forge")
+        .unwrap();
+    assert_eq!(refused(&conv, base), Refusal::BadSignature);
+    reset(&mut conv);
+
+    // A message by a non-member (its own device file comes along).
+    commit(&mut conv, &c, &Message::text("let me in"), vec![]);
+    assert_eq!(refused(&conv, base), Refusal::NotAMember);
+    reset(&mut conv);
+
+    // The invited peer posting before joining.
+    commit(&mut conv, &b, &Message::text("early"), vec![]);
+    assert_eq!(refused(&conv, base), Refusal::NotAMember);
+    reset(&mut conv);
+
+    // A text commit that sneaks in a file.
+    commit(
+        &mut conv,
+        &a,
+        &Message::text("x"),
+        vec![Change::Put("admins/evil.crt".into(), vec![0, 1, 2])],
+    );
+    assert_eq!(
+        refused(&conv, base),
+        Refusal::UnwantedFile("admins/evil.crt".into())
+    );
+    reset(&mut conv);
+
+    // Adding a third member to a one-to-one conversation.
+    let c_uri = hex::encode(i.c_dev.account_id());
+    conv.add_member(&a, &c_uri, NOW).unwrap();
+    assert_eq!(
+        refused(&conv, base),
+        Refusal::Rule("an add to a one-to-one conversation")
+    );
+    reset(&mut conv);
+
+    // B joins, then edits A's message.
+    conv.join(&b, NOW).unwrap();
+    let joined = conv.head().unwrap();
+    let t = conv
+        .commit_message(&a, &Message::text("mine"), NOW)
+        .unwrap();
+    conv.commit_message(&b, &Message::edit("yours now", &t.to_string()), NOW)
+        .unwrap();
+    assert_eq!(
+        refused(&conv, joined),
+        Refusal::Rule("an edit of another member's message")
+    );
+    // A profile update by a member who is not an admin.
+    conv.repo()
+        .reference("refs/heads/main", t, true, "reset")
+        .unwrap();
+    conv.update_profile(&b, b"BEGIN:VCARD\nEND:VCARD", NOW)
+        .unwrap();
+    assert_eq!(
+        refused(&conv, t),
+        Refusal::Rule("a profile update by a non-admin")
+    );
+    // A vote by a non-admin.
+    conv.repo()
+        .reference("refs/heads/main", t, true, "reset")
+        .unwrap();
+    let a_uri = hex::encode(i.a.account_id());
+    commit(
+        &mut conv,
+        &b,
+        &Message::vote(&a_uri),
+        vec![Change::Put(
+            format!("votes/ban/admins/{a_uri}/{b_uri}"),
+            vec![],
+        )],
+    );
+    assert_eq!(refused(&conv, t), Refusal::Rule("a vote by a non-admin"));
+    // The whole valid history still validates.
+    conv.repo()
+        .reference("refs/heads/main", t, true, "reset")
+        .unwrap();
+    let all = new_commits(conv.repo(), None, t).unwrap();
+    validate_commits(conv.repo(), conv.id(), &all).unwrap();
+    let _ = MemberAction::Ban;
+}
+
+#[test]
+fn a_forged_commit_on_jamids_history_is_refused() {
+    // B's device signs a text commit authored as A's device, on A's real 1:1 history.
+    let (_d, path) = fixture("A-one_to_one");
+    let conv = Conversation::open(&path).unwrap();
+    let repo = conv.repo();
+    let head = conv.head().unwrap();
+    let parent = repo.find_commit(head).unwrap();
+    let a_dev = "ef38c6fc45d97b30832d6aa86e91217d8f0317a7d6a3fef61015284417be3815";
+    let sig = git2::Signature::new("A", a_dev, &git2::Time::new(NOW, 0)).unwrap();
+    let msg = Message::text("not really A").to_json();
+    let buf = repo
+        .commit_create_buffer(&sig, &sig, &msg, &parent.tree().unwrap(), &[&parent])
+        .unwrap();
+    let mallory = &ids().c_dev;
+    let s = mallory.key().sign(&buf).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(s);
+    let forged = repo
+        .commit_signed(std::str::from_utf8(&buf).unwrap(), &b64, Some("signature"))
+        .unwrap();
+    let err = validate_commits(repo, conv.id(), &[forged]).unwrap_err();
+    assert_eq!(err, (forged, Refusal::BadSignature));
+}
