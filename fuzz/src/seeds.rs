@@ -54,11 +54,35 @@ pub fn write_if_asked(target: &str) {
         "sip" => sip(),
         "contacts_store" => contact_files(),
         "discovery" => discovery(),
+        "swarm_message" => swarm_messages(),
         other => panic!("no seeds for target {other}"),
     };
     let n = write(Path::new(&dir), &seeds);
     eprintln!("{target}: wrote {n} seeds to {}", Path::new(&dir).display());
     std::process::exit(0);
+}
+
+/// `swarm_message`: a commit message of every type jamid writes, as we write them.
+fn swarm_messages() -> Vec<Vec<u8>> {
+    use node::swarm::message::{MemberAction, Message, Mode};
+    let uri = "d8c7d04e5193962d6fe67284d59c7c31be1725ef";
+    let c = "2b1d45cc5c219cd9016a30c03df750f7b0b6b4aa";
+    [
+        Message::initial(Mode::OneToOne, Some(uri)),
+        Message::initial(Mode::InvitesOnly, None),
+        Message::text("héllo \"q\" 😀"),
+        Message::reply("re", c),
+        Message::reaction("👍", c),
+        Message::edit("new", c),
+        Message::member(MemberAction::Join, uri),
+        Message::vote(uri),
+        Message::update_profile(),
+        Message::data_transfer(42, "f.txt", 21, &"ab".repeat(64)),
+        Message::call_history(uri, 1500),
+    ]
+    .iter()
+    .map(|m| m.to_json().into_bytes())
+    .collect()
 }
 
 /// `sip`: MESSAGEs of every MIME type jamid sends, as our channel writes them (pjsip's

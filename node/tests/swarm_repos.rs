@@ -364,3 +364,44 @@ fn a_forged_commit_on_jamids_history_is_refused() {
     let err = validate_commits(repo, conv.id(), &[forged]).unwrap_err();
     assert_eq!(err, (forged, Refusal::BadSignature));
 }
+
+/// Every map jamid gave its client during the fixture run (`messageReceived`, and the
+/// lists of `conversationLoaded`, recorded in signals.jsonl) is the map we make of that
+/// commit, key for key (less `linearizedParent`, an artefact of jamid's walk).
+#[test]
+fn our_message_maps_are_jamids() {
+    let signals = std::fs::read_to_string(Path::new(FIXTURES).join("signals.jsonl")).unwrap();
+    let mut compared = 0;
+    for line in signals.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let maps: Vec<&serde_json::Value> = match v["signal"].as_str() {
+            Some("messageReceived") => vec![&v["args"][2]],
+            Some("conversationLoaded") => v["args"][3].as_array().unwrap().iter().collect(),
+            _ => continue,
+        };
+        let conv = v["args"][if v["signal"] == "messageReceived" {
+            1
+        } else {
+            2
+        }]
+        .as_str()
+        .unwrap();
+        let kind = if conv == ONE_TO_ONE {
+            "one_to_one"
+        } else {
+            "group"
+        };
+        let name = format!("{}-{kind}", v["peer"].as_str().unwrap());
+        let repo = git2::Repository::open(Path::new(FIXTURES).join(&name)).unwrap();
+        for m in maps {
+            let mut theirs: std::collections::BTreeMap<String, String> =
+                serde_json::from_value(m.clone()).unwrap();
+            theirs.remove("linearizedParent");
+            let oid = git2::Oid::from_str(&theirs["id"]).unwrap();
+            let ours = node::swarm::history::commit_map(&repo, oid).expect("a map");
+            assert_eq!(ours, theirs, "{name} {oid}");
+            compared += 1;
+        }
+    }
+    assert!(compared >= 39, "{compared} maps compared");
+}
