@@ -3,6 +3,7 @@
 //! commit checked by jamid's rules plus the commit signature later Jami versions check
 //! ([`validate`]).
 
+pub mod gitproto;
 pub mod history;
 pub mod message;
 pub mod repo;

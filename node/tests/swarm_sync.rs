@@ -1,0 +1,263 @@
+//! Swarm sync over the git protocol: libgit2's smart client (the client jamid uses, with
+//! a transport registered for `git://` as jamid's `gittransport.cpp` does) fetches and
+//! clones through our upload-pack server; what it gets validates, fast-forwards and
+//! ends identical commit for commit; a forged commit offered this way is refused and
+//! nothing is merged. The channel is in memory here (one thread, bytes both ways).
+
+use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Transport};
+use node::identity::{AccountIdentity, DeviceIdentity};
+use node::swarm::gitproto::{request_line, UploadPack};
+use node::swarm::message::{Message, Mode};
+use node::swarm::repo::{commit_signature, Author, Conversation};
+use node::swarm::validate::{new_commits, validate_commits, Refusal};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+const NOW: i64 = 1_796_700_000;
+
+/// The repository the registered transport serves (one test at a time).
+static SERVED: Mutex<Option<PathBuf>> = Mutex::new(None);
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+struct Conn {
+    repo: git2::Repository,
+    server: UploadPack,
+    pending: Vec<u8>,
+    asked: bool,
+    url: String,
+}
+
+/// The channel's client end: the request line goes out on the first read, as in
+/// jamid's `P2PStreamRead`.
+#[derive(Clone)]
+struct Stream(Arc<Mutex<Conn>>);
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut c = self.0.lock().unwrap();
+        if !c.asked {
+            c.asked = true;
+            // git://<device>/<conversation>
+            let rest = c.url.trim_start_matches("git://").to_string();
+            let (dev, conv) = rest.split_once('/').unwrap();
+            let line = request_line(conv, dev);
+            let Conn {
+                repo,
+                server,
+                pending,
+                ..
+            } = &mut *c;
+            server.handle(repo, &line).map_err(std::io::Error::other)?;
+            pending.extend(server.poll_output());
+        }
+        let n = buf.len().min(c.pending.len());
+        buf[..n].copy_from_slice(&c.pending[..n]);
+        c.pending.drain(..n);
+        Ok(n)
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut c = self.0.lock().unwrap();
+        let Conn {
+            repo,
+            server,
+            pending,
+            ..
+        } = &mut *c;
+        server.handle(repo, buf).map_err(std::io::Error::other)?;
+        pending.extend(server.poll_output());
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Sub(Mutex<Option<Stream>>);
+
+impl SmartSubtransport for Sub {
+    fn action(
+        &self,
+        url: &str,
+        action: Service,
+    ) -> Result<Box<dyn SmartSubtransportStream>, git2::Error> {
+        let mut s = self.0.lock().unwrap();
+        if matches!(action, Service::UploadPackLs) || s.is_none() {
+            let path = SERVED.lock().unwrap().clone().expect("a served repository");
+            let repo =
+                git2::Repository::open(path).map_err(|e| git2::Error::from_str(&e.to_string()))?;
+            *s = Some(Stream(Arc::new(Mutex::new(Conn {
+                repo,
+                server: UploadPack::new(),
+                pending: Vec::new(),
+                asked: false,
+                url: url.to_string(),
+            }))));
+        }
+        Ok(Box::new(s.clone().unwrap()))
+    }
+    fn close(&self) -> Result<(), git2::Error> {
+        Ok(())
+    }
+}
+
+fn register() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| unsafe {
+        git2::transport::register("git", |remote| {
+            Transport::smart(remote, false, Sub(Mutex::new(None)))
+        })
+        .unwrap();
+    });
+}
+
+fn serve(path: &Path) {
+    *SERVED.lock().unwrap() = Some(path.to_path_buf());
+}
+
+struct Ids {
+    a_dev: DeviceIdentity,
+    b: AccountIdentity,
+    b_dev: DeviceIdentity,
+}
+
+fn ids() -> &'static Ids {
+    static I: OnceLock<Ids> = OnceLock::new();
+    I.get_or_init(|| {
+        let mut rng = ChaCha20Rng::seed_from_u64(91);
+        let now = NOW as u64 - 1000;
+        let a = AccountIdentity::generate(1024, now, &mut rng).unwrap();
+        let a_dev = a.new_device(1024, now, &mut rng).unwrap();
+        let b = AccountIdentity::generate(1024, now, &mut rng).unwrap();
+        let b_dev = b.new_device(1024, now, &mut rng).unwrap();
+        Ids { a_dev, b, b_dev }
+    })
+}
+
+/// Fetch `conv` from the device `dev` (served at `from`) into `into` as jamid does:
+/// remote named by the device, validate what is new, fast-forward `main`.
+fn fetch(into: &Conversation, dev: &str, from: &Path) -> Result<git2::Oid, (git2::Oid, Refusal)> {
+    serve(from);
+    let repo = into.repo();
+    let url = format!("git://{dev}/{}", into.id());
+    let mut remote = repo.remote_anonymous(&url).unwrap();
+    remote
+        .fetch(
+            &[format!("+refs/heads/main:refs/remotes/{dev}/main")],
+            None,
+            None,
+        )
+        .unwrap();
+    let tip = repo
+        .refname_to_id(&format!("refs/remotes/{dev}/main"))
+        .unwrap();
+    let head = into.head().unwrap();
+    let new = new_commits(repo, Some(head), tip).unwrap();
+    validate_commits(repo, into.id(), &new)?;
+    if repo.graph_descendant_of(tip, head).unwrap() {
+        repo.reference("refs/heads/main", tip, true, "fast-forward")
+            .unwrap();
+        repo.checkout_head(Some(git2::build::CheckoutBuilder::new().force()))
+            .unwrap();
+    }
+    Ok(tip)
+}
+
+#[test]
+fn clone_and_fetch_through_our_server_converge() {
+    let _one = ONE_AT_A_TIME.lock().unwrap();
+    register();
+    let i = ids();
+    let a = Author {
+        device: &i.a_dev,
+        display_name: "A",
+    };
+    let b = Author {
+        device: &i.b_dev,
+        display_name: "B",
+    };
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let b_uri = hex::encode(i.b.account_id());
+    let mut ca = Conversation::create(da.path(), &a, Mode::OneToOne, Some(&b_uri), NOW).unwrap();
+    ca.commit_message(&a, &Message::text("hello B"), NOW + 1)
+        .unwrap();
+
+    // B clones from A (jamid: `git_clone("git://<dev>/<conv>")`), validating everything.
+    serve(&ca.path());
+    let b_path = db.path().join(ca.id());
+    git2::Repository::clone(&format!("git://{}/{}", a.device_id(), ca.id()), &b_path).unwrap();
+    let mut cb = Conversation::open(&b_path).unwrap();
+    assert_eq!(cb.head().unwrap(), ca.head().unwrap());
+    let all = new_commits(cb.repo(), None, cb.head().unwrap()).unwrap();
+    validate_commits(cb.repo(), cb.id(), &all).unwrap();
+
+    // B joins and answers; A fetches from B and fast-forwards.
+    cb.join(&b, NOW + 2).unwrap();
+    cb.commit_message(&b, &Message::text("hello A"), NOW + 3)
+        .unwrap();
+    let tip = fetch(&ca, &b.device_id(), &cb.path()).unwrap();
+    assert_eq!(ca.head().unwrap(), tip);
+    assert_eq!(ca.head().unwrap(), cb.head().unwrap());
+    // The working tree follows, as jamid's does.
+    assert!(ca
+        .path()
+        .join("members")
+        .join(format!("{b_uri}.crt"))
+        .exists());
+
+    // A forged commit in B's repository: A refuses it and merges nothing.
+    let before = ca.head().unwrap();
+    let t = cb.commit_message(&b, &Message::text("x"), NOW + 4).unwrap();
+    let (mut sig, signed) = commit_signature(cb.repo(), t).unwrap();
+    sig[3] ^= 0x40;
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&sig);
+    let forged = cb
+        .repo()
+        .commit_signed(
+            std::str::from_utf8(&signed).unwrap(),
+            &b64,
+            Some("signature"),
+        )
+        .unwrap();
+    cb.repo()
+        .reference("refs/heads/main", forged, true, "forge")
+        .unwrap();
+    let err = fetch(&ca, &b.device_id(), &cb.path()).unwrap_err();
+    assert_eq!(err, (forged, Refusal::BadSignature));
+    assert_eq!(ca.head().unwrap(), before, "nothing merged");
+}
+
+#[test]
+fn jamids_repository_clones_through_our_server_object_for_object() {
+    let _one = ONE_AT_A_TIME.lock().unwrap();
+    register();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/swarm-13.7/A-group");
+    let src = git2::Repository::open(&fixture).unwrap();
+    let head = src.refname_to_id("refs/heads/main").unwrap();
+    serve(&fixture);
+    let dir = tempfile::tempdir().unwrap();
+    let conv = "b2e8b92f2745cbe584b37e2db6a6dbe15b8260a7";
+    let dst = dir.path().join(conv);
+    let dev = "ef38c6fc45d97b30832d6aa86e91217d8f0317a7d6a3fef61015284417be3815";
+    git2::Repository::clone(&format!("git://{dev}/{conv}"), &dst).unwrap();
+    let c = Conversation::open(&dst).unwrap();
+    assert_eq!(c.head().unwrap(), head);
+    let all = new_commits(c.repo(), None, head).unwrap();
+    validate_commits(c.repo(), conv, &all).unwrap();
+    // Every object of the source is in the clone, with the same id.
+    let odb = src.odb().unwrap();
+    let mut n = 0;
+    odb.foreach(|oid| {
+        assert!(c.repo().odb().unwrap().exists(*oid), "{oid} missing");
+        n += 1;
+        true
+    })
+    .unwrap();
+    assert!(n >= 30, "{n} objects");
+}
