@@ -1,7 +1,8 @@
 //! Swarm conversations (PROTOCOLS §7): one git repository per conversation, written
 //! byte for byte as jamid 20230206 writes it ([`repo`], [`message`]) and every fetched
 //! commit checked by jamid's rules plus the commit signature later Jami versions check
-//! ([`validate`]).
+//! ([`validate`]), commits shown as jamid shows them ([`history`]), and the upload-pack
+//! server of `git://` channels ([`gitproto`]; the client is libgit2, as in jamid).
 
 pub mod gitproto;
 pub mod history;
