@@ -261,3 +261,127 @@ fn jamids_repository_clones_through_our_server_object_for_object() {
     .unwrap();
     assert!(n >= 30, "{n} objects");
 }
+
+/// Our fetch client against our server, bytes moved in memory until the fetch ends.
+fn fetch_ours(
+    into: &git2::Repository,
+    from: &git2::Repository,
+    conv: &str,
+    haves: Vec<git2::Oid>,
+) -> git2::Oid {
+    use node::swarm::gitproto::Fetch;
+    let mut f = Fetch::new(Some((conv, "serverdevice")), haves);
+    let mut s = UploadPack::new();
+    for _ in 0..100 {
+        let to_server = f.poll_output();
+        s.handle(from, &to_server).unwrap();
+        let to_client = s.poll_output();
+        f.handle(into, &to_client).unwrap();
+        if let Some(tip) = f.finished() {
+            assert_eq!(s.request().unwrap().conversation, conv);
+            return tip;
+        }
+    }
+    panic!("the fetch did not end");
+}
+
+#[test]
+fn our_client_fetches_from_our_server_and_validates() {
+    let i = ids();
+    let a = Author {
+        device: &i.a_dev,
+        display_name: "A",
+    };
+    let b = Author {
+        device: &i.b_dev,
+        display_name: "B",
+    };
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let b_uri = hex::encode(i.b.account_id());
+    let mut ca = Conversation::create(da.path(), &a, Mode::OneToOne, Some(&b_uri), NOW).unwrap();
+    ca.commit_message(&a, &Message::text("one"), NOW + 1)
+        .unwrap();
+    // A clone: an empty repository, no haves.
+    let b_path = db.path().join(ca.id());
+    let rb = git2::Repository::init_opts(
+        &b_path,
+        git2::RepositoryInitOptions::new().initial_head("main"),
+    )
+    .unwrap();
+    let tip = fetch_ours(&rb, ca.repo(), ca.id(), vec![]);
+    assert_eq!(tip, ca.head().unwrap());
+    validate_commits(&rb, ca.id(), &new_commits(&rb, None, tip).unwrap()).unwrap();
+    rb.reference("refs/heads/main", tip, true, "clone").unwrap();
+    rb.checkout_head(Some(git2::build::CheckoutBuilder::new().force()))
+        .unwrap();
+    let mut cb = Conversation::open(&b_path).unwrap();
+    cb.join(&b, NOW + 2).unwrap();
+    // A fetches B's join with its head as a have: only the new commit comes.
+    let objects_before = count_objects(ca.repo());
+    let tip = fetch_ours(ca.repo(), cb.repo(), ca.id(), vec![ca.head().unwrap()]);
+    let new = new_commits(ca.repo(), Some(ca.head().unwrap()), tip).unwrap();
+    assert_eq!(new.len(), 1);
+    validate_commits(ca.repo(), ca.id(), &new).unwrap();
+    // The join: a commit, two trees, the member and device certificates (4–5 objects).
+    let added = count_objects(ca.repo()) - objects_before;
+    assert!(added <= 6, "{added} objects for one commit");
+    // Already up to date: nothing is asked.
+    let again = fetch_ours(ca.repo(), cb.repo(), ca.id(), vec![tip]);
+    assert_eq!(again, tip);
+}
+
+fn count_objects(repo: &git2::Repository) -> usize {
+    let mut n = 0;
+    repo.odb()
+        .unwrap()
+        .foreach(|_| {
+            n += 1;
+            true
+        })
+        .unwrap();
+    n
+}
+
+/// Our client against git's own server (`git upload-pack`, protocol v0 over pipes),
+/// serving jamid's group repository: the baseline any git server agrees on.
+#[test]
+fn our_client_clones_from_git_upload_pack() {
+    use node::swarm::gitproto::Fetch;
+    use std::process::{Command, Stdio};
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/swarm-13.7/A-group");
+    let mut child = match Command::new("git")
+        .arg("upload-pack")
+        .arg(&fixture)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("SKIP: no git to serve as the baseline ({e})");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let repo = git2::Repository::init_bare(dir.path()).unwrap();
+    let mut f = Fetch::new(None, vec![]);
+    let (mut stdin, mut stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+    let mut buf = vec![0u8; 65536];
+    while f.finished().is_none() {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "git upload-pack closed before the pack ended");
+        f.handle(&repo, &buf[..n]).unwrap();
+        let out = f.poll_output();
+        if !out.is_empty() {
+            stdin.write_all(&out).unwrap();
+        }
+    }
+    drop(stdin);
+    child.wait().unwrap();
+    let tip = f.finished().unwrap();
+    let src = git2::Repository::open(&fixture).unwrap();
+    assert_eq!(tip, src.refname_to_id("refs/heads/main").unwrap());
+    let conv = "b2e8b92f2745cbe584b37e2db6a6dbe15b8260a7";
+    validate_commits(&repo, conv, &new_commits(&repo, None, tip).unwrap()).unwrap();
+    assert_eq!(count_objects(&repo), count_objects(&src));
+}

@@ -1,9 +1,10 @@
-//! The git server side of swarm sync, sans-IO (PROTOCOLS §7.5; jamid 20230206
+//! Both ends of swarm sync over `git://` channels, sans-IO. The server (PROTOCOLS §7.5; jamid 20230206
 //! `gitserver.cpp`): pkt-lines, the request line `git-upload-pack /<conv>\0host=<dev>\0`,
 //! the ref advertisement with jamid's capabilities, want/have/done answered without
 //! multi-ack (`ACK <common> continue` + `NAK` on a flush, `ACK <common>` or `NAK` on
 //! `done`) and the pack on side band 1 in chunks of at most 65 515 bytes. jamid's client
-//! is libgit2's smart protocol over the channel, and so is ours: only the server is ours.
+//! is libgit2's smart protocol over the channel; ours is [`Fetch`], sans-IO like the
+//! server, so the simulator can run it.
 //!
 //! Bytes in, bytes out: the caller moves them over the `git://` channel.
 
@@ -74,7 +75,7 @@ impl PktReader {
             self.buf.drain(..4);
             return Ok(Some(Pkt::Flush));
         }
-        if len < 4 || len > MAX_PKT_LEN {
+        if !(4..=MAX_PKT_LEN).contains(&len) {
             return Err(GitProtoError::BadLength(len.to_string()));
         }
         if self.buf.len() < len {
@@ -309,5 +310,178 @@ mod tests {
                 let _ = up.poll_output();
             }
         }
+
+        /// Any bytes from a server: an error or progress, never a panic, and a pack
+        /// never past the limit.
+        #[test]
+        fn fetch_survives_any_server(
+            chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..8),
+            advert in any::<bool>(),
+        ) {
+            let (_d, repo) = small_repo();
+            let mut f = Fetch::new(Some(("c", "d")), vec![]).with_limit(512);
+            if advert {
+                let tip = "1".repeat(40);
+                let mut a = pkt(format!("{tip} HEAD\0{CAPABILITIES}\n").as_bytes());
+                a.extend(pkt(format!("{tip} refs/heads/main\n").as_bytes()));
+                a.extend_from_slice(FLUSH);
+                f.handle(&repo, &a).unwrap();
+                prop_assert!(String::from_utf8_lossy(&f.poll_output()).contains("want 1111"));
+            }
+            for c in chunks {
+                if f.handle(&repo, &c).is_err() {
+                    break;
+                }
+                prop_assert!(f.pack.len() <= 512);
+                prop_assert!(f.reader.buf.len() < MAX_PKT_LEN);
+            }
+        }
+    }
+}
+
+/// What a fetch asks for: the capabilities of libgit2's first want against jamid's
+/// server (the trailing space is libgit2's).
+pub const WANT_CAPABILITIES: &str = "side-band-64k include-tag ";
+/// jamid aborts a fetch past 256 MiB (`MAX_FETCH_SIZE`); so do we, for clones too.
+pub const MAX_FETCH_BYTES: usize = 256 * 1024 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FetchState {
+    Refs,
+    Acks,
+    Pack,
+    Done,
+}
+
+/// The client side of a fetch or clone over a `git://` channel, sans-IO: the request
+/// line (unless the server speaks first, as `git upload-pack` does), the advertisement,
+/// one want (the server's `main`), our haves and `done`, then the side-band pack,
+/// written into the repository's object database at the end.
+pub struct Fetch {
+    reader: PktReader,
+    out: Vec<u8>,
+    state: FetchState,
+    haves: Vec<Oid>,
+    tip: Option<Oid>,
+    pack: Vec<u8>,
+    max_bytes: usize,
+}
+
+impl Fetch {
+    /// A fetch that first sends jamid's request line for `conversation` on
+    /// `host_device` (`None`: the server advertises unprompted). `haves` are commits we
+    /// have (our `main` first), at most 256 as libgit2 sends.
+    pub fn new(request: Option<(&str, &str)>, mut haves: Vec<Oid>) -> Fetch {
+        haves.truncate(256);
+        Fetch {
+            reader: PktReader::default(),
+            out: request.map(|(c, h)| request_line(c, h)).unwrap_or_default(),
+            state: FetchState::Refs,
+            haves,
+            tip: None,
+            pack: Vec::new(),
+            max_bytes: MAX_FETCH_BYTES,
+        }
+    }
+
+    pub fn with_limit(mut self, max_bytes: usize) -> Fetch {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    pub fn poll_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// The server's `main` once the fetch is done (its objects are then in `repo`).
+    pub fn finished(&self) -> Option<Oid> {
+        (self.state == FetchState::Done)
+            .then_some(self.tip)
+            .flatten()
+    }
+
+    /// Feed bytes from the server.
+    pub fn handle(&mut self, repo: &Repository, bytes: &[u8]) -> Result<(), GitProtoError> {
+        self.reader.push(bytes);
+        while self.state != FetchState::Done {
+            let Some(p) = self.reader.next_pkt()? else {
+                break;
+            };
+            match (self.state, p) {
+                (FetchState::Refs, Pkt::Data(d)) => self.on_ref(&d)?,
+                (FetchState::Refs, Pkt::Flush) => self.ask(repo)?,
+                (FetchState::Acks, Pkt::Data(d)) if d.starts_with(b"ACK ") || d == b"NAK\n" => {}
+                (FetchState::Acks | FetchState::Pack, Pkt::Data(d)) => {
+                    self.state = FetchState::Pack;
+                    self.on_band(&d)?;
+                }
+                (FetchState::Pack, Pkt::Flush) => self.store(repo)?,
+                (_, p) => return Err(GitProtoError::Unexpected(format!("{p:?}"))),
+            }
+        }
+        Ok(())
+    }
+
+    fn on_ref(&mut self, d: &[u8]) -> Result<(), GitProtoError> {
+        let line = String::from_utf8_lossy(d);
+        let line = line.split('\0').next().unwrap_or_default().trim_end();
+        let (oid, name) = line
+            .split_once(' ')
+            .ok_or_else(|| GitProtoError::Unexpected(line.into()))?;
+        if name == "refs/heads/main" {
+            self.tip = Some(Oid::from_str(oid).map_err(git)?);
+        }
+        Ok(())
+    }
+
+    /// After the advertisement: nothing to ask when we have the tip, else want, haves
+    /// and done in one write (libgit2's way under 20 haves; jamid answers after `done`).
+    fn ask(&mut self, repo: &Repository) -> Result<(), GitProtoError> {
+        let tip = self.tip.ok_or(GitProtoError::NoWant)?;
+        if repo.find_commit(tip).is_ok() {
+            self.out.extend_from_slice(FLUSH);
+            self.state = FetchState::Done;
+            return Ok(());
+        }
+        self.out
+            .extend(pkt(format!("want {tip} {WANT_CAPABILITIES}\n").as_bytes()));
+        self.out.extend_from_slice(FLUSH);
+        for h in &self.haves {
+            self.out.extend(pkt(format!("have {h}\n").as_bytes()));
+        }
+        self.out.extend(pkt(b"done\n"));
+        self.state = FetchState::Acks;
+        Ok(())
+    }
+
+    fn on_band(&mut self, d: &[u8]) -> Result<(), GitProtoError> {
+        match d.split_first() {
+            Some((1, data)) => {
+                if self.pack.len() + data.len() > self.max_bytes {
+                    return Err(GitProtoError::Unexpected("the pack is too big".into()));
+                }
+                self.pack.extend_from_slice(data);
+            }
+            Some((2, _)) => {}
+            Some((3, msg)) => {
+                return Err(GitProtoError::Unexpected(
+                    String::from_utf8_lossy(msg).into(),
+                ))
+            }
+            _ => return Err(GitProtoError::Unexpected("bad side band".into())),
+        }
+        Ok(())
+    }
+
+    /// The pack into the object database (libgit2 indexes and checks it).
+    fn store(&mut self, repo: &Repository) -> Result<(), GitProtoError> {
+        let odb = repo.odb().map_err(git)?;
+        let mut w = odb.packwriter().map_err(git)?;
+        std::io::Write::write_all(&mut w, &self.pack)
+            .map_err(|e| GitProtoError::Git(e.to_string()))?;
+        w.commit().map_err(git)?;
+        self.pack = Vec::new();
+        self.state = FetchState::Done;
+        Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! byte for byte as jamid 20230206 writes it ([`repo`], [`message`]) and every fetched
 //! commit checked by jamid's rules plus the commit signature later Jami versions check
 //! ([`validate`]), commits shown as jamid shows them ([`history`]), and the upload-pack
-//! server of `git://` channels ([`gitproto`]; the client is libgit2, as in jamid).
+//! server and fetch client of `git://` channels ([`gitproto`]).
 
 pub mod gitproto;
 pub mod history;
