@@ -405,3 +405,128 @@ fn our_message_maps_are_jamids() {
     }
     assert!(compared >= 39, "{compared} maps compared");
 }
+
+/// Two devices commit at once: a fetch merges (signed merge commit, validated by the
+/// other side), the other side fast-forwards, and both end on the same commit. Two
+/// admin devices changing the profile at once: the greater commit id wins, as in jamid;
+/// a conflict on any other file refuses the merge.
+#[test]
+fn concurrent_commits_merge_and_converge() {
+    use node::swarm::repo::Pull;
+    let i = ids();
+    let mut rng = ChaCha20Rng::seed_from_u64(92);
+    let a2_dev = i.a.new_device(1024, NOW as u64 - 1000, &mut rng).unwrap();
+    let a1 = Author {
+        device: &i.a_dev,
+        display_name: "A1",
+    };
+    let a2 = Author {
+        device: &a2_dev,
+        display_name: "A2",
+    };
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut c1 = Conversation::create(d1.path(), &a1, Mode::InvitesOnly, None, NOW).unwrap();
+    let p2 = d2.path().join(c1.id());
+    git2::Repository::clone(c1.path().to_str().unwrap(), &p2).unwrap();
+    let mut c2 = Conversation::open(&p2).unwrap();
+    let fetch_into = |into: &Conversation, from: &Conversation| -> git2::Oid {
+        let tip = from.head().unwrap();
+        let mut remote = into
+            .repo()
+            .remote_anonymous(from.path().to_str().unwrap())
+            .unwrap();
+        remote
+            .fetch(&["+refs/heads/main:refs/remotes/peer/main"], None, None)
+            .unwrap();
+        let new = new_commits(into.repo(), Some(into.head().unwrap()), tip).unwrap();
+        validate_commits(into.repo(), into.id(), &new).unwrap_or_else(|(c, r)| panic!("{c}: {r}"));
+        tip
+    };
+
+    c1.commit_message(&a1, &Message::text("from 1"), NOW + 1)
+        .unwrap();
+    c2.commit_message(&a2, &Message::text("from 2"), NOW + 1)
+        .unwrap();
+    let tip = fetch_into(&c1, &c2);
+    let Pull::Merged(m) = c1.pull(&a1, tip, NOW + 2).unwrap() else {
+        panic!("a merge")
+    };
+    {
+        // jamid's merge: parents HEAD then the fetched tip, plain-text message.
+        let merge = c1.repo().find_commit(m).unwrap();
+        assert_eq!(
+            merge.message_raw().unwrap(),
+            format!("Merge commit '{tip}'")
+        );
+        assert_eq!(merge.parent_id(1).unwrap(), tip);
+    }
+    let tip = fetch_into(&c2, &c1);
+    assert_eq!(c2.pull(&a2, tip, NOW + 3).unwrap(), Pull::FastForward);
+    assert_eq!(c1.head().unwrap(), c2.head().unwrap());
+    assert_eq!(c2.pull(&a2, tip, NOW + 3).unwrap(), Pull::UpToDate);
+
+    // Both admin devices change the profile at once. (jamid resolves only a conflict
+    // whose three sides exist: a first profile written on both sides at once is an
+    // add/add conflict, which aborts its merge; so a first profile is shared first.)
+    c1.update_profile(&a1, b"BEGIN:VCARD\nFN:zero\nEND:VCARD", NOW + 3)
+        .unwrap();
+    let tip = fetch_into(&c2, &c1);
+    assert_eq!(c2.pull(&a2, tip, NOW + 3).unwrap(), Pull::FastForward);
+    let v1 = b"BEGIN:VCARD\nFN:one\nEND:VCARD".to_vec();
+    let v2 = b"BEGIN:VCARD\nFN:two\nEND:VCARD".to_vec();
+    let base = c1.head().unwrap();
+    c1.update_profile(&a1, &v1, NOW + 4).unwrap();
+    c2.update_profile(&a2, &v2, NOW + 4).unwrap();
+    let (h1, h2) = (c1.head().unwrap(), c2.head().unwrap());
+    let tip = fetch_into(&c1, &c2);
+    assert!(matches!(
+        c1.pull(&a1, tip, NOW + 5).unwrap(),
+        Pull::Merged(_)
+    ));
+    let winner = if h2.to_string() > h1.to_string() {
+        &v2
+    } else {
+        &v1
+    };
+    assert_eq!(
+        &std::fs::read(c1.path().join("profile.vcf")).unwrap(),
+        winner
+    );
+    // Let the other side check the merge commit too.
+    let tip = fetch_into(&c2, &c1);
+    assert_eq!(c2.pull(&a2, tip, NOW + 6).unwrap(), Pull::FastForward);
+
+    // A conflict elsewhere refuses the merge and leaves main alone.
+    let head = c1.head().unwrap();
+    c1.commit_with(
+        &a1,
+        &Message::text("x"),
+        vec![Change::Put("notes".into(), b"1".to_vec())],
+        NOW + 7,
+    )
+    .unwrap();
+    c2.repo()
+        .reference("refs/heads/main", head, true, "reset")
+        .unwrap();
+    c2.commit_with(
+        &a2,
+        &Message::text("y"),
+        vec![Change::Put("notes".into(), b"2".to_vec())],
+        NOW + 7,
+    )
+    .unwrap();
+    let mine = c1.head().unwrap();
+    {
+        let mut remote = c1
+            .repo()
+            .remote_anonymous(c2.path().to_str().unwrap())
+            .unwrap();
+        remote
+            .fetch(&["+refs/heads/main:refs/remotes/peer/main"], None, None)
+            .unwrap();
+    }
+    let err = c1.pull(&a1, c2.head().unwrap(), NOW + 8).unwrap_err();
+    assert!(err.to_string().contains("merge conflict on notes"), "{err}");
+    assert_eq!(c1.head().unwrap(), mine);
+    let _ = base;
+}

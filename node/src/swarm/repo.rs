@@ -83,6 +83,14 @@ pub fn invited_path(uri: &str) -> String {
 }
 pub const PROFILE_PATH: &str = "profile.vcf";
 
+/// What a pull did to `main`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pull {
+    UpToDate,
+    FastForward,
+    Merged(Oid),
+}
+
 /// A change to the tree a commit makes.
 pub enum Change {
     Put(String, Vec<u8>),
@@ -240,15 +248,61 @@ impl Conversation {
         self.commit_raw(me, &msg, &changes, &[head], time)
     }
 
-    /// A merge of `other` into `main` without conflicts (jamid's `createMergeCommit`:
-    /// parents HEAD then `other`, message `Merge commit '<other>'`, signed).
+    /// Take a fetched `tip` whose new commits validated: fast-forward when `main` is
+    /// behind it, else a merge commit (jamid's `merge`).
+    pub fn pull(&mut self, me: &Author, tip: Oid, time: i64) -> Result<Pull, SwarmError> {
+        let head = self.head()?;
+        if head == tip || self.repo.graph_descendant_of(head, tip)? {
+            return Ok(Pull::UpToDate);
+        }
+        if self.repo.graph_descendant_of(tip, head)? {
+            self.repo
+                .reference("refs/heads/main", tip, true, "fast-forward")?;
+            self.repo
+                .checkout_head(Some(git2::build::CheckoutBuilder::new().force()))?;
+            return Ok(Pull::FastForward);
+        }
+        Ok(Pull::Merged(self.merge_commit(me, tip, time)?))
+    }
+
+    /// A merge of `other` into `main` (jamid's `createMergeCommit`: parents HEAD then
+    /// `other`, message `Merge commit '<other>'`, signed). The one conflict allowed is on
+    /// `profile.vcf`, changed on both sides: the side whose commit id is greater (as hex
+    /// text) wins. Any other conflict refuses the merge.
     pub fn merge_commit(&mut self, me: &Author, other: Oid, time: i64) -> Result<Oid, SwarmError> {
         let head = self.head()?;
         let ours = self.repo.find_commit(head)?;
         let theirs = self.repo.find_commit(other)?;
         let mut index = self.repo.merge_commits(&ours, &theirs, None)?;
         if index.has_conflicts() {
-            return Err(SwarmError::Refused("merge conflict".into()));
+            let mut chosen = Vec::new();
+            for c in index.conflicts()? {
+                let c = c?;
+                let path = [&c.ancestor, &c.our, &c.their]
+                    .iter()
+                    .find_map(|e| {
+                        e.as_ref()
+                            .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+                    })
+                    .unwrap_or_default();
+                let refused = || SwarmError::Refused(format!("merge conflict on {path}"));
+                let (Some(anc), Some(our), Some(their)) = (c.ancestor, c.our, c.their) else {
+                    return Err(refused());
+                };
+                if anc.path != PROFILE_PATH.as_bytes() {
+                    return Err(refused());
+                }
+                chosen.push(if other.to_string() > head.to_string() {
+                    their
+                } else {
+                    our
+                });
+            }
+            for mut e in chosen {
+                index.conflict_remove(Path::new(PROFILE_PATH))?;
+                e.flags &= !0x3000; // stage 0
+                index.add(&e)?;
+            }
         }
         let tree = index.write_tree_to(&self.repo)?;
         drop((ours, theirs));
