@@ -3,6 +3,10 @@
 //! commit checked by jamid's rules plus the commit signature later Jami versions check
 //! ([`validate`]), commits shown as jamid shows them ([`history`]), and the upload-pack
 //! server and fetch client of `git://` channels ([`gitproto`]).
+//!
+//! What jamid 20230206 does, rule by rule with its source lines, is in
+//! `JAMID-20230206.md` beside this file (read from the sources; where a repository jamid
+//! wrote disagrees, the repository wins: `tests/fixtures/swarm-13.7/README.md`).
 
 pub mod gitproto;
 pub mod history;
