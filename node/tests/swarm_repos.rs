@@ -3,20 +3,19 @@
 //! signatures verify, and our JSON writer gives back jamid's exact message bytes; ours
 //! validate too; and each forgery or rule break is refused with its reason.
 
+mod swarm_fixtures;
 use base64::Engine;
-use node::identity::{AccountIdentity, DeviceIdentity};
 use node::swarm::message::{MemberAction, Message, Mode};
-use node::swarm::repo::{commit_signature, Author, Change, Conversation};
+use node::swarm::repo::{commit_signature, write_signed, Author, Change, Conversation};
 use node::swarm::validate::{new_commits, validate_commits, Refusal};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use swarm_fixtures::{ids, NOW};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/swarm-13.7");
 const ONE_TO_ONE: &str = "2b1d45cc5c219cd9016a30c03df750f7b0b6b4aa";
 const GROUP: &str = "b2e8b92f2745cbe584b37e2db6a6dbe15b8260a7";
-const NOW: i64 = 1_796_700_000;
 
 /// A copy of a fixture repository in a temporary directory (tests may write to it).
 fn fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
@@ -102,35 +101,6 @@ fn refused(conv: &Conversation, base: git2::Oid) -> Refusal {
     validate_commits(repo, conv.id(), &new)
         .expect_err("refused")
         .1
-}
-
-struct Ids {
-    a: AccountIdentity,
-    a_dev: DeviceIdentity,
-    b: AccountIdentity,
-    b_dev: DeviceIdentity,
-    c_dev: DeviceIdentity,
-}
-
-fn ids() -> &'static Ids {
-    static I: OnceLock<Ids> = OnceLock::new();
-    I.get_or_init(|| {
-        let mut rng = ChaCha20Rng::seed_from_u64(90);
-        let now = NOW as u64 - 1000;
-        let a = AccountIdentity::generate(1024, now, &mut rng).unwrap();
-        let a_dev = a.new_device(1024, now, &mut rng).unwrap();
-        let b = AccountIdentity::generate(1024, now, &mut rng).unwrap();
-        let b_dev = b.new_device(1024, now, &mut rng).unwrap();
-        let c = AccountIdentity::generate(1024, now, &mut rng).unwrap();
-        let c_dev = c.new_device(1024, now, &mut rng).unwrap();
-        Ids {
-            a,
-            a_dev,
-            b,
-            b_dev,
-            c_dev,
-        }
-    })
 }
 
 #[test]
@@ -229,15 +199,7 @@ fn forged_and_unruly_commits_are_refused() {
     let t = conv.commit_message(&a, &Message::text("x"), NOW).unwrap();
     let (mut sig, signed) = commit_signature(conv.repo(), t).unwrap();
     sig[10] ^= 1;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(&sig);
-    let forged = conv
-        .repo()
-        .commit_signed(
-            std::str::from_utf8(&signed).unwrap(),
-            &b64,
-            Some("signature"),
-        )
-        .unwrap();
+    let forged = write_signed(conv.repo(), &signed, &sig).unwrap();
     conv.repo()
         .reference("refs/heads/main", forged, true, "forge")
         .unwrap();
@@ -248,15 +210,7 @@ fn forged_and_unruly_commits_are_refused() {
     let t = conv.commit_message(&a, &Message::text("x"), NOW).unwrap();
     let (_, signed) = commit_signature(conv.repo(), t).unwrap();
     let other = i.b_dev.key().sign(&signed).unwrap();
-    let b64 = base64::engine::general_purpose::STANDARD.encode(&other);
-    let forged = conv
-        .repo()
-        .commit_signed(
-            std::str::from_utf8(&signed).unwrap(),
-            &b64,
-            Some("signature"),
-        )
-        .unwrap();
+    let forged = write_signed(conv.repo(), &signed, &other).unwrap();
     conv.repo()
         .reference("refs/heads/main", forged, true, "forge")
         .unwrap();
@@ -357,10 +311,7 @@ fn a_forged_commit_on_jamids_history_is_refused() {
         .unwrap();
     let mallory = &ids().c_dev;
     let s = mallory.key().sign(&buf).unwrap();
-    let b64 = base64::engine::general_purpose::STANDARD.encode(s);
-    let forged = repo
-        .commit_signed(std::str::from_utf8(&buf).unwrap(), &b64, Some("signature"))
-        .unwrap();
+    let forged = write_signed(repo, &buf, &s).unwrap();
     let err = validate_commits(repo, conv.id(), &[forged]).unwrap_err();
     assert_eq!(err, (forged, Refusal::BadSignature));
 }

@@ -4,19 +4,16 @@
 //! ends identical commit for commit; a forged commit offered this way is refused and
 //! nothing is merged. The channel is in memory here (one thread, bytes both ways).
 
+mod swarm_fixtures;
 use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Transport};
-use node::identity::{AccountIdentity, DeviceIdentity};
 use node::swarm::gitproto::{request_line, UploadPack};
 use node::swarm::message::{Message, Mode};
-use node::swarm::repo::{commit_signature, Author, Conversation};
+use node::swarm::repo::{commit_signature, write_signed, Author, Conversation};
 use node::swarm::validate::{new_commits, validate_commits, Refusal};
-use rand::SeedableRng;
-use rand_chacha::ChaCha20Rng;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-
-const NOW: i64 = 1_796_700_000;
+use swarm_fixtures::{ids, NOW};
 
 /// The repository the registered transport serves (one test at a time).
 static SERVED: Mutex<Option<PathBuf>> = Mutex::new(None);
@@ -120,25 +117,6 @@ fn serve(path: &Path) {
     *SERVED.lock().unwrap() = Some(path.to_path_buf());
 }
 
-struct Ids {
-    a_dev: DeviceIdentity,
-    b: AccountIdentity,
-    b_dev: DeviceIdentity,
-}
-
-fn ids() -> &'static Ids {
-    static I: OnceLock<Ids> = OnceLock::new();
-    I.get_or_init(|| {
-        let mut rng = ChaCha20Rng::seed_from_u64(91);
-        let now = NOW as u64 - 1000;
-        let a = AccountIdentity::generate(1024, now, &mut rng).unwrap();
-        let a_dev = a.new_device(1024, now, &mut rng).unwrap();
-        let b = AccountIdentity::generate(1024, now, &mut rng).unwrap();
-        let b_dev = b.new_device(1024, now, &mut rng).unwrap();
-        Ids { a_dev, b, b_dev }
-    })
-}
-
 /// Fetch `conv` from the device `dev` (served at `from`) into `into` as jamid does:
 /// remote named by the device, validate what is new, fast-forward `main`.
 fn fetch(into: &Conversation, dev: &str, from: &Path) -> Result<git2::Oid, (git2::Oid, Refusal)> {
@@ -215,16 +193,7 @@ fn clone_and_fetch_through_our_server_converge() {
     let t = cb.commit_message(&b, &Message::text("x"), NOW + 4).unwrap();
     let (mut sig, signed) = commit_signature(cb.repo(), t).unwrap();
     sig[3] ^= 0x40;
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(&sig);
-    let forged = cb
-        .repo()
-        .commit_signed(
-            std::str::from_utf8(&signed).unwrap(),
-            &b64,
-            Some("signature"),
-        )
-        .unwrap();
+    let forged = write_signed(cb.repo(), &signed, &sig).unwrap();
     cb.repo()
         .reference("refs/heads/main", forged, true, "forge")
         .unwrap();

@@ -1,7 +1,8 @@
 //! Commit messages as jamid 20230206 writes and reads them (PROTOCOLS §7.3): a compact
 //! JSON object whose keys JsonCpp sorts bytewise and whose strings it escapes its own way
-//! (every non-ASCII character as `\uXXXX`, `/` and DEL left as they are), so a message we
-//! write is byte for byte the one jamid would write. Merge commits are plain text.
+//! (every non-ASCII character as a `\u` escape of its UTF-16 units, `/` and DEL left as
+//! they are), so a message we write is byte for byte the one jamid would write. Merge
+//! commits are plain text.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

@@ -366,15 +366,12 @@ impl Conversation {
         let buf = self
             .repo
             .commit_create_buffer(&sig, &sig, message, &tree, &refs)?;
-        let text = std::str::from_utf8(&buf)
-            .map_err(|_| SwarmError::Refused("commit not UTF-8".into()))?;
         let signature = me
             .device
             .key()
-            .sign(text.as_bytes())
+            .sign(&buf)
             .map_err(|e| SwarmError::Refused(format!("signing: {e}")))?;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(signature);
-        let oid = self.repo.commit_signed(text, &b64, Some("signature"))?;
+        let oid = write_signed(&self.repo, &buf, &signature)?;
         self.repo
             .reference("refs/heads/main", oid, true, "commit")?;
         self.repo.set_head("refs/heads/main")?;
@@ -400,6 +397,19 @@ fn entry(path: &str, id: Oid, size: usize) -> git2::IndexEntry {
         flags_extended: 0,
         path: path.as_bytes().to_vec(),
     }
+}
+
+/// Store the commit `content` (git's commit text, no signature) with `signature` in a
+/// `signature` header, as jamid's `git_commit_create_with_signature` call does.
+pub fn write_signed(
+    repo: &Repository,
+    content: &[u8],
+    signature: &[u8],
+) -> Result<Oid, SwarmError> {
+    let text =
+        std::str::from_utf8(content).map_err(|_| SwarmError::Refused("commit not UTF-8".into()))?;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(signature);
+    Ok(repo.commit_signed(text, &b64, Some("signature"))?)
 }
 
 /// The `signature` header of a commit, decoded, and the bytes it signs.

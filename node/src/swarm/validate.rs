@@ -112,7 +112,7 @@ impl Validator<'_> {
                             Some(MemberAction::Add) => self.add(&tree, &parent, &who, &uri)?,
                             Some(MemberAction::Join) => self.join(&tree, &parent, &who, &uri)?,
                             Some(MemberAction::Remove) => {
-                                self.remove(&tree, &parent, &uri)?;
+                                self.remove(&tree, &parent, &who, &uri)?;
                                 user_tree = parent.clone();
                             }
                             Some(a @ (MemberAction::Ban | MemberAction::Unban)) => {
@@ -413,16 +413,9 @@ impl Validator<'_> {
             .and_then(|c| c.issuer_uid().map(str::to_string))
     }
 
-    fn remove(&self, tree: &Tree, parent: &Tree, uri: &str) -> Result<(), Refusal> {
+    fn remove(&self, tree: &Tree, parent: &Tree, who: &Who, uri: &str) -> Result<(), Refusal> {
         for f in self.changed(tree, Some(parent))? {
-            if [
-                admin_path(uri),
-                member_path(uri),
-                format!("CRLs/{uri}"),
-                invited_path(uri),
-            ]
-            .contains(&f)
-            {
+            if passing(uri, who).contains(&f) {
                 continue;
             }
             match device_of(&f) {
@@ -452,14 +445,7 @@ impl Validator<'_> {
         let mut voters = BTreeSet::new();
         let mut banned = 0;
         for f in self.changed(tree, Some(parent))? {
-            if [
-                admin_path(uri),
-                member_path(uri),
-                format!("CRLs/{uri}"),
-                invited_path(uri),
-            ]
-            .contains(&f)
-            {
+            if passing(uri, who).contains(&f) {
                 continue;
             }
             let parts: Vec<&str> = f.split('/').collect();
@@ -603,6 +589,18 @@ impl Validator<'_> {
             .verify_issued_by(&account)
             .map_err(|e| Refusal::BadCertificate(device_path(&who.dev), e.to_string()))
     }
+}
+
+/// Files a removal or a ban of `uri` may change without further check (jamid's list):
+/// the member's own certificate, CRL and invitation, and the author's device file.
+fn passing(uri: &str, who: &Who) -> [String; 5] {
+    [
+        admin_path(uri),
+        member_path(uri),
+        format!("CRLs/{uri}"),
+        invited_path(uri),
+        device_path(&who.dev),
+    ]
 }
 
 /// `devices/<id>.crt` → `<id>`.
