@@ -413,7 +413,12 @@ impl Validator<'_> {
             .and_then(|c| c.issuer_uid().map(str::to_string))
     }
 
+    /// A member leaving (jamid writes no other `remove`). jamid does not check who
+    /// removes; we take a removal only from the member itself or an admin.
     fn remove(&self, tree: &Tree, parent: &Tree, who: &Who, uri: &str) -> Result<(), Refusal> {
+        if who.uri != uri && !self.has(parent, &admin_path(&who.uri)) {
+            return Err(Refusal::Rule("a removal of another member by a non-admin"));
+        }
         for f in self.changed(tree, Some(parent))? {
             if passing(uri, who).contains(&f) {
                 continue;
