@@ -135,12 +135,11 @@ impl Conversation {
             changes.push(Change::Put(invited_path(uri), Vec::new()));
         }
         let msg = Message::initial(mode, invited).to_json();
-        let mut conv = Conversation {
+        let conv = Conversation {
             repo,
             id: String::new(),
         };
         let oid = conv.commit_raw(me, &msg, &changes, &[], time)?;
-        conv.id = oid.to_string();
         drop(conv);
         let path = conversations.join(oid.to_string());
         std::fs::rename(&tmp, &path)?;
