@@ -109,7 +109,13 @@ pub fn run_bound(
                     drivers[i].dht.put(now, k, v);
                 }
                 Cmd::Dump(i, keys) => {
-                    let mut lines = vec![format!("presence {:?}", drivers[i].dht.presence().stats)];
+                    let mut lines = vec![
+                        format!("presence {:?}", drivers[i].dht.presence().stats),
+                        format!(
+                            "connections {:?}",
+                            drivers[i].dht.services().map(|s| s.connection_stats())
+                        ),
+                    ];
                     if let Some(dht) = drivers[i].dht.dht() {
                         lines.push(format!("node {}", dht.id()));
                         for (_, nodes) in dht.routing_table().buckets() {

@@ -313,6 +313,11 @@ fn ours_ours(
         if closed > 0 {
             out.note = "failed".into();
         }
+        if with_turn {
+            // With TURN every cell must connect: say what each side saw.
+            let keys = [kb, InfoHash(ids[1].1.short_id())];
+            dump_searches(&rx, &[&a.cmd, &_b.cmd], &keys);
+        }
         return Ok(out);
     }
     a.cmd.send(Cmd::Msg(0, kb, "across the NATs".into()))?;
