@@ -11,7 +11,7 @@ use node::swarm::validate::{new_commits, validate_commits, Refusal};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::path::{Path, PathBuf};
-use swarm_fixtures::{ids, NOW};
+use swarm_fixtures::{author, ids, NOW};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/swarm-13.7");
 const ONE_TO_ONE: &str = "2b1d45cc5c219cd9016a30c03df750f7b0b6b4aa";
@@ -95,6 +95,13 @@ fn commit(conv: &mut Conversation, me: &Author, msg: &Message, changes: Vec<Chan
     conv.commit_with(me, msg, changes, NOW).unwrap()
 }
 
+/// Move `main` back to `to` (the next case starts from there).
+fn reset(conv: &Conversation, to: git2::Oid) {
+    conv.repo()
+        .reference("refs/heads/main", to, true, "reset")
+        .unwrap();
+}
+
 fn refused(conv: &Conversation, base: git2::Oid) -> Refusal {
     let repo = conv.repo();
     let new = new_commits(repo, Some(base), conv.head().unwrap()).unwrap();
@@ -107,14 +114,8 @@ fn refused(conv: &Conversation, base: git2::Oid) -> Refusal {
 fn our_repositories_validate_every_commit_type() {
     let i = ids();
     let dir = tempfile::tempdir().unwrap();
-    let a = Author {
-        device: &i.a_dev,
-        display_name: "Alice <a>",
-    };
-    let b = Author {
-        device: &i.b_dev,
-        display_name: "",
-    };
+    let a = author(&i.a_dev, "Alice <a>");
+    let b = author(&i.b_dev, "");
     let b_uri = hex::encode(i.b.account_id());
     let mut conv = Conversation::create(dir.path(), &a, Mode::InvitesOnly, None, NOW).unwrap();
     assert!(dir
@@ -173,27 +174,13 @@ fn our_repositories_validate_every_commit_type() {
 #[test]
 fn forged_and_unruly_commits_are_refused() {
     let i = ids();
-    let a = Author {
-        device: &i.a_dev,
-        display_name: "A",
-    };
-    let b = Author {
-        device: &i.b_dev,
-        display_name: "B",
-    };
-    let c = Author {
-        device: &i.c_dev,
-        display_name: "C",
-    };
+    let a = author(&i.a_dev, "A");
+    let b = author(&i.b_dev, "B");
+    let c = author(&i.c_dev, "C");
     let b_uri = hex::encode(i.b.account_id());
     let dir = tempfile::tempdir().unwrap();
     let mut conv = Conversation::create(dir.path(), &a, Mode::OneToOne, Some(&b_uri), NOW).unwrap();
     let base = conv.head().unwrap();
-    let reset = |conv: &mut Conversation| {
-        conv.repo()
-            .reference("refs/heads/main", base, true, "reset")
-            .unwrap();
-    };
 
     // A forged signature: the commit re-signed with a byte flipped.
     let t = conv.commit_message(&a, &Message::text("x"), NOW).unwrap();
@@ -204,7 +191,7 @@ fn forged_and_unruly_commits_are_refused() {
         .reference("refs/heads/main", forged, true, "forge")
         .unwrap();
     assert_eq!(refused(&conv, base), Refusal::BadSignature);
-    reset(&mut conv);
+    reset(&conv, base);
 
     // Signed by another device than the author it names.
     let t = conv.commit_message(&a, &Message::text("x"), NOW).unwrap();
@@ -215,17 +202,17 @@ fn forged_and_unruly_commits_are_refused() {
         .reference("refs/heads/main", forged, true, "forge")
         .unwrap();
     assert_eq!(refused(&conv, base), Refusal::BadSignature);
-    reset(&mut conv);
+    reset(&conv, base);
 
     // A message by a non-member (its own device file comes along).
     commit(&mut conv, &c, &Message::text("let me in"), vec![]);
     assert_eq!(refused(&conv, base), Refusal::NotAMember);
-    reset(&mut conv);
+    reset(&conv, base);
 
     // The invited peer posting before joining.
     commit(&mut conv, &b, &Message::text("early"), vec![]);
     assert_eq!(refused(&conv, base), Refusal::NotAMember);
-    reset(&mut conv);
+    reset(&conv, base);
 
     // A text commit that sneaks in a file.
     commit(
@@ -238,7 +225,7 @@ fn forged_and_unruly_commits_are_refused() {
         refused(&conv, base),
         Refusal::UnwantedFile("admins/evil.crt".into())
     );
-    reset(&mut conv);
+    reset(&conv, base);
 
     // Adding a third member to a one-to-one conversation.
     let c_uri = hex::encode(i.c_dev.account_id());
@@ -247,7 +234,7 @@ fn forged_and_unruly_commits_are_refused() {
         refused(&conv, base),
         Refusal::Rule("an add to a one-to-one conversation")
     );
-    reset(&mut conv);
+    reset(&conv, base);
 
     // B joins, then edits A's message.
     conv.join(&b, NOW).unwrap();
@@ -262,9 +249,7 @@ fn forged_and_unruly_commits_are_refused() {
         Refusal::Rule("an edit of another member's message")
     );
     // A profile update by a member who is not an admin.
-    conv.repo()
-        .reference("refs/heads/main", t, true, "reset")
-        .unwrap();
+    reset(&conv, t);
     conv.update_profile(&b, b"BEGIN:VCARD\nEND:VCARD", NOW)
         .unwrap();
     assert_eq!(
@@ -273,9 +258,7 @@ fn forged_and_unruly_commits_are_refused() {
     );
     // B removing A (jamid would take it; we take a removal only from the member itself
     // or an admin).
-    conv.repo()
-        .reference("refs/heads/main", t, true, "reset")
-        .unwrap();
+    reset(&conv, t);
     let a_uri = hex::encode(i.a.account_id());
     commit(
         &mut conv,
@@ -288,9 +271,7 @@ fn forged_and_unruly_commits_are_refused() {
         Refusal::Rule("a removal of another member by a non-admin")
     );
     // B leaving is fine.
-    conv.repo()
-        .reference("refs/heads/main", t, true, "reset")
-        .unwrap();
+    reset(&conv, t);
     commit(
         &mut conv,
         &b,
@@ -300,9 +281,7 @@ fn forged_and_unruly_commits_are_refused() {
     let left = new_commits(conv.repo(), Some(t), conv.head().unwrap()).unwrap();
     validate_commits(conv.repo(), conv.id(), &left).unwrap();
     // A vote by a non-admin.
-    conv.repo()
-        .reference("refs/heads/main", t, true, "reset")
-        .unwrap();
+    reset(&conv, t);
     let a_uri = hex::encode(i.a.account_id());
     commit(
         &mut conv,
@@ -315,9 +294,7 @@ fn forged_and_unruly_commits_are_refused() {
     );
     assert_eq!(refused(&conv, t), Refusal::Rule("a vote by a non-admin"));
     // The whole valid history still validates.
-    conv.repo()
-        .reference("refs/heads/main", t, true, "reset")
-        .unwrap();
+    reset(&conv, t);
     let all = new_commits(conv.repo(), None, t).unwrap();
     validate_commits(conv.repo(), conv.id(), &all).unwrap();
 }
@@ -394,14 +371,8 @@ fn concurrent_commits_merge_and_converge() {
     let i = ids();
     let mut rng = ChaCha20Rng::seed_from_u64(92);
     let a2_dev = i.a.new_device(1024, NOW as u64 - 1000, &mut rng).unwrap();
-    let a1 = Author {
-        device: &i.a_dev,
-        display_name: "A1",
-    };
-    let a2 = Author {
-        device: &a2_dev,
-        display_name: "A2",
-    };
+    let a1 = author(&i.a_dev, "A1");
+    let a2 = author(&a2_dev, "A2");
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut c1 = Conversation::create(d1.path(), &a1, Mode::InvitesOnly, None, NOW).unwrap();
     let p2 = d2.path().join(c1.id());
@@ -482,9 +453,7 @@ fn concurrent_commits_merge_and_converge() {
         NOW + 7,
     )
     .unwrap();
-    c2.repo()
-        .reference("refs/heads/main", head, true, "reset")
-        .unwrap();
+    reset(&c2, head);
     c2.commit_with(
         &a2,
         &Message::text("y"),

@@ -8,12 +8,12 @@ mod swarm_fixtures;
 use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Transport};
 use node::swarm::gitproto::{request_line, UploadPack};
 use node::swarm::message::{Message, Mode};
-use node::swarm::repo::{commit_signature, write_signed, Author, Conversation};
+use node::swarm::repo::{commit_signature, write_signed, Conversation};
 use node::swarm::validate::{new_commits, validate_commits, Refusal};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use swarm_fixtures::{ids, NOW};
+use swarm_fixtures::{author, ids, NOW};
 
 /// The repository the registered transport serves (one test at a time).
 static SERVED: Mutex<Option<PathBuf>> = Mutex::new(None);
@@ -151,14 +151,8 @@ fn clone_and_fetch_through_our_server_converge() {
     let _one = ONE_AT_A_TIME.lock().unwrap();
     register();
     let i = ids();
-    let a = Author {
-        device: &i.a_dev,
-        display_name: "A",
-    };
-    let b = Author {
-        device: &i.b_dev,
-        display_name: "B",
-    };
+    let a = author(&i.a_dev, "A");
+    let b = author(&i.b_dev, "B");
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let b_uri = hex::encode(i.b.account_id());
     let mut ca = Conversation::create(da.path(), &a, Mode::OneToOne, Some(&b_uri), NOW).unwrap();
@@ -257,14 +251,8 @@ fn fetch_ours(
 #[test]
 fn our_client_fetches_from_our_server_and_validates() {
     let i = ids();
-    let a = Author {
-        device: &i.a_dev,
-        display_name: "A",
-    };
-    let b = Author {
-        device: &i.b_dev,
-        display_name: "B",
-    };
+    let a = author(&i.a_dev, "A");
+    let b = author(&i.b_dev, "B");
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let b_uri = hex::encode(i.b.account_id());
     let mut ca = Conversation::create(da.path(), &a, Mode::OneToOne, Some(&b_uri), NOW).unwrap();

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use node::identity::{AccountIdentity, DeviceIdentity};
+use node::swarm::repo::Author;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::sync::OnceLock;
@@ -37,4 +38,12 @@ pub fn ids() -> &'static Ids {
             c_dev,
         }
     })
+}
+
+/// `device` committing under `display_name`.
+pub fn author<'a>(device: &'a DeviceIdentity, display_name: &'a str) -> Author<'a> {
+    Author {
+        device,
+        display_name,
+    }
 }
